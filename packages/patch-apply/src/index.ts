@@ -1,1 +1,12 @@
-export {};
+export * from './package-format.js';
+export { PackageError } from './package-error.js';
+export type { PackageErrorCode } from './package-error.js';
+export { ChunkDecoder, chunkDecoderRamBytes } from './chunk-decoder.js';
+export type { RecordReader } from './chunk-decoder.js';
+export { StreamPatcher, streamPatcherRamBytes, hashSource, digestEquals } from './stream-patcher.js';
+export type { ChunkSink, PatchResult, StreamPatcherOptions } from './stream-patcher.js';
+export { applyPackage } from './apply-package.js';
+export type { ApplyOptions } from './apply-package.js';
+export { memorySource } from './source-reader.js';
+export type { SourceReader } from './source-reader.js';
+export { LzmaDecoder, LzmaError, lzmaDecoderRamBytes } from './lzma-decoder.js';

@@ -1,0 +1,51 @@
+// Host-side convenience: apply a whole package held in memory, the way a device would.
+import type { SourceReader } from './source-reader.js';
+import { StreamPatcher, type PatchResult } from './stream-patcher.js';
+import type { PatcherLimits } from './package-format.js';
+
+export interface ApplyOptions {
+  limits?: PatcherLimits;
+  /** Feed the package in pieces of this size (tests exercise the streaming path with it). */
+  pieceSize?: number;
+  onChunk?: (index: number, total: number) => void;
+}
+
+/**
+ * Restores NEW from OLD and a package. `inplace` packages are restored over a copy of OLD, chunk by
+ * chunk, exactly as on a device's partition, so a package that reads bytes the device would already
+ * have overwritten fails here too.
+ */
+export function applyPackage(old: Uint8Array, pkg: Uint8Array, opts: ApplyOptions = {}): { image: Uint8Array; result: PatchResult } {
+  let partition = old;
+  let target: Uint8Array | null = null;
+  // The inplace partition reads from the bytes being overwritten; ab reads the untouched old image.
+  const source: SourceReader = {
+    read(offset, dst, dstOffset, length) {
+      if (offset < 0 || offset + length > partition.length) throw new RangeError(`source read [${offset}, +${length}) outside the partition`);
+      dst.set(partition.subarray(offset, offset + length), dstOffset);
+    },
+  };
+  const patcher = new StreamPatcher({
+    source,
+    limits: opts.limits,
+    onHeader(h) {
+      if (h.mode === 'inplace') {
+        const grown = new Uint8Array(Math.max(h.oldSize, h.newSize)).fill(0xff);
+        grown.set(partition);
+        partition = grown;
+        target = partition;
+      } else {
+        target = new Uint8Array(h.newSize);
+      }
+    },
+    sink(index, offset, bytes) {
+      target!.set(bytes, offset);
+      opts.onChunk?.(index, patcher.header!.chunks.length);
+    },
+  });
+  const piece = opts.pieceSize ?? 1 << 16;
+  for (let off = 0; off < pkg.length; off += piece) patcher.push(pkg.subarray(off, Math.min(pkg.length, off + piece)));
+  const result = patcher.end();
+  const image = target === null ? new Uint8Array(0) : (target as Uint8Array).subarray(0, result.header.newSize);
+  return { image, result };
+}

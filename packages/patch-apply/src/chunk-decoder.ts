@@ -1,0 +1,249 @@
+// Restores one chunk: LZMA-decodes its record and runs the copy/diff/extra command stream against a source.
+// The command stream grammar is in docs/FORMAT.md ("Command stream").
+import { crc32 } from 'crc';
+import { LzmaDecoder, lzmaDecoderRamBytes } from './lzma-decoder.js';
+import { PackageError } from './package-error.js';
+import { chunkLength, windowLength, type ChunkEntry, type PackageHeader } from './package-format.js';
+import type { SourceReader } from './source-reader.js';
+
+/** Source bytes are read through this much scratch at a time. */
+const SCRATCH_BYTES = 4096;
+/** Record bytes are read (random access) through this much scratch at a time. */
+const RECORD_SCRATCH_BYTES = 1024;
+/** Fields and varint state of this module and the LZMA decoder's bookkeeping. */
+const FIXED_OVERHEAD_BYTES = 512;
+
+const enum Step {
+  CopyLen,
+  Diff,
+  ExtraLen,
+  Extra,
+  Seek,
+  Done,
+}
+
+export type ChunkHeader = Pick<PackageHeader, 'mode' | 'splitSize' | 'oldSize' | 'newSize' | 'lzma'>;
+
+/** RAM the chunk decoder allocates for a package: one chunk buffer + LZMA state + scratch. */
+export function chunkDecoderRamBytes(h: Pick<PackageHeader, 'splitSize' | 'lzma'>): number {
+  return h.splitSize + lzmaDecoderRamBytes(h.lzma) + SCRATCH_BYTES + RECORD_SCRATCH_BYTES + FIXED_OVERHEAD_BYTES;
+}
+
+/** Reads `length` bytes of a record starting at `offset` (relative to the record). */
+export type RecordReader = (offset: number, dst: Uint8Array, dstOffset: number, length: number) => void;
+
+export class ChunkDecoder {
+  /** The restored chunk; valid in [0, length) once `complete`. */
+  readonly output: Uint8Array;
+  private readonly lzma: LzmaDecoder;
+  private readonly scratch = new Uint8Array(SCRATCH_BYTES);
+  private readonly one = new Uint8Array(1);
+  private readonly scratchIn = new Uint8Array(RECORD_SCRATCH_BYTES);
+
+  private index = -1;
+  private entry: ChunkEntry | null = null;
+  private len = 0;
+  private window = 0;
+  private step = Step.Done;
+  private varValue = 0;
+  private varShift = 0;
+  private remaining = 0;
+  private copyLen = 0;
+  private srcPos = 0;
+  private outPos = 0;
+  private rawRead = 0;
+  private fed = 0;
+
+  constructor(
+    private readonly header: ChunkHeader,
+    private readonly source: SourceReader,
+  ) {
+    this.output = new Uint8Array(header.splitSize);
+    this.lzma = new LzmaDecoder(header.lzma);
+  }
+
+  get chunkIndex(): number {
+    return this.index;
+  }
+
+  get length(): number {
+    return this.len;
+  }
+
+  get complete(): boolean {
+    return this.step === Step.Done && this.entry !== null && this.lzma.done;
+  }
+
+  /** Starts chunk `index`; its record must then be fed in order, exactly `entry.recordLength` bytes. */
+  begin(index: number, entry: ChunkEntry): void {
+    this.index = index;
+    this.entry = entry;
+    this.len = chunkLength(this.header, index);
+    this.window = windowLength(this.header, index);
+    this.step = Step.CopyLen;
+    this.varValue = 0;
+    this.varShift = 0;
+    this.remaining = 0;
+    this.copyLen = 0;
+    this.srcPos = index * this.header.splitSize;
+    if (this.srcPos > this.window) this.srcPos = this.window;
+    this.outPos = 0;
+    this.rawRead = 0;
+    this.fed = 0;
+    this.lzma.reset(entry.rawLength);
+  }
+
+  /**
+   * Feeds the next piece of the record and runs as far as it allows. Returns true once the chunk is
+   * restored and verified (CRC-32, exact record and command-stream lengths).
+   */
+  feed(buf: Uint8Array, start: number, end: number): boolean {
+    const entry = this.entry;
+    if (entry === null) throw new Error('ChunkDecoder.feed before begin');
+    if (this.fed + (end - start) > entry.recordLength) throw new Error('ChunkDecoder.feed past the record');
+    this.fed += end - start;
+    this.lzma.feed(buf, start, end, this.fed === entry.recordLength);
+    try {
+      this.run();
+    } catch (e) {
+      if (e instanceof PackageError) throw e;
+      throw new PackageError('bad-record', `chunk ${this.index}: ${(e as Error).message}`);
+    }
+    if (this.step !== Step.Done) {
+      if (this.fed === entry.recordLength) this.bad('record ends before the chunk is complete');
+      return false;
+    }
+    if (!this.lzma.done) {
+      if (this.fed === entry.recordLength) this.bad('compressed stream does not end where the record does');
+      return false;
+    }
+    if (this.lzma.inputConsumed !== entry.recordLength) this.bad('record has trailing bytes after its compressed stream');
+    const crc = crc32(this.output.subarray(0, this.len)) >>> 0;
+    if (crc !== entry.crc32) throw new PackageError('chunk-crc', `chunk ${this.index}: CRC-32 mismatch (got ${hex(crc)}, expected ${hex(entry.crc32)})`);
+    return true;
+  }
+
+  /** Random access: restores chunk `index` from a record reader (e.g. the OTA partition on flash). */
+  decodeChunk(index: number, entry: ChunkEntry, read: RecordReader): Uint8Array {
+    this.begin(index, entry);
+    const buf = this.scratchIn;
+    let off = 0;
+    if (entry.recordLength === 0) this.bad('empty record');
+    while (off < entry.recordLength) {
+      const n = Math.min(buf.length, entry.recordLength - off);
+      read(off, buf, 0, n);
+      off += n;
+      if (this.feed(buf, 0, n)) break;
+    }
+    if (!this.complete) this.bad('record ends before the chunk is complete');
+    return this.output.subarray(0, this.len);
+  }
+
+  private bad(msg: string): never {
+    throw new PackageError('bad-record', `chunk ${this.index}: ${msg}`);
+  }
+
+  /** Reads a LEB128 number; -1 while it is incomplete and the decoder needs input. */
+  private varint(): number {
+    for (;;) {
+      if (this.rawRead >= this.entry!.rawLength) this.bad('command stream ends inside a number');
+      const got = this.lzma.read(this.one, 0, 1);
+      if (got === 0) return -1;
+      this.rawRead++;
+      const b = this.one[0];
+      if (this.varShift === 28 && b > 0x0f) this.bad('number in the command stream exceeds 32 bits');
+      this.varValue += (b & 0x7f) * 2 ** this.varShift;
+      if (b < 0x80) {
+        const v = this.varValue;
+        this.varValue = 0;
+        this.varShift = 0;
+        return v;
+      }
+      this.varShift += 7;
+    }
+  }
+
+  private run(): void {
+    const out = this.output;
+    const scratch = this.scratch;
+    const lz = this.lzma;
+    const rawLength = this.entry!.rawLength;
+    for (;;) {
+      switch (this.step) {
+        case Step.CopyLen: {
+          const v = this.varint();
+          if (v < 0) return;
+          if (v > this.len - this.outPos) this.bad(`copy of ${v} bytes overruns the chunk`);
+          if (v > 0 && this.srcPos + v > this.window)
+            this.bad(`copy [${this.srcPos}, +${v}) reaches past the ${this.window}-byte source window`);
+          this.copyLen = v;
+          this.remaining = v;
+          this.step = Step.Diff;
+          break;
+        }
+        case Step.Diff: {
+          while (this.remaining > 0) {
+            const want = Math.min(this.remaining, scratch.length, rawLength - this.rawRead);
+            if (want === 0) this.bad('command stream ends inside diff bytes');
+            const got = lz.read(out, this.outPos, want);
+            if (got === 0) return;
+            this.rawRead += got;
+            this.source.read(this.srcPos, scratch, 0, got);
+            const base = this.outPos;
+            for (let k = 0; k < got; k++) out[base + k] = (out[base + k] + scratch[k]) & 0xff;
+            this.outPos += got;
+            this.srcPos += got;
+            this.remaining -= got;
+          }
+          this.step = Step.ExtraLen;
+          break;
+        }
+        case Step.ExtraLen: {
+          const v = this.varint();
+          if (v < 0) return;
+          if (v > this.len - this.outPos) this.bad(`extra of ${v} bytes overruns the chunk`);
+          if (v === 0 && this.copyLen === 0) this.bad('empty command (no copy, no extra)');
+          this.remaining = v;
+          this.step = Step.Extra;
+          break;
+        }
+        case Step.Extra: {
+          while (this.remaining > 0) {
+            const want = Math.min(this.remaining, rawLength - this.rawRead);
+            if (want === 0) this.bad('command stream ends inside extra bytes');
+            const got = lz.read(out, this.outPos, want);
+            if (got === 0) return;
+            this.rawRead += got;
+            this.outPos += got;
+            this.remaining -= got;
+          }
+          if (this.outPos === this.len) {
+            if (this.rawRead !== rawLength) this.bad(`command stream has ${rawLength - this.rawRead} bytes past the end of the chunk`);
+            this.step = Step.Done;
+            // Let the decoder verify the end of its stream (end marker / flushed range coder).
+            lz.read(out, this.outPos, 0);
+            return;
+          }
+          this.step = Step.Seek;
+          break;
+        }
+        case Step.Seek: {
+          const v = this.varint();
+          if (v < 0) return;
+          const seek = v % 2 === 0 ? v / 2 : -(v + 1) / 2; // zigzag
+          const pos = this.srcPos + seek;
+          if (pos < 0 || pos > this.window) this.bad(`seek to ${pos} leaves the ${this.window}-byte source window`);
+          this.srcPos = pos;
+          this.step = Step.CopyLen;
+          break;
+        }
+        case Step.Done:
+          return;
+      }
+    }
+  }
+}
+
+function hex(n: number): string {
+  return n.toString(16).padStart(8, '0');
+}

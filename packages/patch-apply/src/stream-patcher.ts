@@ -1,0 +1,196 @@
+// Applies a package that arrives as a stream of arbitrary-sized pieces, producing the new image chunk by chunk.
+import { sha256 } from '@noble/hashes/sha2.js';
+import { ChunkDecoder, chunkDecoderRamBytes } from './chunk-decoder.js';
+import { PackageError } from './package-error.js';
+import {
+  CHUNK_ENTRY_BYTES,
+  DEFAULT_LIMITS,
+  FIXED_HEADER_BYTES,
+  HEADER_CRC_BYTES,
+  packageLength,
+  parseChunkTable,
+  parseFixedHeader,
+  type FixedHeader,
+  type PackageHeader,
+  type PatcherLimits,
+} from './package-format.js';
+import type { SourceReader } from './source-reader.js';
+
+/** Receives each restored chunk, in ascending order; `bytes` is only valid during the call. */
+export type ChunkSink = (index: number, offset: number, bytes: Uint8Array) => void;
+
+export interface StreamPatcherOptions {
+  source: SourceReader;
+  sink: ChunkSink;
+  limits?: PatcherLimits;
+  /** Check the source against the package's old-image SHA-256 before producing anything (default true). */
+  verifyOld?: boolean;
+  /** Called once the header and chunk table are validated, before anything is produced. */
+  onHeader?: (header: PackageHeader) => void;
+}
+
+export interface PatchResult {
+  header: PackageHeader;
+  /** The package's signature block (empty when it has none); checked by the OTA layer. */
+  signature: Uint8Array;
+}
+
+const OLD_HASH_BLOCK = 4096;
+
+type Phase = 'fixed' | 'table' | 'records' | 'signature' | 'done';
+
+export function digestEquals(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d |= a[i] ^ b[i];
+  return d === 0;
+}
+
+/** SHA-256 of `length` bytes of a source, read through a small block buffer. */
+export function hashSource(source: SourceReader, length: number, block = new Uint8Array(OLD_HASH_BLOCK)): Uint8Array {
+  const h = sha256.create();
+  for (let off = 0; off < length; off += block.length) {
+    const n = Math.min(block.length, length - off);
+    source.read(off, block, 0, n);
+    h.update(block.subarray(0, n));
+  }
+  return h.digest();
+}
+
+export class StreamPatcher {
+  private phase: Phase = 'fixed';
+  private readonly limits: PatcherLimits;
+  private readonly fixedBuf = new Uint8Array(FIXED_HEADER_BYTES);
+  private fixed: FixedHeader | null = null;
+  private tableBuf: Uint8Array | null = null;
+  private filled = 0;
+  private hdr: PackageHeader | null = null;
+  private decoder: ChunkDecoder | null = null;
+  private chunk = 0;
+  private chunkFed = 0;
+  private newHash = sha256.create();
+  private signature = new Uint8Array(0);
+  private received = 0;
+
+  constructor(private readonly opts: StreamPatcherOptions) {
+    this.limits = opts.limits ?? DEFAULT_LIMITS;
+  }
+
+  /** The header, once it has been read and validated. */
+  get header(): PackageHeader | null {
+    return this.hdr;
+  }
+
+  /** Bytes this patcher allocates for the package being applied (known once the header is read). */
+  get ramBytes(): number | null {
+    return this.hdr ? streamPatcherRamBytes(this.hdr) : null;
+  }
+
+  /** Index of the next chunk to be produced. */
+  get chunksDone(): number {
+    return this.chunk;
+  }
+
+  push(piece: Uint8Array): void {
+    let pos = 0;
+    while (pos < piece.length) {
+      switch (this.phase) {
+        case 'fixed': {
+          const n = Math.min(FIXED_HEADER_BYTES - this.filled, piece.length - pos);
+          this.fixedBuf.set(piece.subarray(pos, pos + n), this.filled);
+          this.filled += n;
+          pos += n;
+          if (this.filled === FIXED_HEADER_BYTES) {
+            this.fixed = parseFixedHeader(this.fixedBuf, this.limits);
+            this.tableBuf = new Uint8Array(this.fixed.chunkCount * CHUNK_ENTRY_BYTES + HEADER_CRC_BYTES);
+            this.filled = 0;
+            this.phase = 'table';
+          }
+          break;
+        }
+        case 'table': {
+          const table = this.tableBuf!;
+          const n = Math.min(table.length - this.filled, piece.length - pos);
+          table.set(piece.subarray(pos, pos + n), this.filled);
+          this.filled += n;
+          pos += n;
+          if (this.filled === table.length) this.startRecords();
+          break;
+        }
+        case 'records': {
+          const entry = this.hdr!.chunks[this.chunk];
+          const n = Math.min(entry.recordLength - this.chunkFed, piece.length - pos);
+          this.chunkFed += n;
+          const done = this.decoder!.feed(piece, pos, pos + n);
+          pos += n;
+          if (done) this.finishChunk();
+          break;
+        }
+        case 'signature': {
+          const n = Math.min(this.signature.length - this.filled, piece.length - pos);
+          this.signature.set(piece.subarray(pos, pos + n), this.filled);
+          this.filled += n;
+          pos += n;
+          if (this.filled === this.signature.length) this.phase = 'done';
+          break;
+        }
+        case 'done':
+          throw new PackageError('trailing-data', `package has bytes past its declared end (${packageLength(this.hdr!)} bytes)`);
+      }
+    }
+    this.received += piece.length;
+  }
+
+  /** Call when the stream ended; verifies the whole package was there and the new image's SHA-256. */
+  end(): PatchResult {
+    if (this.phase !== 'done') {
+      const expected = this.hdr ? packageLength(this.hdr) : null;
+      throw new PackageError('truncated', `package is truncated after ${this.received} bytes${expected !== null ? ` of ${expected}` : ''}`);
+    }
+    const h = this.hdr!;
+    if (!digestEquals(this.newHash.digest(), h.newSha256))
+      throw new PackageError('new-image-mismatch', 'restored image does not match the package\'s new-image SHA-256');
+    return { header: h, signature: this.signature };
+  }
+
+  private startRecords(): void {
+    const h = parseChunkTable(this.fixed!, this.tableBuf!, this.fixedBuf);
+    this.hdr = h;
+    if (this.opts.verifyOld !== false) {
+      const got = hashSource(this.opts.source, h.oldSize);
+      if (!digestEquals(got, h.oldSha256))
+        throw new PackageError('old-image-mismatch', 'the old image does not match the package (SHA-256 differs): wrong base version?');
+    }
+    this.opts.onHeader?.(h);
+    this.decoder = new ChunkDecoder(h, this.opts.source);
+    this.signature = new Uint8Array(h.signatureLength);
+    this.filled = 0;
+    this.chunk = 0;
+    this.advanceChunk();
+  }
+
+  private advanceChunk(): void {
+    const h = this.hdr!;
+    this.chunkFed = 0;
+    if (this.chunk < h.chunks.length) {
+      this.decoder!.begin(this.chunk, h.chunks[this.chunk]);
+      this.phase = 'records';
+    } else {
+      this.phase = h.signatureLength > 0 ? 'signature' : 'done';
+    }
+  }
+
+  private finishChunk(): void {
+    const d = this.decoder!;
+    const bytes = d.output.subarray(0, d.length);
+    this.newHash.update(bytes);
+    this.opts.sink(this.chunk, this.chunk * this.hdr!.splitSize, bytes);
+    this.chunk++;
+    this.advanceChunk();
+  }
+}
+
+/** What a StreamPatcher allocates for a package: chunk decoder + header buffers + old-hash block. */
+export function streamPatcherRamBytes(h: PackageHeader): number {
+  return chunkDecoderRamBytes(h) + FIXED_HEADER_BYTES + h.chunks.length * CHUNK_ENTRY_BYTES + HEADER_CRC_BYTES + OLD_HASH_BLOCK + h.signatureLength;
+}
