@@ -1,0 +1,144 @@
+// OLD + NEW -> otadiff package: sort the sources once, match each chunk against the window the device
+// will have at that moment, encode, compress, and prove the result restores before returning it.
+import { sha256 } from '@noble/hashes/sha2.js';
+import { crc32 } from 'crc';
+import {
+  applyPackage,
+  chunkCountFor,
+  encodeHeader,
+  MAX_DICT_SIZE,
+  MAX_SPLIT_SIZE,
+  MIN_DICT_SIZE,
+  parseHeader,
+  SPLIT_ALIGN,
+  type ChunkEntry,
+  type LzmaParams,
+  type PackageHeader,
+  type PatchMode,
+} from '@otadiff/patch-apply';
+import { encodeCommands } from './command-stream.js';
+import { compressRaw } from './lzma-compress.js';
+import { matchChunk, type ChunkWindow, type SourceIndex } from './matcher.js';
+import { buildSuffixArray } from './suffix-array.js';
+
+export class GenerateError extends Error {
+  override readonly name = 'GenerateError';
+}
+
+export interface GenerateOptions {
+  mode?: PatchMode;
+  splitSize?: number;
+  dictSize?: number;
+  lc?: number;
+  lp?: number;
+  pb?: number;
+  /** Apply the package in memory and compare with NEW before returning it (default true). */
+  verify?: boolean;
+  onProgress?: (event: GenerateProgress) => void;
+}
+
+export type GenerateProgress =
+  | { phase: 'sort' }
+  | { phase: 'chunk'; done: number; total: number }
+  | { phase: 'verify' };
+
+export interface GenerateResult {
+  package: Uint8Array;
+  header: PackageHeader;
+}
+
+export const DEFAULT_SPLIT_SIZE = 64 * 1024;
+export const DEFAULT_DICT_SIZE = 16 * 1024;
+const MAX_IMAGE_BYTES = 0xffff_0000;
+
+function checkOptions(o: Required<Omit<GenerateOptions, 'onProgress' | 'verify'>>, oldLen: number, newLen: number): void {
+  if (o.mode !== 'inplace' && o.mode !== 'ab') throw new GenerateError(`unknown mode "${String(o.mode)}" (inplace or ab)`);
+  if (!Number.isInteger(o.splitSize) || o.splitSize < SPLIT_ALIGN || o.splitSize % SPLIT_ALIGN !== 0 || o.splitSize > MAX_SPLIT_SIZE)
+    throw new GenerateError(`split size ${o.splitSize} must be a multiple of ${SPLIT_ALIGN} between ${SPLIT_ALIGN} and ${MAX_SPLIT_SIZE}`);
+  if (!Number.isInteger(o.dictSize) || o.dictSize < MIN_DICT_SIZE || o.dictSize > MAX_DICT_SIZE)
+    throw new GenerateError(`dictionary size ${o.dictSize} must be between ${MIN_DICT_SIZE} and ${MAX_DICT_SIZE}`);
+  for (const [k, v, max] of [['lc', o.lc, 4], ['lp', o.lp, 4], ['pb', o.pb, 4]] as const)
+    if (!Number.isInteger(v) || v < 0 || v > max) throw new GenerateError(`LZMA ${k} must be 0..${max}`);
+  if (o.lc + o.lp > 4) throw new GenerateError('LZMA lc + lp must be at most 4');
+  if (oldLen > MAX_IMAGE_BYTES || newLen > MAX_IMAGE_BYTES) throw new GenerateError('images larger than 4 GiB are not supported');
+}
+
+export async function generatePackage(oldImage: Uint8Array, newImage: Uint8Array, options: GenerateOptions = {}): Promise<GenerateResult> {
+  const o = {
+    mode: options.mode ?? 'inplace',
+    splitSize: options.splitSize ?? DEFAULT_SPLIT_SIZE,
+    dictSize: options.dictSize ?? DEFAULT_DICT_SIZE,
+    lc: options.lc ?? 3,
+    lp: options.lp ?? 0,
+    pb: options.pb ?? 2,
+  } as const;
+  checkOptions(o, oldImage.length, newImage.length);
+  const progress = options.onProgress ?? (() => {});
+  const lzma: LzmaParams = { lc: o.lc, lp: o.lp, pb: o.pb, dictSize: o.dictSize };
+  const S = o.splitSize;
+  const count = chunkCountFor(newImage.length, S);
+
+  progress({ phase: 'sort' });
+  const old: SourceIndex = { data: oldImage, sa: buildSuffixArray(oldImage) };
+  // Only inplace chunks after the first can reference restored new bytes.
+  const newer: SourceIndex | undefined = o.mode === 'inplace' && count > 1 ? { data: newImage, sa: buildSuffixArray(newImage) } : undefined;
+
+  const chunks: ChunkEntry[] = [];
+  const records: Uint8Array[] = [];
+  let offset = 0;
+  for (let i = 0; i < count; i++) {
+    const start = i * S;
+    const target = newImage.subarray(start, Math.min(newImage.length, start + S));
+    const boundary = o.mode === 'inplace' ? start : 0;
+    const window: ChunkWindow = {
+      old,
+      newer: boundary > 0 ? newer : undefined,
+      boundary,
+      length: Math.max(boundary, oldImage.length),
+    };
+    const ops = matchChunk(target, window);
+    const raw = encodeCommands(ops, target, window, Math.min(start, window.length));
+    const record = await compressRaw(raw, lzma);
+    chunks.push({ recordOffset: offset, recordLength: record.length, rawLength: raw.length, crc32: crc32(target) >>> 0 });
+    records.push(record);
+    offset += record.length;
+    progress({ phase: 'chunk', done: i + 1, total: count });
+  }
+
+  const headerBytes = encodeHeader({
+    mode: o.mode,
+    splitSize: S,
+    oldSize: oldImage.length,
+    newSize: newImage.length,
+    oldSha256: sha256(oldImage),
+    newSha256: sha256(newImage),
+    lzma,
+    signatureType: 0,
+    signatureLength: 0,
+    chunks,
+  });
+  const pkg = new Uint8Array(headerBytes.length + offset);
+  pkg.set(headerBytes, 0);
+  let at = headerBytes.length;
+  for (const r of records) {
+    pkg.set(r, at);
+    at += r.length;
+  }
+
+  if (options.verify !== false) {
+    progress({ phase: 'verify' });
+    let restored: Uint8Array;
+    try {
+      restored = applyPackage(oldImage, pkg, { limits: { maxDictSize: o.dictSize, maxSplitSize: S, maxImageSize: MAX_IMAGE_BYTES } }).image;
+    } catch (e) {
+      throw new GenerateError(`internal error: the generated package does not apply (${(e as Error).message})`);
+    }
+    if (!bytesEqual(restored, newImage))
+      throw new GenerateError('internal error: the generated package does not restore NEW');
+  }
+  return { package: pkg, header: parseHeader(pkg) };
+}
+
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && Buffer.compare(a, b) === 0;
+}
