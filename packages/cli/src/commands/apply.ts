@@ -1,0 +1,40 @@
+import { applyPackage, DEFAULT_LIMITS, streamPatcherRamBytes } from '@otadiff/patch-apply';
+import { readInput, writeOutputAtomic } from '../files.js';
+import { Progress } from '../progress.js';
+import { formatBytes, parseSize } from '../size-arg.js';
+
+export interface ApplyOptions {
+  output: string;
+  maxDict?: string;
+  json?: boolean;
+}
+
+export async function applyCommand(oldPath: string, patchPath: string, opts: ApplyOptions): Promise<void> {
+  const oldImage = readInput(oldPath, 'OLD');
+  const pkg = readInput(patchPath, 'PATCH');
+  const limits = opts.maxDict === undefined ? DEFAULT_LIMITS : { ...DEFAULT_LIMITS, maxDictSize: parseSize(opts.maxDict) };
+  const progress = new Progress(!opts.json);
+  const started = performance.now();
+  let out;
+  try {
+    out = applyPackage(oldImage, pkg, { limits, onChunk: (i, total) => progress.update(`restoring chunk ${i + 1}/${total}`) });
+  } finally {
+    progress.done();
+  }
+  writeOutputAtomic(opts.output, out.image);
+  const h = out.result.header;
+  const summary = {
+    output: opts.output,
+    newBytes: out.image.length,
+    chunks: h.chunks.length,
+    mode: h.mode,
+    ramBytes: streamPatcherRamBytes(h),
+    seconds: (performance.now() - started) / 1000,
+  };
+  if (opts.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
+  else
+    process.stdout.write(
+      `${opts.output}: ${formatBytes(summary.newBytes)} restored and verified (SHA-256), ${summary.chunks} chunks, ` +
+        `patcher RAM ${formatBytes(summary.ramBytes)}\n`,
+    );
+}

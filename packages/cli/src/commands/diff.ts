@@ -1,0 +1,64 @@
+import { DEFAULT_DICT_SIZE, DEFAULT_SPLIT_SIZE, generatePackage } from '@otadiff/diff-gen';
+import { streamPatcherRamBytes, type PatchMode } from '@otadiff/patch-apply';
+import { readInput, writeOutputAtomic } from '../files.js';
+import { Progress } from '../progress.js';
+import { CliError, formatBytes, parseSize } from '../size-arg.js';
+
+export interface DiffOptions {
+  output: string;
+  mode: string;
+  splitSize: string;
+  dictSize: string;
+  json?: boolean;
+}
+
+export async function diffCommand(oldPath: string, newPath: string, opts: DiffOptions): Promise<void> {
+  if (opts.mode !== 'inplace' && opts.mode !== 'ab') throw new CliError(`--mode must be inplace or ab, not "${opts.mode}"`);
+  const mode: PatchMode = opts.mode;
+  const splitSize = parseSize(opts.splitSize);
+  const dictSize = parseSize(opts.dictSize);
+  const oldImage = readInput(oldPath, 'OLD');
+  const newImage = readInput(newPath, 'NEW');
+  const progress = new Progress(!opts.json);
+  const started = performance.now();
+  let result;
+  try {
+    result = await generatePackage(oldImage, newImage, {
+      mode,
+      splitSize,
+      dictSize,
+      onProgress(e) {
+        if (e.phase === 'sort') progress.update('sorting sources…');
+        else if (e.phase === 'chunk') progress.update(`diffing chunk ${e.done}/${e.total}`);
+        else progress.update('verifying the package restores NEW…');
+      },
+    });
+  } finally {
+    progress.done();
+  }
+  writeOutputAtomic(opts.output, result.package);
+  const h = result.header;
+  const summary = {
+    patch: opts.output,
+    patchBytes: result.package.length,
+    oldBytes: oldImage.length,
+    newBytes: newImage.length,
+    chunks: h.chunks.length,
+    splitSize: h.splitSize,
+    dictSize: h.lzma.dictSize,
+    mode: h.mode,
+    diffVersion: h.diffVersion,
+    ratio: newImage.length === 0 ? 0 : result.package.length / newImage.length,
+    ramBytes: streamPatcherRamBytes(h),
+    seconds: (performance.now() - started) / 1000,
+  };
+  if (opts.json) {
+    process.stdout.write(`${JSON.stringify(summary)}\n`);
+  } else {
+    process.stdout.write(
+      `${opts.output}: ${formatBytes(summary.patchBytes)} (${(summary.ratio * 100).toFixed(2)}% of NEW), ` +
+        `${summary.chunks} chunks of ${formatBytes(summary.splitSize)}, ${summary.mode}, ` +
+        `dictionary ${formatBytes(summary.dictSize)}, device RAM ${formatBytes(summary.ramBytes)}, ${summary.seconds.toFixed(2)} s\n`,
+    );
+  }
+}

@@ -1,0 +1,59 @@
+import { packageLength, parseHeader, streamPatcherRamBytes, chunkLength } from '@otadiff/patch-apply';
+import { readInput } from '../files.js';
+import { formatBytes } from '../size-arg.js';
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+
+export async function infoCommand(patchPath: string, opts: { json?: boolean }): Promise<void> {
+  const pkg = readInput(patchPath, 'PATCH');
+  // Limits are a device's business; `info` describes any well-formed package.
+  const h = parseHeader(pkg, { maxDictSize: Number.MAX_SAFE_INTEGER, maxSplitSize: Number.MAX_SAFE_INTEGER, maxImageSize: Number.MAX_SAFE_INTEGER });
+  const declared = packageLength(h);
+  const info = {
+    diffVersion: h.diffVersion,
+    mode: h.mode,
+    splitSize: h.splitSize,
+    oldSize: h.oldSize,
+    newSize: h.newSize,
+    oldSha256: hex(h.oldSha256),
+    newSha256: hex(h.newSha256),
+    compression: 'lzma',
+    lzma: h.lzma,
+    headerBytes: h.headerLength,
+    payloadBytes: h.payloadLength,
+    signatureType: h.signatureType,
+    signatureBytes: h.signatureLength,
+    packageBytes: declared,
+    fileBytes: pkg.length,
+    ramBytes: streamPatcherRamBytes(h),
+    chunks: h.chunks.map((c, i) => ({
+      index: i,
+      newOffset: i * h.splitSize,
+      newLength: chunkLength(h, i),
+      recordOffset: c.recordOffset,
+      recordLength: c.recordLength,
+      rawLength: c.rawLength,
+      crc32: c.crc32.toString(16).padStart(8, '0'),
+    })),
+  };
+  if (opts.json) {
+    process.stdout.write(`${JSON.stringify(info)}\n`);
+    return;
+  }
+  const lines = [
+    `otadiff package, diff_version ${info.diffVersion}, mode ${info.mode}`,
+    `  old image     ${info.oldSize} bytes  sha256 ${info.oldSha256}`,
+    `  new image     ${info.newSize} bytes  sha256 ${info.newSha256}`,
+    `  split size    ${formatBytes(info.splitSize)} (${info.chunks.length} chunks)`,
+    `  compression   LZMA lc=${h.lzma.lc} lp=${h.lzma.lp} pb=${h.lzma.pb}, dictionary ${formatBytes(h.lzma.dictSize)}`,
+    `  package       ${info.packageBytes} bytes (header ${info.headerBytes}, records ${info.payloadBytes}, signature ${info.signatureBytes})`,
+    `  device RAM    ${formatBytes(info.ramBytes)}`,
+  ];
+  if (pkg.length !== declared) lines.push(`  warning: file is ${pkg.length} bytes, header declares ${declared}`);
+  lines.push('  chunk   new offset   length   record off   record len   raw len   crc32');
+  for (const c of info.chunks)
+    lines.push(
+      `  ${String(c.index).padStart(5)}   ${String(c.newOffset).padStart(10)}   ${String(c.newLength).padStart(6)}   ${String(c.recordOffset).padStart(10)}   ${String(c.recordLength).padStart(10)}   ${String(c.rawLength).padStart(7)}   ${c.crc32}`,
+    );
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
