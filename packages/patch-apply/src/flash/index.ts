@@ -1,0 +1,9 @@
+export * from './flash.js';
+export * from './memory-flash.js';
+export * from './file-flash.js';
+export * from './faulty-flash.js';
+export * from './partition-layout.js';
+export * from './handover.js';
+export * from './journal.js';
+export { Prng } from './prng.js';
+export { crc32 } from './crc32.js';
