@@ -190,9 +190,6 @@ export function parseFixedHeader(bytes: Uint8Array, limits: PatcherLimits = DEFA
   for (let i = 112; i < FIXED_HEADER_BYTES; i++) if (bytes[i] !== 0) fail('bad-header', 'reserved header bytes are not zero');
   if (signatureLength > MAX_SIGNATURE_BYTES) fail('bad-header', `signature block of ${signatureLength} bytes exceeds ${MAX_SIGNATURE_BYTES}`);
   if ((signatureType === 0) !== (signatureLength === 0)) fail('bad-header', 'signature type and length disagree');
-  // A record never decompresses to more than maxRawLength; LZMA cannot expand more than ~1.1x + a few bytes
-  // per record, so bound the payload by what the chunks can possibly need.
-  if (payloadLength > newSize * 2 + chunkCount * 64) fail('bad-header', `payload length ${payloadLength} is implausible for a ${newSize}-byte image`);
   return {
     diffVersion,
     mode,

@@ -1,0 +1,142 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { crc32 } from 'crc';
+import {
+  DEFAULT_LIMITS,
+  encodeHeader,
+  FIXED_HEADER_BYTES,
+  headerLengthFor,
+  parseHeader,
+  type ChunkEntry,
+  type PackageHeader,
+} from '../src/package-format.js';
+import { PackageError } from '../src/package-error.js';
+
+function sampleHeader(newSize = 3 * 4096 + 100, split = 4096): Omit<PackageHeader, 'headerLength' | 'diffVersion' | 'payloadLength'> {
+  const count = Math.ceil(newSize / split);
+  const chunks: ChunkEntry[] = [];
+  let off = 0;
+  for (let i = 0; i < count; i++) {
+    chunks.push({ recordOffset: off, recordLength: 100 + i, rawLength: 10 + (i % 5), crc32: (0xdeadbeef ^ i) >>> 0 });
+    off += 100 + i;
+  }
+  return {
+    mode: 'inplace',
+    splitSize: split,
+    oldSize: 5000,
+    newSize,
+    oldSha256: new Uint8Array(32).fill(1),
+    newSha256: new Uint8Array(32).fill(2),
+    lzma: { lc: 3, lp: 0, pb: 2, dictSize: 16384 },
+    signatureType: 0,
+    signatureLength: 0,
+    chunks,
+  };
+}
+
+/** Re-seals a header after a field edit, so the test reaches the field check, not the checksum. */
+function reseal(bytes: Uint8Array): Uint8Array {
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+  const end = bytes.length - 4;
+  v.setUint32(end, crc32(bytes.subarray(0, end)) >>> 0, true);
+  return bytes;
+}
+
+function codeOf(f: () => unknown): string {
+  try {
+    f();
+  } catch (e) {
+    expect(e).toBeInstanceOf(PackageError);
+    return (e as PackageError).code;
+  }
+  return 'no error';
+}
+
+describe('package header codec', () => {
+  it('round-trips every field', () => {
+    fc.assert(
+      fc.property(
+        fc.record({
+          mode: fc.constantFrom('inplace' as const, 'ab' as const),
+          splitK: fc.integer({ min: 1, max: 32 }),
+          newSize: fc.integer({ min: 0, max: 1 << 20 }),
+          oldSize: fc.integer({ min: 0, max: 1 << 20 }),
+          lc: fc.integer({ min: 0, max: 4 }),
+          pb: fc.integer({ min: 0, max: 4 }),
+          dict: fc.integer({ min: 4096, max: 1 << 22 }),
+        }),
+        (r) => {
+          const split = r.splitK * 4096;
+          const base = sampleHeader(r.newSize, split);
+          const h = { ...base, mode: r.mode, oldSize: r.oldSize, lzma: { lc: r.lc, lp: 4 - r.lc, pb: r.pb, dictSize: r.dict } };
+          const bytes = encodeHeader(h);
+          expect(bytes.length).toBe(headerLengthFor(h.chunks.length));
+          const back = parseHeader(bytes, { ...DEFAULT_LIMITS, maxDictSize: 1 << 22 });
+          expect(back.mode).toBe(h.mode);
+          expect(back.splitSize).toBe(split);
+          expect(back.oldSize).toBe(h.oldSize);
+          expect(back.newSize).toBe(h.newSize);
+          expect(back.lzma).toEqual(h.lzma);
+          expect(back.chunks).toEqual(h.chunks);
+          expect(back.payloadLength).toBe(h.chunks.reduce((s, c) => s + c.recordLength, 0));
+          expect(Array.from(back.oldSha256)).toEqual(Array.from(h.oldSha256));
+        },
+      ),
+      { seed: 42, numRuns: 200 },
+    );
+  });
+
+  it('rejects a flipped bit anywhere in the header', () => {
+    const bytes = encodeHeader(sampleHeader());
+    for (let i = 0; i < bytes.length; i++) {
+      for (const bit of [0, 7]) {
+        const copy = bytes.slice();
+        copy[i] ^= 1 << bit;
+        expect(() => parseHeader(copy)).toThrow(PackageError);
+      }
+    }
+  });
+
+  it('rejects truncated headers', () => {
+    const bytes = encodeHeader(sampleHeader());
+    for (const n of [0, 1, 4, FIXED_HEADER_BYTES - 1, FIXED_HEADER_BYTES, bytes.length - 1]) {
+      expect(codeOf(() => parseHeader(bytes.subarray(0, n)))).toBe('truncated');
+    }
+  });
+
+  it('names the field that is wrong', () => {
+    const cases: [string, (v: DataView) => void, string][] = [
+      ['magic', (v) => v.setUint32(0, 0x12345678, true), 'bad-magic'],
+      ['version', (v) => v.setUint16(4, 2, true), 'unsupported-version'],
+      ['flags', (v) => v.setUint16(6, 4, true), 'bad-header'],
+      ['split not a multiple of 4096', (v) => v.setUint32(12, 5000, true), 'bad-header'],
+      ['huge new size', (v) => v.setUint32(20, 0xffffffff, true), 'limit-exceeded'],
+      ['chunk count', (v) => v.setUint32(24, 99, true), 'bad-header'],
+      ['compression', (v) => v.setUint8(28, 7, true as never), 'bad-header'],
+      ['lc+lp > 4', (v) => v.setUint8(29, 4 * 9 + 3), 'bad-header'],
+      ['props > 224', (v) => v.setUint8(29, 225), 'bad-header'],
+      ['dictionary over the limit', (v) => v.setUint32(32, 64 << 20, true), 'limit-exceeded'],
+      ['tiny dictionary', (v) => v.setUint32(32, 100, true), 'bad-header'],
+      ['signature too large', (v) => v.setUint32(36, 1 << 20, true), 'bad-header'],
+      ['signature type without length', (v) => v.setUint16(40, 1, true), 'bad-header'],
+      ['reserved', (v) => v.setUint8(120, 1), 'bad-header'],
+      ['payload length disagrees with records', (v) => v.setUint32(108, 1, true), 'bad-chunk-table'],
+      ['record gap', (v) => v.setUint32(FIXED_HEADER_BYTES + 16, 5, true), 'bad-chunk-table'],
+      ['empty record', (v) => v.setUint32(FIXED_HEADER_BYTES + 4, 0, true), 'bad-chunk-table'],
+      ['impossible raw length', (v) => v.setUint32(FIXED_HEADER_BYTES + 8, 0x7fffffff, true), 'bad-chunk-table'],
+      ['zero raw length', (v) => v.setUint32(FIXED_HEADER_BYTES + 8, 0, true), 'bad-chunk-table'],
+    ];
+    for (const [name, edit, code] of cases) {
+      const bytes = encodeHeader(sampleHeader());
+      edit(new DataView(bytes.buffer));
+      expect({ name, code: codeOf(() => parseHeader(reseal(bytes))) }).toEqual({ name, code });
+    }
+  });
+
+  it('refuses a dictionary larger than the caller allows, before allocating', () => {
+    const h = sampleHeader();
+    const bytes = encodeHeader({ ...h, lzma: { ...h.lzma, dictSize: 1 << 20 } });
+    expect(codeOf(() => parseHeader(bytes, { ...DEFAULT_LIMITS, maxDictSize: 16384 }))).toBe('limit-exceeded');
+    expect(parseHeader(bytes, { ...DEFAULT_LIMITS, maxDictSize: 1 << 20 }).lzma.dictSize).toBe(1 << 20);
+  });
+});
