@@ -289,7 +289,7 @@ export function writeHandover(params: Flash, rec: HandoverInput, opts: HandoverS
   const seqs = copies.map((c) => (c.status === 'valid' ? c.record.seq : -1));
   const newest = Math.max(seqs[0], seqs[1]);
   if (newest >= 0xffffffff) throw new HandoverError('sequence number exhausted');
-  const full = { ...rec, seq: newest + 1 } as Handover;
+  const full = { ...rec, seq: newest < 0 ? 1 : newest + 1 } as Handover;
   const encoded = encodeHandover(full);
   // Overwrite the copy that is not the newest valid one (copy 0 on a tie / both empty).
   const target = seqs[0] <= seqs[1] ? 0 : 1;
