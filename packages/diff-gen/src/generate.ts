@@ -1,9 +1,10 @@
 // OLD + NEW -> otadiff package: sort the sources once, match each chunk against the window the device
 // will have at that moment, encode, compress, and prove the result restores before returning it.
 import { sha256 } from '@noble/hashes/sha2.js';
-import { crc32 } from 'crc';
+
 import {
   applyPackage,
+  crc32,
   chunkCountFor,
   encodeHeader,
   MAX_DICT_SIZE,

@@ -1,6 +1,6 @@
 // Restores one chunk: LZMA-decodes its record and runs the copy/diff/extra command stream against a source.
 // The command stream grammar is in docs/FORMAT.md ("Command stream").
-import { crc32 } from 'crc';
+import { crc32 } from './crc32.js';
 import { LzmaDecoder, lzmaDecoderRamBytes } from './lzma-decoder.js';
 import { PackageError } from './package-error.js';
 import { chunkLength, windowLength, type ChunkEntry, type PackageHeader } from './package-format.js';

@@ -2,7 +2,7 @@
 // directly; the package's default export first copies its input into a Buffer.
 import crc32Calculator from 'crc/calculators/crc32';
 
-/** CRC-32 (IEEE 802.3, the zlib one) of `bytes`, as an unsigned 32-bit number. */
-export function crc32(bytes: Uint8Array): number {
-  return crc32Calculator(bytes) >>> 0;
+/** CRC-32 (IEEE 802.3, the zlib one) of `bytes`, continuing from `previous`, as an unsigned 32-bit number. */
+export function crc32(bytes: Uint8Array, previous?: number): number {
+  return crc32Calculator(bytes, previous) >>> 0;
 }

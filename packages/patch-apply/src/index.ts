@@ -10,3 +10,5 @@ export type { ApplyOptions } from './apply-package.js';
 export { memorySource } from './source-reader.js';
 export type { SourceReader } from './source-reader.js';
 export { LzmaDecoder, LzmaError, lzmaDecoderRamBytes } from './lzma-decoder.js';
+export { crc32 } from './crc32.js';
+export * from './flash/index.js';

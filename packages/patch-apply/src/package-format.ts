@@ -1,5 +1,5 @@
 // The otadiff package header and chunk table (docs/FORMAT.md is the normative description).
-import { crc32 } from 'crc';
+import { crc32 } from './crc32.js';
 import { PackageError } from './package-error.js';
 
 export const MAGIC = 0x4441544f; // "OTAD" read as little-endian u32

@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { FlashError, PowerCutError } from '../src/flash/flash.js';
 import { MemoryFlash } from '../src/flash/memory-flash.js';
 import { FaultyFlash } from '../src/flash/faulty-flash.js';
-import { crc32 } from '../src/flash/crc32.js';
+import { crc32 } from '../src/crc32.js';
 import { defaultLayout, PartitionView } from '../src/flash/partition-layout.js';
 import {
   checkHandoverFits,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { crc32 } from 'crc';
+import { crc32 } from '../src/crc32.js';
 import {
   DEFAULT_LIMITS,
   encodeHeader,

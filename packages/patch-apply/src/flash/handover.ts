@@ -35,7 +35,7 @@
  * sector holding the invalid or older copy, so a torn write can only damage the copy
  * that was already superseded.
  */
-import { crc32 } from './crc32.js';
+import { crc32 } from '../crc32.js';
 import { FlashError, readBytes, roundUp, type Flash } from './flash.js';
 import type { PartitionLayout } from './partition-layout.js';
 import { PARAMS_HANDOVER_SECTOR } from './partition-layout.js';

@@ -6,4 +6,4 @@ export * from './partition-layout.js';
 export * from './handover.js';
 export * from './journal.js';
 export { Prng } from './prng.js';
-export { crc32 } from './crc32.js';
+

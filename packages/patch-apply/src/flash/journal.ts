@@ -27,7 +27,7 @@
  * Wear: one erase every `slotsPerSector` appends (starting from erased sectors, N
  * appends cost floor((N - 1) / slotsPerSector) erases).
  */
-import { crc32 } from './crc32.js';
+import { crc32 } from '../crc32.js';
 import { FlashError, roundUp, type Flash } from './flash.js';
 import { PARAMS_JOURNAL_SECTOR } from './partition-layout.js';
 
