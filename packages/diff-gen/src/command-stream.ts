@@ -4,7 +4,8 @@ import type { ChunkWindow, Op } from './matcher.js';
 
 /**
  * `start` is the patcher's initial source position for this chunk (the chunk offset, clamped to the
- * window). Diff bytes are target - window (mod 256); seeks are relative to the end of the last copy.
+ * window). Each command starts with a seek relative to the end of the previous copy; diff bytes are
+ * target - window (mod 256).
  */
 export function encodeCommands(ops: readonly Op[], target: Uint8Array, window: ChunkWindow, start: number): Uint8Array {
   const w = new ByteWriter(target.length + 64);
@@ -14,11 +15,12 @@ export function encodeCommands(ops: readonly Op[], target: Uint8Array, window: C
   let pos = start;
   let t = 0;
   const live = ops.filter((op) => op.copyLen + op.extraLen > 0);
-  for (let j = 0; j < live.length; j++) {
-    const op = live[j];
+  for (const op of live) {
+    const to = op.copyLen > 0 ? op.srcPos : pos;
+    w.zigzag(to - pos);
+    pos = to;
     w.varint(op.copyLen);
     if (op.copyLen > 0) {
-      if (op.srcPos !== pos) throw new Error('internal: op does not start where the seek put it');
       if (op.srcPos < 0 || op.srcPos + op.copyLen > window.length) throw new Error('internal: op reads outside the source window');
       const d = w.reserve(op.copyLen);
       for (let k = 0; k < op.copyLen; k++) {
@@ -33,12 +35,6 @@ export function encodeCommands(ops: readonly Op[], target: Uint8Array, window: C
     if (op.extraLen > 0) {
       w.bytes(target.subarray(t, t + op.extraLen));
       t += op.extraLen;
-    }
-    if (j + 1 < live.length) {
-      const next = live[j + 1];
-      const to = next.copyLen > 0 ? next.srcPos : pos;
-      w.zigzag(to - pos);
-      pos = to;
     }
   }
   if (t !== target.length) throw new Error(`internal: ops cover ${t} of ${target.length} bytes`);

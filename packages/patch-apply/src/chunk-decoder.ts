@@ -14,11 +14,11 @@ const RECORD_SCRATCH_BYTES = 1024;
 const FIXED_OVERHEAD_BYTES = 512;
 
 const enum Step {
+  Seek,
   CopyLen,
   Diff,
   ExtraLen,
   Extra,
-  Seek,
   Done,
 }
 
@@ -80,7 +80,7 @@ export class ChunkDecoder {
     this.entry = entry;
     this.len = chunkLength(this.header, index);
     this.window = windowLength(this.header, index);
-    this.step = Step.CopyLen;
+    this.step = Step.Seek;
     this.varValue = 0;
     this.varShift = 0;
     this.remaining = 0;
@@ -228,6 +228,7 @@ export class ChunkDecoder {
           break;
         }
         case Step.Seek: {
+          if (this.rawRead === rawLength) this.bad('command stream ends before the chunk is complete');
           const v = this.varint();
           if (v < 0) return;
           const seek = v % 2 === 0 ? v / 2 : -(v + 1) / 2; // zigzag
