@@ -16,6 +16,8 @@ import { backoffDelay, defaultSleep, type BackoffOptions, type SleepFn } from '.
 export type DownloadErrorCode =
   | 'BAD_URL'
   | 'HTTP_STATUS'
+  | 'COAP_STATUS'
+  | 'PROTOCOL'
   | 'NETWORK'
   | 'RANGE_MISMATCH'
   | 'SIZE_MISMATCH'

@@ -1,4 +1,5 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { openNetworkHandles, recordNetworkBaseline } from './helpers/handles.js';
 import fc from 'fast-check';
 import { createHash } from 'node:crypto';
 import { startFileServer, type FileServerHandle } from '../src/http-server.js';
@@ -236,4 +237,9 @@ describe('checkpoint codec', () => {
       { numRuns: 500 },
     );
   });
+});
+
+beforeAll(recordNetworkBaseline);
+afterAll(async () => {
+  expect(await openNetworkHandles()).toEqual([]);
 });

@@ -1,4 +1,5 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { openNetworkHandles, recordNetworkBaseline } from './helpers/handles.js';
 import { createHash } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -167,4 +168,9 @@ describe('file server', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+});
+
+beforeAll(recordNetworkBaseline);
+afterAll(async () => {
+  expect(await openNetworkHandles()).toEqual([]);
 });

@@ -1,4 +1,5 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { openNetworkHandles, recordNetworkBaseline } from './helpers/handles.js';
 import { connectAsync, type MqttClient } from 'mqtt';
 import { deriveMqttCredentials, MqttAuthError, signContent, verifyMqttCredentials } from '../src/mqtt-auth.js';
 import { DeviceRegistry, RegistryError } from '../src/device-registry.js';
@@ -230,4 +231,9 @@ describe('embedded broker', () => {
     await firstClosed;
     expect(again.connected).toBe(true);
   });
+});
+
+beforeAll(recordNetworkBaseline);
+afterAll(async () => {
+  expect(await openNetworkHandles()).toEqual([]);
 });
