@@ -1,1 +1,130 @@
-export {};
+// @otadiff/ota-core — transport and cloud building blocks of the OTA service
+// (open counterpart of AliOS Things' OTA service, Alibaba Cloud IoT protocol).
+//
+//   version          compareVersions(a, b) -> -1|0|1, parseVersion, isValidVersion
+//   topics           /ota/device/{inform|upgrade|progress}/{productKey}/{deviceName}
+//   messages         strict parse/build of inform, upgrade and progress payloads; OtaStep codes
+//   mqtt-auth        Aliyun MQTT sign-in: deriveMqttCredentials / verifyMqttCredentials
+//   device-registry  products + devices, in memory or JSON-file backed
+//   broker           startBroker(): aedes on loopback with per-device topic ACLs
+//   ota-mqtt         connectOtaDevice() / connectOtaCloud(): typed OTA clients over mqtt.js
+//   http-server      startFileServer(): Range, ETag, If-Range, signed URLs, fault injection
+//   downloader       download(): resumable HTTP(S) into a flash sink with hash checkpoints
+//   checkpoint       DownloadCheckpoint + encodeCheckpoint / decodeCheckpoint
+//   coap-transfer    startCoapFileServer() / coapDownload(): RFC 7959 Block2, resumable
+//   signature        sign (SHA-256/MD5) and RSA digestsign verification
+
+export { compareVersions, compareParsed, isValidVersion, parseVersion, VersionError, type ParsedVersion } from './version.js';
+
+export {
+  assertDeviceId,
+  informTopic,
+  isValidDeviceName,
+  isValidProductKey,
+  otaTopic,
+  otaTopicFilter,
+  parseOtaTopic,
+  progressTopic,
+  TopicError,
+  upgradeTopic,
+  type OtaTopic,
+  type OtaTopicKind,
+} from './topics.js';
+
+export {
+  buildInformMessage,
+  buildProgressMessage,
+  buildUpgradeMessage,
+  MAX_MESSAGE_BYTES,
+  MessageError,
+  OtaStep,
+  parseInformMessage,
+  parseProgressMessage,
+  parseUpgradeMessage,
+  signHexLength,
+  validateDownloadUrl,
+  type InformMessage,
+  type OtaStepError,
+  type ProgressMessage,
+  type SignMethod,
+  type UpgradeInfo,
+  type UpgradeParseOptions,
+} from './messages.js';
+
+export {
+  deriveMqttCredentials,
+  MqttAuthError,
+  parseMqttClientId,
+  signContent,
+  verifyMqttCredentials,
+  type DeriveOptions,
+  type DeviceIdentity,
+  type DeviceSecretLookup,
+  type MqttCredentials,
+  type MqttSignMethod,
+  type VerifiedDevice,
+  type VerifyOptions,
+} from './mqtt-auth.js';
+
+export { DeviceRegistry, generateSecret, RegistryError, type DeviceRecord, type ProductRecord } from './device-registry.js';
+
+export { startBroker, type BrokerHandle, type BrokerOptions, type ServiceCredential } from './broker.js';
+
+export {
+  connectOtaCloud,
+  connectOtaDevice,
+  OtaMqttError,
+  type CloudClientOptions,
+  type DeviceClientOptions,
+  type DeviceRef,
+  type OtaCloudClient,
+  type OtaDeviceClient,
+} from './ota-mqtt.js';
+
+export {
+  computeEtag,
+  parseRangeHeader,
+  startFileServer,
+  type ByteRange,
+  type FileServerHandle,
+  type FileServerOptions,
+  type RangeResult,
+  type RequestLogEntry,
+} from './http-server.js';
+
+export { download, DownloadError, type DownloadErrorCode, type DownloadOptions, type DownloadResult, type Sink } from './downloader.js';
+
+export {
+  CheckpointError,
+  decodeCheckpoint,
+  digestHexLength,
+  encodeCheckpoint,
+  validateCheckpoint,
+  type DownloadCheckpoint,
+  type HashAlgorithm,
+} from './checkpoint.js';
+
+export { createHasher, resumeHasher } from './hashing.js';
+export { backoffDelay, defaultSleep, type BackoffOptions, type SleepFn } from './retry.js';
+
+export {
+  coapDownload,
+  decodeBlockOption,
+  encodeBlockOption,
+  startCoapFileServer,
+  type BlockOption,
+  type CoapDownloadOptions,
+  type CoapFileServerHandle,
+  type CoapFileServerOptions,
+} from './coap-transfer.js';
+
+export {
+  createDigestSign,
+  fileDigest,
+  hashAlgorithmOf,
+  SignatureError,
+  verifyDigestSign,
+  verifyPackage,
+  verifySign,
+  type PackageVerifyOptions,
+} from './signature.js';
