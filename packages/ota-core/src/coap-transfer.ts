@@ -1,14 +1,14 @@
 // Firmware download over CoAP block-wise transfer (RFC 7959, Block2).
-// Server: the `coap` package serves a file and slices it per the requested
-// Block2 option. Client: one confirmable GET per block (RFC 7252 retransmission
-// with exponential back-off), each block written straight to the sink and
-// hashed; the checkpoint (offset = block number x block size, plus the hash
+// Server: the `coap` package's server (messaging, piggybacked ACKs, duplicate
+// detection) answering each Block2 request with just that block. Client: one
+// confirmable GET per block (RFC 7252 retransmission with exponential
+// back-off), each block written straight to the sink and hashed; the checkpoint (offset = block number x block size, plus the hash
 // state and the ETag) lets a new instance resume at the block where it stopped.
 
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';
 import coapPacket, { type ParsedPacket } from 'coap-packet';
-import { createServer as createCoapServer, type IncomingMessage, type OutgoingMessage } from 'coap';
+import { createServer as createCoapServer, OutgoingMessage, type IncomingMessage } from 'coap';
 import type { IHasher } from 'hash-wasm';
 import { digestHexLength, validateCheckpoint, type DownloadCheckpoint, type HashAlgorithm } from './checkpoint.js';
 import { DownloadError, type DownloadResult, type Sink } from './downloader.js';
@@ -60,26 +60,40 @@ export interface CoapFileServerHandle {
   url: string;
   port: number;
   setFile(path: string, bytes: Uint8Array): void;
-  /** Requested block numbers, in arrival order (retransmissions answered from the dedup cache are not seen). */
+  /** Requests in arrival order (retransmissions answered from the dedup cache are not seen). */
   readonly requests: ReadonlyArray<{ path: string; block?: BlockOption }>;
   close(): Promise<void>;
 }
 
+const MAX_BLOCK = 1024;
+
+interface ServedFile {
+  bytes: Buffer;
+  /** Strong ETag: first 8 bytes of the SHA-256 (the CoAP ETag option holds at most 8). */
+  etag: Buffer;
+}
+
+const servedFile = (b: Uint8Array): ServedFile => {
+  const bytes = Buffer.from(b);
+  return { bytes, etag: createHash('sha256').update(bytes).digest().subarray(0, 8) };
+};
+
 export async function startCoapFileServer(opts: CoapFileServerOptions = {}): Promise<CoapFileServerHandle> {
   const host = opts.host ?? '127.0.0.1';
-  const files = new Map<string, Buffer>();
-  for (const [p, b] of Object.entries(opts.files ?? {})) files.set(p, Buffer.from(b));
+  const files = new Map<string, ServedFile>();
+  for (const [p, b] of Object.entries(opts.files ?? {})) files.set(p, servedFile(b));
   const requests: Array<{ path: string; block?: BlockOption }> = [];
   const server = createCoapServer({ type: 'udp4' }, (req: IncomingMessage, res: OutgoingMessage) => {
     const path = (req.url ?? '/').split('?')[0];
     const raw = req._packet.options?.find((o) => o.name === 'Block2')?.value;
     const entry: { path: string; block?: BlockOption } = { path };
+    requests.push(entry);
     try {
       if (raw instanceof Buffer) entry.block = decodeBlockOption(raw);
     } catch {
-      /* the coap package answers 4.02 to a bad Block2 itself */
+      res.code = '4.02';
+      return void res.end();
     }
-    requests.push(entry);
     if (req.method !== 'GET') {
       res.code = '4.05';
       return void res.end();
@@ -89,9 +103,21 @@ export async function startCoapFileServer(opts: CoapFileServerOptions = {}): Pro
       res.code = '4.04';
       return void res.end();
     }
-    // With Block2 in the request (or a payload over 1024 bytes) the coap
-    // package answers with the requested slice, Block2, ETag and Size2.
-    res.end(file);
+    const want = entry.block ?? (file.bytes.length > MAX_BLOCK ? { num: 0, more: false, size: MAX_BLOCK } : undefined);
+    if (want === undefined) return void res.end(file.bytes);
+    const size = Math.min(want.size, MAX_BLOCK);
+    const last = Math.max(0, Math.ceil(file.bytes.length / size) - 1);
+    if (want.num > last) {
+      res.code = '4.02'; // RFC 7959 §2.4: a block beyond the end is a bad option
+      return void res.end();
+    }
+    res.setOption('Block2', encodeBlockOption({ num: want.num, more: want.num < last, size }));
+    res.setOption('ETag', file.etag);
+    res.setOption('Size2', file.bytes.length);
+    // We frame the block ourselves and send through the base class: the coap
+    // package's own block-wise end() recomputes its ETag over the whole file
+    // and caches it per token, i.e. O(file) work and a timer for every block.
+    OutgoingMessage.prototype.end.call(res, file.bytes.subarray(want.num * size, (want.num + 1) * size));
   });
   const sock = createSocket('udp4');
   await new Promise<void>((resolve, reject) => {
@@ -108,7 +134,7 @@ export async function startCoapFileServer(opts: CoapFileServerOptions = {}): Pro
     url: `coap://${host}:${port}`,
     port,
     requests,
-    setFile: (p, b) => void files.set(p, Buffer.from(b)),
+    setFile: (p, b) => void files.set(p, servedFile(b)),
     close() {
       closing ??= new Promise<void>((resolve) => {
         server.close();

@@ -102,6 +102,26 @@ describe('CoAP block-wise download', () => {
     expect(rec.covered()).toBe(true);
   });
 
+  it('starts over when the ETag changes mid-transfer (file replaced)', async () => {
+    server = await startCoapFileServer({ files: { '/fw.bin': FILE } });
+    const fixed = testBytes(SIZE, 22);
+    const rec = recordingSink(SIZE);
+    const r = await coapDownload({
+      url: `${server.url}/fw.bin`,
+      sink: rec.sink,
+      hash: 'sha256',
+      expectedSize: SIZE,
+      expectedDigest: createHash('sha256').update(fixed).digest('hex'),
+      ...fast,
+      onCheckpoint: (cp) => {
+        if (cp.offset === 10 * 1024) server!.setFile('/fw.bin', fixed);
+      },
+    });
+    expect(r.size).toBe(SIZE);
+    expect(rec.writes.filter((w) => w.offset === 0)).toHaveLength(2);
+    expect(Buffer.compare(Buffer.from(rec.image), Buffer.from(fixed))).toBe(0);
+  });
+
   it('reports 4.04, a wrong digest and a wrong size', async () => {
     server = await startCoapFileServer({ files: { '/fw.bin': FILE } });
     const missing = await coapDownload({ url: `${server.url}/nope.bin`, sink: recordingSink(SIZE).sink, hash: 'sha256', expectedSize: SIZE, expectedDigest: SHA, ...fast }).catch((e: unknown) => e);
