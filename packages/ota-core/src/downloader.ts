@@ -66,6 +66,8 @@ export interface DownloadOptions {
   /** Socket idle timeout per attempt (default 30 s). */
   timeoutMs?: number;
   headers?: Record<string, string>;
+  /** Extra trust anchors for https (e.g. a private CA). */
+  ca?: string | Buffer | Array<string | Buffer>;
 }
 
 export interface DownloadResult {
@@ -79,6 +81,8 @@ export interface DownloadResult {
 }
 
 const RETRYABLE_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
+// A strong entity-tag we can replay in If-Range and store in a checkpoint.
+const STRONG_ETAG_RE = /^"[\x21\x23-\x7e]{0,250}"$/;
 
 function parseContentRange(v: string | undefined): { start: number; end: number; total: number } | undefined {
   const m = v === undefined ? null : /^bytes ([0-9]{1,15})-([0-9]{1,15})\/([0-9]{1,15})$/.exec(v.trim());
@@ -134,7 +138,10 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
     throw e;
   };
 
-  const agent = url.protocol === 'https:' ? new HttpsAgent({ keepAlive: true, maxSockets: 1 }) : new HttpAgent({ keepAlive: true, maxSockets: 1 });
+  const agent =
+    url.protocol === 'https:'
+      ? new HttpsAgent({ keepAlive: true, maxSockets: 1, ...(opts.ca === undefined ? {} : { ca: opts.ca }) })
+      : new HttpAgent({ keepAlive: true, maxSockets: 1 });
   let attempts = 0;
   let bytesReceived = 0;
   let failures = 0;
@@ -162,7 +169,7 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
     }
     try {
       const status = res.statusCode ?? 0;
-      const resEtag = typeof res.headers.etag === 'string' && !res.headers.etag.startsWith('W/') ? res.headers.etag : undefined;
+      const resEtag = typeof res.headers.etag === 'string' && STRONG_ETAG_RE.test(res.headers.etag) ? res.headers.etag : undefined;
       let skip = 0;
       if (status === 200) {
         const cl = res.headers['content-length'];
