@@ -12,3 +12,7 @@ export type { SourceReader } from './source-reader.js';
 export { LzmaDecoder, LzmaError, lzmaDecoderRamBytes } from './lzma-decoder.js';
 export { crc32 } from './crc32.js';
 export * from './flash/index.js';
+export { boot, restoreRamBytes, DEFAULT_MAX_BOOT_ATTEMPTS, FailCode } from './restore/boot-restore.js';
+export type { BootOptions, BootOutcome, FailReason } from './restore/boot-restore.js';
+export { prepareDevice, runPowercut } from './restore/powercut.js';
+export type { PowercutOptions, PowercutReport, SimulatedDevice, CutFailure } from './restore/powercut.js';

@@ -1,0 +1,346 @@
+// The bootloader's side of an update: restore the new image from the package in the OTA partition,
+// in place or into the other slot, resumable after a power cut at any flash operation.
+//
+// Every state is persisted in the journal (flash/journal.ts) before the next step depends on it:
+//   idle ──verify──▶ verified ──▶ [backed-up i ──▶ chunk-done i]* ──▶ image-verified ──▶ boot-switched(n)
+//     └──────────────┴──── any check fails before destruction ──▶ failed (the old image boots)
+// The hand-over record is read-only here; the application's confirmation is a new hand-over record.
+import { sha256 } from '@noble/hashes/sha2.js';
+import { ChunkDecoder, chunkDecoderRamBytes } from '../chunk-decoder.js';
+import { crc32 } from '../crc32.js';
+import { PackageError } from '../package-error.js';
+import {
+  DEFAULT_LIMITS,
+  FIXED_HEADER_BYTES,
+  chunkLength,
+  packageLength,
+  parseChunkTable,
+  parseFixedHeader,
+  type PackageHeader,
+  type PatcherLimits,
+} from '../package-format.js';
+import { digestEquals } from '../stream-patcher.js';
+import type { Flash } from '../flash/flash.js';
+import { readHandover, checkHandoverFits, type Handover, type Slot } from '../flash/handover.js';
+import { Journal, deriveUpdateId, type JournalEntry } from '../flash/journal.js';
+import { openPartition, type PartitionLayout, type PartitionView } from '../flash/partition-layout.js';
+
+/** Boots of an unconfirmed new image before an A/B device rolls back (AliOS' boot counter). */
+export const DEFAULT_MAX_BOOT_ATTEMPTS = 3;
+const IO_BLOCK = 4096;
+
+/** Why a restore gave up; stored in the journal's aux field of a 'failed' record. */
+export const FailCode = {
+  badPackage: 1,
+  packageHash: 2,
+  oldImage: 3,
+  layout: 4,
+  newImage: 5,
+  backup: 6,
+  rolledBack: 7,
+} as const;
+export type FailReason = keyof typeof FailCode;
+const reasonOf = (aux: number): FailReason =>
+  (Object.keys(FailCode) as FailReason[]).find((k) => FailCode[k] === aux) ?? 'badPackage';
+
+/** What the bootloader does at the end of this boot. */
+export type BootOutcome =
+  /** No update pending: boot the active slot. */
+  | { readonly kind: 'normal'; readonly slot: Slot }
+  /** A new image was restored (now or earlier) and is on trial boot `attempt`. */
+  | { readonly kind: 'trial'; readonly slot: Slot; readonly attempt: number }
+  /** The update was refused before anything was destroyed (or rolled back): the old image boots. */
+  | { readonly kind: 'old'; readonly slot: Slot; readonly reason: FailReason; readonly detail: string }
+  /** In-place restore lost data it cannot recover: nothing is bootable; stay in the bootloader. */
+  | { readonly kind: 'halt'; readonly reason: FailReason; readonly detail: string };
+
+export interface BootOptions {
+  flash: Flash;
+  layout: PartitionLayout;
+  limits?: PatcherLimits;
+  maxBootAttempts?: number;
+  onProgress?: (event: { chunk: number; chunks: number }) => void;
+}
+
+class RestoreFailure extends Error {
+  constructor(
+    readonly reason: FailReason,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** RAM the restore needs for a package: the chunk decoder + an I/O block + the chunk table. */
+export function restoreRamBytes(h: PackageHeader): number {
+  return chunkDecoderRamBytes(h) + IO_BLOCK + FIXED_HEADER_BYTES + h.chunks.length * 16 + 4;
+}
+
+function slotView(flash: Flash, layout: PartitionLayout, slot: Slot): PartitionView {
+  return openPartition(flash, layout, slot === 'A' ? 'appA' : 'appB');
+}
+
+/** Runs one boot: resumes or starts a pending restore, counts trial boots, and says what to boot. */
+export function boot(opts: BootOptions): BootOutcome {
+  const { flash, layout } = opts;
+  const params = openPartition(flash, layout, 'params');
+  const h = readHandover(params);
+  if (h === null) return { kind: 'normal', slot: 'A' };
+  if (h.confirmed || h.result === 'breakpoint') return { kind: 'normal', slot: h.activeSlot };
+  const journal = new Journal(params);
+  const id = deriveUpdateId(h.packageSha256, h.seq);
+  const entry = journal.latestFor(id) ?? journal.reset(id);
+  return new Restore(opts, h, journal, id).resume(entry);
+}
+
+class Restore {
+  private readonly ota: PartitionView;
+  private readonly block = new Uint8Array(IO_BLOCK);
+  private readonly maxAttempts: number;
+
+  constructor(
+    private readonly opts: BootOptions,
+    private readonly h: Handover,
+    private readonly journal: Journal,
+    private readonly id: number,
+  ) {
+    this.ota = openPartition(opts.flash, opts.layout, 'ota');
+    this.maxAttempts = opts.maxBootAttempts ?? DEFAULT_MAX_BOOT_ATTEMPTS;
+  }
+
+  private log(state: JournalEntry['state'], chunk = 0, aux = 0): JournalEntry {
+    return this.journal.append({ state, chunk, aux, updateId: this.id });
+  }
+
+  resume(entry: JournalEntry): BootOutcome {
+    const h = this.h;
+    let e = entry;
+    try {
+      if (e.state === 'idle') {
+        this.verifyBeforeDestruction();
+        e = this.log('verified');
+      }
+      if (e.state === 'verified' || e.state === 'backed-up' || e.state === 'chunk-done') {
+        this.restoreFrom(e);
+        e = this.log('image-verified');
+      }
+    } catch (err) {
+      if (!(err instanceof RestoreFailure)) throw err;
+      e = this.log('failed', 0, FailCode[err.reason]);
+      return this.failedOutcome(e, err.message);
+    }
+    if (e.state === 'image-verified') return this.trial(1);
+    if (e.state === 'boot-switched') return this.trial(e.aux + 1);
+    return this.failedOutcome(e, 'an earlier boot refused this update');
+  }
+
+  /** Boot `attempt` of the new image, or roll back once the attempts are used up. */
+  private trial(attempt: number): BootOutcome {
+    const h = this.h;
+    const canRollBack = h.targetSlot !== h.activeSlot && h.rollback;
+    if (attempt > this.maxAttempts && canRollBack) {
+      const e = this.log('failed', 0, FailCode.rolledBack);
+      return this.failedOutcome(e, `the new image was not confirmed within ${this.maxAttempts} boots`);
+    }
+    // In place there is no old image left to return to: keep booting the new one.
+    this.log('boot-switched', 0, Math.min(attempt, 0xffff));
+    return { kind: 'trial', slot: h.targetSlot, attempt };
+  }
+
+  private failedOutcome(e: JournalEntry, detail: string): BootOutcome {
+    const reason = reasonOf(e.aux);
+    // Only failures before the first erase of the active slot reach here in place, except these two.
+    const destroyed = this.h.targetSlot === this.h.activeSlot && (reason === 'newImage' || reason === 'backup');
+    if (destroyed) return { kind: 'halt', reason, detail };
+    return { kind: 'old', slot: this.h.activeSlot, reason, detail };
+  }
+
+  // ---- checks before anything is destroyed -------------------------------------------------
+
+  private readPackageHeader(): PackageHeader {
+    const h = this.h;
+    const limits = this.opts.limits ?? DEFAULT_LIMITS;
+    try {
+      const fixedBytes = new Uint8Array(FIXED_HEADER_BYTES);
+      if (h.packageLength < FIXED_HEADER_BYTES) throw new PackageError('truncated', 'package shorter than a header');
+      this.ota.read(h.packageOffset, fixedBytes);
+      const fixed = parseFixedHeader(fixedBytes, limits);
+      if (fixed.headerLength > h.packageLength) throw new PackageError('truncated', 'package shorter than its header');
+      const table = new Uint8Array(fixed.headerLength - FIXED_HEADER_BYTES);
+      this.ota.read(h.packageOffset + FIXED_HEADER_BYTES, table);
+      const header = parseChunkTable(fixed, table, fixedBytes);
+      if (packageLength(header) !== h.packageLength)
+        throw new PackageError('bad-header', `package declares ${packageLength(header)} bytes, the hand-over ${h.packageLength}`);
+      return header;
+    } catch (err) {
+      if (err instanceof PackageError) throw new RestoreFailure('badPackage', err.message);
+      throw err;
+    }
+  }
+
+  private hashOf(view: Flash, offset: number, length: number): Uint8Array {
+    const hash = sha256.create();
+    for (let off = 0; off < length; off += IO_BLOCK) {
+      const n = Math.min(IO_BLOCK, length - off);
+      view.read(offset + off, this.block, 0, n);
+      hash.update(this.block.subarray(0, n));
+    }
+    return hash.digest();
+  }
+
+  private verifyBeforeDestruction(): void {
+    const h = this.h;
+    const { flash, layout } = this.opts;
+    try {
+      checkHandoverFits(h, layout);
+    } catch (err) {
+      throw new RestoreFailure('layout', (err as Error).message);
+    }
+    if (!digestEquals(this.hashOf(this.ota, h.packageOffset, h.packageLength), h.packageSha256))
+      throw new RestoreFailure('packageHash', 'the package in the OTA partition does not match the hand-over SHA-256');
+    if (h.firmwareType === 'raw') return;
+    const p = this.readPackageHeader();
+    const target = slotView(flash, layout, h.targetSlot);
+    const ss = layout.flash.sectorSize;
+    const inplace = h.targetSlot === h.activeSlot;
+    if (p.mode !== (inplace ? 'inplace' : 'ab'))
+      throw new RestoreFailure('layout', `a ${p.mode} package cannot restore slot ${h.targetSlot} from slot ${h.activeSlot}`);
+    if (p.splitSize !== h.splitSize || p.diffVersion !== h.diffVersion)
+      throw new RestoreFailure('badPackage', 'split size or diff_version differ between the package and the hand-over');
+    if (p.splitSize % ss !== 0) throw new RestoreFailure('layout', `split size ${p.splitSize} is not a multiple of the ${ss}-byte sector`);
+    if (Math.max(p.newSize, inplace ? p.oldSize : 0) > target.geometry.size)
+      throw new RestoreFailure('layout', `the image does not fit slot ${h.targetSlot}`);
+    const active = slotView(flash, layout, h.activeSlot);
+    if (p.oldSize > active.geometry.size) throw new RestoreFailure('oldImage', 'the old image is larger than its slot');
+    if (inplace && layout.backup.size < p.splitSize) throw new RestoreFailure('layout', 'the backup partition is smaller than one chunk');
+    if (!digestEquals(this.hashOf(active, 0, p.oldSize), p.oldSha256))
+      throw new RestoreFailure('oldImage', `slot ${h.activeSlot} does not hold the old image this package was made for`);
+  }
+
+  // ---- the restore proper -----------------------------------------------------------------
+
+  private restoreFrom(e: JournalEntry): void {
+    if (this.h.firmwareType === 'raw') return this.copyRaw(e);
+    const h = this.h;
+    const { flash, layout } = this.opts;
+    const p = this.readPackageHeader();
+    const source = slotView(flash, layout, h.activeSlot);
+    const target = slotView(flash, layout, h.targetSlot);
+    const backup = openPartition(flash, layout, 'backup');
+    const decoder = new ChunkDecoder(p, { read: (off, dst, dstOff, len) => source.read(off, dst, dstOff, len) });
+    const recordsAt = h.packageOffset + p.headerLength;
+    const S = p.splitSize;
+    let next = e.state === 'verified' ? 0 : e.chunk + 1;
+
+    if (e.state === 'backed-up') {
+      // Power was lost while chunk e.chunk was being rewritten: its new bytes are in the backup.
+      // If the backup no longer holds it (the record after 'backed-up' was lost while the next chunk was
+      // being backed up), the region itself must already be complete.
+      if (!this.restoreFromBackup(backup, target, p, decoder, e.chunk, S)) {
+        const buf = decoder.output.subarray(0, chunkLength(p, e.chunk));
+        target.read(e.chunk * S, buf);
+        if (crc32(buf) !== p.chunks[e.chunk].crc32) throw new RestoreFailure('backup', `backup of chunk ${e.chunk} is corrupt`);
+        this.log('chunk-done', e.chunk, p.chunks[e.chunk].crc32);
+      }
+    } else if (next < p.chunks.length && h.targetSlot === h.activeSlot) {
+      // The 'backed-up' record of the chunk being rewritten may itself have been lost (torn or corrupt
+      // journal): if the backup holds exactly this chunk, its region may be half-erased, so use the backup.
+      if (this.restoreFromBackup(backup, target, p, decoder, next, S)) next++;
+    }
+
+    for (let i = next; i < p.chunks.length; i++) {
+      const entry = p.chunks[i];
+      let data: Uint8Array;
+      try {
+        data = decoder.decodeChunk(i, entry, (off, dst, dstOff, len) => this.ota.read(recordsAt + entry.recordOffset + off, dst, dstOff, len));
+      } catch (err) {
+        // Sources are intact by construction; a record that fails here is a bad package. Before the
+        // first chunk is written nothing is lost; later, in place, the image is half new.
+        if (!(err instanceof PackageError)) throw err;
+        throw new RestoreFailure(i === 0 || h.targetSlot !== h.activeSlot ? 'badPackage' : 'newImage', err.message);
+      }
+      if (!this.regionEquals(target, i * S, data)) {
+        if (h.targetSlot === h.activeSlot) {
+          this.writeRegion(backup, 0, data);
+          this.log('backed-up', i, entry.crc32);
+        }
+        this.writeRegion(target, i * S, data);
+      }
+      this.log('chunk-done', i, entry.crc32);
+      this.opts.onProgress?.({ chunk: i + 1, chunks: p.chunks.length });
+    }
+    next = p.chunks.length;
+    if (!digestEquals(this.hashOf(target, 0, p.newSize), p.newSha256))
+      throw new RestoreFailure('newImage', `slot ${h.targetSlot} does not match the new image's SHA-256 after the restore`);
+  }
+
+  /** Copies chunk `i` from the backup to its region if the backup holds exactly that chunk. */
+  private restoreFromBackup(backup: Flash, target: Flash, p: PackageHeader, decoder: ChunkDecoder, i: number, S: number): boolean {
+    const buf = decoder.output.subarray(0, chunkLength(p, i));
+    backup.read(0, buf);
+    const crc = crc32(buf);
+    if (crc !== p.chunks[i].crc32) return false;
+    this.writeRegion(target, i * S, buf);
+    this.log('chunk-done', i, crc);
+    return true;
+  }
+
+  /** OTA_RAW: the package is the image; copy it unit by unit (the OTA partition stays intact). */
+  private copyRaw(e: JournalEntry): void {
+    const h = this.h;
+    if (h.firmwareType !== 'raw') return;
+    const target = slotView(this.opts.flash, this.opts.layout, h.targetSlot);
+    const unit = this.opts.layout.backup.size;
+    const units = Math.ceil(h.imageSize / unit);
+    for (let i = e.state === 'verified' ? 0 : e.chunk + 1; i < units; i++) {
+      const start = i * unit;
+      const len = Math.min(unit, h.imageSize - start);
+      this.eraseRegion(target, start, len);
+      for (let off = 0; off < len; off += IO_BLOCK) {
+        const n = Math.min(IO_BLOCK, len - off);
+        this.ota.read(h.packageOffset + start + off, this.block, 0, n);
+        this.program(target, start + off, this.block.subarray(0, n));
+      }
+      this.log('chunk-done', i, 0);
+      this.opts.onProgress?.({ chunk: i + 1, chunks: units });
+    }
+    if (!digestEquals(this.hashOf(target, 0, h.imageSize), h.packageSha256))
+      throw new RestoreFailure('newImage', `slot ${h.targetSlot} does not match the image's SHA-256 after the copy`);
+  }
+
+  private regionEquals(view: Flash, offset: number, data: Uint8Array): boolean {
+    for (let off = 0; off < data.length; off += IO_BLOCK) {
+      const n = Math.min(IO_BLOCK, data.length - off);
+      view.read(offset + off, this.block, 0, n);
+      for (let k = 0; k < n; k++) if (this.block[k] !== data[off + k]) return false;
+    }
+    return true;
+  }
+
+  private eraseRegion(view: Flash, offset: number, length: number): void {
+    const ss = view.geometry.sectorSize;
+    for (let s = offset / ss; s * ss < offset + length; s++) view.erase(s);
+  }
+
+  /** Programs `data` at `offset` (a program-unit multiple), padding the tail with erased bytes. */
+  private program(view: Flash, offset: number, data: Uint8Array): void {
+    const unit = view.geometry.programUnit;
+    const whole = data.length - (data.length % unit);
+    if (whole > 0) view.program(offset, data.subarray(0, whole));
+    if (whole < data.length) {
+      const tail = new Uint8Array(unit).fill(0xff);
+      tail.set(data.subarray(whole));
+      view.program(offset + whole, tail);
+    }
+  }
+
+  /** Erase, program and read back; a mismatch (worn or failing flash) is retried once, then fatal. */
+  private writeRegion(view: Flash, offset: number, data: Uint8Array): void {
+    for (let attempt = 0; ; attempt++) {
+      this.eraseRegion(view, offset, data.length);
+      this.program(view, offset, data);
+      if (this.regionEquals(view, offset, data)) return;
+      if (attempt === 1) throw new RestoreFailure('backup', `flash at ${offset} does not read back what was written`);
+    }
+  }
+}
