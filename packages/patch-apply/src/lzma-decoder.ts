@@ -57,32 +57,35 @@ const STASH_SIZE = 3 * IN_REQUIRED;
 // Object fields and typed-array headers.
 const FIXED_BYTES = 512;
 
-const TOP = 1 << 24;
-const PROB_INIT = 1024;
-const MATCH_LEN_MIN = 2;
-const END_MARKER = 0xffffffff;
-
-// Probability table layout (one Uint16Array). Per-state tables are indexed [state][posState] as state<<4.
-const IS_MATCH = 0; // 12 states x 16 posStates
-const IS_REP = 192; // 12
-const IS_REP_G0 = 204; // 12
-const IS_REP_G1 = 216; // 12
-const IS_REP_G2 = 228; // 12
-const IS_REP0_LONG = 240; // 12 x 16
-const POS_SLOT = 432; // 4 length states x 64
-const SPEC_POS = 688; // 114: reverse trees of distance slots 4..13
-const ALIGN = 802; // 16
-const LEN_CODER = 818; // 514
-const REP_LEN_CODER = 1332; // 514
-const LITERAL = 1846; // 0x300 per literal coder
-// Inside a length coder.
-const LEN_CHOICE2 = 1;
-const LEN_LOW = 2; // 16 posStates x 8
-const LEN_MID = 130; // 16 posStates x 8
-const LEN_HIGH = 258; // 256
+// Hot-loop constants as a const enum: tsc inlines them as literals, whereas module-level consts are
+// context slots that the optimiser reloads and checks for the temporal dead zone on every use.
+const enum K {
+  TOP = 1 << 24,
+  PROB_INIT = 1024,
+  MATCH_LEN_MIN = 2,
+  END_MARKER = 0xffffffff,
+  // Probability table layout (one Uint16Array). Per-state tables are indexed [state][posState] as state<<4.
+  IS_MATCH = 0, // 12 states x 16 posStates
+  IS_REP = 192, // 12
+  IS_REP_G0 = 204, // 12
+  IS_REP_G1 = 216, // 12
+  IS_REP_G2 = 228, // 12
+  IS_REP0_LONG = 240, // 12 x 16
+  POS_SLOT = 432, // 4 length states x 64
+  SPEC_POS = 688, // 114: reverse trees of distance slots 4..13
+  ALIGN = 802, // 16
+  LEN_CODER = 818, // 514
+  REP_LEN_CODER = 1332, // 514
+  LITERAL = 1846, // 0x300 per literal coder
+  // Inside a length coder.
+  LEN_CHOICE2 = 1,
+  LEN_LOW = 2, // 16 posStates x 8
+  LEN_MID = 130, // 16 posStates x 8
+  LEN_HIGH = 258, // 256
+}
 
 function probCount(lc: number, lp: number): number {
-  return LITERAL + (0x300 << (lc + lp));
+  return K.LITERAL + (0x300 << (lc + lp));
 }
 
 function isIntIn(v: unknown, lo: number, hi: number): v is number {
@@ -208,7 +211,7 @@ export class LzmaDecoder {
     this.inStash = false;
     this.inLimit = 0;
     this.finalWindow = false;
-    this.probs.fill(PROB_INIT);
+    this.probs.fill(K.PROB_INIT);
   }
 
   /**
@@ -425,8 +428,8 @@ export class LzmaDecoder {
    */
   private run(dictLimit: number): void {
     const src = this.inStash ? this.stash : (this.piece as Uint8Array);
-    let inPos = this.inStash ? this.stashPos : this.piecePos;
-    const inLimit = this.inLimit;
+    let inPos = (this.inStash ? this.stashPos : this.piecePos) | 0;
+    const inLimit = this.inLimit | 0;
     const probs = this.probs;
     const dict = this.dict;
     const dictSize = this.dictSize;
@@ -436,15 +439,19 @@ export class LzmaDecoder {
     const pbMask = this.pbMask;
     const posOffset = this.posOffset;
     const wrapped = this.wrapped;
-    let range = this.range;
-    let code = this.code;
+    // `>>> 0` types these as uint32 for the optimiser, so the loop keeps them in integer registers
+    // instead of doubles (the fields hold values >= 2^31, which V8 stores as doubles).
+    let range = this.range >>> 0;
+    let code = this.code >>> 0;
     let state = this.state;
     let rep0 = this.rep0;
     let rep1 = this.rep1;
     let rep2 = this.rep2;
     let rep3 = this.rep3;
-    let dictPos = this.dictPos;
+    let dictPos = this.dictPos | 0;
+    dictLimit |= 0;
     let pending = 0;
+    let marker = false;
     let prob = 0;
     let bound = 0;
     let pi = 0;
@@ -452,19 +459,19 @@ export class LzmaDecoder {
 
     while (dictPos < dictLimit && inPos <= inLimit) {
       const posState = (dictPos + posOffset) & pbMask;
-      pi = IS_MATCH + (state << 4) + posState;
+      pi = K.IS_MATCH + (state << 4) + posState;
       prob = probs[pi];
       bound = Math.imul(range >>> 11, prob) >>> 0;
       if (code < bound) {
         range = bound;
         probs[pi] = prob + ((2048 - prob) >>> 5);
-        if (range < TOP) {
+        if (range < K.TOP) {
           range = (range << 8) >>> 0;
           code = ((code << 8) | src[inPos++]) >>> 0;
         }
         // Literal: coder chosen by position low bits and the previous byte's high bits.
         const prev = dictPos > 0 ? dict[dictPos - 1] : wrapped ? dict[dictSize - 1] : 0;
-        const base = LITERAL + 0x300 * ((((dictPos + posOffset) & lpMask) << lc) + (prev >>> litShift));
+        const base = K.LITERAL + 0x300 * ((((dictPos + posOffset) & lpMask) << lc) + (prev >>> litShift));
         sym = 1;
         if (state >= 7) {
           // After a match the byte at rep0 steers the probabilities until the first differing bit.
@@ -490,7 +497,7 @@ export class LzmaDecoder {
               sym = (sym << 1) | 1;
               bit = 1;
             }
-            if (range < TOP) {
+            if (range < K.TOP) {
               range = (range << 8) >>> 0;
               code = ((code << 8) | src[inPos++]) >>> 0;
             }
@@ -511,7 +518,7 @@ export class LzmaDecoder {
             probs[pi] = prob - (prob >>> 5);
             sym = (sym << 1) | 1;
           }
-          if (range < TOP) {
+          if (range < K.TOP) {
             range = (range << 8) >>> 0;
             code = ((code << 8) | src[inPos++]) >>> 0;
           }
@@ -523,13 +530,13 @@ export class LzmaDecoder {
       range = (range - bound) >>> 0;
       code = (code - bound) >>> 0;
       probs[pi] = prob - (prob >>> 5);
-      if (range < TOP) {
+      if (range < K.TOP) {
         range = (range << 8) >>> 0;
         code = ((code << 8) | src[inPos++]) >>> 0;
       }
 
       // isRep
-      pi = IS_REP + state;
+      pi = K.IS_REP + state;
       prob = probs[pi];
       bound = Math.imul(range >>> 11, prob) >>> 0;
       let lenCoder: number;
@@ -537,42 +544,42 @@ export class LzmaDecoder {
       if (code < bound) {
         range = bound;
         probs[pi] = prob + ((2048 - prob) >>> 5);
-        if (range < TOP) {
+        if (range < K.TOP) {
           range = (range << 8) >>> 0;
           code = ((code << 8) | src[inPos++]) >>> 0;
         }
         isRep = false;
-        lenCoder = LEN_CODER;
+        lenCoder = K.LEN_CODER;
       } else {
         range = (range - bound) >>> 0;
         code = (code - bound) >>> 0;
         probs[pi] = prob - (prob >>> 5);
-        if (range < TOP) {
+        if (range < K.TOP) {
           range = (range << 8) >>> 0;
           code = ((code << 8) | src[inPos++]) >>> 0;
         }
         if (dictPos === 0 && !wrapped) this.fail('corrupt LZMA stream: repeated match before any data');
         isRep = true;
-        lenCoder = REP_LEN_CODER;
+        lenCoder = K.REP_LEN_CODER;
         // isRepG0
-        pi = IS_REP_G0 + state;
+        pi = K.IS_REP_G0 + state;
         prob = probs[pi];
         bound = Math.imul(range >>> 11, prob) >>> 0;
         if (code < bound) {
           range = bound;
           probs[pi] = prob + ((2048 - prob) >>> 5);
-          if (range < TOP) {
+          if (range < K.TOP) {
             range = (range << 8) >>> 0;
             code = ((code << 8) | src[inPos++]) >>> 0;
           }
           // isRep0Long: 0 means a one-byte "short rep" at rep0.
-          pi = IS_REP0_LONG + (state << 4) + posState;
+          pi = K.IS_REP0_LONG + (state << 4) + posState;
           prob = probs[pi];
           bound = Math.imul(range >>> 11, prob) >>> 0;
           if (code < bound) {
             range = bound;
             probs[pi] = prob + ((2048 - prob) >>> 5);
-            if (range < TOP) {
+            if (range < K.TOP) {
               range = (range << 8) >>> 0;
               code = ((code << 8) | src[inPos++]) >>> 0;
             }
@@ -585,7 +592,7 @@ export class LzmaDecoder {
           range = (range - bound) >>> 0;
           code = (code - bound) >>> 0;
           probs[pi] = prob - (prob >>> 5);
-          if (range < TOP) {
+          if (range < K.TOP) {
             range = (range << 8) >>> 0;
             code = ((code << 8) | src[inPos++]) >>> 0;
           }
@@ -593,19 +600,19 @@ export class LzmaDecoder {
           range = (range - bound) >>> 0;
           code = (code - bound) >>> 0;
           probs[pi] = prob - (prob >>> 5);
-          if (range < TOP) {
+          if (range < K.TOP) {
             range = (range << 8) >>> 0;
             code = ((code << 8) | src[inPos++]) >>> 0;
           }
           let dist: number;
           // isRepG1
-          pi = IS_REP_G1 + state;
+          pi = K.IS_REP_G1 + state;
           prob = probs[pi];
           bound = Math.imul(range >>> 11, prob) >>> 0;
           if (code < bound) {
             range = bound;
             probs[pi] = prob + ((2048 - prob) >>> 5);
-            if (range < TOP) {
+            if (range < K.TOP) {
               range = (range << 8) >>> 0;
               code = ((code << 8) | src[inPos++]) >>> 0;
             }
@@ -614,12 +621,12 @@ export class LzmaDecoder {
             range = (range - bound) >>> 0;
             code = (code - bound) >>> 0;
             probs[pi] = prob - (prob >>> 5);
-            if (range < TOP) {
+            if (range < K.TOP) {
               range = (range << 8) >>> 0;
               code = ((code << 8) | src[inPos++]) >>> 0;
             }
             // isRepG2
-            pi = IS_REP_G2 + state;
+            pi = K.IS_REP_G2 + state;
             prob = probs[pi];
             bound = Math.imul(range >>> 11, prob) >>> 0;
             if (code < bound) {
@@ -633,7 +640,7 @@ export class LzmaDecoder {
               dist = rep3;
               rep3 = rep2;
             }
-            if (range < TOP) {
+            if (range < K.TOP) {
               range = (range << 8) >>> 0;
               code = ((code << 8) | src[inPos++]) >>> 0;
             }
@@ -654,36 +661,36 @@ export class LzmaDecoder {
       if (code < bound) {
         range = bound;
         probs[pi] = prob + ((2048 - prob) >>> 5);
-        tree = lenCoder + LEN_LOW + (posState << 3);
+        tree = lenCoder + K.LEN_LOW + (posState << 3);
         limit = 8;
-        len = MATCH_LEN_MIN;
+        len = K.MATCH_LEN_MIN;
       } else {
         range = (range - bound) >>> 0;
         code = (code - bound) >>> 0;
         probs[pi] = prob - (prob >>> 5);
-        if (range < TOP) {
+        if (range < K.TOP) {
           range = (range << 8) >>> 0;
           code = ((code << 8) | src[inPos++]) >>> 0;
         }
-        pi = lenCoder + LEN_CHOICE2;
+        pi = lenCoder + K.LEN_CHOICE2;
         prob = probs[pi];
         bound = Math.imul(range >>> 11, prob) >>> 0;
         if (code < bound) {
           range = bound;
           probs[pi] = prob + ((2048 - prob) >>> 5);
-          tree = lenCoder + LEN_MID + (posState << 3);
+          tree = lenCoder + K.LEN_MID + (posState << 3);
           limit = 8;
-          len = MATCH_LEN_MIN + 8;
+          len = K.MATCH_LEN_MIN + 8;
         } else {
           range = (range - bound) >>> 0;
           code = (code - bound) >>> 0;
           probs[pi] = prob - (prob >>> 5);
-          tree = lenCoder + LEN_HIGH;
+          tree = lenCoder + K.LEN_HIGH;
           limit = 256;
-          len = MATCH_LEN_MIN + 16;
+          len = K.MATCH_LEN_MIN + 16;
         }
       }
-      if (range < TOP) {
+      if (range < K.TOP) {
         range = (range << 8) >>> 0;
         code = ((code << 8) | src[inPos++]) >>> 0;
       }
@@ -702,7 +709,7 @@ export class LzmaDecoder {
           probs[pi] = prob - (prob >>> 5);
           sym = (sym << 1) | 1;
         }
-        if (range < TOP) {
+        if (range < K.TOP) {
           range = (range << 8) >>> 0;
           code = ((code << 8) | src[inPos++]) >>> 0;
         }
@@ -715,7 +722,7 @@ export class LzmaDecoder {
         // Distance: 6-bit slot (tree chosen by length), then reverse-coded low bits or
         // direct bits + 4 reverse-coded align bits.
         state = state < 7 ? 7 : 10;
-        tree = POS_SLOT + ((len < 6 ? len - MATCH_LEN_MIN : 3) << 6);
+        tree = K.POS_SLOT + ((len < 6 ? len - K.MATCH_LEN_MIN : 3) << 6);
         sym = 1;
         do {
           pi = tree + sym;
@@ -731,7 +738,7 @@ export class LzmaDecoder {
             probs[pi] = prob - (prob >>> 5);
             sym = (sym << 1) | 1;
           }
-          if (range < TOP) {
+          if (range < K.TOP) {
             range = (range << 8) >>> 0;
             code = ((code << 8) | src[inPos++]) >>> 0;
           }
@@ -746,7 +753,7 @@ export class LzmaDecoder {
           let revBase: number;
           let revBits: number;
           if (slot < 14) {
-            revBase = SPEC_POS + dist - slot - 1;
+            revBase = K.SPEC_POS + dist - slot - 1;
             revBits = nDirect;
           } else {
             let direct = 0;
@@ -758,13 +765,13 @@ export class LzmaDecoder {
               } else {
                 direct <<= 1;
               }
-              if (range < TOP) {
+              if (range < K.TOP) {
                 range = (range << 8) >>> 0;
                 code = ((code << 8) | src[inPos++]) >>> 0;
               }
             }
             dist = (dist + direct * 16) >>> 0;
-            revBase = ALIGN;
+            revBase = K.ALIGN;
             revBits = 4;
           }
           // Reverse bit tree: least significant bit first.
@@ -785,15 +792,15 @@ export class LzmaDecoder {
               m = (m << 1) | 1;
               low |= 1 << i;
             }
-            if (range < TOP) {
+            if (range < K.TOP) {
               range = (range << 8) >>> 0;
               code = ((code << 8) | src[inPos++]) >>> 0;
             }
           }
           dist = (dist + low) >>> 0;
         }
-        if (dist === END_MARKER) {
-          this.markerSeen = true;
+        if (dist === K.END_MARKER) {
+          marker = true;
           break;
         }
         if (dist >= dictSize) {
@@ -815,9 +822,24 @@ export class LzmaDecoder {
       let s = dictPos - rep0 - 1;
       if (s < 0) s += dictSize;
       const end = dictPos + n;
-      if (s + n <= dictSize) {
-        // Forward byte copy: an overlapping source (rep0 < len) repeats the pattern as LZ77 requires.
-        while (dictPos < end) dict[dictPos++] = dict[s++];
+      if (rep0 === 0) {
+        // Run of the previous byte (zeros in diff data): a fill.
+        if (n > 16) {
+          dict.fill(dict[s], dictPos, end);
+          dictPos = end;
+        } else {
+          const b = dict[s];
+          while (dictPos < end) dict[dictPos++] = b;
+        }
+      } else if (s + n <= dictSize) {
+        if (n > 32 && s + n <= dictPos) {
+          // Source entirely behind the destination: a memmove.
+          dict.copyWithin(dictPos, s, s + n);
+          dictPos = end;
+        } else {
+          // Forward byte copy: an overlapping source (rep0 < len) repeats the pattern as LZ77 requires.
+          while (dictPos < end) dict[dictPos++] = dict[s++];
+        }
       } else {
         while (dictPos < end) {
           dict[dictPos++] = dict[s++];
@@ -837,6 +859,9 @@ export class LzmaDecoder {
     this.rep3 = rep3;
     this.dictPos = dictPos;
     this.pendingLen = pending;
+    // Stored unconditionally: a store only on the rare marker path would lack type feedback and
+    // deoptimise this function at the end of every stream.
+    this.markerSeen = marker;
   }
 }
 
