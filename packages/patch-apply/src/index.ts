@@ -16,3 +16,5 @@ export { boot, restoreRamBytes, DEFAULT_MAX_BOOT_ATTEMPTS, FailCode } from './re
 export type { BootOptions, BootOutcome, FailReason } from './restore/boot-restore.js';
 export { prepareDevice, runPowercut } from './restore/powercut.js';
 export type { PowercutOptions, PowercutReport, SimulatedDevice, CutFailure } from './restore/powercut.js';
+export { stageUpdate, setBoot, confirmBoot, runningSlot } from './restore/stage.js';
+export type { StageOptions } from './restore/stage.js';

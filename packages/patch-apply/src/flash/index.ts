@@ -7,3 +7,4 @@ export * from './handover.js';
 export * from './journal.js';
 export { Prng } from './prng.js';
 
+export * from './flash-dir.js';

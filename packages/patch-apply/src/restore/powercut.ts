@@ -1,14 +1,14 @@
 // Power-cut simulation of the boot-side restore: cut at flash operation k, reboot, resume, and check
 // that every boot starts either the old image untouched or the complete new one.
-import { sha256 } from '@noble/hashes/sha2.js';
 import { PowerCutError, readBytes } from '../flash/flash.js';
 import { FaultyFlash, type TearMode } from '../flash/faulty-flash.js';
-import { writeHandover, type Slot } from '../flash/handover.js';
+import type { Slot } from '../flash/handover.js';
 import { MemoryFlash } from '../flash/memory-flash.js';
 import { defaultLayout, openPartition, type PartitionLayout } from '../flash/partition-layout.js';
 import { Prng } from '../flash/prng.js';
 import { parseHeader, type PackageHeader } from '../package-format.js';
 import { boot, restoreRamBytes, type BootOutcome } from './boot-restore.js';
+import { stageUpdate } from './stage.js';
 
 export interface SimulatedDevice {
   layout: PartitionLayout;
@@ -36,23 +36,7 @@ export function prepareDevice(
   });
   const flash = new MemoryFlash({ size: layout.flash.size, sectorSize: layout.flash.sectorSize, programUnit: layout.flash.programUnit });
   flash.raw.set(old, layout.appA.offset);
-  flash.raw.set(pkg, layout.ota.offset);
-  const targetSlot: Slot = ab ? 'B' : 'A';
-  writeHandover(openPartition(flash, layout, 'params'), {
-    updateType: 'app',
-    result: 'finish',
-    firmwareType: 'diff',
-    splitSize: header.splitSize,
-    diffVersion: header.diffVersion,
-    rollback: true,
-    packageOffset: 0,
-    packageLength: pkg.length,
-    packageSha256: sha256(pkg),
-    targetSlot,
-    activeSlot: 'A',
-    bootCount: 0,
-    confirmed: false,
-  });
+  const targetSlot = stageUpdate(flash, layout, pkg).targetSlot;
   return { layout, flash, header, targetSlot };
 }
 
