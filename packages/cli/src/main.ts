@@ -4,6 +4,7 @@ import { GenerateError } from '@otadiff/diff-gen';
 import { applyCommand } from './commands/apply.js';
 import { diffCommand } from './commands/diff.js';
 import { infoCommand } from './commands/info.js';
+import { registerOtaCommands } from './commands/ota.js';
 import { CliError } from './size-arg.js';
 
 function program(): Command {
@@ -38,6 +39,8 @@ function program(): Command {
     .argument('<PATCH>', 'package')
     .option('--json', 'print one JSON object')
     .action(infoCommand);
+
+  registerOtaCommands(p);
   return p;
 }
 
