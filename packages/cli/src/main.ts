@@ -4,8 +4,13 @@ import { GenerateError } from '@otadiff/diff-gen';
 import { applyCommand } from './commands/apply.js';
 import { diffCommand } from './commands/diff.js';
 import { infoCommand } from './commands/info.js';
+import { flashConfirmCommand, flashInitCommand, flashStageCommand, restoreCommand } from './commands/flash.js';
 import { registerOtaCommands } from './commands/ota.js';
+import { powercutCommand } from './commands/powercut.js';
 import { CliError } from './size-arg.js';
+
+/** Commands that ran but did not succeed (a failed power cut, a halted boot) set this; errors throw. */
+let failedStatus = false;
 
 function program(): Command {
   const p = new Command('otadiff')
@@ -40,6 +45,56 @@ function program(): Command {
     .option('--json', 'print one JSON object')
     .action(infoCommand);
 
+  p.command('powercut')
+    .description('simulate the boot-side restore of PATCH on flash, cutting power at every operation (or a sample)')
+    .argument('<OLD>', 'old firmware image')
+    .argument('<PATCH>', 'package')
+    .option('--sector-size <size>', 'flash sector (erase) size', '4K')
+    .option('--program-unit <size>', 'flash program granularity', '1')
+    .option('--sample <n>', 'cut a seeded random sample of n operations instead of all')
+    .option('--seed <s>', 'seed for sampling and torn writes', '1')
+    .option('--tear <mode>', 'what a cut operation leaves: random, prefix, bits or none', 'random')
+    .option('--json', 'print one JSON object')
+    .action(async (oldPath: string, patchPath: string, o) => {
+      if (!(await powercutCommand(oldPath, patchPath, o))) failedStatus = true;
+    });
+
+  p.command('restore')
+    .description("run one boot of a simulated device's bootloader on DIR (see `otadiff flash`): resume or start the restore")
+    .argument('<DIR>', 'device flash directory (flash.bin + layout.json)')
+    .option('-o, --output <FILE>', 'write the image of the slot it boots')
+    .option('--json', 'print the boot outcome as JSON')
+    .action((dir: string, o) => {
+      if (!restoreCommand(dir, o)) failedStatus = true;
+    });
+
+  const flash = p.command('flash').description('a simulated device flash in a directory, for scripts and the Linux-host device');
+  flash
+    .command('init')
+    .description('create DIR with an erased flash and IMAGE in slot A')
+    .argument('<DIR>', 'directory to create')
+    .requiredOption('--image <FILE>', 'the running firmware image')
+    .option('--ab', 'two application slots (A/B) instead of one (in place)')
+    .option('--app-size <size>', 'size of an application slot (default: twice the image, at least 64K)')
+    .option('--ota-size <size>', 'size of the OTA download partition (default: the slot size)')
+    .option('--split-size <size>', 'largest split size the backup partition must hold', '64K')
+    .option('--sector-size <size>', 'flash sector size', '4K')
+    .option('--program-unit <size>', 'flash program granularity', '1')
+    .action(flashInitCommand);
+  flash
+    .command('stage')
+    .description("store PATCH in DIR's OTA partition and write the hand-over record, as the OTA service's set_boot does")
+    .argument('<DIR>', 'device flash directory')
+    .argument('<PATCH>', 'package (or a full image with --raw)')
+    .option('--raw', 'PATCH is a full image (OTA_RAW)')
+    .action(flashStageCommand);
+  flash
+    .command('confirm')
+    .description('the application confirms a good boot (no rollback)')
+    .argument('<DIR>', 'device flash directory')
+    .option('--slot <slot>', 'slot that booted (default: the update target)')
+    .action(flashConfirmCommand);
+
   registerOtaCommands(p);
   return p;
 }
@@ -47,8 +102,9 @@ function program(): Command {
 /** Runs the CLI; returns the exit status. Every failure is one `error: …` line on stderr and status 1. */
 export async function main(argv: string[]): Promise<number> {
   try {
+    failedStatus = false;
     await program().parseAsync(argv);
-    return 0;
+    return failedStatus ? 1 : 0;
   } catch (e) {
     if (e instanceof CommanderError) {
       // Help and version exit 0; commander has already printed its own `error: …` line otherwise.

@@ -1,0 +1,135 @@
+// `otadiff flash …` and `otadiff restore`: a simulated device flash in a directory, for scripts.
+import { existsSync } from 'node:fs';
+import {
+  boot,
+  confirmBoot,
+  createFlashDir,
+  defaultLayout,
+  openFlashDir,
+  openPartition,
+  parseHeader,
+  readBytes,
+  readHandover,
+  stageUpdate,
+  type BootOutcome,
+  type FlashDir,
+} from '@otadiff/patch-apply';
+import { readInput, writeOutputAtomic } from '../files.js';
+import { CliError, parseSize } from '../size-arg.js';
+
+function withDir<T>(dir: string, fn: (d: FlashDir) => T): T {
+  let d: FlashDir;
+  try {
+    d = openFlashDir(dir);
+  } catch (e) {
+    throw new CliError((e as Error).message);
+  }
+  try {
+    return fn(d);
+  } finally {
+    d.close();
+  }
+}
+
+export interface FlashInitOptions {
+  image: string;
+  ab?: boolean;
+  appSize?: string;
+  otaSize?: string;
+  splitSize: string;
+  sectorSize: string;
+  programUnit: string;
+}
+
+export function flashInitCommand(dir: string, opts: FlashInitOptions): void {
+  if (existsSync(`${dir}/layout.json`)) throw new CliError(`${dir} already holds a device flash`);
+  const image = readInput(opts.image, 'image');
+  const appSize = opts.appSize ? parseSize(opts.appSize) : Math.max(image.length * 2, 65536);
+  if (image.length > appSize) throw new CliError(`the image (${image.length} bytes) does not fit --app-size ${appSize}`);
+  let layout;
+  try {
+    layout = defaultLayout({
+      appSize,
+      otaSize: opts.otaSize ? parseSize(opts.otaSize) : appSize,
+      splitSize: parseSize(opts.splitSize),
+      sectorSize: parseSize(opts.sectorSize),
+      programUnit: parseSize(opts.programUnit),
+      ab: opts.ab === true,
+    });
+  } catch (e) {
+    throw new CliError((e as Error).message);
+  }
+  const d = createFlashDir(dir, layout);
+  try {
+    const slot = openPartition(d.flash, layout, 'appA');
+    const unit = layout.flash.programUnit;
+    const padded = new Uint8Array(Math.ceil(image.length / unit) * unit).fill(0xff);
+    padded.set(image);
+    if (padded.length > 0) slot.program(0, padded);
+  } finally {
+    d.close();
+  }
+  process.stdout.write(`${dir}: flash of ${layout.flash.size} bytes, ${layout.appB ? 'A/B slots' : 'one slot (in place)'}, image in slot A\n`);
+}
+
+export function flashStageCommand(dir: string, patchPath: string, opts: { raw?: boolean }): void {
+  const pkg = readInput(patchPath, 'PATCH');
+  withDir(dir, (d) => {
+    if (!opts.raw) parseHeader(pkg);
+    let h;
+    try {
+      h = stageUpdate(d.flash, d.layout, pkg, { firmwareType: opts.raw ? 'raw' : 'diff' });
+    } catch (e) {
+      throw new CliError((e as Error).message);
+    }
+    process.stdout.write(`${dir}: ${h.firmwareType} update staged for slot ${h.targetSlot} (${pkg.length} bytes); reboot with \`otadiff restore ${dir}\`\n`);
+  });
+}
+
+export function flashConfirmCommand(dir: string, opts: { slot?: string }): void {
+  withDir(dir, (d) => {
+    const h = readHandover(openPartition(d.flash, d.layout, 'params'));
+    const slot = (opts.slot ?? h?.targetSlot ?? 'A').toUpperCase();
+    if (slot !== 'A' && slot !== 'B') throw new CliError('--slot must be A or B');
+    confirmBoot(d.flash, d.layout, slot);
+    process.stdout.write(`${dir}: slot ${slot} confirmed\n`);
+  });
+}
+
+export interface RestoreCliOptions {
+  output?: string;
+  json?: boolean;
+}
+
+function describe(o: BootOutcome): string {
+  switch (o.kind) {
+    case 'normal':
+      return `boot slot ${o.slot} (no update pending)`;
+    case 'trial':
+      return `boot slot ${o.slot}: new image, trial boot ${o.attempt} (confirm it with \`otadiff flash confirm\`)`;
+    case 'old':
+      return `boot slot ${o.slot}: old image (${o.reason}: ${o.detail})`;
+    case 'halt':
+      return `halt: nothing bootable (${o.reason}: ${o.detail})`;
+  }
+}
+
+/** One boot of the device: the bootloader's restore, then what it boots. Exit 1 on `halt`. */
+export function restoreCommand(dir: string, opts: RestoreCliOptions): boolean {
+  return withDir(dir, (d) => {
+    const outcome = boot({ flash: d.flash, layout: d.layout });
+    if (opts.output !== undefined && outcome.kind !== 'halt') {
+      const h = readHandover(openPartition(d.flash, d.layout, 'params'));
+      const view = openPartition(d.flash, d.layout, outcome.slot === 'A' ? 'appA' : 'appB');
+      let length = view.geometry.size;
+      if (h !== null && outcome.kind === 'trial') {
+        if (h.firmwareType === 'raw') length = h.imageSize;
+        else length = parseHeader(readBytes(openPartition(d.flash, d.layout, 'ota'), h.packageOffset, h.packageLength)).newSize;
+      }
+      writeOutputAtomic(opts.output, readBytes(view, 0, length));
+    }
+    if (opts.json) process.stdout.write(`${JSON.stringify(outcome)}\n`);
+    else process.stdout.write(`${describe(outcome)}\n`);
+    return outcome.kind !== 'halt';
+  });
+}

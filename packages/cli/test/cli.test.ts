@@ -1,0 +1,133 @@
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { main } from '../src/main.js';
+import { parseSize } from '../src/size-arg.js';
+
+const CORPUS = new URL('../../../../shared/corpus/esp8266-at/', import.meta.url).pathname;
+let dir: string;
+
+async function run(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const o = vi.spyOn(process.stdout, 'write').mockImplementation((s) => ((out += String(s)), true));
+  const e = vi.spyOn(process.stderr, 'write').mockImplementation((s) => ((err += String(s)), true));
+  try {
+    const code = await main(['node', 'otadiff', ...args]);
+    return { code, out, err };
+  } finally {
+    o.mockRestore();
+    e.mockRestore();
+  }
+}
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'otadiff-cli-'));
+});
+afterEach(() => vi.restoreAllMocks());
+
+describe('sizes', () => {
+  it('accepts the usual spellings', () => {
+    expect([parseSize('4096'), parseSize('4K'), parseSize('4k'), parseSize('4KiB'), parseSize('4KB'), parseSize('64K'), parseSize('1M'), parseSize('1MiB')]).toEqual([
+      4096, 4096, 4096, 4096, 4096, 65536, 1 << 20, 1 << 20,
+    ]);
+    for (const bad of ['', 'K', '4X', '-4K', '4.5K', '4 KiBs']) expect(() => parseSize(bad)).toThrow(/invalid size/);
+  });
+});
+
+describe('otadiff diff / apply / info', () => {
+  it('round-trips a corpus pair and reports the package in JSON', async () => {
+    const patch = join(dir, 'p.bin');
+    const d = await run('diff', `${CORPUS}at-v3.0.4.bin`, `${CORPUS}at-v3.0.5.bin`, '-o', patch, '--json', '--split-size', '64K', '--dict-size', '16KiB');
+    expect(d.code).toBe(0);
+    const j = JSON.parse(d.out);
+    expect(j).toMatchObject({ mode: 'inplace', splitSize: 65536, dictSize: 16384, oldBytes: 413444, newBytes: 413556, chunks: 7 });
+    expect(j.patchBytes).toBe(readFileSync(patch).length);
+    const out = join(dir, 'n.bin');
+    const a = await run('apply', `${CORPUS}at-v3.0.4.bin`, patch, '-o', out, '--json');
+    expect(a.code).toBe(0);
+    expect(Buffer.compare(readFileSync(out), readFileSync(`${CORPUS}at-v3.0.5.bin`))).toBe(0);
+    const i = await run('info', patch, '--json');
+    expect(JSON.parse(i.out)).toMatchObject({ diffVersion: 1, mode: 'inplace', newSize: 413556, packageBytes: j.patchBytes });
+    const human = await run('info', patch);
+    expect(human.out).toMatch(/diff_version 1, mode inplace/);
+    expect(human.out.split('\n').filter((l) => /^\s+\d+\s+\d+/.test(l))).toHaveLength(7);
+  });
+
+  it('ab mode and small splits', async () => {
+    const patch = join(dir, 'ab.bin');
+    const d = await run('diff', `${CORPUS}boot_v1.6.bin`, `${CORPUS}boot_v1.7.bin`, '-o', patch, '--mode', 'ab', '--split-size', '4K', '--json');
+    expect(d.code).toBe(0);
+    expect(JSON.parse(d.out)).toMatchObject({ mode: 'ab', splitSize: 4096, chunks: 1 });
+  });
+
+  const cases: [string, string[], RegExp][] = [
+    ['a missing input', ['diff', '/nonexistent/old', `${CORPUS}at-v3.0.5.bin`, '-o', 'X'], /cannot read OLD \/nonexistent\/old: no such file/],
+    ['a bad size', ['diff', `${CORPUS}boot_v1.6.bin`, `${CORPUS}boot_v1.7.bin`, '-o', 'X', '--split-size', '64Q'], /invalid size "64Q"/],
+    ['a split that is not a multiple of 4K', ['diff', `${CORPUS}boot_v1.6.bin`, `${CORPUS}boot_v1.7.bin`, '-o', 'X', '--split-size', '5000'], /split size 5000/],
+    ['a bad mode', ['diff', `${CORPUS}boot_v1.6.bin`, `${CORPUS}boot_v1.7.bin`, '-o', 'X', '--mode', 'xy'], /--mode must be inplace or ab/],
+    ['not a package', ['apply', `${CORPUS}boot_v1.6.bin`, `${CORPUS}boot_v1.7.bin`, '-o', 'X'], /not an otadiff package/],
+    ['an unknown option', ['diff', 'a', 'b', '-o', 'X', '--frobnicate'], /unknown option/],
+  ];
+  for (const [name, args, message] of cases) {
+    it(`${name}: one error line, status 1, no output file`, async () => {
+      const target = join(dir, `out-${name.replace(/\W+/g, '-')}`);
+      const r = await run(...args.map((a) => (a === 'X' ? target : a)));
+      expect(r.code).toBe(1);
+      expect(r.err).toMatch(/^error: /);
+      expect(r.err.trim().split('\n')).toHaveLength(1);
+      expect(r.err).toMatch(message);
+      expect(r.err).not.toMatch(/\n\s+at /);
+      expect(existsSync(target)).toBe(false);
+    });
+  }
+
+  it('a wrong old image or a corrupt package fails without leaving a partial output', async () => {
+    const patch = join(dir, 'p2.bin');
+    expect((await run('diff', `${CORPUS}at-v3.0.4.bin`, `${CORPUS}at-v3.0.5.bin`, '-o', patch)).code).toBe(0);
+    const before = readdirSync(dir).length;
+    const wrong = await run('apply', `${CORPUS}at-v3.0.3.bin`, patch, '-o', join(dir, 'never.bin'));
+    expect(wrong.code).toBe(1);
+    expect(wrong.err).toMatch(/^error: the old image does not match/);
+    const bytes = readFileSync(patch);
+    bytes[bytes.length - 100] ^= 0x55;
+    const bad = join(dir, 'bad.bin');
+    writeFileSync(bad, bytes);
+    const r = await run('apply', `${CORPUS}at-v3.0.4.bin`, bad, '-o', join(dir, 'never.bin'));
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/^error: chunk \d+/);
+    expect(readdirSync(dir).length).toBe(before + 1); // only bad.bin was added: no output, no temp file
+  });
+});
+
+describe('otadiff powercut / flash / restore', () => {
+  it('powercut --json reports every cut recovered', async () => {
+    const patch = join(dir, 'boot.bin');
+    await run('diff', `${CORPUS}boot_v1.6.bin`, `${CORPUS}boot_v1.7.bin`, '-o', patch, '--split-size', '4K');
+    const r = await run('powercut', `${CORPUS}boot_v1.6.bin`, patch, '--sector-size', '1K', '--json');
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.out);
+    expect(j.cuts).toBe(j.operations);
+    expect(j).toMatchObject({ failed: 0, recovered: j.cuts });
+    expect(j.operations).toBeGreaterThan(5);
+  });
+
+  it('flash init / stage / restore / confirm on a directory', async () => {
+    const patch = join(dir, 'flow.bin');
+    await run('diff', `${CORPUS}at-v3.0.4.bin`, `${CORPUS}at-v3.0.5.bin`, '-o', patch, '--mode', 'ab');
+    const dev = join(dir, 'dev');
+    expect((await run('flash', 'init', dev, '--image', `${CORPUS}at-v3.0.4.bin`, '--ab')).code).toBe(0);
+    expect((await run('flash', 'stage', dev, patch)).code).toBe(0);
+    const img = join(dir, 'booted.bin');
+    const r = await run('restore', dev, '--json', '-o', img);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.out)).toEqual({ kind: 'trial', slot: 'B', attempt: 1 });
+    expect(Buffer.compare(readFileSync(img), readFileSync(`${CORPUS}at-v3.0.5.bin`))).toBe(0);
+    expect((await run('flash', 'confirm', dev)).code).toBe(0);
+    expect(JSON.parse((await run('restore', dev, '--json')).out)).toEqual({ kind: 'normal', slot: 'B' });
+    const missing = await run('restore', join(dir, 'nope'));
+    expect(missing.code).toBe(1);
+    expect(missing.err).toMatch(/^error: .*layout\.json/);
+  });
+});
