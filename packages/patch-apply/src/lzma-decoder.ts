@@ -300,6 +300,12 @@ export class LzmaDecoder {
     throw e;
   }
 
+  /** A symbol decoded into nonsense; if it read the zero padding, the real cause is truncation. */
+  private corrupt(inPos: number, what: string): never {
+    if (this.finalWindow && this.inStash && inPos > this.stashLen) this.fail('compressed stream is truncated');
+    this.fail(`corrupt LZMA stream: ${what}`);
+  }
+
   private checkTruncation(): void {
     if (this.finalWindow && this.inStash && this.stashPos > this.stashLen) {
       this.fail('compressed stream is truncated');
@@ -558,7 +564,7 @@ export class LzmaDecoder {
           range = (range << 8) >>> 0;
           code = ((code << 8) | src[inPos++]) >>> 0;
         }
-        if (dictPos === 0 && !wrapped) this.fail('corrupt LZMA stream: repeated match before any data');
+        if (dictPos === 0 && !wrapped) this.corrupt(inPos, 'repeated match before any data');
         isRep = true;
         lenCoder = K.REP_LEN_CODER;
         // isRepG0
@@ -804,10 +810,10 @@ export class LzmaDecoder {
           break;
         }
         if (dist >= dictSize) {
-          this.fail(`corrupt LZMA stream: match distance ${dist + 1} exceeds the ${dictSize}-byte dictionary`);
+          this.corrupt(inPos, `match distance ${dist + 1} exceeds the ${dictSize}-byte dictionary`);
         }
         if (!wrapped && dist >= dictPos) {
-          this.fail(`corrupt LZMA stream: match distance ${dist + 1} exceeds the ${dictPos} bytes decoded so far`);
+          this.corrupt(inPos, `match distance ${dist + 1} exceeds the ${dictPos} bytes decoded so far`);
         }
         rep3 = rep2;
         rep2 = rep1;

@@ -43,39 +43,47 @@ export function drive(
   let finalGiven = false;
   let lastPiece: Uint8Array | null = null;
   let calls = 0;
-  while (!dec.done) {
-    if (++calls > maxCalls) throw new Error(`no progress after ${maxCalls} calls`);
-    if (dec.needsInput) {
-      if (finalGiven) throw new Error('decoder asks for input after the final piece');
-      lastPiece?.fill(0xee);
-      const n = Math.min(Math.max(0, pieceLen()), stream.length - inPos);
-      const last = inPos + n === stream.length;
-      const piece = stream.slice(inPos, inPos + n);
-      // Offer the piece inside a larger buffer to check start/end are honoured.
-      const host = new Uint8Array(n + 6).fill(0x77);
-      host.set(piece, 3);
-      lastPiece = host;
-      if (last && o.separateFinal) {
-        dec.feed(host, 3, 3 + n, false);
-        inPos += n;
-        const got = dec.read(buf, GUARD + outPos, Math.min(readLen(), expectedSize - outPos));
-        outPos += got;
-        if (!dec.needsInput) continue;
-        dec.feed(new Uint8Array(0), 0, 0, true);
-        finalGiven = true;
-        continue;
-      }
-      dec.feed(host, 3, 3 + n, last);
-      inPos += n;
-      finalGiven = last;
-    }
-    const want = Math.min(Math.max(0, readLen()), expectedSize - outPos);
-    const got = dec.read(buf, GUARD + outPos, want);
-    if (got > want) throw new Error(`read returned ${got} > ${want}`);
-    outPos += got;
+  try {
+    loop();
+  } finally {
+    // Checked on errors too: a failing decoder must not have written outside the range either.
+    checkGuards(buf, expectedSize);
   }
-  checkGuards(buf, expectedSize);
   return { output: buf.slice(GUARD, GUARD + expectedSize), produced: outPos, inputConsumed: dec.inputConsumed };
+
+  function loop(): void {
+    while (!dec.done) {
+      if (++calls > maxCalls) throw new Error(`no progress after ${maxCalls} calls`);
+      if (dec.needsInput) {
+        if (finalGiven) throw new Error('decoder asks for input after the final piece');
+        lastPiece?.fill(0xee);
+        const n = Math.min(Math.max(0, pieceLen()), stream.length - inPos);
+        const last = inPos + n === stream.length;
+        const piece = stream.slice(inPos, inPos + n);
+        // Offer the piece inside a larger buffer to check start/end are honoured.
+        const host = new Uint8Array(n + 6).fill(0x77);
+        host.set(piece, 3);
+        lastPiece = host;
+        if (last && o.separateFinal) {
+          dec.feed(host, 3, 3 + n, false);
+          inPos += n;
+          const got = dec.read(buf, GUARD + outPos, Math.min(readLen(), expectedSize - outPos));
+          outPos += got;
+          if (!dec.needsInput) continue;
+          dec.feed(new Uint8Array(0), 0, 0, true);
+          finalGiven = true;
+          continue;
+        }
+        dec.feed(host, 3, 3 + n, last);
+        inPos += n;
+        finalGiven = last;
+      }
+      const want = Math.min(Math.max(0, readLen()), expectedSize - outPos);
+      const got = dec.read(buf, GUARD + outPos, want);
+      if (got > want) throw new Error(`read returned ${got} > ${want}`);
+      outPos += got;
+    }
+  }
 }
 
 export function checkGuards(buf: Uint8Array, expectedSize: number): void {
