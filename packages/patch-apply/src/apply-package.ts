@@ -27,6 +27,7 @@ export function applyPackage(old: Uint8Array, pkg: Uint8Array, opts: ApplyOption
   };
   const patcher = new StreamPatcher({
     source,
+    sourceLength: old.length,
     limits: opts.limits,
     onHeader(h) {
       if (h.mode === 'inplace') {

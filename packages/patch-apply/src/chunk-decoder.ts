@@ -102,8 +102,8 @@ export class ChunkDecoder {
     if (entry === null) throw new Error('ChunkDecoder.feed before begin');
     if (this.fed + (end - start) > entry.recordLength) throw new Error('ChunkDecoder.feed past the record');
     this.fed += end - start;
-    this.lzma.feed(buf, start, end, this.fed === entry.recordLength);
     try {
+      this.lzma.feed(buf, start, end, this.fed === entry.recordLength);
       this.run();
     } catch (e) {
       if (e instanceof PackageError) throw e;

@@ -23,6 +23,8 @@ export interface StreamPatcherOptions {
   source: SourceReader;
   sink: ChunkSink;
   limits?: PatcherLimits;
+  /** Bytes the source holds; a package that needs a larger old image is refused before it is read. */
+  sourceLength?: number;
   /** Check the source against the package's old-image SHA-256 before producing anything (default true). */
   verifyOld?: boolean;
   /** Called once the header and chunk table are validated, before anything is produced. */
@@ -156,6 +158,8 @@ export class StreamPatcher {
   private startRecords(): void {
     const h = parseChunkTable(this.fixed!, this.tableBuf!, this.fixedBuf);
     this.hdr = h;
+    if (this.opts.sourceLength !== undefined && h.oldSize > this.opts.sourceLength)
+      throw new PackageError('old-image-mismatch', `the package expects a ${h.oldSize}-byte old image; this one has ${this.opts.sourceLength} bytes`);
     if (this.opts.verifyOld !== false) {
       const got = hashSource(this.opts.source, h.oldSize);
       if (!digestEquals(got, h.oldSha256))
