@@ -28,6 +28,8 @@ export class WindowSearcher {
   private readonly newSa: Int32Array;
   private readonly newLcp: Int32Array;
   private readonly newRank: Int32Array | undefined;
+  private readonly oldBuckets: Int32Array;
+  private readonly newBuckets: Int32Array;
   private readonly boundary: number;
   private readonly length: number;
   private readonly searchOld: boolean;
@@ -56,12 +58,14 @@ export class WindowSearcher {
     // Old bytes are visible only at [B, oldLen); new bytes only at [0, B).
     this.searchOld = this.oldData.length > this.boundary;
     this.oldLcp = this.searchOld ? lcpOf(window.old) : new Int32Array(0);
+    this.oldBuckets = this.searchOld ? bucketsOf(window.old) : new Int32Array(0);
     this.searchNew = this.boundary > 0;
     const newer = this.searchNew ? window.newer! : undefined;
     this.newData = newer ? newer.data : new Uint8Array(0);
     this.newSa = newer ? newer.sa : new Int32Array(0);
     this.newLcp = newer ? lcpOf(newer) : new Int32Array(0);
     this.newRank = newer && targetInNew ? rankOf(newer) : undefined;
+    this.newBuckets = newer && !targetInNew ? bucketsOf(newer) : new Int32Array(0);
   }
 
   /** Exact match length of target[from..end) against the window at p (0 if p is outside it). */
@@ -96,7 +100,7 @@ export class WindowSearcher {
     const tl = Math.min(end - from, this.maxCompare);
     const before = hit.len;
     if (this.searchOld) {
-      this.locate(this.oldData, this.oldSa, target, from, tl);
+      this.locate(this.oldData, this.oldSa, this.oldBuckets, target, from, tl);
       this.walk(this.oldSa, this.oldLcp, false, target, from, end, tl, pref, hit);
     }
     if (this.searchNew) {
@@ -109,20 +113,28 @@ export class WindowSearcher {
         this.hi = r + 1;
         this.lcpHi = r + 1 < n ? Math.min(this.newLcp[r + 1], tl) : 0;
       } else {
-        this.locate(this.newData, this.newSa, target, from, tl);
+        this.locate(this.newData, this.newSa, this.newBuckets, target, from, tl);
       }
       this.walk(this.newSa, this.newLcp, true, target, from, end, tl, pref, hit);
     }
     if (hit.len === tl && hit.len > before) hit.len = this.matchAt(target, from, end, hit.pos);
   }
 
-  /** Binary search: suffix(sa[lo]) < target[from..from+tl) <= suffix(sa[hi]), with their LCPs. */
-  private locate(data: Uint8Array, sa: Int32Array, target: Uint8Array, from: number, tl: number): void {
+  /**
+   * Binary search: suffix(sa[lo]) < target[from..from+tl) <= suffix(sa[hi]), with their LCPs.
+   * The two-byte bucket table narrows the range first, saving most of the steps.
+   */
+  private locate(data: Uint8Array, sa: Int32Array, buckets: Int32Array, target: Uint8Array, from: number, tl: number): void {
     const n = data.length;
     let lo = -1;
     let hi = n;
     let lcpLo = 0;
     let lcpHi = 0;
+    if (tl >= 2) {
+      const key = (target[from] << 8) | target[from + 1];
+      lo = buckets[key] - 1;
+      hi = buckets[key + 1];
+    }
     while (hi - lo > 1) {
       const mid = (lo + hi) >>> 1;
       const p = sa[mid];
@@ -199,6 +211,28 @@ export class WindowSearcher {
       }
     }
   }
+}
+
+// Two-byte bucket starts of suffix arrays, built on demand like the LCP arrays.
+const bucketCache = new WeakMap<Int32Array, Int32Array>();
+
+/**
+ * starts[k] = first rank whose suffix begins with the two bytes k (big-endian;
+ * the one-byte suffix "x" counts as "x\0", where it also sorts first), so the
+ * suffixes starting with k occupy ranks [starts[k], starts[k + 1]).
+ */
+function bucketsOf(index: SourceIndex): Int32Array {
+  let starts = bucketCache.get(index.sa);
+  if (!starts) {
+    const d = index.data;
+    const n = d.length;
+    const counts = new Int32Array(65537);
+    for (let p = 0; p < n; p++) counts[((d[p] << 8) | (p + 1 < n ? d[p + 1] : 0)) + 1]++;
+    for (let k = 1; k <= 65536; k++) counts[k] += counts[k - 1];
+    starts = counts;
+    bucketCache.set(index.sa, starts);
+  }
+  return starts;
 }
 
 // Inverse suffix arrays, built on demand and kept as long as their suffix array lives.

@@ -34,7 +34,7 @@ export interface Op {
 }
 
 export interface MatchOptions {
-  /** Suffix-array candidates examined per search (default 64). */
+  /** Suffix-array candidates examined per search (default 32). */
   maxCandidates?: number;
   /** Exact matches shorter than this are ignored (default 0, as bsdiff). */
   minMatch?: number;
@@ -73,7 +73,7 @@ export interface MatchOptions {
 }
 
 const DEFAULTS = {
-  maxCandidates: 64,
+  maxCandidates: 32,
   minMatch: 0,
   switchMargin: 8,
   farSwitchMargin: 16,
