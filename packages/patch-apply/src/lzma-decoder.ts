@@ -215,9 +215,9 @@ export class LzmaDecoder {
   }
 
   /**
-   * Give the next piece of compressed input. Allowed once the previous piece has been consumed (always
-   * the case when needsInput is true). The decoder reads `buf` only during read() calls and drops it
-   * as soon as it needs more input. Any byte after the end of the stream is an error.
+   * Give the next piece of compressed input (any size, including 0). Only allowed while needsInput is
+   * true (an empty non-final piece leaves it true). The decoder reads `buf` only during read() calls
+   * and drops it as soon as it needs more input. Any byte after the end of the stream is an error.
    */
   feed(buf: Uint8Array, start: number, end: number, final: boolean): void {
     this.checkUsable();
@@ -228,16 +228,20 @@ export class LzmaDecoder {
       if (end > start) this.fail('input given after the final piece');
       return;
     }
-    if (this.pieceEnd > this.piecePos) this.fail('feed() called before the previous input was consumed');
-    if (this.finished && end > start) this.fail(`${end - start} trailing bytes after the end of the LZMA stream`);
+    if (this.finished) {
+      if (end > start) this.fail(`${end - start} trailing bytes after the end of the LZMA stream`);
+      this.inputFinal = final;
+      return;
+    }
+    if (!this.hungry) this.fail('feed() called before the previous input was consumed (needsInput is false)');
     this.piece = buf;
     this.piecePos = start;
     this.pieceEnd = end;
     this.fedTotal += end - start;
     this.inputFinal = final;
-    // Everything still in the stash came from earlier pieces.
+    // Everything still in the stash came from earlier pieces (already so whenever needsInput is set).
     this.stashOld = this.stashLen;
-    if (!this.finished) this.hungry = false;
+    if (end > start || final) this.hungry = false;
   }
 
   /**

@@ -111,6 +111,8 @@ describe('crafted invalid streams', () => {
   it('rejects a match reaching before the start of the data', () => {
     const { stream, size } = crafted([...lits('ab'), { kind: 'match', dist: 5, len: 3 }], true);
     expect(outcome(stream, size)).toMatch(/distance 5 exceeds the 2 bytes decoded so far/);
+    const oneTooFar = crafted([...lits('ab'), { kind: 'match', dist: 3, len: 3 }], true);
+    expect(outcome(oneTooFar.stream, oneTooFar.size)).toMatch(/distance 3 exceeds the 2 bytes decoded so far/);
     // Exactly at the start is fine.
     const ok = crafted([...lits('ab'), { kind: 'match', dist: 2, len: 7 }], true);
     expect(outcome(ok.stream, ok.size)).toBe('ok');
@@ -215,6 +217,13 @@ describe('API misuse', () => {
     dec.reset(size);
     dec.feed(stream, 0, 3, true);
     expect(() => dec.feed(stream, 3, 4, true)).toThrow(/after the final piece/);
+    // An empty non-final piece changes nothing: the decoder still needs input.
+    dec.reset(size);
+    dec.feed(stream, 0, 0, false);
+    expect(dec.needsInput).toBe(true);
+    dec.feed(stream, 0, 2, false);
+    expect(dec.needsInput).toBe(false);
+    expect(() => dec.feed(stream, 2, 4, false)).toThrow(/needsInput is false/);
   });
 
   it('reports needsInput, done and inputConsumed through a byte-by-byte decode', () => {

@@ -83,6 +83,11 @@ class RangeEncoder {
     }
   }
 
+  /** Bytes written or still pending: grows by one per normalisation, like the decoder's input position. */
+  get size(): number {
+    return this.out.length + this.cacheSize;
+  }
+
   flush(): void {
     for (let i = 0; i < 5; i++) this.shiftLow();
   }
@@ -251,6 +256,11 @@ export class TinyLzmaEncoder {
       rc.direct(Math.floor(reduced / 16), footer - 4);
       rc.reverseTree(this.align, 0, 4, reduced % 16);
     }
+  }
+
+  /** Compressed bytes so far (including the pending ones). */
+  get compressedSize(): number {
+    return this.rc.size;
   }
 
   /** Flushes the range coder; with `endMarker` the stream ends with an EOPM first. */
