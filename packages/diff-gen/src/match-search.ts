@@ -35,6 +35,14 @@ export class WindowSearcher {
   private readonly searchOld: boolean;
   private readonly searchNew: boolean;
   // Neighbourhood found by locate(): ranks either side of the target and their LCPs.
+  // Two remembered exact matches (see exactLen) and the previous winner.
+  private readonly memoFrom = Int32Array.of(-1, -1);
+  private readonly memoPos = new Int32Array(2);
+  private readonly memoLen = new Int32Array(2);
+  private memoNext = 0;
+  private lastFrom = -1;
+  private lastPos = 0;
+  private lastLen = 0;
   private lo = 0;
   private hi = 0;
   private lcpLo = 0;
@@ -86,38 +94,72 @@ export class WindowSearcher {
   }
 
   /**
+   * Exact match length at p, remembered per diagonal (p - from): the matcher
+   * often asks again one byte further along the same diagonal, and re-measuring
+   * a long match each time would make such stretches quadratic.
+   */
+  private exactLen(target: Uint8Array, from: number, end: number, p: number): number {
+    for (let e = 0; e < 2; e++) {
+      const f0 = this.memoFrom[e];
+      const l0 = this.memoLen[e];
+      if (p - from === this.memoPos[e] - f0 && from >= f0 && (from < f0 + l0 || from === f0)) return l0 - (from - f0);
+    }
+    const len = this.matchAt(target, from, end, p);
+    const e = this.memoNext;
+    this.memoNext = e ^ 1;
+    this.memoFrom[e] = from;
+    this.memoPos[e] = p;
+    this.memoLen[e] = len;
+    return len;
+  }
+
+  /**
    * Longest usable match of target[from..end) in the window, nearest to `pref`
    * among equals. Sets hit.len (0 if none) and hit.pos.
    */
   find(target: Uint8Array, from: number, end: number, pref: number, hit: SearchHit): void {
     // The current alignment competes too; being at distance 0 it wins every tie.
-    hit.len = this.matchAt(target, from, end, pref);
+    hit.len = this.exactLen(target, from, end, pref);
     hit.pos = pref;
-    if (from + hit.len >= end) return;
+    // So does the previous winner's diagonal, if we are still inside its match.
+    const lastFrom = this.lastFrom;
+    if (from > lastFrom && from < lastFrom + this.lastLen) {
+      const len = this.lastLen - (from - lastFrom);
+      if (len > hit.len) {
+        hit.len = len;
+        hit.pos = this.lastPos + (from - lastFrom);
+      }
+    }
     // Suffix comparisons stop at maxCompare bytes so that a search costs
     // O(maxCompare + log n) even when the target occurs in full (SA(new) holds
-    // the target itself); candidates that reach the cap are measured exactly below.
+    // the target itself); a candidate that reaches the cap is measured exactly
+    // below. A known match of at least that length cannot be beaten, so skip.
     const tl = Math.min(end - from, this.maxCompare);
-    const before = hit.len;
-    if (this.searchOld) {
-      this.locate(this.oldData, this.oldSa, this.oldBuckets, target, from, tl);
-      this.walk(this.oldSa, this.oldLcp, false, target, from, end, tl, pref, hit);
-    }
-    if (this.searchNew) {
-      if (this.newRank) {
-        // Our own suffix: everything around it is ordered by its LCP with us.
-        const r = this.newRank[this.boundary + from];
-        const n = this.newSa.length;
-        this.lo = r - 1;
-        this.lcpLo = Math.min(this.newLcp[r], tl);
-        this.hi = r + 1;
-        this.lcpHi = r + 1 < n ? Math.min(this.newLcp[r + 1], tl) : 0;
-      } else {
-        this.locate(this.newData, this.newSa, this.newBuckets, target, from, tl);
+    if (hit.len < tl) {
+      const before = hit.len;
+      if (this.searchOld) {
+        this.locate(this.oldData, this.oldSa, this.oldBuckets, target, from, tl);
+        this.walk(this.oldSa, this.oldLcp, false, target, from, end, tl, pref, hit);
       }
-      this.walk(this.newSa, this.newLcp, true, target, from, end, tl, pref, hit);
+      if (this.searchNew) {
+        if (this.newRank) {
+          // Our own suffix: everything around it is ordered by its LCP with us.
+          const r = this.newRank[this.boundary + from];
+          const n = this.newSa.length;
+          this.lo = r - 1;
+          this.lcpLo = Math.min(this.newLcp[r], tl);
+          this.hi = r + 1;
+          this.lcpHi = r + 1 < n ? Math.min(this.newLcp[r + 1], tl) : 0;
+        } else {
+          this.locate(this.newData, this.newSa, this.newBuckets, target, from, tl);
+        }
+        this.walk(this.newSa, this.newLcp, true, target, from, end, tl, pref, hit);
+      }
+      if (hit.len === tl && hit.len > before) hit.len = this.exactLen(target, from, end, hit.pos);
     }
-    if (hit.len === tl && hit.len > before) hit.len = this.matchAt(target, from, end, hit.pos);
+    this.lastFrom = from;
+    this.lastPos = hit.pos;
+    this.lastLen = hit.len;
   }
 
   /**

@@ -313,6 +313,24 @@ describe('matchChunk: quality', () => {
     expect(c.copied - c.nonzeroDiffs).toBeGreaterThan(6000);
   });
 
+  it('handles long near-ties between the alignment and an exact copy elsewhere', () => {
+    // The alignment has 5 mismatches over 64 KiB; an exact copy sits far away.
+    // Neither wins by the switch margin, so the matcher walks the stretch byte
+    // by byte (remembered match lengths keep that linear).
+    const r = rng(77);
+    const target = new Uint8Array(65_536).map(() => r() & 0xff);
+    const oldImg = new Uint8Array(200_000);
+    oldImg.set(target, 0);
+    for (const k of [10_000, 20_000, 30_000, 40_000, 50_000]) oldImg[k] ^= 1;
+    oldImg.set(target, 100_000);
+    const window: ChunkWindow = { old: indexImage(oldImg), boundary: 0, length: oldImg.length };
+    const ops = matchChunk(target, window, { startPos: 0 });
+    const c = checkOps(ops, target, window, oldImg, 0);
+    expect(c.literals).toBe(0);
+    expect(c.nonzeroDiffs).toBeLessThanOrEqual(5);
+    expect(ops.length).toBeLessThanOrEqual(2);
+  });
+
   it('keeps working with one candidate and with bsdiff settings', () => {
     const oldImg = firmwareLike(30_000, 51);
     const newImg = applyEdits(oldImg, [{ kind: 'move', at: 5000, len: 3000, to: 20_000, seed: 1 }]);
