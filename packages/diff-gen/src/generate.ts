@@ -69,9 +69,11 @@ export async function generatePackage(oldImage: Uint8Array, newImage: Uint8Array
     mode: options.mode ?? 'inplace',
     splitSize: options.splitSize ?? DEFAULT_SPLIT_SIZE,
     dictSize: options.dictSize ?? DEFAULT_DICT_SIZE,
-    lc: options.lc ?? 3,
+    // Command streams are mostly diff bytes with no useful literal context: lc=lp=pb=0 compresses the
+    // ESP8266 corpus packages 1-2.5% smaller than LZMA's usual 3/0/2 (measured on every pair).
+    lc: options.lc ?? 0,
     lp: options.lp ?? 0,
-    pb: options.pb ?? 2,
+    pb: options.pb ?? 0,
   } as const;
   checkOptions(o, oldImage.length, newImage.length);
   const progress = options.onProgress ?? (() => {});
