@@ -6,6 +6,7 @@
 //
 //   node bench/dist/matcher-size.js [corpusDir] [--split N] [--candidates N] [--margin N] [--min-match N]
 //     [--mismatch-cost X] [--far-margin N] [--far-distance N] [--min-far-copy N] [--max-compare N]
+//     [--dict N] [--lc N] [--lp N] [--pb N]
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -28,15 +29,17 @@ interface LzmaRaw {
 const lzma = lzmaNative as unknown as LzmaRaw;
 
 const DICT_SIZE = 16 * 1024;
+/** LZMA properties for the measurement (the package's defaults; --dict/--lc/--lp/--pb override). */
+const props = { dictSize: DICT_SIZE, lc: 3, lp: 0, pb: 2 };
 
 /** lzma-native reads `dictSize` (a `dict_size` key is silently ignored and the 8 MiB default used). */
-function lzmaCompress(data: Uint8Array, dictSize = DICT_SIZE): Promise<number> {
+function lzmaCompress(data: Uint8Array, dictSize = props.dictSize): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = lzma.createStream('rawEncoder', {
       filters: [
         {
           id: lzma.FILTER_LZMA1,
-          options: { dictSize, lc: 3, lp: 0, pb: 2, mode: lzma.MODE_NORMAL, mf: lzma.MF_BT4, niceLen: 273, depth: 0 },
+          options: { dictSize, lc: props.lc, lp: props.lp, pb: props.pb, mode: lzma.MODE_NORMAL, mf: lzma.MF_BT4, niceLen: 273, depth: 0 },
         },
       ],
       synchronous: true,
@@ -185,6 +188,10 @@ async function main(): Promise<void> {
     return v;
   };
   const split = flag('--split') ?? 64 * 1024;
+  props.dictSize = flag('--dict') ?? props.dictSize;
+  props.lc = flag('--lc') ?? props.lc;
+  props.lp = flag('--lp') ?? props.lp;
+  props.pb = flag('--pb') ?? props.pb;
   const tuning: Record<string, number> = {};
   for (const [f, k] of [
     ['--candidates', 'maxCandidates'],
@@ -243,7 +250,7 @@ async function main(): Promise<void> {
   }
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
   for (const r of rows) console.log(r.map((cell, c) => cell.padStart(widths[c])).join('  '));
-  console.log(`split ${split}, LZMA1 dict ${DICT_SIZE}, tuning ${JSON.stringify(tuning)}`);
+  console.log(`split ${split}, LZMA1 ${JSON.stringify(props)}, matcher tuning ${JSON.stringify(tuning)}`);
 }
 
 main().catch((e: unknown) => {
