@@ -11,6 +11,11 @@
  * remaining candidate can beat the best one. Among equally long matches the
  * one nearest the preferred position wins: that keeps seeks short and tends to
  * pick the copy whose surroundings also match.
+ *
+ * Supporting tables, each built once per image and cached by its suffix
+ * array: the LCP array, a two-byte bucket table (narrows the binary search to
+ * suffixes sharing the first two bytes) and, for inplace chunks cut from the
+ * new image, the inverse suffix array (locates the target's own suffix).
  */
 import { lcpOf, type ChunkWindow, type SourceIndex } from './source-window.js';
 
@@ -34,7 +39,6 @@ export class WindowSearcher {
   private readonly length: number;
   private readonly searchOld: boolean;
   private readonly searchNew: boolean;
-  // Neighbourhood found by locate(): ranks either side of the target and their LCPs.
   // Two remembered exact matches (see exactLen) and the previous winner.
   private readonly memoFrom = Int32Array.of(-1, -1);
   private readonly memoPos = new Int32Array(2);
@@ -43,6 +47,7 @@ export class WindowSearcher {
   private lastFrom = -1;
   private lastPos = 0;
   private lastLen = 0;
+  // Neighbourhood found by locate(): ranks either side of the target and their LCPs.
   private lo = 0;
   private hi = 0;
   private lcpLo = 0;
