@@ -13,6 +13,10 @@
 //   checkpoint       DownloadCheckpoint + encodeCheckpoint / decodeCheckpoint
 //   coap-transfer    startCoapFileServer() / coapDownload(): RFC 7959 Block2, resumable
 //   signature        sign (SHA-256/MD5) and RSA digestsign verification
+//   flash-port       the board port (AliOS hal_ota_module_s) + createFlashDirPort / createDeviceFlashDir
+//   ota-service      createOtaService(): the device's OTA service (ota_service_init)
+//   cloud            startOtaCloud(): broker + file server + jobs over a CloudStore data directory
+//   demo             runOtaDemo(): the whole story on loopback, for `otadiff demo`
 
 export { compareVersions, compareParsed, isValidVersion, parseVersion, VersionError, type ParsedVersion } from './version.js';
 
@@ -128,3 +132,57 @@ export {
   verifySign,
   type PackageVerifyOptions,
 } from './signature.js';
+
+export {
+  createDeviceFlashDir,
+  createFlashDirPort,
+  DEVICE_STATE_FILE,
+  FlashPortError,
+  type DeviceFlashOptions,
+  type FlashDirPort,
+  type FlashDirPortOptions,
+  type OtaFinishParam,
+  type OtaFlashPort,
+  type OtaPort,
+  type OtaPortInfo,
+} from './flash-port.js';
+
+export {
+  DeviceStateError,
+  emptyDeviceState,
+  parseDeviceState,
+  serializeDeviceState,
+  type DeviceState,
+  type DownloadRecord,
+  type PendingUpdate,
+  type SlotRecord,
+} from './device-state.js';
+
+export { defaultDeviceConfigPath, DeviceConfigError, loadDeviceConfig, parseDeviceConfig, type DeviceConfig } from './device-config.js';
+export { fetchPackageHead, type PackageHead, type PackageHeadOptions } from './package-head.js';
+export { EventHub, EventTimeoutError } from './event-hub.js';
+
+export {
+  createOtaService,
+  OtaServiceError,
+  type DownloadProtocol,
+  type OtaService,
+  type OtaServiceErrorCode,
+  type OtaServiceEvent,
+  type OtaServiceOptions,
+  type OtaServiceStatus,
+} from './ota-service.js';
+
+export {
+  CloudStore,
+  CloudStoreError,
+  type CloudStatus,
+  type DeviceStatus,
+  type JobState,
+  type OtaJob,
+  type PackageMode,
+  type ProductConfig,
+  type StoredPackage,
+} from './cloud-store.js';
+
+export { startOtaCloud, type CloudEvent, type OtaCloud, type OtaCloudOptions } from './cloud.js';

@@ -1,0 +1,291 @@
+// The cloud side in one process: the embedded MQTT broker (or an external one), the
+// file server with signed expiring URLs over the data directory's files/, and the job
+// logic: when a device informs a version older than its job's target (or a job is
+// created for devices known to be older), push an upgrade notice — a diff from the
+// installed version when the store has that image, else the full image — and follow
+// the device's progress until it informs the target version.
+
+import type { KeyLike } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { startBroker, type BrokerHandle, type ServiceCredential } from './broker.js';
+import { CloudStore, type CloudStatus, type DeviceStatus, type OtaJob, type StoredPackage } from './cloud-store.js';
+import { EventHub } from './event-hub.js';
+import { startFileServer, type FileServerHandle, type FileServerOptions } from './http-server.js';
+import type { MqttSignMethod } from './mqtt-auth.js';
+import { connectOtaCloud, type DeviceRef, type OtaCloudClient } from './ota-mqtt.js';
+import type { InformMessage, ProgressMessage, SignMethod, UpgradeInfo } from './messages.js';
+import { createDigestSign, fileDigest } from './signature.js';
+import { compareVersions } from './version.js';
+
+export interface OtaCloudOptions {
+  dataDir: string;
+  /** Interface for the broker and the file server (default 127.0.0.1). */
+  host?: string;
+  /** Embedded broker port (default 0: any free port). */
+  mqttPort?: number;
+  /** File server port (default 0). */
+  httpPort?: number;
+  /** Host put in download URLs (default: `host`). */
+  publicHost?: string;
+  /** Use this broker instead of the embedded one; its authentication is its own business. */
+  broker?: string;
+  /** The cloud's sign-in at the broker (default: the data directory's generated credential). */
+  service?: ServiceCredential;
+  allowedSignMethods?: readonly MqttSignMethod[];
+  /** Lifetime of a signed download URL (default 1 h). */
+  urlTtlMs?: number;
+  /** Digest of files in notices (default SHA256). */
+  signMethod?: SignMethod;
+  /** RSA private key: notices then carry a digestsign. */
+  signingKey?: KeyLike;
+  /** Misbehaviour knobs of the file server (tests and the demo). */
+  fileServer?: Pick<FileServerOptions, 'ignoreRange' | 'dropAfterBytes' | 'dropTimes' | 'failFirst'>;
+  /** Re-read the data directory this often (ms; default 1000; 0 = never). */
+  pollMs?: number;
+  log?: (line: string) => void;
+}
+
+export type CloudEvent =
+  | { type: 'inform'; device: DeviceRef; version: string }
+  | { type: 'pushed'; device: DeviceRef; job: OtaJob; info: UpgradeInfo; fromVersion: string; isDiff: boolean }
+  | { type: 'progress'; device: DeviceRef; step: number; desc: string }
+  | { type: 'succeeded'; device: DeviceRef; job: OtaJob }
+  | { type: 'failed'; device: DeviceRef; job: OtaJob; step: number; desc: string }
+  | { type: 'error'; error: Error };
+
+export interface OtaCloud {
+  readonly store: CloudStore;
+  readonly brokerUrl: string;
+  readonly broker: BrokerHandle | undefined;
+  readonly files: FileServerHandle;
+  /** Creates a job and notifies the devices already known to run an older version. */
+  createJob(o: { productKey: string; version: string; devices?: string[] }): Promise<OtaJob>;
+  status(): CloudStatus;
+  on(listener: (e: CloudEvent) => void): () => void;
+  waitFor(pred: (e: CloudEvent) => boolean, timeoutMs?: number): Promise<CloudEvent>;
+  close(): Promise<void>;
+}
+
+const key = (d: DeviceRef): string => `${d.productKey}/${d.deviceName}`;
+
+export async function startOtaCloud(opts: OtaCloudOptions): Promise<OtaCloud> {
+  const store = await CloudStore.open(opts.dataDir);
+  const host = opts.host ?? '127.0.0.1';
+  const log = opts.log ?? (() => {});
+  const hub = new EventHub<CloudEvent>();
+  const service = opts.service ?? store.serviceCredential;
+  const signMethod = opts.signMethod ?? 'SHA256';
+  const ttl = opts.urlTtlMs ?? 3_600_000;
+  const status = new Map<string, DeviceStatus>();
+  for (const d of store.readStatus().devices) status.set(key(d), d);
+
+  let broker: BrokerHandle | undefined;
+  let files: FileServerHandle | undefined;
+  let client: OtaCloudClient | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  const cleanup = async (): Promise<void> => {
+    clearInterval(timer);
+    await client?.close().catch(() => {});
+    await files?.close();
+    await broker?.close();
+  };
+
+  try {
+    // The broker asks the current registry, which reload() may replace.
+    if (opts.broker === undefined) {
+      broker = await startBroker({
+        registry: { getDeviceSecret: (pk, dn) => store.registry.getDeviceSecret(pk, dn) },
+        service,
+        host,
+        port: opts.mqttPort ?? 0,
+        allowedSignMethods: opts.allowedSignMethods,
+      });
+    }
+    files = await startFileServer({ host, port: opts.httpPort ?? 0, root: store.filesDir, secret: store.urlSecret, ...opts.fileServer });
+    client = await connectOtaCloud(opts.broker ?? broker!.url, service, {
+      clientId: `otadiff-cloud-${process.pid}-${randomBytes(3).toString('hex')}`,
+      onInvalid: (topic, e) => log(`ignored a malformed message on ${topic}: ${e.message}`),
+    });
+  } catch (e) {
+    await cleanup();
+    throw e;
+  }
+  const fileServer = files;
+  const cloudClient = client;
+  const brokerUrl = opts.broker ?? broker!.url;
+  const publicBase = opts.publicHost === undefined ? fileServer.url : `http://${opts.publicHost}:${fileServer.port}`;
+
+  const saveStatus = (): void => {
+    try {
+      store.writeStatus({ devices: [...status.values()] });
+    } catch (e) {
+      log(`cannot write status.json: ${(e as Error).message}`);
+    }
+  };
+  const deviceStatus = (d: DeviceRef): DeviceStatus => {
+    let s = status.get(key(d));
+    if (s === undefined) status.set(key(d), (s = { productKey: d.productKey, deviceName: d.deviceName }));
+    return s;
+  };
+
+  // One queue per device keeps inform/progress/push in arrival order.
+  const queues = new Map<string, Promise<void>>();
+  const enqueue = (d: DeviceRef, fn: () => Promise<void>): Promise<void> => {
+    const k = key(d);
+    const next = (queues.get(k) ?? Promise.resolve()).then(fn).catch((e: unknown) => {
+      log(`${k}: ${(e as Error).message}`);
+      hub.emit({ type: 'error', error: e as Error });
+    });
+    queues.set(k, next);
+    void next.finally(() => {
+      if (queues.get(k) === next) queues.delete(k);
+    });
+    return next;
+  };
+
+  const signedUrl = (path: string): string => {
+    const url = fileServer.signUrl(path, Date.now() + ttl);
+    return publicBase === fileServer.url ? url : url.replace(fileServer.url, publicBase);
+  };
+
+  async function push(d: DeviceRef, job: OtaJob, fromVersion: string): Promise<void> {
+    let pkg: StoredPackage | undefined;
+    let isDiff = false;
+    try {
+      pkg = await store.diffPackage(d.productKey, fromVersion, job.version);
+      isDiff = pkg !== undefined;
+    } catch (e) {
+      log(`${key(d)}: no diff ${fromVersion} -> ${job.version} (${(e as Error).message}); sending the full image`);
+    }
+    pkg ??= store.firmware(d.productKey, job.version);
+    if (pkg === undefined) throw new Error(`${d.productKey} has no firmware ${job.version}`);
+    const sign = fileDigest(pkg.bytes, signMethod);
+    const info: UpgradeInfo = {
+      id: String(Date.now()),
+      size: pkg.size,
+      version: job.version,
+      url: signedUrl(pkg.path),
+      signMethod,
+      sign,
+      isDiff: isDiff ? 1 : 0,
+    };
+    // The package header carries the split size; the notice field (AliOS' splictSize) is
+    // only sent when the message rules allow it (they cap it at the file size).
+    if (isDiff && pkg.header !== undefined && pkg.header.splitSize <= pkg.size) info.splitSize = pkg.header.splitSize;
+    if (opts.signingKey !== undefined) info.digestsign = createDigestSign(signMethod, sign, opts.signingKey);
+    await cloudClient.pushUpgrade(d, info);
+    const s = deviceStatus(d);
+    s.job = { id: job.id, version: job.version, state: 'notified', isDiff, packageBytes: pkg.size, fromVersion, updatedAt: Date.now() };
+    saveStatus();
+    log(`${key(d)}: pushed ${job.version} as ${isDiff ? `a diff from ${fromVersion}` : 'the full image'} (${pkg.size} bytes)`);
+    hub.emit({ type: 'pushed', device: d, job, info, fromVersion, isDiff });
+  }
+
+  /**
+   * Push when the device runs an older version than its job's target and the job is
+   * open for it. On an inform (the device booted) an unfinished job is pushed again,
+   * which resumes an interrupted download; a new job only reaches devices it has not.
+   */
+  async function consider(d: DeviceRef, trigger: 'inform' | 'job'): Promise<void> {
+    const s = deviceStatus(d);
+    const job = store.jobFor(d.productKey, d.deviceName);
+    if (job === undefined || s.version === undefined) return;
+    const cmp = compareVersions(s.version, job.version);
+    if (cmp >= 0) {
+      if (cmp === 0 && s.job?.id === job.id && s.job.state !== 'succeeded') {
+        s.job = { ...s.job, state: 'succeeded', updatedAt: Date.now() };
+        saveStatus();
+        log(`${key(d)}: job ${job.id} done, running ${s.version}`);
+        hub.emit({ type: 'succeeded', device: d, job });
+      }
+      return;
+    }
+    // A failed device waits for a new job (no automatic retry loop).
+    if (s.job?.id === job.id && (s.job.state === 'failed' || trigger === 'job')) return;
+    await push(d, job, s.version);
+  }
+
+  cloudClient.onInform((d, m: InformMessage) => {
+    if (store.registry.getDevice(d.productKey, d.deviceName) === undefined) return;
+    void enqueue(d, async () => {
+      const s = deviceStatus(d);
+      s.version = m.version;
+      s.lastSeen = Date.now();
+      saveStatus();
+      log(`${key(d)}: informs version ${m.version}`);
+      hub.emit({ type: 'inform', device: d, version: m.version });
+      await consider(d, 'inform');
+    });
+  });
+
+  cloudClient.onProgress((d, m: ProgressMessage) => {
+    if (store.registry.getDevice(d.productKey, d.deviceName) === undefined) return;
+    void enqueue(d, async () => {
+      const s = deviceStatus(d);
+      s.lastSeen = Date.now();
+      hub.emit({ type: 'progress', device: d, step: m.step, desc: m.desc });
+      const j = s.job;
+      if (j === undefined || j.state === 'succeeded') {
+        log(`${key(d)}: progress ${m.step} ${m.desc}`);
+        return;
+      }
+      j.step = m.step;
+      j.desc = m.desc;
+      j.updatedAt = Date.now();
+      if (m.step < 0) {
+        j.state = 'failed';
+        log(`${key(d)}: job ${j.id} failed (${m.step}): ${m.desc}`);
+        const job = store.jobs().find((x) => x.id === j.id);
+        if (job) hub.emit({ type: 'failed', device: d, job, step: m.step, desc: m.desc });
+      } else {
+        j.state = m.step >= 100 ? 'downloaded' : 'downloading';
+        log(`${key(d)}: ${m.step}% ${m.desc}`);
+      }
+      saveStatus();
+    });
+  });
+
+  // Jobs created by `otadiff serve job` in another process show up here.
+  const knownJobs = new Set(store.jobs().map((j) => j.id));
+  const onNewJobs = (): void => {
+    for (const j of store.jobs()) {
+      if (knownJobs.has(j.id)) continue;
+      knownJobs.add(j.id);
+      log(`job ${j.id}: ${j.productKey} -> ${j.version} for ${j.devices === 'all' ? 'all devices' : j.devices.join(', ')}`);
+      for (const s of status.values()) if (s.productKey === j.productKey) void enqueue(s, () => consider(s, 'job'));
+    }
+  };
+  if ((opts.pollMs ?? 1000) > 0) {
+    timer = setInterval(() => {
+      store
+        .reload()
+        .then((changed) => (changed ? onNewJobs() : undefined))
+        .catch((e: unknown) => log(`reload: ${(e as Error).message}`));
+    }, opts.pollMs ?? 1000);
+    timer.unref();
+  }
+
+  let closing: Promise<void> | undefined;
+  return {
+    store,
+    brokerUrl,
+    broker,
+    files: fileServer,
+    async createJob(o) {
+      const job = store.createJob(o);
+      onNewJobs();
+      return job;
+    },
+    status: () => ({ devices: [...status.values()].map((d) => ({ ...d, ...(d.job ? { job: { ...d.job } } : {}) })) }),
+    on: (l) => hub.on(l),
+    waitFor: (pred, timeoutMs) => hub.waitFor(pred, timeoutMs, 'cloud event'),
+    close() {
+      closing ??= (async () => {
+        await Promise.allSettled([...queues.values()]);
+        await cleanup();
+        saveStatus();
+      })();
+      return closing;
+    },
+  };
+}

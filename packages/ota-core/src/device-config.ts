@@ -1,0 +1,70 @@
+// A device's default identity, for createOtaService() without options (AliOS reads
+// the same quadruple from its KV / the board's provisioning):
+//   $OTADIFF_DEVICE_CONFIG, else ~/.otadiff/device.json
+//   { "productKey": "...", "productSecret": "...", "deviceName": "...", "deviceSecret": "...",
+//     "broker": "mqtt://127.0.0.1:1883", "flash": "/path/to/flash-dir" }
+
+import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { isValidDeviceName, isValidProductKey } from './topics.js';
+
+export class DeviceConfigError extends Error {
+  override name = 'DeviceConfigError';
+}
+
+export interface DeviceConfig {
+  productKey: string;
+  productSecret?: string;
+  deviceName: string;
+  deviceSecret: string;
+  broker?: string;
+  /** Flash directory of the device (relative paths are relative to the config file). */
+  flash?: string;
+}
+
+export function defaultDeviceConfigPath(env: NodeJS.ProcessEnv = process.env): string {
+  const p = env.OTADIFF_DEVICE_CONFIG;
+  return p !== undefined && p !== '' ? p : join(homedir(), '.otadiff', 'device.json');
+}
+
+const SECRET_RE = /^[\x21-\x7e]{1,128}$/;
+
+export function parseDeviceConfig(text: string, baseDir = '.'): DeviceConfig {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new DeviceConfigError('device config is not JSON');
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new DeviceConfigError('device config must be a JSON object');
+  const o = raw as Record<string, unknown>;
+  if (!isValidProductKey(o.productKey)) throw new DeviceConfigError('device config: invalid productKey');
+  if (!isValidDeviceName(o.deviceName)) throw new DeviceConfigError('device config: invalid deviceName');
+  if (typeof o.deviceSecret !== 'string' || !SECRET_RE.test(o.deviceSecret)) throw new DeviceConfigError('device config: invalid deviceSecret');
+  const cfg: DeviceConfig = { productKey: o.productKey, deviceName: o.deviceName, deviceSecret: o.deviceSecret };
+  if (o.productSecret !== undefined) {
+    if (typeof o.productSecret !== 'string' || !SECRET_RE.test(o.productSecret)) throw new DeviceConfigError('device config: invalid productSecret');
+    cfg.productSecret = o.productSecret;
+  }
+  if (o.broker !== undefined) {
+    if (typeof o.broker !== 'string' || !/^mqtts?:\/\/[^\s]+$/.test(o.broker)) throw new DeviceConfigError('device config: broker must be an mqtt:// or mqtts:// URL');
+    cfg.broker = o.broker;
+  }
+  if (o.flash !== undefined) {
+    if (typeof o.flash !== 'string' || o.flash.length === 0) throw new DeviceConfigError('device config: flash must be a directory path');
+    cfg.flash = isAbsolute(o.flash) ? o.flash : resolve(baseDir, o.flash);
+  }
+  return cfg;
+}
+
+export function loadDeviceConfig(path = defaultDeviceConfigPath()): DeviceConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new DeviceConfigError(`cannot read the device config ${path}: ${code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+  }
+  return parseDeviceConfig(text, dirname(path));
+}

@@ -1,0 +1,347 @@
+// The device's flash port: what a board implements so the OTA service can store a
+// package and hand it to the bootloader. The five callbacks mirror AliOS Things'
+// `hal_ota_module_s` (init / write / read / set_boot / rollback); the rest are the
+// board services the service also needs (reset into the bootloader, read the running
+// image, a small persistent store). docs/PORTING.md describes the contract.
+//
+// createFlashDirPort() is the reference port over a simulated device's flash
+// directory (DIR/flash.bin + DIR/layout.json, plus DIR/device.json for the state),
+// which is what `otadiff device` runs on a Linux host.
+
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  boot,
+  confirmBoot,
+  createFlashDir,
+  defaultLayout,
+  eraseRange,
+  FIXED_HEADER_BYTES,
+  isErased,
+  openFlashDir,
+  openPartition,
+  parseFixedHeader,
+  readBytes,
+  roundUp,
+  runningSlot,
+  setBoot as stageSetBoot,
+  writeHandover,
+  type BootOutcome,
+  type Flash,
+  type PartitionLayout,
+  type Slot,
+  type UpdateType,
+} from '@otadiff/patch-apply';
+import { emptyDeviceState, serializeDeviceState } from './device-state.js';
+import { isValidVersion } from './version.js';
+
+export class FlashPortError extends Error {
+  override name = 'FlashPortError';
+}
+
+/** AliOS' `ota_finish_param_t`: what set_boot hands to the bootloader. */
+export interface OtaFinishParam {
+  /** Default 'app'. */
+  updateType?: UpdateType;
+  /** FINISH: the package is complete; BREAKPOINT: the download stopped part-way (nothing to restore). */
+  result: 'finish' | 'breakpoint';
+  /** RAW: the package is the full image; DIFF: an otadiff package. */
+  firmwareType: 'raw' | 'diff';
+  /** DIFF: the package's split size (checked against its header when given). */
+  splitSize?: number;
+  /** DIFF: the package's diff_version (checked against its header when given). */
+  diffVersion?: number;
+  /** Return to the old image if the new one is never confirmed (A/B only). Default true. */
+  rollback?: boolean;
+  /** Bytes of the package, stored from offset 0 of the OTA partition. */
+  packageLength: number;
+  /** SHA-256 of those bytes; the bootloader re-checks it before touching anything. */
+  packageSha256: Uint8Array;
+}
+
+/** The five callbacks of AliOS Things' hal_ota_module_s. */
+export interface OtaFlashPort {
+  /** Prepare the OTA partition: offset 0 erases it; a non-zero offset resumes a download at that breakpoint. */
+  init(offset: number): Promise<void>;
+  /** Store package bytes at `offset` of the OTA partition (any offset and length). */
+  write(offset: number, bytes: Uint8Array): Promise<void>;
+  /** Read back package bytes from the OTA partition. */
+  read(offset: number, length: number): Promise<Uint8Array>;
+  /** Write the hand-over record for the bootloader. */
+  setBoot(param: OtaFinishParam): Promise<void>;
+  /**
+   * AliOS calls it "rollback", but the application calls it after a good start: it
+   * confirms the running image, so the bootloader stops counting trial boots and will
+   * not roll it back.
+   */
+  rollback(): Promise<void>;
+}
+
+export interface OtaPortInfo {
+  /** Bytes of the OTA partition (the largest package). */
+  readonly otaSize: number;
+  /** Erase sector of the flash; a diff's split size must be a multiple of it. */
+  readonly sectorSize: number;
+  /** Application slots: ['A'] for in-place devices, ['A', 'B'] for A/B devices. */
+  readonly slots: readonly Slot[];
+  /** Bytes of each slot. */
+  readonly slotSize: Readonly<Partial<Record<Slot, number>>>;
+  /** Bytes of the in-place restore's backup area (at least one chunk). */
+  readonly backupSize: number;
+}
+
+/** A board: the five callbacks plus the services the OTA service needs around them. */
+export interface OtaPort extends OtaFlashPort {
+  readonly info: OtaPortInfo;
+  /** Reset: run the bootloader (which resumes a pending restore) and report what it boots. */
+  powerOn(): Promise<BootOutcome>;
+  /** Read the image in the slot that booted last (for a diff's old-image check). */
+  readImage(offset: number, length: number): Promise<Uint8Array>;
+  /** Persistent storage for the service's state (AliOS keeps it in KV); null when empty. */
+  loadState(): Promise<string | null>;
+  saveState(text: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export const DEVICE_STATE_FILE = 'device.json';
+
+export interface FlashDirPortOptions {
+  /** Wrap the device flash, e.g. in patch-apply's FaultyFlash to cut the power. */
+  wrapFlash?: (flash: Flash) => Flash;
+  /** Boots of an unconfirmed image before an A/B device rolls back (default 3). */
+  maxBootAttempts?: number;
+  onRestoreProgress?: (event: { chunk: number; chunks: number }) => void;
+}
+
+export interface FlashDirPort extends OtaPort {
+  readonly dir: string;
+  /** The device flash as the port uses it (wrapped when wrapFlash was given). */
+  readonly flash: Flash;
+  readonly layout: PartitionLayout;
+  /** Slot that booted last, once powerOn() has run. */
+  readonly bootedSlot: Slot | undefined;
+}
+
+function checkInt(v: number, what: string): void {
+  if (!Number.isSafeInteger(v) || v < 0) throw new FlashPortError(`${what} must be a non-negative integer, got ${v}`);
+}
+
+/** The reference port over a flash directory (see patch-apply's flash-dir.ts). */
+export function createFlashDirPort(dir: string, opts: FlashDirPortOptions = {}): FlashDirPort {
+  const fd = openFlashDir(dir);
+  const flash = opts.wrapFlash ? opts.wrapFlash(fd.flash) : fd.flash;
+  const layout = fd.layout;
+  const ota = openPartition(flash, layout, 'ota');
+  const { sectorSize: ss, programUnit: pu } = layout.flash;
+  const otaSize = layout.ota.size;
+  const statePath = join(dir, DEVICE_STATE_FILE);
+  let booted: Slot | undefined;
+  let closed = false;
+
+  const live = (): void => {
+    if (closed) throw new FlashPortError('the flash port is closed');
+  };
+  const checkSpan = (offset: number, length: number, what: string): void => {
+    checkInt(offset, `${what} offset`);
+    checkInt(length, `${what} length`);
+    if (offset + length > otaSize) throw new FlashPortError(`${what} [${offset}, +${length}) runs past the ${otaSize}-byte OTA partition`);
+  };
+  // Erase only sectors that hold anything: less wear, and a clean partition costs no erase.
+  const eraseDirtyFrom = (firstSector: number): void => {
+    for (let s = firstSector; s * ss < otaSize; s++) if (!isErased(ota, s * ss, ss)) ota.erase(s);
+  };
+  // Program `data` at a program-unit-aligned offset, padding the last unit with erased bytes.
+  const programPadded = (offset: number, data: Uint8Array): void => {
+    if (data.length === 0) return;
+    const padded = new Uint8Array(roundUp(data.length, pu)).fill(0xff);
+    padded.set(data);
+    ota.program(offset, padded);
+  };
+
+  const port: FlashDirPort = {
+    dir,
+    flash,
+    layout,
+    get bootedSlot() {
+      return booted;
+    },
+    info: {
+      otaSize,
+      sectorSize: ss,
+      slots: layout.appB === undefined ? ['A'] : ['A', 'B'],
+      slotSize: layout.appB === undefined ? { A: layout.appA.size } : { A: layout.appA.size, B: layout.appB.size },
+      backupSize: layout.backup.size,
+    },
+
+    async init(offset) {
+      live();
+      checkSpan(offset, 0, 'init');
+      if (offset === 0) return eraseDirtyFrom(0);
+      // A write after the breakpoint may have reached the flash (torn or whole) before the
+      // power went: bytes past the breakpoint must read erased before they are programmed.
+      const s0 = Math.floor(offset / ss);
+      const rest = Math.min((s0 + 1) * ss, otaSize) - offset;
+      if (offset % ss !== 0 && !isErased(ota, offset, rest)) {
+        const prefix = readBytes(ota, s0 * ss, offset - s0 * ss);
+        ota.erase(s0);
+        programPadded(s0 * ss, prefix);
+      }
+      eraseDirtyFrom(Math.ceil(offset / ss));
+    },
+
+    async write(offset, bytes) {
+      live();
+      checkSpan(offset, bytes.length, 'write');
+      if (bytes.length === 0) return;
+      if (pu === 1) return ota.program(offset, bytes);
+      // Partial program units: merge with what the unit already holds (erased or earlier bytes).
+      const start = Math.floor(offset / pu) * pu;
+      const end = roundUp(offset + bytes.length, pu);
+      const buf = readBytes(ota, start, end - start);
+      buf.set(bytes, offset - start);
+      ota.program(start, buf);
+    },
+
+    async read(offset, length) {
+      live();
+      checkSpan(offset, length, 'read');
+      return readBytes(ota, offset, length);
+    },
+
+    async setBoot(p) {
+      live();
+      checkSpan(0, p.packageLength, 'package');
+      if (p.packageLength === 0) throw new FlashPortError('set_boot: empty package');
+      if (!(p.packageSha256 instanceof Uint8Array) || p.packageSha256.length !== 32) throw new FlashPortError('set_boot: packageSha256 must be 32 bytes');
+      const updateType = p.updateType ?? 'app';
+      const rollback = p.rollback ?? true;
+      if (p.result === 'breakpoint') {
+        // Nothing to restore: a record the bootloader boots past, naming the running slot.
+        const slot = runningSlot(flash, layout);
+        const base = {
+          updateType,
+          result: 'breakpoint' as const,
+          rollback,
+          packageOffset: 0,
+          packageLength: p.packageLength,
+          packageSha256: p.packageSha256,
+          targetSlot: slot,
+          activeSlot: slot,
+          bootCount: 0,
+          confirmed: true,
+        };
+        const params = openPartition(flash, layout, 'params');
+        if (p.firmwareType === 'raw') writeHandover(params, { ...base, firmwareType: 'raw', imageSize: p.packageLength });
+        else writeHandover(params, { ...base, firmwareType: 'diff', splitSize: p.splitSize ?? ss, diffVersion: p.diffVersion ?? 0 });
+        return;
+      }
+      if (p.result !== 'finish') throw new FlashPortError(`set_boot: unknown result ${String(p.result)}`);
+      let head: Uint8Array = new Uint8Array(0);
+      if (p.firmwareType === 'diff') {
+        if (p.packageLength < FIXED_HEADER_BYTES) throw new FlashPortError('set_boot: package shorter than a header');
+        const fixed = parseFixedHeader(readBytes(ota, 0, FIXED_HEADER_BYTES));
+        if (fixed.headerLength > p.packageLength) throw new FlashPortError('set_boot: package shorter than its header');
+        if (p.splitSize !== undefined && p.splitSize !== fixed.splitSize) throw new FlashPortError(`set_boot: split size ${p.splitSize} != the package's ${fixed.splitSize}`);
+        if (p.diffVersion !== undefined && p.diffVersion !== fixed.diffVersion) throw new FlashPortError(`set_boot: diff_version ${p.diffVersion} != the package's ${fixed.diffVersion}`);
+        head = readBytes(ota, 0, fixed.headerLength);
+      } else if (p.firmwareType !== 'raw') {
+        throw new FlashPortError(`set_boot: unknown firmware type ${String(p.firmwareType)}`);
+      }
+      stageSetBoot(flash, layout, p.packageLength, p.packageSha256, head, { firmwareType: p.firmwareType, updateType, rollback });
+    },
+
+    async rollback() {
+      live();
+      if (booted === undefined) throw new FlashPortError('rollback: the device has not booted');
+      confirmBoot(flash, layout, booted);
+    },
+
+    async powerOn() {
+      live();
+      const outcome = boot({ flash, layout, maxBootAttempts: opts.maxBootAttempts, onProgress: opts.onRestoreProgress });
+      booted = outcome.kind === 'halt' ? undefined : outcome.slot;
+      return outcome;
+    },
+
+    async readImage(offset, length) {
+      live();
+      if (booted === undefined) throw new FlashPortError('readImage: the device has not booted');
+      const slot = openPartition(flash, layout, booted === 'A' ? 'appA' : 'appB');
+      checkInt(offset, 'readImage offset');
+      checkInt(length, 'readImage length');
+      if (offset + length > slot.geometry.size) throw new FlashPortError(`readImage [${offset}, +${length}) runs past slot ${booted}`);
+      return readBytes(slot, offset, length);
+    },
+
+    async loadState() {
+      live();
+      if (!existsSync(statePath)) return null;
+      return readFileSync(statePath, 'utf8');
+    },
+
+    async saveState(text) {
+      live();
+      // Atomic replace: a power cut leaves the old or the new state, never half of one.
+      const tmp = `${statePath}.tmp`;
+      writeFileSync(tmp, text);
+      renameSync(tmp, statePath);
+    },
+
+    async close() {
+      if (closed) return;
+      closed = true;
+      fd.close();
+    },
+  };
+  return port;
+}
+
+export interface DeviceFlashOptions {
+  /** The factory image, written to slot A. */
+  image: Uint8Array;
+  /** Its version, recorded in DIR/device.json. */
+  version: string;
+  /** Two application slots (A/B) instead of one (in place). */
+  ab?: boolean;
+  /** Bytes per slot (default: twice the image, at least 64 KiB, rounded to 64 KiB). */
+  slotSize?: number;
+  /** Bytes of the OTA partition (default: the slot size, so a full image fits). */
+  otaSize?: number;
+  /** Largest chunk of an in-place restore: the backup partition's size (default 64 KiB). */
+  splitSize?: number;
+  sectorSize?: number;
+  programUnit?: number;
+}
+
+/** Creates a device flash directory holding `image` in slot A (refuses an existing one). */
+export function createDeviceFlashDir(dir: string, o: DeviceFlashOptions): PartitionLayout {
+  if (!isValidVersion(o.version)) throw new FlashPortError(`invalid version ${JSON.stringify(o.version)}`);
+  if (o.image.length === 0) throw new FlashPortError('the factory image is empty');
+  const unit = 64 * 1024;
+  const slotSize = o.slotSize ?? roundUp(Math.max(o.image.length * 2, unit), unit);
+  if (o.image.length > slotSize) throw new FlashPortError(`the image (${o.image.length} bytes) does not fit a ${slotSize}-byte slot`);
+  const layout = defaultLayout({
+    appSize: slotSize,
+    otaSize: o.otaSize ?? slotSize,
+    splitSize: o.splitSize ?? unit,
+    sectorSize: o.sectorSize,
+    programUnit: o.programUnit,
+    ab: o.ab === true,
+  });
+  const fd = createFlashDir(dir, layout);
+  try {
+    const appA = openPartition(fd.flash, layout, 'appA');
+    eraseRange(appA, 0, appA.geometry.size);
+    const padded = new Uint8Array(roundUp(o.image.length, layout.flash.programUnit)).fill(0xff);
+    padded.set(o.image);
+    appA.program(0, padded);
+  } finally {
+    fd.close();
+  }
+  const state = emptyDeviceState();
+  state.slots.A = { version: o.version, size: o.image.length };
+  const tmp = join(dir, `${DEVICE_STATE_FILE}.tmp`);
+  writeFileSync(tmp, serializeDeviceState(state));
+  renameSync(tmp, join(dir, DEVICE_STATE_FILE));
+  return layout;
+}

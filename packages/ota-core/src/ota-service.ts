@@ -1,0 +1,705 @@
+// The device side of the OTA service (the counterpart of AliOS Things' ota_service_init):
+// power on through the bootloader, confirm a new image, report the version, and for
+// each upgrade notice: refuse what is not newer, check a diff's header against the
+// running image before downloading it, download straight into the flash port with a
+// persisted checkpoint, verify the package as it sits in flash (digest + RSA
+// digestsign), set_boot, and reboot into the restore.
+//
+// Power cuts: any PowerCutError from the port (a FaultyFlash in tests and the demo)
+// stops the service on the spot, like a CPU losing power: nothing more is written or
+// sent. The owner powers the device back on with start(); the bootloader resumes a
+// restore, and the cloud's next notice resumes a download from its checkpoint.
+
+import { createHash, type KeyLike } from 'node:crypto';
+import {
+  FIXED_HEADER_BYTES,
+  PowerCutError,
+  parseFixedHeader,
+  PackageError,
+  type BootOutcome,
+  type FixedHeader,
+  type Slot,
+} from '@otadiff/patch-apply';
+import type { DownloadCheckpoint } from './checkpoint.js';
+import { coapDownload } from './coap-transfer.js';
+import { loadDeviceConfig, type DeviceConfig } from './device-config.js';
+import { emptyDeviceState, parseDeviceState, serializeDeviceState, type DeviceState } from './device-state.js';
+import { download, DownloadError, type DownloadResult } from './downloader.js';
+import { EventHub } from './event-hub.js';
+import { createFlashDirPort, type OtaPort } from './flash-port.js';
+import { createHasher } from './hashing.js';
+import { OtaStep, type OtaStepError, type UpgradeInfo } from './messages.js';
+import type { MqttSignMethod } from './mqtt-auth.js';
+import { connectOtaDevice, type OtaDeviceClient } from './ota-mqtt.js';
+import { fetchPackageHead } from './package-head.js';
+import type { BackoffOptions, SleepFn } from './retry.js';
+import { hashAlgorithmOf, SignatureError, verifyPackage } from './signature.js';
+import { compareVersions } from './version.js';
+
+export type DownloadProtocol = 'http' | 'https' | 'coap';
+
+export interface OtaServiceOptions {
+  /** The device quadruple; whatever is missing comes from the config file. */
+  productKey?: string;
+  productSecret?: string;
+  deviceName?: string;
+  deviceSecret?: string;
+  /** Identity file (default $OTADIFF_DEVICE_CONFIG or ~/.otadiff/device.json). */
+  configPath?: string;
+  /** MQTT broker URL (default: the config's, else mqtt://127.0.0.1:1883). */
+  broker?: string;
+  /** Signalling channel; only 'mqtt' is implemented. */
+  transport?: 'mqtt' | 'coap';
+  /** Accepted download URLs: 'http' (http: and https:), 'https' (https: only) or 'coap'. */
+  downloadProtocol?: DownloadProtocol;
+  /** MQTT sign-in HMAC (default hmacsha256). */
+  signMethod?: MqttSignMethod;
+  /** The board (default: a flash-directory port on the config's `flash`). */
+  port?: OtaPort;
+  /** Version of the factory image, when the port's state has none yet. */
+  initialVersion?: string;
+  module?: string;
+  /** RSA public key: notices must then carry a digestsign that verifies. */
+  publicKey?: KeyLike;
+  requireDigestSign?: boolean;
+  /** Hand-over rollback flag (default true): an unconfirmed A/B image returns to the old one. */
+  rollback?: boolean;
+  /** Decides whether a newly booted image is good; false reboots without confirming it. */
+  healthCheck?: (running: { slot: Slot; version: string; attempt: number }) => boolean | Promise<boolean>;
+  /** Give up after this many unhealthy boots in a row (default 8). */
+  maxUnhealthyBoots?: number;
+  /** Reconnect to the broker when the connection drops (default true). */
+  reconnect?: boolean;
+  /** Report download progress every this many percent (default 10). */
+  progressStep?: number;
+  download?: {
+    retries?: number;
+    backoff?: BackoffOptions;
+    sleep?: SleepFn;
+    timeoutMs?: number;
+    ca?: string | Buffer | Array<string | Buffer>;
+    coapBlockSize?: number;
+    ackTimeoutMs?: number;
+  };
+  onEvent?: (e: OtaServiceEvent) => void;
+}
+
+export type OtaServiceEvent =
+  | { type: 'boot'; outcome: BootOutcome }
+  | { type: 'unhealthy'; slot: Slot; version: string; attempt: number }
+  | { type: 'confirmed'; slot: Slot; version: string }
+  | { type: 'update-failed'; version: string; reason: string; detail: string }
+  | { type: 'connected'; broker: string }
+  | { type: 'disconnected' }
+  | { type: 'inform'; version: string }
+  | { type: 'progress'; step: number; desc: string }
+  | { type: 'notice'; info: UpgradeInfo }
+  | { type: 'invalid-notice'; error: Error }
+  | { type: 'ignored'; info: UpgradeInfo; reason: string }
+  | { type: 'header'; header: FixedHeader; fetched: number; rangeHonoured: boolean }
+  | { type: 'download-start'; offset: number; total: number; resumed: boolean }
+  | { type: 'download'; offset: number; total: number }
+  | { type: 'downloaded'; result: DownloadResult }
+  | { type: 'verified'; sha256: string; digestsign: boolean }
+  | { type: 'set-boot'; firmwareType: 'raw' | 'diff'; slot: Slot; version: string }
+  | { type: 'failed'; step: number; error: Error }
+  | { type: 'rebooting' }
+  | { type: 'powercut'; error: Error }
+  | { type: 'error'; error: Error }
+  | { type: 'stopped' };
+
+export type OtaServiceErrorCode = 'CONFIG' | 'AUTH' | 'CONNECT' | 'HALT' | 'UNHEALTHY' | 'STATE';
+
+export class OtaServiceError extends Error {
+  override name = 'OtaServiceError';
+  constructor(
+    readonly code: OtaServiceErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** A notice the device will not act on; reported with `step`. */
+class Refusal extends Error {
+  override name = 'Refusal';
+  constructor(
+    readonly step: OtaStepError,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export type OtaServiceStatus = 'off' | 'booting' | 'running';
+
+export interface OtaService {
+  readonly productKey: string;
+  readonly deviceName: string;
+  readonly broker: string;
+  readonly port: OtaPort;
+  readonly status: OtaServiceStatus;
+  /** The booted slot and its version, while running. */
+  readonly running: { slot: Slot; version: string } | undefined;
+  /** True while a notice is being handled. */
+  readonly updating: boolean;
+  /** Power on: the bootloader, confirmation, connect, inform. Resolves when running, or off after a power cut. */
+  start(): Promise<void>;
+  /** Power off cleanly (aborts a download; its checkpoint stays). */
+  stop(): Promise<void>;
+  /** stop(), and close the port when the service opened it. */
+  close(): Promise<void>;
+  on(listener: (e: OtaServiceEvent) => void): () => void;
+  waitFor(pred: (e: OtaServiceEvent) => boolean, timeoutMs?: number): Promise<OtaServiceEvent>;
+}
+
+const other = (s: Slot): Slot => (s === 'A' ? 'B' : 'A');
+const HASH_BLOCK = 64 * 1024;
+
+function isPowerCut(e: unknown): boolean {
+  let x: unknown = e;
+  for (let i = 0; x !== undefined && x !== null && i < 8; i++) {
+    if (x instanceof PowerCutError) return true;
+    x = (x as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
+function stepFor(e: unknown): OtaStepError {
+  if (e instanceof Refusal) return e.step;
+  if (e instanceof SignatureError) return OtaStep.VERIFY_FAILED;
+  if (e instanceof DownloadError) {
+    if (e.code === 'DIGEST_MISMATCH' || e.code === 'SIZE_MISMATCH') return OtaStep.VERIFY_FAILED;
+    if (e.code === 'SINK_FAILED') return OtaStep.BURN_FAILED;
+    return OtaStep.DOWNLOAD_FAILED;
+  }
+  const name = (e as Error)?.name;
+  if (name === 'FlashPortError' || name === 'FlashError' || name === 'HandoverError' || name === 'LayoutError') return OtaStep.BURN_FAILED;
+  return OtaStep.UPGRADE_FAILED;
+}
+
+/** The download can never succeed as recorded: start it over next time. */
+function restartsDownload(e: unknown): boolean {
+  return e instanceof SignatureError || (e instanceof DownloadError && (e.code === 'DIGEST_MISMATCH' || e.code === 'SIZE_MISMATCH'));
+}
+
+function allowedProtocols(p: DownloadProtocol): string[] {
+  if (p === 'https') return ['https:'];
+  if (p === 'coap') return ['coap:'];
+  return ['http:', 'https:'];
+}
+
+function connectError(e: unknown, broker: string): OtaServiceError {
+  const code = (e as { code?: unknown })?.code;
+  const msg = (e as Error)?.message ?? String(e);
+  if (code === 4 || code === 5 || code === 134 || code === 135 || /bad username or password|not authori[sz]ed/i.test(msg)) {
+    return new OtaServiceError('AUTH', `the broker refused the device's sign-in: ${msg}`, { cause: e });
+  }
+  return new OtaServiceError('CONNECT', `cannot connect to ${broker}: ${msg}`, { cause: e });
+}
+
+class Service implements OtaService {
+  readonly productKey: string;
+  readonly deviceName: string;
+  readonly broker: string;
+  readonly port: OtaPort;
+  status: OtaServiceStatus = 'off';
+  running: { slot: Slot; version: string } | undefined;
+  updating = false;
+
+  private readonly deviceSecret: string;
+  private readonly hub = new EventHub<OtaServiceEvent>();
+  private readonly ownsPort: boolean;
+  private readonly protocol: DownloadProtocol;
+  private client: OtaDeviceClient | undefined;
+  /** Bumped at every power transition; async work from an older epoch stops quietly. */
+  private epoch = 0;
+  private work: Promise<void> | undefined;
+  private abort: AbortController | undefined;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly opts: OtaServiceOptions) {
+    if ((opts.transport ?? 'mqtt') !== 'mqtt') throw new OtaServiceError('CONFIG', `transport ${String(opts.transport)} is not implemented (use mqtt)`);
+    let cfg: DeviceConfig | undefined;
+    const need = opts.productKey === undefined || opts.deviceName === undefined || opts.deviceSecret === undefined || (opts.port === undefined && opts.broker === undefined);
+    if (need) {
+      try {
+        cfg = loadDeviceConfig(opts.configPath);
+      } catch (e) {
+        if (opts.productKey === undefined || opts.deviceName === undefined || opts.deviceSecret === undefined || opts.port === undefined) {
+          throw new OtaServiceError('CONFIG', (e as Error).message, { cause: e });
+        }
+      }
+    }
+    const pk = opts.productKey ?? cfg?.productKey;
+    const dn = opts.deviceName ?? cfg?.deviceName;
+    const secret = opts.deviceSecret ?? cfg?.deviceSecret;
+    if (pk === undefined || dn === undefined || secret === undefined) throw new OtaServiceError('CONFIG', 'productKey, deviceName and deviceSecret are required');
+    this.productKey = pk;
+    this.deviceName = dn;
+    this.deviceSecret = secret;
+    this.broker = opts.broker ?? cfg?.broker ?? 'mqtt://127.0.0.1:1883';
+    this.protocol = opts.downloadProtocol ?? 'http';
+    if (!['http', 'https', 'coap'].includes(this.protocol)) throw new OtaServiceError('CONFIG', `unknown download protocol ${this.protocol}`);
+    if (opts.port !== undefined) {
+      this.port = opts.port;
+      this.ownsPort = false;
+    } else {
+      if (cfg?.flash === undefined) throw new OtaServiceError('CONFIG', 'no port given and the device config names no flash directory');
+      this.port = createFlashDirPort(cfg.flash);
+      this.ownsPort = true;
+    }
+    if (opts.onEvent) this.hub.on(opts.onEvent);
+  }
+
+  on(listener: (e: OtaServiceEvent) => void): () => void {
+    return this.hub.on(listener);
+  }
+
+  waitFor(pred: (e: OtaServiceEvent) => boolean, timeoutMs?: number): Promise<OtaServiceEvent> {
+    return this.hub.waitFor(pred, timeoutMs, 'service event');
+  }
+
+  private emit(e: OtaServiceEvent): void {
+    this.hub.emit(e);
+  }
+
+  // ------------------------------------------------------------------ power
+
+  async start(): Promise<void> {
+    if (this.status !== 'off') throw new OtaServiceError('STATE', `the service is ${this.status}`);
+    this.status = 'booting';
+    const epoch = ++this.epoch;
+    try {
+      await this.powerOn(epoch);
+    } catch (e) {
+      if (isPowerCut(e)) return this.die(e as Error);
+      this.status = 'off';
+      this.running = undefined;
+      await this.disconnect();
+      throw e;
+    }
+  }
+
+  async stop(): Promise<void> {
+    ++this.epoch;
+    this.abort?.abort(new Error('service stopped'));
+    clearTimeout(this.reconnectTimer);
+    await this.work?.catch(() => {});
+    await this.disconnect();
+    this.status = 'off';
+    this.running = undefined;
+    this.emit({ type: 'stopped' });
+  }
+
+  async close(): Promise<void> {
+    await this.stop();
+    if (this.ownsPort) await this.port.close();
+  }
+
+  /** The power went: stop everything on the spot, write nothing more. */
+  private async die(error: Error): Promise<void> {
+    ++this.epoch;
+    this.status = 'off';
+    this.running = undefined;
+    this.abort?.abort(error);
+    clearTimeout(this.reconnectTimer);
+    const c = this.client;
+    this.client = undefined;
+    if (c) await c.mqtt.endAsync(true).catch(() => {});
+    this.emit({ type: 'powercut', error });
+  }
+
+  private async disconnect(): Promise<void> {
+    const c = this.client;
+    this.client = undefined;
+    if (c) await c.close().catch(() => c.mqtt.endAsync(true).catch(() => {}));
+  }
+
+  private async loadState(): Promise<DeviceState> {
+    const text = await this.port.loadState();
+    if (text === null) return emptyDeviceState();
+    try {
+      return parseDeviceState(text);
+    } catch (e) {
+      throw new OtaServiceError('STATE', `the device state is unreadable: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
+  private async saveState(s: DeviceState): Promise<void> {
+    await this.port.saveState(serializeDeviceState(s));
+  }
+
+  /** Boot (possibly through a restore), adopt and confirm a new image, then go online. */
+  private async powerOn(epoch: number): Promise<void> {
+    const reports: Array<[number, string]> = [];
+    let unhealthy = 0;
+    let version: string;
+    for (;;) {
+      const outcome = await this.port.powerOn();
+      this.emit({ type: 'boot', outcome });
+      if (outcome.kind === 'halt') throw new OtaServiceError('HALT', `the bootloader halted (${outcome.reason}): ${outcome.detail}`);
+      const state = await this.loadState();
+      const p = state.pending;
+      if (p !== undefined) {
+        if (outcome.kind === 'trial' && p.slot === outcome.slot) {
+          // The bootloader verified the new image: this slot now holds the new version.
+          state.slots[p.slot] = { version: p.version, size: p.size };
+        } else if (outcome.kind === 'old') {
+          const rolledBack = outcome.reason === 'rolledBack';
+          const desc = rolledBack ? `rolled back: ${outcome.detail}` : `the bootloader refused the update (${outcome.reason}): ${outcome.detail}`;
+          reports.push([rolledBack ? OtaStep.UPGRADE_FAILED : OtaStep.BURN_FAILED, `${p.version}: ${desc}`.slice(0, 1000)]);
+          this.emit({ type: 'update-failed', version: p.version, reason: outcome.reason, detail: outcome.detail });
+        }
+        delete state.pending;
+        await this.saveState(state);
+      }
+      let rec = state.slots[outcome.slot];
+      if (rec === undefined) {
+        if (this.opts.initialVersion === undefined) throw new OtaServiceError('STATE', `no version is recorded for slot ${outcome.slot}; give initialVersion`);
+        rec = state.slots[outcome.slot] = { version: this.opts.initialVersion, size: 0 };
+        await this.saveState(state);
+      }
+      version = rec.version;
+      this.running = { slot: outcome.slot, version };
+      if (outcome.kind === 'trial' && this.opts.healthCheck !== undefined) {
+        const healthy = await this.opts.healthCheck({ slot: outcome.slot, version, attempt: outcome.attempt });
+        if (!healthy) {
+          this.emit({ type: 'unhealthy', slot: outcome.slot, version, attempt: outcome.attempt });
+          if (++unhealthy >= (this.opts.maxUnhealthyBoots ?? 8)) throw new OtaServiceError('UNHEALTHY', `slot ${outcome.slot} (${version}) failed its health check ${unhealthy} times`);
+          continue; // crash-reboot without confirming: the bootloader counts the attempt
+        }
+      }
+      // AliOS' "rollback" callback: confirm the running image.
+      await this.port.rollback();
+      if (outcome.kind === 'trial') this.emit({ type: 'confirmed', slot: outcome.slot, version });
+      break;
+    }
+    if (epoch !== this.epoch) return;
+    await this.connect(epoch);
+    if (epoch !== this.epoch) return;
+    // Failures first, so the cloud closes the job before it sees the old version again.
+    for (const [step, desc] of reports) await this.report(step, desc);
+    await this.inform();
+    this.status = 'running';
+  }
+
+  // ------------------------------------------------------------------ MQTT
+
+  private async connect(epoch: number): Promise<void> {
+    let client: OtaDeviceClient;
+    try {
+      client = await connectOtaDevice(
+        this.broker,
+        { productKey: this.productKey, deviceName: this.deviceName, deviceSecret: this.deviceSecret },
+        {
+          signMethod: this.opts.signMethod,
+          upgradeParse: { allowedProtocols: allowedProtocols(this.protocol) },
+          onInvalid: (_topic, error) => this.emit({ type: 'invalid-notice', error }),
+        },
+      );
+    } catch (e) {
+      throw connectError(e, this.broker);
+    }
+    if (epoch !== this.epoch) {
+      await client.close().catch(() => {});
+      return;
+    }
+    this.client = client;
+    client.onUpgrade((info) => this.onNotice(info, epoch));
+    client.mqtt.on('error', () => {}); // surfaced through 'close'
+    client.mqtt.on('close', () => {
+      if (this.client !== client || epoch !== this.epoch) return;
+      this.client = undefined;
+      this.emit({ type: 'disconnected' });
+      if (this.opts.reconnect !== false) this.scheduleReconnect(epoch, 1);
+    });
+    this.emit({ type: 'connected', broker: this.broker });
+  }
+
+  private scheduleReconnect(epoch: number, attempt: number): void {
+    const delay = Math.min(30_000, 500 * 2 ** Math.min(attempt - 1, 6));
+    this.reconnectTimer = setTimeout(() => {
+      if (epoch !== this.epoch) return;
+      this.connect(epoch)
+        .then(() => (epoch === this.epoch ? this.inform() : undefined))
+        .catch(() => {
+          if (epoch === this.epoch) this.scheduleReconnect(epoch, attempt + 1);
+        });
+    }, delay);
+  }
+
+  private async inform(): Promise<void> {
+    const running = this.running;
+    if (running === undefined || this.client === undefined) return;
+    await this.client.reportVersion(running.version, this.opts.module);
+    this.emit({ type: 'inform', version: running.version });
+  }
+
+  /** Progress report; a broker hiccup must not fail the update. */
+  private async report(step: number, desc: string): Promise<void> {
+    this.emit({ type: 'progress', step, desc });
+    try {
+      await this.client?.reportProgress(step, desc.slice(0, 1000), this.opts.module);
+    } catch {
+      /* offline: the cloud learns the outcome from the next inform */
+    }
+  }
+
+  // ------------------------------------------------------------------ upgrade
+
+  private onNotice(info: UpgradeInfo, epoch: number): void {
+    if (epoch !== this.epoch) return;
+    this.emit({ type: 'notice', info });
+    if (this.updating) {
+      this.emit({ type: 'ignored', info, reason: 'an update is already in progress' });
+      return;
+    }
+    this.updating = true;
+    const run = async (): Promise<void> => {
+      let reboot = false;
+      try {
+        reboot = await this.upgrade(info, epoch);
+      } finally {
+        this.updating = false;
+      }
+      if (reboot) await this.reboot(epoch);
+    };
+    this.work = run().catch((e: unknown) => {
+      if (isPowerCut(e)) return this.die(e as Error);
+      if (epoch === this.epoch) this.emit({ type: 'error', error: e as Error });
+    });
+  }
+
+  /** Handles one notice; true when set_boot is done and the device must reboot. */
+  private async upgrade(info: UpgradeInfo, epoch: number): Promise<boolean> {
+    const port = this.port;
+    const running = this.running;
+    if (running === undefined) return false;
+    const abort = (this.abort = new AbortController());
+    const signal = abort.signal;
+    const hash = hashAlgorithmOf(info.signMethod);
+    const dl = this.opts.download ?? {};
+    let state: DeviceState | undefined;
+    try {
+      if (compareVersions(info.version, running.version) <= 0) {
+        throw new Refusal(OtaStep.UPGRADE_FAILED, `refused: version ${info.version} is not newer than the running ${running.version}`);
+      }
+      if (info.size > port.info.otaSize) {
+        throw new Refusal(OtaStep.UPGRADE_FAILED, `refused: a ${info.size}-byte package does not fit the ${port.info.otaSize}-byte OTA partition`);
+      }
+      state = await this.loadState();
+      const rec = state.download;
+      const same =
+        rec !== undefined && rec.version === info.version && rec.size === info.size && rec.sign === info.sign && rec.signMethod === info.signMethod && rec.isDiff === info.isDiff;
+      let cp: DownloadCheckpoint | undefined = same ? rec.checkpoint : undefined;
+
+      // A diff names the image it was made for: check it before downloading the rest.
+      let head: Uint8Array | undefined;
+      let etag: string | undefined;
+      let fixed: FixedHeader | undefined;
+      let target: Slot;
+      if (info.isDiff === 1) {
+        let headBytes: Uint8Array;
+        let fetched: { bytes: number; rangeHonoured: boolean } | undefined;
+        if (cp !== undefined && cp.offset >= FIXED_HEADER_BYTES) {
+          headBytes = await port.read(0, FIXED_HEADER_BYTES);
+        } else {
+          const h = await fetchPackageHead({
+            url: info.url,
+            length: FIXED_HEADER_BYTES,
+            totalSize: info.size,
+            hash,
+            expectedDigest: info.sign,
+            signal,
+            timeoutMs: dl.timeoutMs,
+            retries: dl.retries,
+            backoff: dl.backoff,
+            sleep: dl.sleep,
+            ca: dl.ca,
+            ackTimeoutMs: dl.ackTimeoutMs,
+          });
+          head = h.bytes;
+          etag = h.etag;
+          headBytes = h.bytes.subarray(0, Math.min(FIXED_HEADER_BYTES, h.bytes.length));
+          cp = undefined;
+          fetched = { bytes: h.bytes.length, rangeHonoured: h.rangeHonoured };
+        }
+        fixed = this.checkDiffHeader(headBytes, info, running.slot);
+        await this.checkOldImage(fixed, running.slot);
+        if (fetched !== undefined) this.emit({ type: 'header', header: fixed, fetched: fetched.bytes, rangeHonoured: fetched.rangeHonoured });
+        target = fixed.mode === 'ab' ? other(running.slot) : running.slot;
+      } else {
+        target = port.info.slots.includes('B') ? other(running.slot) : running.slot;
+        const room = port.info.slotSize[target] ?? 0;
+        if (info.size > room) throw new Refusal(OtaStep.UPGRADE_FAILED, `refused: a ${info.size}-byte image does not fit slot ${target} (${room} bytes)`);
+      }
+
+      // Prepare the OTA partition (AliOS' init: 0 erases, a breakpoint resumes).
+      if (cp === undefined) {
+        await port.init(0);
+        state.download = { version: info.version, size: info.size, signMethod: info.signMethod, sign: info.sign, isDiff: info.isDiff };
+        if (head !== undefined) {
+          // The header bytes already fetched are the start of the download.
+          const bytes = head.subarray(0, Math.min(head.length, info.size));
+          await port.write(0, bytes);
+          const hasher = await createHasher(hash);
+          hasher.update(bytes);
+          cp = { algorithm: hash, offset: bytes.length, totalSize: info.size, expectedDigest: info.sign, hashState: hasher.save() };
+          if (etag !== undefined) cp.etag = etag;
+          state.download.checkpoint = cp;
+        }
+        await this.saveState(state);
+      } else {
+        await port.init(cp.offset);
+      }
+      this.emit({ type: 'download-start', offset: cp?.offset ?? 0, total: info.size, resumed: head === undefined && cp !== undefined });
+
+      const stepPct = this.opts.progressStep ?? 10;
+      let lastPct = -stepPct;
+      const st = state;
+      const common = {
+        sink: (offset: number, bytes: Uint8Array) => port.write(offset, bytes),
+        hash,
+        expectedSize: info.size,
+        expectedDigest: info.sign,
+        state: cp,
+        signal,
+        retries: dl.retries,
+        backoff: dl.backoff,
+        sleep: dl.sleep,
+        onCheckpoint: async (c: DownloadCheckpoint) => {
+          st.download!.checkpoint = c;
+          await this.saveState(st);
+          this.emit({ type: 'download', offset: c.offset, total: c.totalSize });
+          const pct = Math.floor((c.offset * 100) / c.totalSize);
+          if (pct >= lastPct + stepPct && pct < 100) {
+            lastPct = pct;
+            void this.report(pct, 'downloading');
+          }
+        },
+      };
+      const result = info.url.startsWith('coap:')
+        ? await coapDownload({ ...common, url: info.url, blockSize: dl.coapBlockSize, ackTimeoutMs: dl.ackTimeoutMs })
+        : await download({ ...common, url: info.url, timeoutMs: dl.timeoutMs, ca: dl.ca });
+      this.emit({ type: 'downloaded', result });
+
+      // Verify what the flash holds, not what the network delivered.
+      const { digest, sha256 } = await this.hashPackage(info.size, hash);
+      verifyPackage(info, digest, info.size, { publicKey: this.opts.publicKey, requireDigestSign: this.opts.requireDigestSign });
+      this.emit({ type: 'verified', sha256: Buffer.from(sha256).toString('hex'), digestsign: info.digestsign !== undefined && this.opts.publicKey !== undefined });
+
+      const firmwareType = info.isDiff === 1 ? 'diff' : 'raw';
+      // Pending first: a power cut before set_boot completes just boots the old image.
+      state.pending = { slot: target, version: info.version, size: fixed?.newSize ?? info.size, firmwareType };
+      await this.saveState(state);
+      await port.setBoot({
+        result: 'finish',
+        firmwareType,
+        splitSize: fixed?.splitSize,
+        diffVersion: fixed?.diffVersion,
+        rollback: this.opts.rollback ?? true,
+        packageLength: info.size,
+        packageSha256: sha256,
+      });
+      delete state.download;
+      await this.saveState(state);
+      this.emit({ type: 'set-boot', firmwareType, slot: target, version: info.version });
+      await this.report(100, `verified; rebooting into the ${firmwareType === 'diff' ? 'restore' : 'image copy'}`);
+      return true;
+    } catch (e) {
+      if (isPowerCut(e)) throw e;
+      if (epoch !== this.epoch) return false; // stopped meanwhile: the checkpoint stays for later
+      if (restartsDownload(e) && state?.download !== undefined) {
+        delete state.download;
+        await this.saveState(state).catch(() => {});
+      }
+      const step = stepFor(e);
+      const error = e instanceof Error ? e : new Error(String(e));
+      this.emit({ type: 'failed', step, error });
+      await this.report(step, error.message);
+      return false;
+    } finally {
+      if (this.abort === abort) this.abort = undefined;
+    }
+  }
+
+  /** Checks a diff's fixed header against the notice and this device; throws Refusal. */
+  private checkDiffHeader(bytes: Uint8Array, info: UpgradeInfo, running: Slot): FixedHeader {
+    let h: FixedHeader;
+    try {
+      h = parseFixedHeader(bytes);
+    } catch (e) {
+      if (e instanceof PackageError) throw new Refusal(OtaStep.UPGRADE_FAILED, `refused: not a usable otadiff package: ${e.message}`);
+      throw e;
+    }
+    const refuse = (why: string): never => {
+      throw new Refusal(OtaStep.UPGRADE_FAILED, `refused: ${why}`);
+    };
+    const declared = h.headerLength + h.payloadLength + h.signatureLength;
+    if (declared !== info.size) refuse(`the package header declares ${declared} bytes, the notice ${info.size}`);
+    if (info.splitSize !== undefined && info.splitSize !== h.splitSize) refuse(`the notice's split size ${info.splitSize} differs from the package's ${h.splitSize}`);
+    const { info: pi } = this.port;
+    if (h.splitSize % pi.sectorSize !== 0) refuse(`split size ${h.splitSize} is not a multiple of the ${pi.sectorSize}-byte sector`);
+    const ab = h.mode === 'ab';
+    if (ab && !pi.slots.includes('B')) refuse('an A/B package needs a second slot, this device restores in place');
+    if (!ab && pi.backupSize < h.splitSize) refuse(`split size ${h.splitSize} exceeds the ${pi.backupSize}-byte backup area`);
+    const target = ab ? other(running) : running;
+    const room = pi.slotSize[target] ?? 0;
+    if (h.newSize > room || (!ab && h.oldSize > room)) refuse(`the image does not fit slot ${target} (${room} bytes)`);
+    if (h.oldSize > (pi.slotSize[running] ?? 0)) refuse(`the package's old image is larger than slot ${running}`);
+    return h;
+  }
+
+  private async checkOldImage(h: FixedHeader, running: Slot): Promise<void> {
+    const sha = createHash('sha256');
+    for (let off = 0; off < h.oldSize; off += HASH_BLOCK) {
+      sha.update(await this.port.readImage(off, Math.min(HASH_BLOCK, h.oldSize - off)));
+    }
+    const have = sha.digest();
+    if (!have.equals(Buffer.from(h.oldSha256))) {
+      throw new Refusal(
+        OtaStep.UPGRADE_FAILED,
+        `refused: the diff was made for an image with SHA-256 ${Buffer.from(h.oldSha256).toString('hex').slice(0, 16)}…, slot ${running} holds ${have.toString('hex').slice(0, 16)}…`,
+      );
+    }
+  }
+
+  /** Digest (per signMethod) and SHA-256 of the package as stored in the OTA partition. */
+  private async hashPackage(size: number, alg: 'sha256' | 'md5'): Promise<{ digest: string; sha256: Uint8Array }> {
+    const sha = createHash('sha256');
+    const sign = alg === 'sha256' ? undefined : createHash(alg);
+    for (let off = 0; off < size; off += HASH_BLOCK) {
+      const block = await this.port.read(off, Math.min(HASH_BLOCK, size - off));
+      sha.update(block);
+      sign?.update(block);
+    }
+    const sha256 = sha.digest();
+    return { digest: sign === undefined ? sha256.toString('hex') : sign.digest('hex'), sha256: new Uint8Array(sha256) };
+  }
+
+  private async reboot(epoch: number): Promise<void> {
+    if (epoch !== this.epoch) return;
+    this.emit({ type: 'rebooting' });
+    this.status = 'booting';
+    this.running = undefined;
+    await this.disconnect();
+    if (epoch !== this.epoch) return;
+    try {
+      await this.powerOn(epoch);
+    } catch (e) {
+      if (isPowerCut(e)) return this.die(e as Error);
+      this.status = 'off';
+      await this.disconnect();
+      throw e;
+    }
+  }
+}
+
+/** The device's OTA service (AliOS' ota_service_init). Call start() to power it on. */
+export function createOtaService(options: OtaServiceOptions = {}): OtaService {
+  return new Service(options);
+}
+
+

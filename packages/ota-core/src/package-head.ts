@@ -1,0 +1,152 @@
+// The first bytes of a package, fetched before the download proper: a diff says in
+// its header which old image it was made for, so a device checks that against the
+// image it runs and refuses a package it could never apply without downloading it.
+// HTTP: `Range: bytes=0-<n-1>`; a server that ignores Range answers 200 and we read
+// just the first n bytes. CoAP: Block2 block 0. The bytes fetched are kept: they are
+// the start of the download, written to flash and hashed like any other.
+
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { coapDownload } from './coap-transfer.js';
+import { DownloadError } from './downloader.js';
+import type { HashAlgorithm } from './checkpoint.js';
+import { backoffDelay, defaultSleep, type BackoffOptions, type SleepFn } from './retry.js';
+
+export interface PackageHead {
+  bytes: Uint8Array;
+  /** Strong ETag of the representation, to resume the rest with If-Range. */
+  etag?: string;
+  /** False when the server answered 200 to the ranged request. */
+  rangeHonoured: boolean;
+}
+
+export interface PackageHeadOptions {
+  url: string;
+  /** Bytes wanted (the whole package when it is shorter). */
+  length: number;
+  /** The package's size from the notice; the server must agree. */
+  totalSize: number;
+  timeoutMs?: number;
+  retries?: number;
+  backoff?: BackoffOptions;
+  sleep?: SleepFn;
+  signal?: AbortSignal;
+  ca?: string | Buffer | Array<string | Buffer>;
+  /** CoAP only: what coapDownload needs to validate the transfer. */
+  hash?: HashAlgorithm;
+  expectedDigest?: string;
+  ackTimeoutMs?: number;
+}
+
+const RETRYABLE_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
+const STRONG_ETAG_RE = /^"[\x21\x23-\x7e]{0,250}"$/;
+
+function parseContentRange(v: string | undefined): { start: number; end: number; total: number } | undefined {
+  const m = v === undefined ? null : /^bytes ([0-9]{1,15})-([0-9]{1,15})\/([0-9]{1,15})$/.exec(v.trim());
+  if (!m) return undefined;
+  const [start, end, total] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  return end < start || end >= total ? undefined : { start, end, total };
+}
+
+async function httpHeadOnce(url: URL, want: number, o: PackageHeadOptions): Promise<PackageHead> {
+  const headers = { Range: `bytes=0-${want - 1}`, 'Accept-Encoding': 'identity' };
+  const res = await new Promise<IncomingMessage>((resolve, reject) => {
+    const options = { method: 'GET', headers, agent: false as const, signal: o.signal, ...(o.ca === undefined ? {} : { ca: o.ca }) };
+    const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, options);
+    req.setTimeout(o.timeoutMs ?? 30_000, () => req.destroy(new Error('socket idle timeout')));
+    req.on('response', resolve);
+    req.on('error', reject);
+    req.end();
+  }).catch((e: unknown) => {
+    throw new DownloadError(o.signal?.aborted ? 'ABORTED' : 'NETWORK', `header request failed: ${(e as Error).message}`, !o.signal?.aborted, { cause: e });
+  });
+  try {
+    const status = res.statusCode ?? 0;
+    if (status === 206) {
+      const cr = parseContentRange(res.headers['content-range']);
+      if (!cr || cr.start !== 0) throw new DownloadError('RANGE_MISMATCH', `bad Content-Range ${String(res.headers['content-range'])}`);
+      if (cr.total !== o.totalSize) throw new DownloadError('SIZE_MISMATCH', `server size ${cr.total} != notice size ${o.totalSize}`);
+    } else if (status === 200) {
+      const cl = res.headers['content-length'];
+      if (cl !== undefined && Number(cl) !== o.totalSize) throw new DownloadError('SIZE_MISMATCH', `server size ${cl} != notice size ${o.totalSize}`);
+    } else {
+      throw new DownloadError('HTTP_STATUS', `HTTP ${status} for the package header`, RETRYABLE_STATUS.has(status), { status });
+    }
+    const out = new Uint8Array(want);
+    let got = 0;
+    try {
+      for await (const chunk of res as AsyncIterable<Buffer>) {
+        const n = Math.min(chunk.length, want - got);
+        out.set(chunk.subarray(0, n), got);
+        got += n;
+        if (got === want) break; // a 200 carries the whole file: stop reading it
+      }
+    } catch (e) {
+      throw new DownloadError('NETWORK', `connection lost in the package header: ${(e as Error).message}`, true, { cause: e });
+    }
+    if (got < want) throw new DownloadError('NETWORK', `header response ended after ${got} of ${want} bytes`, true);
+    const etag = typeof res.headers.etag === 'string' && STRONG_ETAG_RE.test(res.headers.etag) ? res.headers.etag : undefined;
+    return etag === undefined ? { bytes: out, rangeHonoured: status === 206 } : { bytes: out, etag, rangeHonoured: status === 206 };
+  } finally {
+    res.destroy();
+  }
+}
+
+class HeadCaptured extends Error {}
+
+async function coapHead(o: PackageHeadOptions): Promise<PackageHead> {
+  if (o.hash === undefined || o.expectedDigest === undefined) throw new DownloadError('BAD_URL', 'a CoAP header fetch needs the hash and digest');
+  let bytes: Uint8Array | undefined;
+  try {
+    // One block of 1024 bytes (the largest CoAP block) holds the fixed header; stop after it.
+    await coapDownload({
+      url: o.url,
+      hash: o.hash,
+      expectedSize: o.totalSize,
+      expectedDigest: o.expectedDigest,
+      blockSize: 1024,
+      ackTimeoutMs: o.ackTimeoutMs,
+      retries: o.retries,
+      backoff: o.backoff,
+      sleep: o.sleep,
+      signal: o.signal,
+      sink: async (offset, data) => {
+        if (offset !== 0) throw new HeadCaptured();
+        bytes = data.slice();
+        throw new HeadCaptured();
+      },
+    });
+  } catch (e) {
+    if (!(e instanceof DownloadError && e.cause instanceof HeadCaptured)) throw e;
+  }
+  if (bytes === undefined || bytes.length < Math.min(o.length, o.totalSize)) throw new DownloadError('PROTOCOL', 'the first CoAP block is shorter than the header');
+  return { bytes, rangeHonoured: true };
+}
+
+/** Fetch the first `length` bytes of a package (HTTP/HTTPS: ranged GET; CoAP: block 0). */
+export async function fetchPackageHead(o: PackageHeadOptions): Promise<PackageHead> {
+  let url: URL;
+  try {
+    url = new URL(o.url);
+  } catch {
+    throw new DownloadError('BAD_URL', `not a URL: ${o.url}`);
+  }
+  if (!Number.isSafeInteger(o.totalSize) || o.totalSize <= 0) throw new DownloadError('SIZE_MISMATCH', 'totalSize must be a positive integer');
+  const want = Math.min(o.length, o.totalSize);
+  if (!Number.isSafeInteger(want) || want <= 0) throw new DownloadError('SIZE_MISMATCH', 'length must be a positive integer');
+  if (url.protocol === 'coap:') return coapHead({ ...o, length: want });
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new DownloadError('BAD_URL', `unsupported scheme ${url.protocol}`);
+  const retries = o.retries ?? 5;
+  const sleep = o.sleep ?? defaultSleep;
+  for (let failures = 0; ; ) {
+    try {
+      return await httpHeadOnce(url, want, o);
+    } catch (e) {
+      const err = e as DownloadError;
+      if (!(err instanceof DownloadError) || !err.retryable || ++failures > retries) throw err;
+      await sleep(backoffDelay(failures, o.backoff), o.signal).catch((s: unknown) => {
+        throw new DownloadError('ABORTED', 'download aborted', false, { cause: s });
+      });
+    }
+  }
+}

@@ -1,0 +1,103 @@
+// A cloud (startOtaCloud over a temp data dir) and one device (a flash directory
+// wrapped in a FaultyFlash, driven by createOtaService), on loopback.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { KeyLike } from 'node:crypto';
+import { FaultyFlash, openPartition, readBytes, type Slot, type TearMode } from '@otadiff/patch-apply';
+import { startOtaCloud, type OtaCloud, type OtaCloudOptions } from '../../src/cloud.js';
+import type { PackageMode } from '../../src/cloud-store.js';
+import { createDeviceFlashDir, createFlashDirPort, type FlashDirPort } from '../../src/flash-port.js';
+import { createOtaService, type OtaService, type OtaServiceEvent, type OtaServiceOptions } from '../../src/ota-service.js';
+import { testBytes } from './http.js';
+
+export const PK = 'a1RigProd01';
+export const DN = 'rig-device-01';
+export const SPLIT = 16 * 1024;
+
+/** OLD and a NEW that shares most of it (edits, an inserted block, a longer tail). */
+export function firmwarePair(size: number, seed = 7): { old: Uint8Array; neu: Uint8Array } {
+  const old = testBytes(size, seed);
+  const neu = new Uint8Array(size + 3000);
+  neu.set(old.subarray(0, size / 2));
+  neu.set(testBytes(1500, seed + 1), size / 2);
+  neu.set(old.subarray(size / 2, size - 1500), size / 2 + 1500);
+  neu.set(testBytes(3000, seed + 2), size);
+  for (let i = 0; i < 64; i++) neu[(i * 7919) % size] ^= 0x5a;
+  return { old, neu };
+}
+
+export interface RigOptions {
+  old: Uint8Array;
+  neu: Uint8Array;
+  /** Product package mode (default inplace). */
+  mode?: PackageMode;
+  /** Device with two slots (default: mode === 'ab'). */
+  deviceAb?: boolean;
+  cloud?: Partial<OtaCloudOptions>;
+  service?: Partial<OtaServiceOptions>;
+  signingKey?: KeyLike;
+  tear?: TearMode;
+}
+
+export interface Rig {
+  dir: string;
+  cloud: OtaCloud;
+  port: FlashDirPort;
+  faulty: FaultyFlash;
+  svc: OtaService;
+  events: OtaServiceEvent[];
+  deviceSecret: string;
+  slotBytes(slot: Slot, length: number): Uint8Array;
+  close(): Promise<void>;
+}
+
+export async function startRig(o: RigOptions): Promise<Rig> {
+  const dir = await mkdtemp(join(tmpdir(), 'ota-rig-'));
+  const cloud = await startOtaCloud({ dataDir: join(dir, 'cloud'), pollMs: 0, signingKey: o.signingKey, ...o.cloud });
+  const mode = o.mode ?? 'inplace';
+  try {
+    await cloud.store.addProduct(PK, { mode, splitSize: SPLIT });
+    const dev = await cloud.store.addDevice(PK, DN);
+    cloud.store.addFirmware(PK, '1.0.0', o.old);
+    cloud.store.addFirmware(PK, '2.0.0', o.neu);
+    const devDir = join(dir, 'device');
+    createDeviceFlashDir(devDir, { image: o.old, version: '1.0.0', ab: o.deviceAb ?? mode === 'ab', splitSize: SPLIT });
+    let faulty!: FaultyFlash;
+    const port = createFlashDirPort(devDir, { wrapFlash: (f) => (faulty = new FaultyFlash(f, { tear: o.tear ?? 'random', seed: 5 })) });
+    const events: OtaServiceEvent[] = [];
+    const svc = createOtaService({
+      productKey: PK,
+      deviceName: DN,
+      deviceSecret: dev.deviceSecret,
+      broker: cloud.brokerUrl,
+      port,
+      reconnect: false,
+      download: { backoff: { initialMs: 5, maxMs: 50 } },
+      onEvent: (e) => events.push(e),
+      ...o.service,
+    });
+    return {
+      dir,
+      cloud,
+      port,
+      faulty,
+      svc,
+      events,
+      deviceSecret: dev.deviceSecret,
+      slotBytes: (slot, length) => readBytes(openPartition(port.flash, port.layout, slot === 'A' ? 'appA' : 'appB'), 0, length),
+      async close() {
+        await svc.stop();
+        await port.close();
+        await cloud.close();
+        await rm(dir, { recursive: true, force: true });
+      },
+    };
+  } catch (e) {
+    await cloud.close();
+    await rm(dir, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+export const same = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && Buffer.compare(a, b) === 0;
