@@ -1,1 +1,248 @@
-export {};
+// `npm run bench [-- --quick]`: otadiff against the peer tools on the ESP8266 AT pairs and a multi-MB pair.
+// Writes bench/results/latest.md and bench/results/sizes.svg and prints the report.
+import { cpus, loadavg } from 'node:os';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { bytes, kib, ratio, seconds, table } from './format.js';
+import { measureHeap, type HeapReport } from './heap.js';
+import { measureThroughput, type ThroughputRow } from './inprocess.js';
+import { esbuildPair, espPairs, type Pair } from './pairs.js';
+import { ensureDir, resultsDir } from './paths.js';
+import { detectPeers } from './peers.js';
+import { measureRestore, SECTOR_SIZE, type RestoreRow } from './restore.js';
+import { sizeChart, sizeTable, summarizeSizes } from './size-report.js';
+import { DICT_SIZE, measureSizes, SPLIT_SIZE, type SizeRow } from './sizes.js';
+import { measureTimes, type TimingRow } from './timing.js';
+
+const quick = process.argv.includes('--quick');
+const log = (s: string): void => void process.stderr.write(`${s}\n`);
+
+interface PairResult {
+  pair: Pair;
+  esp: boolean;
+  size: SizeRow;
+  time: TimingRow;
+  speed: ThroughputRow;
+  heap: HeapReport[];
+  restore: RestoreRow[];
+}
+
+async function main(): Promise<void> {
+  const peers = detectPeers();
+  const missing = peers.filter((p) => !p.available);
+  for (const p of missing) log(`peer missing: ${p.label} (${p.install}); its column is left out`);
+  const esp = espPairs();
+  const pairs: { pair: Pair; esp: boolean }[] = esp.map((pair) => ({ pair, esp: true }));
+  let bigNote = '';
+  if (!quick) {
+    try {
+      pairs.push({ pair: esbuildPair(), esp: false });
+    } catch (e) {
+      bigNote = `the multi-MB pair was skipped: ${(e as Error).message}`;
+      log(bigNote);
+    }
+  } else bigNote = '--quick: the multi-MB pair was skipped';
+
+  const loadBefore = loadavg()[0];
+  const workDir = mkdtempSync(join(tmpdir(), 'otadiff-bench-'));
+  const results: PairResult[] = [];
+  try {
+    for (const [i, { pair, esp: isEsp }] of pairs.entries()) {
+      const tag = `p${i}`;
+      const runs = quick ? 1 : isEsp ? 5 : 3;
+      log(`[${i + 1}/${pairs.length}] ${pair.name}: sizes…`);
+      const size = await measureSizes(pair, peers, workDir, tag);
+      log(`[${i + 1}/${pairs.length}] ${pair.name}: process times (${runs} runs)…`);
+      const time = measureTimes(pair, runs, workDir, tag);
+      if (time.cliPatchBytes !== size.inplace.bytes)
+        throw new Error(`otadiff diff made ${time.cliPatchBytes} bytes in the timing runs but ${size.inplace.bytes} earlier for ${pair.name}: was the build changed during the run?`);
+      log(`[${i + 1}/${pairs.length}] ${pair.name}: in-process throughput…`);
+      const speed = measureThroughput(pair.oldPath, size.inplace.path, quick ? 200 : 1000);
+      log(`[${i + 1}/${pairs.length}] ${pair.name}: heap growth…`);
+      const heap = [size.inplace, size.ab].map((p) => measureHeap(pair.oldPath, p.path, pair.newPath, join(workDir, `${tag}.${p.mode}.heap`)));
+      log(`[${i + 1}/${pairs.length}] ${pair.name}: boot-side restore on simulated flash…`);
+      const restore = [size.inplace, size.ab].map((p) => measureRestore(pair.oldPath, p.path, pair.newPath));
+      results.push({ pair, esp: isEsp, size, time, speed, heap, restore });
+    }
+  } finally {
+    rmSync(workDir, { recursive: true, force: true });
+  }
+
+  const load = `load average (1 min) ${loadBefore.toFixed(2)} at the start, ${loadavg()[0].toFixed(2)} at the end`;
+  const report = render(results, peers, missing.map((p) => `${p.label} (${p.install})`), bigNote, load);
+  ensureDir(resultsDir);
+  writeFileSync(join(resultsDir, 'latest.md'), report);
+  const espSizes = results.filter((r) => r.esp).map((r) => r.size);
+  writeFileSync(join(resultsDir, 'sizes.svg'), sizeChart(results.map((r) => r.size), peers, { label: 'geometric mean ESP8266', rows: espSizes }));
+  process.stdout.write(report);
+  log(`wrote ${join(resultsDir, 'latest.md')} and ${join(resultsDir, 'sizes.svg')}`);
+}
+
+function render(results: PairResult[], peers: ReturnType<typeof detectPeers>, missing: string[], bigNote: string, load: string): string {
+  const espRes = results.filter((r) => r.esp);
+  const runsNote = quick ? '1 run' : 'min of 5 runs (ESP8266 pairs) / 3 runs (multi-MB pair)';
+  const out: string[] = [];
+  out.push(`# otadiff benchmark${quick ? ' (--quick)' : ''}`, '');
+  out.push(`${new Date().toISOString()} · Node ${process.version} · ${cpus()[0]?.model ?? 'unknown CPU'} × ${cpus().length} · ${process.platform}/${process.arch} · ${load}`, '');
+  const props = [...new Set(results.flatMap((r) => [r.size.inplace, r.size.ab]).map((p) => `lc=${p.lzma.lc} lp=${p.lzma.lp} pb=${p.lzma.pb}`))].join(' / ');
+  out.push(`otadiff packages (\`otadiff diff\`): split ${kib(SPLIT_SIZE)}, LZMA dictionary ${kib(DICT_SIZE)}, ${props} (read from the package headers).`);
+  out.push(`Peers missing: ${missing.length === 0 ? 'none' : missing.join(', ')}.${bigNote ? ` Note: ${bigNote}.` : ''}`, '');
+
+  out.push('## Package size (bytes)', '');
+  out.push('Every peer patch was restored once and compared with NEW.', '');
+  out.push(
+    sizeTable(
+      results.map((r) => r.size),
+      peers,
+      ['bsdiff', 'bsdiff-node', 'xdelta3', 'zstd', 'xz'],
+      { label: 'geometric mean, ESP8266 pairs', rows: espRes.map((r) => r.size) },
+    ),
+    '',
+  );
+
+  out.push(`## Whole-process wall time (${runsNote}, interleaved, process start included)`, '');
+  out.push(
+    table(
+      ['pair', 'otadiff diff', 'bsdiff', 'diff time ours/bsdiff', 'otadiff apply', 'bspatch', 'apply throughput ours/bspatch'],
+      results.map(({ pair, time: t }) => [
+        pair.name,
+        seconds(t.oursDiff),
+        seconds(t.bsdiff),
+        ratio(t.bsdiff === null ? null : t.oursDiff / t.bsdiff),
+        seconds(t.oursApply),
+        seconds(t.bspatch),
+        ratio(t.bspatch === null ? null : t.bspatch / t.oursApply),
+      ]),
+    ),
+    '',
+  );
+
+  out.push('## In-process throughput (inplace package, best pass after a warm-up; MB = 10⁶ bytes of output)', '');
+  out.push(
+    table(
+      ['pair', 'LZMA decode alone (MB of command stream)', 'whole apply (MB of NEW)', 'of which SHA-256 OLD+NEW alone (MB of NEW)'],
+      results.map(({ pair, speed }) => [pair.name, `${speed.lzmaMBps.toFixed(1)} MB/s`, `${speed.applyMBps.toFixed(1)} MB/s`, `${speed.hashMBps.toFixed(1)} MB/s`]),
+    ),
+    '',
+  );
+
+  out.push('## Patcher memory: declared `ramBytes` vs measured live-heap growth', '');
+  out.push(
+    'Streaming patcher in a child process (`--expose-gc`), package fed from a file in 4 KiB pieces, source read from and chunks ' +
+      'written to files, so no image-sized buffer exists. At every chunk: full `gc()` until two readings agree, then ' +
+      '`heapUsed + arrayBuffers` minus the baseline taken right before the patcher was created; the largest growth counts. ' +
+      '"cold" is the first apply in the process (compiling the patcher counts), "warm" the third; "warm data" is the warm ' +
+      'figure without V8\'s code spaces (JIT-compiled code), i.e. the patcher\'s buffers and objects.',
+    '',
+  );
+  out.push(
+    table(
+      ['pair', 'mode', 'chunks', 'ramBytes (declared)', 'growth cold', 'growth warm', 'warm data', 'warm data/declared'],
+      results.flatMap(({ pair, heap }) =>
+        heap.map((h) => [
+          pair.name,
+          h.mode,
+          String(h.chunks),
+          bytes(h.ramBytes),
+          bytes(h.coldGrowth),
+          bytes(h.warmGrowth),
+          bytes(h.dataGrowth),
+          ratio(h.dataGrowth / h.ramBytes),
+        ]),
+      ),
+    ),
+    '',
+  );
+  out.push(`\`ramBytes\` printed by \`otadiff diff --json\` equals the streaming patcher's own figure (\`patcher.ramBytes\`): ${results.every((r) => r.heap.every((h, k) => h.ramBytes === [r.size.inplace, r.size.ab][k].ramBytes)) ? 'yes' : 'NO'}.`, '');
+
+  out.push(`## Flash erases and programs per update (boot-side restore, simulated NOR flash, ${kib(SECTOR_SIZE)} sectors)`, '');
+  out.push(
+    'One clean restore (no power cut) of each package by the bootloader state machine, after which the device must boot exactly NEW. ' +
+      'Counts cover the whole restore: journal records, backups (inplace) and the image. "NEW sectors" is what writing the full image would erase once each.',
+    '',
+  );
+  out.push(
+    table(
+      ['pair', 'mode', 'erases', 'NEW sectors', 'erases/NEW sector', 'max erases of one sector', 'programs', 'bytes programmed', 'bytes programmed/NEW', 'restore ramBytes'],
+      results.flatMap(({ pair, restore }) =>
+        restore.map((r) => [
+          pair.name,
+          r.mode,
+          bytes(r.erases),
+          bytes(r.newSectors),
+          ratio(r.erases / r.newSectors),
+          String(r.maxErasesPerSector),
+          bytes(r.programs),
+          bytes(r.bytesProgrammed),
+          ratio(r.bytesProgrammed / pair.newSize),
+          bytes(r.ramBytes),
+        ]),
+      ),
+    ),
+    '',
+  );
+
+  out.push('## Targets', '', '```', ...targets(results, peers), '```', '');
+  return out.join('\n');
+}
+
+function line(ok: boolean | null, text: string): string {
+  return `${ok === null ? 'NOT MEASURED' : ok ? 'PASS' : 'FAIL'}  ${text}`;
+}
+
+function targets(results: PairResult[], peers: ReturnType<typeof detectPeers>): string[] {
+  const lines: string[] = [];
+  const espRes = results.filter((r) => r.esp);
+  const big = results.find((r) => !r.esp) ?? null;
+  // (1) size
+  const s = summarizeSizes(espRes.map((r) => r.size), peers);
+  if (s.reference === null) lines.push(line(null, '(1) size: no bsdiff installed'));
+  else
+    lines.push(
+      line(
+        s.inplaceGeo <= 0.95 && s.abGeo < s.inplaceGeo,
+        `(1) size: geometric mean over ${espRes.length} ESP8266 pairs of inplace/${s.reference.label} = ${ratio(s.inplaceGeo)} (target <= 0.95); ab/${s.reference.label} = ${ratio(s.abGeo)} (target < inplace)`,
+      ),
+    );
+  // (2) diff time on the multi-MB pair
+  if (big === null || big.time.bsdiff === null) lines.push(line(null, '(2) diff time: needs the multi-MB pair and bsdiff (not in this run)'));
+  else {
+    const r = big.time.oursDiff / big.time.bsdiff;
+    lines.push(line(r <= 1, `(2) diff time on ${big.pair.name}: otadiff ${seconds(big.time.oursDiff)} / bsdiff ${seconds(big.time.bsdiff)} = ${ratio(r)}x (target <= 1.0x)`));
+  }
+  // (3) apply throughput vs bspatch, process start included; in-process loop
+  const applyBase = big ? [big] : espRes;
+  const applyWhere = big ? big.pair.name : `the ${espRes.length} ESP8266 pairs (summed times)`;
+  if (applyBase.some((r) => r.time.bspatch === null)) lines.push(line(null, '(3a) apply throughput: bspatch not installed'));
+  else {
+    const ours = applyBase.reduce((a, r) => a + r.time.oursApply, 0);
+    const theirs = applyBase.reduce((a, r) => a + r.time.bspatch!, 0);
+    lines.push(line(theirs / ours >= 0.5, `(3a) apply throughput on ${applyWhere}: ours/bspatch = ${ratio(theirs / ours)}x (otadiff ${seconds(ours)}, bspatch ${seconds(theirs)}; target >= 0.5x)`));
+  }
+  const speedBase = big ? [big] : espRes;
+  const minApply = Math.min(...speedBase.map((r) => r.speed.applyMBps));
+  lines.push(
+    line(
+      minApply >= 100,
+      `(3b) in-process whole apply on ${big ? big.pair.name : `the ESP8266 pairs (slowest)`}: ${minApply.toFixed(1)} MB/s (target >= 100 MB/s); LZMA decode alone ${Math.min(...speedBase.map((r) => r.speed.lzmaMBps)).toFixed(1)} MB/s`,
+    ),
+  );
+  // (4) memory
+  const heaps = results.flatMap((r) => r.heap);
+  const worstBy = (f: (h: HeapReport) => number): number => Math.max(...heaps.map((h) => f(h) / h.ramBytes));
+  const within = heaps.filter((h) => h.dataGrowth <= h.ramBytes).length;
+  lines.push(
+    line(
+      within === heaps.length,
+      `(4) heap growth (warm data) within the declared ramBytes in ${within}/${heaps.length} applies; worst ${ratio(worstBy((h) => h.dataGrowth))}x declared ` +
+        `(heapUsed+arrayBuffers incl. JIT code: warm worst ${ratio(worstBy((h) => h.warmGrowth))}x, cold worst ${ratio(worstBy((h) => h.coldGrowth))}x)`,
+    ),
+  );
+  return lines;
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`bench failed: ${(e as Error).stack ?? String(e)}\n`);
+  process.exitCode = 1;
+});

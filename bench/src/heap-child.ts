@@ -1,0 +1,129 @@
+// Child process (run with --expose-gc): applies a package with the streaming patcher the way a device
+// does, fed from a file in 4 KiB pieces, reading its source from a file and writing chunks to a file,
+// so no image-sized buffer exists. At every chunk it collects garbage and samples heapUsed +
+// arrayBuffers; it prints the largest growth over the baseline taken just before the patcher exists.
+//   node --expose-gc heap-child.js OLD PACKAGE NEW WORKFILE
+import { getHeapSpaceStatistics } from 'node:v8';
+import { closeSync, copyFileSync, ftruncateSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
+import { FIXED_HEADER_BYTES, parseFixedHeader, StreamPatcher, type SourceReader } from '@otadiff/patch-apply';
+
+const PIECE = 4096;
+
+export interface HeapReport {
+  mode: string;
+  ramBytes: number;
+  chunks: number;
+  /** Largest growth of heapUsed + arrayBuffers in the first apply of the process (compiling the patcher's code counts). */
+  coldGrowth: number;
+  /** The same in the third apply of the process, once the code is compiled (the JIT may still optimise hot functions). */
+  warmGrowth: number;
+  /** Largest growth of heapUsed + arrayBuffers minus V8's code spaces, third apply: the patcher's data. */
+  dataGrowth: number;
+  restoredOk: boolean;
+}
+
+function fileSource(fd: number): SourceReader {
+  return {
+    read(offset, dst, dstOffset, length) {
+      let done = 0;
+      while (done < length) {
+        const n = readSync(fd, dst, dstOffset + done, length - done, offset + done);
+        if (n === 0) throw new RangeError(`source read [${offset}, +${length}) past the end of the file`);
+        done += n;
+      }
+    },
+  };
+}
+
+interface Live {
+  /** heapUsed + arrayBuffers. */
+  all: number;
+  /** The same without V8's code spaces (JIT-compiled code is the engine's, not the patcher's data). */
+  data: number;
+}
+
+/**
+ * Live bytes after full collections. One gc() is not enough: ArrayBuffer backing stores are freed by
+ * a concurrent sweeper that the next collection finishes, so collect until two readings agree.
+ */
+function live(gc: () => void): Live {
+  let last: Live = { all: -1, data: -1 };
+  for (let i = 0; i < 6; i++) {
+    gc();
+    const m = process.memoryUsage();
+    let code = 0;
+    for (const sp of getHeapSpaceStatistics()) if (sp.space_name.startsWith('code')) code += sp.space_used_size;
+    const now = { all: m.heapUsed + m.arrayBuffers, data: m.heapUsed - code + m.arrayBuffers };
+    if (now.all === last.all) return now;
+    last = now;
+  }
+  return last;
+}
+
+/** One streaming apply; returns the largest live-memory growth seen at a chunk boundary. */
+function applyOnce(oldPath: string, pkgPath: string, outPath: string, gc: () => void): { growth: number; dataGrowth: number; ramBytes: number; chunks: number; mode: string } {
+  const piece = new Uint8Array(PIECE);
+  const pkgFd = openSync(pkgPath, 'r');
+  const head = new Uint8Array(FIXED_HEADER_BYTES);
+  readSync(pkgFd, head, 0, FIXED_HEADER_BYTES, 0);
+  const mode = parseFixedHeader(head).mode;
+  // inplace: the partition is one file holding OLD, overwritten chunk by chunk; ab: OLD stays, NEW goes elsewhere.
+  copyFileSync(oldPath, outPath);
+  const outFd = openSync(outPath, 'r+');
+  const srcFd = mode === 'inplace' ? outFd : openSync(oldPath, 'r');
+  if (mode === 'ab') ftruncateSync(outFd, 0);
+  let max = 0;
+  let maxData = 0;
+  let pos = 0;
+  const source = fileSource(srcFd);
+  const baseline = live(gc);
+  const sample = (): void => {
+    const now = live(gc);
+    max = Math.max(max, now.all - baseline.all);
+    maxData = Math.max(maxData, now.data - baseline.data);
+  };
+  const patcher = new StreamPatcher({
+    source,
+    sink(_index, offset, bytes) {
+      writeSync(outFd, bytes, 0, bytes.length, offset);
+      sample();
+    },
+  });
+  for (;;) {
+    const n = readSync(pkgFd, piece, 0, PIECE, pos);
+    if (n === 0) break;
+    pos += n;
+    patcher.push(piece.subarray(0, n));
+  }
+  const { header } = patcher.end();
+  sample();
+  const ramBytes = patcher.ramBytes!;
+  ftruncateSync(outFd, header.newSize);
+  closeSync(outFd);
+  if (srcFd !== outFd) closeSync(srcFd);
+  closeSync(pkgFd);
+  return { growth: max, dataGrowth: maxData, ramBytes, chunks: header.chunks.length, mode };
+}
+
+function main(argv: string[]): void {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (gc === undefined) throw new Error('run with node --expose-gc');
+  const [oldPath, pkgPath, newPath, workFile] = argv;
+  if (workFile === undefined) throw new Error('usage: heap-child.js OLD PACKAGE NEW WORKFILE');
+  // The first apply compiles the patcher; by the third the JIT has mostly settled.
+  const cold = applyOnce(oldPath, pkgPath, workFile, gc);
+  applyOnce(oldPath, pkgPath, workFile, gc);
+  const warm = applyOnce(oldPath, pkgPath, workFile, gc);
+  const report: HeapReport = {
+    mode: warm.mode,
+    ramBytes: warm.ramBytes,
+    chunks: warm.chunks,
+    coldGrowth: cold.growth,
+    warmGrowth: warm.growth,
+    dataGrowth: warm.dataGrowth,
+    restoredOk: Buffer.compare(readFileSync(workFile), readFileSync(newPath)) === 0,
+  };
+  process.stdout.write(`${JSON.stringify(report)}\n`);
+}
+
+main(process.argv.slice(2));

@@ -1,0 +1,15 @@
+// Runs heap-child.js in a fresh process per package, so each measurement starts from a clean heap.
+import { fileURLToPath } from 'node:url';
+import { run } from './proc.js';
+import type { HeapReport } from './heap-child.js';
+
+const child = fileURLToPath(new URL('./heap-child.js', import.meta.url));
+
+export type { HeapReport };
+
+export function measureHeap(oldPath: string, pkgPath: string, newPath: string, workFile: string): HeapReport {
+  const r = run(process.execPath, ['--expose-gc', child, oldPath, pkgPath, newPath, workFile]);
+  const report = JSON.parse(r.stdout.toString()) as HeapReport;
+  if (!report.restoredOk) throw new Error(`streaming apply of ${pkgPath} did not restore NEW`);
+  return report;
+}

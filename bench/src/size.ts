@@ -1,0 +1,46 @@
+// `npm run bench:size`: package sizes on the ESP8266 AT pairs only (ours inplace/ab, bsdiff, xz -9e of NEW).
+// Prints the markdown table and writes it to bench/results/sizes.md.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { espPairs } from './pairs.js';
+import { ensureDir, resultsDir } from './paths.js';
+import { detectPeers } from './peers.js';
+import { sizeTable } from './size-report.js';
+import { measureSizes, type SizeRow } from './sizes.js';
+
+async function main(): Promise<void> {
+  const wanted = ['bsdiff', 'xz'];
+  const all = detectPeers();
+  // bsdiff-node stands in for bsdiff's column only when Debian's bsdiff is missing.
+  const useNode = !all.some((p) => p.id === 'bsdiff' && p.available);
+  const peers = all.filter((p) => wanted.includes(p.id) || (useNode && p.id === 'bsdiff-node'));
+  const missing = peers.filter((p) => !p.available).map((p) => `${p.label} (${p.install})`);
+  const workDir = mkdtempSync(join(tmpdir(), 'otadiff-size-'));
+  const rows: SizeRow[] = [];
+  try {
+    for (const pair of espPairs()) {
+      process.stderr.write(`${pair.name}…\n`);
+      rows.push(await measureSizes(pair, peers, workDir, `s${rows.length}`));
+    }
+  } finally {
+    rmSync(workDir, { recursive: true, force: true });
+  }
+  const md = [
+    '# otadiff package size, ESP8266 AT pairs',
+    '',
+    'Split 64 KiB, LZMA dictionary 16 KiB. Ratios are ours/bsdiff; the last row is their geometric mean.',
+    ...(missing.length ? [`Missing: ${missing.join(', ')}.`] : []),
+    '',
+    sizeTable(rows, peers, ['bsdiff', 'bsdiff-node', 'xz']),
+    '',
+  ].join('\n');
+  ensureDir(resultsDir);
+  writeFileSync(join(resultsDir, 'sizes.md'), md);
+  process.stdout.write(md);
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`bench:size failed: ${(e as Error).stack ?? String(e)}\n`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,79 @@
+// A grouped bar chart written as plain SVG (no dependency): one group per pair, one bar per series.
+
+export interface Series {
+  label: string;
+  color: string;
+  /** One value per group; null draws nothing (tool missing). */
+  values: (number | null)[];
+}
+
+export interface BarChart {
+  title: string;
+  yLabel: string;
+  groups: string[];
+  series: Series[];
+  /** A dashed horizontal reference line (e.g. 1.0 = same size as the peer). */
+  reference?: number;
+}
+
+const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+function niceMax(v: number): number {
+  const steps = [0.25, 0.5, 1, 2, 2.5, 5];
+  const mag = 10 ** Math.floor(Math.log10(v));
+  for (const s of steps) if (s * mag * 4 >= v) return s * mag * 4;
+  return 10 * mag * 4;
+}
+
+export function renderBarChart(c: BarChart): string {
+  const bar = 13;
+  const gap = 22;
+  const left = 58;
+  const top = 40;
+  const plotH = 260;
+  const legendW = 260;
+  const groupW = c.series.length * bar + gap;
+  const plotW = c.groups.length * groupW;
+  const width = left + plotW + 20 + legendW;
+  const height = top + plotH + 70;
+  let maxV = c.reference ?? 0;
+  for (const s of c.series) for (const v of s.values) if (v !== null && Number.isFinite(v)) maxV = Math.max(maxV, v);
+  const yMax = niceMax(maxV > 0 ? maxV : 1);
+  const y = (v: number): number => top + plotH - (v / yMax) * plotH;
+  const out: string[] = [];
+  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="11">`);
+  out.push(`<rect width="${width}" height="${height}" fill="white"/>`);
+  out.push(`<text x="${left}" y="20" font-size="14" font-weight="bold">${esc(c.title)}</text>`);
+  for (let i = 0; i <= 4; i++) {
+    const v = (yMax * i) / 4;
+    out.push(`<line x1="${left}" x2="${left + plotW}" y1="${y(v)}" y2="${y(v)}" stroke="#ddd"/>`);
+    out.push(`<text x="${left - 6}" y="${y(v) + 4}" text-anchor="end">${+v.toFixed(3)}</text>`);
+  }
+  out.push(`<text transform="translate(14 ${top + plotH / 2}) rotate(-90)" text-anchor="middle">${esc(c.yLabel)}</text>`);
+  c.groups.forEach((g, gi) => {
+    const x0 = left + gi * groupW + gap / 2;
+    c.series.forEach((s, si) => {
+      const v = s.values[gi];
+      if (v === null || !Number.isFinite(v)) return;
+      const yv = y(Math.min(v, yMax));
+      out.push(
+        `<rect x="${x0 + si * bar}" y="${yv.toFixed(1)}" width="${bar - 2}" height="${(top + plotH - yv).toFixed(1)}" fill="${s.color}"><title>${esc(`${g}: ${s.label} = ${v.toFixed(3)}`)}</title></rect>`,
+      );
+    });
+    const lines = g.split(' ');
+    const cx = x0 + (c.series.length * bar) / 2;
+    lines.forEach((line, li) => out.push(`<text x="${cx}" y="${top + plotH + 16 + li * 13}" text-anchor="middle">${esc(line)}</text>`));
+  });
+  out.push(`<line x1="${left}" x2="${left + plotW}" y1="${top + plotH}" y2="${top + plotH}" stroke="#333"/>`);
+  if (c.reference !== undefined) {
+    const yr = y(c.reference);
+    out.push(`<line x1="${left}" x2="${left + plotW}" y1="${yr}" y2="${yr}" stroke="#c00" stroke-dasharray="5,4"/>`);
+  }
+  c.series.forEach((s, si) => {
+    const ly = top + si * 18;
+    out.push(`<rect x="${left + plotW + 20}" y="${ly}" width="12" height="12" fill="${s.color}"/>`);
+    out.push(`<text x="${left + plotW + 38}" y="${ly + 10}">${esc(s.label)}</text>`);
+  });
+  out.push('</svg>');
+  return `${out.join('\n')}\n`;
+}

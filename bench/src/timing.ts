@@ -1,0 +1,66 @@
+// Whole-process wall time, process start included: otadiff diff vs bsdiff, otadiff apply vs bspatch.
+// Runs are interleaved (ours, peer, ours, peer, …) so drift in machine load hits both alike; the minimum counts.
+import { join } from 'node:path';
+import type { Pair } from './pairs.js';
+import { cliBin } from './paths.js';
+import { sameFile } from './peers.js';
+import { findExecutable, run } from './proc.js';
+import { diffArgs } from './sizes.js';
+
+export interface TimingRow {
+  pair: Pair;
+  runs: number;
+  oursDiff: number;
+  oursApply: number;
+  /** null when bsdiff/bspatch are not installed. */
+  bsdiff: number | null;
+  bspatch: number | null;
+  /** `ramBytes` the CLI reported (diff --json). */
+  cliRamBytes: number;
+  cliPatchBytes: number;
+}
+
+interface CliDiffJson {
+  patchBytes: number;
+  ramBytes: number;
+}
+
+export function measureTimes(pair: Pair, runs: number, workDir: string, tag: string): TimingRow {
+  const bsdiff = findExecutable('bsdiff');
+  const bspatch = findExecutable('bspatch');
+  const node = process.execPath;
+  const ourPatch = join(workDir, `${tag}.cli.otad`);
+  const ourOut = join(workDir, `${tag}.cli.new`);
+  const bsPatch = join(workDir, `${tag}.timing.bsdiff`);
+  const bsOut = join(workDir, `${tag}.timing.bspatched`);
+  const dArgs = diffArgs(pair, 'inplace', ourPatch);
+  const applyArgs = [cliBin, 'apply', pair.oldPath, ourPatch, '-o', ourOut, '--json'];
+
+  let oursDiff = Infinity;
+  let bsDiffT = Infinity;
+  let json: CliDiffJson | null = null;
+  for (let r = 0; r < runs; r++) {
+    const d = run(node, dArgs);
+    oursDiff = Math.min(oursDiff, d.seconds);
+    json = JSON.parse(d.stdout.toString()) as CliDiffJson;
+    if (bsdiff) bsDiffT = Math.min(bsDiffT, run(bsdiff, [pair.oldPath, pair.newPath, bsPatch]).seconds);
+  }
+  let oursApply = Infinity;
+  let bsApplyT = Infinity;
+  for (let r = 0; r < runs; r++) {
+    oursApply = Math.min(oursApply, run(node, applyArgs).seconds);
+    if (bspatch && bsdiff) bsApplyT = Math.min(bsApplyT, run(bspatch, [pair.oldPath, bsOut, bsPatch]).seconds);
+  }
+  if (!sameFile(ourOut, pair.newPath)) throw new Error(`otadiff apply did not restore NEW for ${pair.name}`);
+  if (bspatch && bsdiff && !sameFile(bsOut, pair.newPath)) throw new Error(`bspatch did not restore NEW for ${pair.name}`);
+  return {
+    pair,
+    runs,
+    oursDiff,
+    oursApply,
+    bsdiff: bsdiff ? bsDiffT : null,
+    bspatch: bspatch && bsdiff ? bsApplyT : null,
+    cliRamBytes: json!.ramBytes,
+    cliPatchBytes: json!.patchBytes,
+  };
+}
