@@ -342,17 +342,20 @@ class Service implements OtaService {
       if (outcome.kind === 'halt') throw new OtaServiceError('HALT', `the bootloader halted (${outcome.reason}): ${outcome.detail}`);
       const state = await this.loadState();
       const p = state.pending;
+      let adopted = false;
       if (p !== undefined) {
         if (outcome.kind === 'trial' && p.slot === outcome.slot) {
-          // The bootloader verified the new image: this slot now holds the new version.
+          // The bootloader verified the new image: this slot now holds the new version. The
+          // update stays pending until confirmed, so a rollback can still be reported.
           state.slots[p.slot] = { version: p.version, size: p.size };
+          adopted = true;
         } else if (outcome.kind === 'old') {
           const rolledBack = outcome.reason === 'rolledBack';
           const desc = rolledBack ? `rolled back: ${outcome.detail}` : `the bootloader refused the update (${outcome.reason}): ${outcome.detail}`;
           reports.push([rolledBack ? OtaStep.UPGRADE_FAILED : OtaStep.BURN_FAILED, `${p.version}: ${desc}`.slice(0, 1000)]);
           this.emit({ type: 'update-failed', version: p.version, reason: outcome.reason, detail: outcome.detail });
         }
-        delete state.pending;
+        if (!adopted) delete state.pending;
         await this.saveState(state);
       }
       let rec = state.slots[outcome.slot];
@@ -373,6 +376,10 @@ class Service implements OtaService {
       }
       // AliOS' "rollback" callback: confirm the running image.
       await this.port.rollback();
+      if (adopted) {
+        delete state.pending;
+        await this.saveState(state);
+      }
       if (outcome.kind === 'trial') this.emit({ type: 'confirmed', slot: outcome.slot, version });
       break;
     }

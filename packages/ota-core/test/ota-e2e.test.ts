@@ -1,7 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateKeyPairSync } from 'node:crypto';
 import { openNetworkHandles, recordNetworkBaseline } from './helpers/handles.js';
+import { startUdpProxy } from './helpers/udp-proxy.js';
 import { DN, firmwarePair, PK, same, startRig, type Rig } from './helpers/ota-rig.js';
+import { startCoapFileServer } from '../src/coap-transfer.js';
+import { connectOtaCloud } from '../src/ota-mqtt.js';
+import { buildUpgradeMessage, type UpgradeInfo } from '../src/messages.js';
+import { fileDigest } from '../src/signature.js';
+import { upgradeTopic } from '../src/topics.js';
 
 beforeAll(recordNetworkBaseline);
 afterAll(async () => {
@@ -43,6 +49,111 @@ describe('OTA service end to end (embedded broker, loopback)', () => {
       expect(sent).toBe(st.job!.packageBytes);
       expect(sent).toBeLessThan(pair.neu.length / 4);
     } finally {
+      await rig.close();
+    }
+  });
+
+  it('A/B diff: the new image goes to slot B, the old one stays in A', async () => {
+    const rig = await startRig({ ...pair, mode: 'ab' });
+    try {
+      await updateToV2(rig);
+      expect(rig.svc.running).toEqual({ slot: 'B', version: '2.0.0' });
+      expect(same(rig.slotBytes('B', pair.neu.length), pair.neu)).toBe(true);
+      expect(same(rig.slotBytes('A', pair.old.length), pair.old)).toBe(true);
+      expect(rig.events.find((e) => e.type === 'set-boot')).toMatchObject({ firmwareType: 'diff', slot: 'B' });
+      // A second reboot stays on B (confirmed), version from the device state.
+      await rig.svc.stop();
+      await rig.svc.start();
+      expect(rig.events.filter((e) => e.type === 'boot').at(-1)).toMatchObject({ outcome: { kind: 'normal', slot: 'B' } });
+      expect(rig.svc.running).toEqual({ slot: 'B', version: '2.0.0' });
+    } finally {
+      await rig.close();
+    }
+  });
+
+  it('OTA_RAW: a product shipping full images updates in place', async () => {
+    const rig = await startRig({ ...pair, mode: 'full', deviceAb: false });
+    try {
+      await updateToV2(rig);
+      expect(same(rig.slotBytes('A', pair.neu.length), pair.neu)).toBe(true);
+      expect(rig.events.some((e) => e.type === 'header')).toBe(false);
+      expect(rig.events.find((e) => e.type === 'set-boot')).toMatchObject({ firmwareType: 'raw', slot: 'A' });
+      const st = rig.cloud.status().devices[0];
+      expect(st.job).toMatchObject({ state: 'succeeded', isDiff: false, packageBytes: pair.neu.length });
+    } finally {
+      await rig.close();
+    }
+  });
+
+  it('OTA_RAW into the other slot of an A/B device', async () => {
+    const rig = await startRig({ ...pair, mode: 'full', deviceAb: true });
+    try {
+      await updateToV2(rig);
+      expect(rig.svc.running).toEqual({ slot: 'B', version: '2.0.0' });
+      expect(same(rig.slotBytes('B', pair.neu.length), pair.neu)).toBe(true);
+    } finally {
+      await rig.close();
+    }
+  });
+
+  it('connections dropped mid-download resume with Range; no byte is sent twice', async () => {
+    const rig = await startRig({ ...pair, cloud: { fileServer: { dropAfterBytes: 3000, dropTimes: 3 } } });
+    try {
+      await updateToV2(rig);
+      expect(same(rig.slotBytes('A', pair.neu.length), pair.neu)).toBe(true);
+      const reqs = rig.cloud.files.requests;
+      // The header request fits in the budget; the download is cut twice.
+      expect(reqs.map((r) => r.range)).toEqual(['bytes=0-127', 'bytes=128-', 'bytes=3128-', 'bytes=6128-']);
+      expect(reqs.slice(2).every((r) => r.ifRange !== undefined)).toBe(true);
+      expect(reqs.reduce((n, r) => n + r.bodyBytes, 0)).toBe(rig.cloud.status().devices[0].job!.packageBytes);
+    } finally {
+      await rig.close();
+    }
+  });
+
+  it('a server that ignores Range: the header is cut from a 200, resumes skip what is already in flash', async () => {
+    const rig = await startRig({ ...pair, cloud: { fileServer: { ignoreRange: true, dropAfterBytes: 4000, dropTimes: 2 } } });
+    try {
+      await updateToV2(rig);
+      expect(same(rig.slotBytes('A', pair.neu.length), pair.neu)).toBe(true);
+      expect(rig.events.find((e) => e.type === 'header')).toMatchObject({ rangeHonoured: false, fetched: 128 });
+      const reqs = rig.cloud.files.requests;
+      expect(reqs.length).toBeGreaterThanOrEqual(3);
+      expect(reqs.every((r) => r.status === 200)).toBe(true);
+    } finally {
+      await rig.close();
+    }
+  });
+
+  it('CoAP download (Block2) with lost datagrams', async () => {
+    const rig = await startRig({ ...pair, service: { downloadProtocol: 'coap', download: { ackTimeoutMs: 40, backoff: { initialMs: 5 } } } });
+    const pkg = (await rig.cloud.store.diffPackage(PK, '1.0.0', '2.0.0'))!;
+    const coap = await startCoapFileServer({ files: { '/fw/pkg.otad': pkg.bytes } });
+    const proxy = await startUdpProxy(coap.port);
+    // Every 5th datagram towards the server is lost: the client retransmits.
+    proxy.state.drop = (dir, n) => dir === 'up' && n % 5 === 3;
+    const cloud = await connectOtaCloud(rig.cloud.brokerUrl, rig.cloud.store.serviceCredential, { clientId: 'test-coap-cloud' });
+    try {
+      await rig.svc.start();
+      const info: UpgradeInfo = {
+        id: '1',
+        size: pkg.size,
+        version: '2.0.0',
+        url: `coap://127.0.0.1:${proxy.port}/fw/pkg.otad`,
+        signMethod: 'SHA256',
+        sign: fileDigest(pkg.bytes, 'SHA256'),
+        isDiff: 1,
+      };
+      const done = rig.svc.waitFor((e) => e.type === 'inform' && e.version === '2.0.0', 20_000);
+      await cloud.mqtt.publishAsync(upgradeTopic(PK, DN), buildUpgradeMessage(info, { allowedProtocols: ['coap:'] }), { qos: 1 });
+      await done;
+      expect(same(rig.slotBytes('A', pair.neu.length), pair.neu)).toBe(true);
+      expect(rig.events.find((e) => e.type === 'header')).toMatchObject({ fetched: 1024 });
+      expect(proxy.state.dropped).toBeGreaterThan(0);
+    } finally {
+      await cloud.close();
+      await proxy.close();
+      await coap.close();
       await rig.close();
     }
   });
