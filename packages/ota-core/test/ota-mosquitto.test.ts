@@ -1,0 +1,63 @@
+// The same service against a real, external broker (mosquitto). CI installs it
+// (apt package `mosquitto`); without it these tests are skipped and say why.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openNetworkHandles, recordNetworkBaseline } from './helpers/handles.js';
+import { findMosquitto, startMosquitto, type Mosquitto } from './helpers/mosquitto.js';
+import { firmwarePair, PK, same, startRig } from './helpers/ota-rig.js';
+
+const bin = findMosquitto();
+const pair = firmwarePair(96 * 1024, 21);
+let broker: Mosquitto | undefined;
+if (bin === undefined) console.warn('ota-mosquitto: SKIPPED: mosquitto is not installed (apt-get install mosquitto)');
+
+beforeAll(async () => {
+  recordNetworkBaseline();
+  if (bin !== undefined) broker = await startMosquitto(bin);
+});
+afterAll(async () => {
+  await broker?.close();
+  expect(await openNetworkHandles()).toEqual([]);
+});
+
+const suffix = bin === undefined ? ' [skipped: mosquitto not installed]' : '';
+
+describe('OTA service through an external mosquitto broker', () => {
+  for (const mode of ['inplace', 'ab', 'full'] as const) {
+    it.skipIf(bin === undefined)(`${mode} update end to end${suffix}`, async () => {
+      const rig = await startRig({ ...pair, mode, cloud: { broker: broker!.url } });
+      try {
+        expect(rig.cloud.broker).toBeUndefined(); // no embedded broker
+        await rig.svc.start();
+        const done = rig.cloud.waitFor((e) => e.type === 'succeeded', 20_000);
+        await rig.cloud.createJob({ productKey: PK, version: '2.0.0' });
+        await done;
+        const slot = mode === 'ab' ? 'B' : 'A';
+        expect(rig.svc.running).toEqual({ slot, version: '2.0.0' });
+        expect(same(rig.slotBytes(slot, pair.neu.length), pair.neu)).toBe(true);
+        expect(rig.cloud.status().devices[0].job).toMatchObject({ state: 'succeeded', isDiff: mode !== 'full' });
+      } finally {
+        await rig.close();
+      }
+    });
+  }
+
+  it.skipIf(bin === undefined)(`a power cut during the download resumes through mosquitto${suffix}`, async () => {
+    const big = firmwarePair(256 * 1024, 22);
+    const rig = await startRig({ ...big, mode: 'full', cloud: { broker: broker!.url } });
+    try {
+      await rig.svc.start();
+      rig.faulty.scheduleCut(1);
+      const cut = rig.svc.waitFor((e) => e.type === 'powercut', 20_000);
+      await rig.cloud.createJob({ productKey: PK, version: '2.0.0' });
+      await cut;
+      rig.faulty.reboot();
+      const done = rig.cloud.waitFor((e) => e.type === 'succeeded', 20_000);
+      await rig.svc.start();
+      await done;
+      expect(rig.events.filter((e) => e.type === 'download-start').at(-1)).toMatchObject({ resumed: true });
+      expect(same(rig.slotBytes('A', big.neu.length), big.neu)).toBe(true);
+    } finally {
+      await rig.close();
+    }
+  });
+});
