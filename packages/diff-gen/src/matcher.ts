@@ -40,7 +40,7 @@ export interface MatchOptions {
   minMatch?: number;
   /**
    * How many more matching bytes a new match must have than the current
-   * alignment explains before we switch to it (default 8, as bsdiff).
+   * alignment explains before we switch to it (default 5; bsdiff uses 8).
    */
   switchMargin?: number;
   /** The same margin for a match at least farDistance away from the current alignment (default 16). */
@@ -75,7 +75,7 @@ export interface MatchOptions {
 const DEFAULTS = {
   maxCandidates: 32,
   minMatch: 0,
-  switchMargin: 8,
+  switchMargin: 5,
   farSwitchMargin: 16,
   farDistance: 1024,
   minFarCopy: 24,
