@@ -186,3 +186,4 @@ export {
 } from './cloud-store.js';
 
 export { startOtaCloud, type CloudEvent, type OtaCloud, type OtaCloudOptions } from './cloud.js';
+export { runOtaDemo, type DemoOptions, type DemoSummary } from './demo.js';
