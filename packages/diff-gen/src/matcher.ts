@@ -14,6 +14,7 @@
  * Departures from bsdiff, tuned on firmware with the package's interleaved,
  * per-chunk LZMA stream (bench/src/matcher-size.ts):
  * - among equally long matches the one nearest the current alignment wins;
+ * - a nearby switch needs a smaller margin (5 rather than 8 bytes);
  * - a far jump (seek >= farDistance) must win by a larger margin, and far
  *   copies with few matching bytes are turned back into literals afterwards,
  *   because each op costs several poorly compressible bytes (lengths, seek);

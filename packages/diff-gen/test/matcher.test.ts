@@ -336,7 +336,7 @@ describe('matchChunk: quality', () => {
     const newImg = applyEdits(oldImg, [{ kind: 'move', at: 5000, len: 3000, to: 20_000, seed: 1 }]);
     for (const options of [
       { maxCandidates: 1 },
-      { mismatchCost: 1, minFarCopy: 0, farSwitchMargin: 8, maxCompare: 16 },
+      { mismatchCost: 1, minFarCopy: 0, switchMargin: 8, farSwitchMargin: 8, maxCompare: 16 },
     ] satisfies MatchOptions[]) {
       const r = matchImage(oldImg, newImg, 8192, 'ab', options);
       expect(r.literals + r.nonzeroDiffs).toBeLessThan(200);
