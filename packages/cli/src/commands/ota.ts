@@ -1,6 +1,124 @@
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
+import { demoCommand } from './demo.js';
+import { deviceCommand } from './device.js';
+import { addDeviceCommand, addFirmwareCommand, addProductCommand, DEFAULT_DATA_DIR, jobCommand, serveCommand, statusCommand } from './serve.js';
+
+const collect = (v: string, prev: string[]): string[] => [...prev, v];
+
+/** The data directory is an option of `serve`, also accepted after a subcommand name. */
+const dataOf = (cmd: Command): string | undefined => (cmd.parent?.opts() as { data?: string } | undefined)?.data;
 
 /** `otadiff serve`, `otadiff device`, `otadiff demo` (the OTA service). */
 export function registerOtaCommands(program: Command): void {
-  void program;
+  const serve = program
+    .command('serve')
+    .description('run the OTA cloud: MQTT broker, file server with signed URLs, upgrade jobs with diffs made on demand')
+    .option('--data <DIR>', 'data directory (devices, firmware, packages, jobs, status)', DEFAULT_DATA_DIR)
+    .option('--host <ADDR>', 'interface the broker and the file server listen on', '127.0.0.1')
+    .option('--port <N>', 'MQTT port of the embedded broker (0 = any free port)', '1883')
+    .option('--http-port <N>', 'file server port (0 = any free port)', '8080')
+    .option('--public-host <HOST>', 'host name put in download URLs (default: --host)')
+    .option('--broker <URL>', 'use this MQTT broker instead of the embedded one (its authentication is its own)')
+    .option('--signing-key <PEM>', 'RSA private key: notices carry a digestsign devices verify')
+    .option('--url-ttl <SECONDS>', 'lifetime of a signed download URL', '3600')
+    .addHelpText(
+      'after',
+      `
+A typical session (the subcommands edit the data directory; a running server picks it up):
+  otadiff serve add-product  --product-key a1Demo --mode inplace
+  otadiff serve add-device   --product-key a1Demo --device-name meter-0001
+  otadiff serve add-firmware --product-key a1Demo --version 1.0.0 v1.bin
+  otadiff serve add-firmware --product-key a1Demo --version 1.1.0 v1.1.bin
+  otadiff serve --port 1883 --http-port 8080 &
+  otadiff device --product-key a1Demo --device-name meter-0001 --device-secret … \\
+                 --flash ./meter-flash --image v1.bin --version 1.0.0 &
+  otadiff serve job --product-key a1Demo --version 1.1.0
+  otadiff serve status
+A device informing an older version than its job's target gets a diff from its
+installed version (generated once and cached), or the full image when the store
+lacks that version or the product ships full images (--mode full).`,
+    )
+    .action((opts) => serveCommand(opts));
+
+  serve
+    .command('add-product')
+    .description('register a product and how its updates are packaged')
+    .requiredOption('--product-key <PK>', 'product key (letters and digits)')
+    .option('--product-secret <S>', 'product secret (default: generated)')
+    .addOption(new Option('--mode <mode>', 'inplace / ab: diffs for that restore mode; full: whole images').choices(['inplace', 'ab', 'full']).default('inplace'))
+    .option('--split-size <size>', 'chunk size of diffs (the device backup area must hold one)', '64K')
+    .option('--dict-size <size>', 'LZMA dictionary of diffs', '16K')
+    .option('--json', 'print one JSON object')
+    .action((opts, cmd: Command) => addProductCommand({ ...opts, data: dataOf(cmd) }));
+
+  serve
+    .command('add-device')
+    .description('register a device; prints its secret')
+    .requiredOption('--product-key <PK>', 'product key')
+    .requiredOption('--device-name <DN>', 'device name (4-32 of letters, digits, _@.:-)')
+    .option('--device-secret <S>', 'device secret (default: generated)')
+    .option('--json', 'print one JSON object')
+    .action((opts, cmd: Command) => addDeviceCommand({ ...opts, data: dataOf(cmd) }));
+
+  serve
+    .command('add-firmware')
+    .description("add a firmware version to a product's store (versions are immutable)")
+    .argument('<FILE>', 'firmware image')
+    .requiredOption('--product-key <PK>', 'product key')
+    .requiredOption('--version <V>', 'its version, e.g. 1.2.0')
+    .option('--json', 'print one JSON object')
+    .action((file: string, opts, cmd: Command) => addFirmwareCommand(file, { ...opts, data: dataOf(cmd) }));
+
+  serve
+    .command('job')
+    .description('create an upgrade job: devices running an older version get VERSION')
+    .requiredOption('--product-key <PK>', 'product key')
+    .requiredOption('--version <V>', 'target version (must be in the store)')
+    .option('--device-name <DN>', 'only this device (repeatable; default all devices of the product)', collect, [])
+    .option('--json', 'print one JSON object')
+    .action((opts, cmd: Command) => jobCommand({ ...opts, data: dataOf(cmd) }));
+
+  serve
+    .command('status')
+    .description('products, jobs, and each device: version and job progress')
+    .option('--json', 'print one JSON object')
+    .action((opts, cmd: Command) => statusCommand({ ...opts, data: dataOf(cmd) }));
+
+  program
+    .command('device')
+    .description('run a device on this host: flash partitions in files under --flash DIR, OTA over MQTT + HTTP(S)/CoAP')
+    .option('--product-key <PK>', 'product key (default: the device config)')
+    .option('--product-secret <S>', 'product secret (kept for one-type-one-secret provisioning)')
+    .option('--device-name <DN>', 'device name (default: the device config)')
+    .option('--device-secret <S>', 'device secret (default: the device config)')
+    .option('--config <FILE>', 'device config JSON (default $OTADIFF_DEVICE_CONFIG or ~/.otadiff/device.json)')
+    .option('--flash <DIR>', 'device flash directory (flash.bin, layout.json, device.json)')
+    .option('--broker <URL>', 'MQTT broker', undefined)
+    .option('--version <V>', 'version of --image (needed to create the flash)')
+    .option('--image <FILE>', 'factory image for slot A when --flash does not exist yet')
+    .option('--ab', 'create the flash with two slots (A/B) instead of one (in place)')
+    .option('--slot-size <size>', 'slot size when creating the flash (default twice the image)')
+    .option('--split-size <size>', 'backup area (largest diff chunk) when creating the flash', '64K')
+    .option('--public-key <PEM>', 'RSA public key: notices must carry a digestsign that verifies')
+    .addOption(new Option('--protocol <p>', 'download protocol').choices(['http', 'https', 'coap']).default('http'))
+    .addOption(new Option('--sign-method <m>', 'MQTT sign-in HMAC').choices(['hmacsha256', 'hmacsha1', 'hmacmd5']).default('hmacsha256'))
+    .option('--once', 'exit after one update (status 0 on success, 1 on failure)')
+    .option('--json', 'print events as JSON lines')
+    .addHelpText('after', '\nThe broker defaults to the config\'s, else mqtt://127.0.0.1:1883. Ctrl-C stops the device; its download checkpoint stays in --flash.')
+    .action((opts) => deviceCommand(opts));
+
+  program
+    .command('demo')
+    .description('the whole update on loopback: cloud + device, a diff through a dropped download and a power cut in the restore')
+    .option('--old <FILE>', 'old image (default ../shared/corpus/esp8266-at/at-v3.0.4.bin beside the repo)')
+    .option('--new <FILE>', 'new image (default ../shared/corpus/esp8266-at/at-v3.0.5.bin)')
+    .option('--old-version <V>', 'version of OLD (default: from its file name)')
+    .option('--new-version <V>', 'version of NEW (default: from its file name)')
+    .addOption(new Option('--mode <mode>', 'restore mode').choices(['inplace', 'ab']).default('inplace'))
+    .option('--split-size <size>', 'chunk size of the diff', '64K')
+    .option('--no-drop', 'do not cut the download connection')
+    .option('--no-power-cut', 'do not cut the power during the restore')
+    .option('--keep <DIR>', 'work in DIR and keep it (cloud data + device flash)')
+    .option('--json', 'print one JSON summary')
+    .action((opts) => demoCommand(opts));
 }
