@@ -27,7 +27,7 @@ import { emptyDeviceState, parseDeviceState, serializeDeviceState, type DeviceSt
 import { download, DownloadError, type DownloadResult } from './downloader.js';
 import { EventHub } from './event-hub.js';
 import { createFlashDirPort, type OtaPort } from './flash-port.js';
-import { createHasher } from './hashing.js';
+import { createHasher, resumeHasher } from './hashing.js';
 import { OtaStep, type OtaStepError, type UpgradeInfo } from './messages.js';
 import type { MqttSignMethod } from './mqtt-auth.js';
 import { connectOtaDevice, type OtaDeviceClient } from './ota-mqtt.js';
@@ -182,6 +182,16 @@ function stepFor(e: unknown): OtaStepError {
 /** The download can never succeed as recorded: start it over next time. */
 function restartsDownload(e: unknown): boolean {
   return e instanceof SignatureError || (e instanceof DownloadError && (e.code === 'DIGEST_MISMATCH' || e.code === 'SIZE_MISMATCH'));
+}
+
+/** A stored checkpoint whose hash state loads (a resume from it can work). */
+async function resumable(cp: DownloadCheckpoint): Promise<boolean> {
+  try {
+    await resumeHasher(cp.algorithm, cp.hashState);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function allowedProtocols(p: DownloadProtocol): string[] {
@@ -501,6 +511,7 @@ class Service implements OtaService {
       const same =
         rec !== undefined && rec.version === info.version && rec.size === info.size && rec.sign === info.sign && rec.signMethod === info.signMethod && rec.isDiff === info.isDiff;
       let cp: DownloadCheckpoint | undefined = same ? rec.checkpoint : undefined;
+      if (cp !== undefined && !(await resumable(cp))) cp = undefined;
 
       // A diff names the image it was made for: check it before downloading the rest.
       let head: Uint8Array | undefined;
@@ -566,8 +577,16 @@ class Service implements OtaService {
       const stepPct = this.opts.progressStep ?? 10;
       let lastPct = -stepPct;
       const st = state;
+      // NOR bytes cannot be programmed twice: if the downloader rewinds (the server's
+      // representation changed and it starts over), clear the partition from there first.
+      let written = cp?.offset ?? 0;
+      const sink = async (offset: number, bytes: Uint8Array): Promise<void> => {
+        if (offset < written) await port.init(offset);
+        await port.write(offset, bytes);
+        written = offset + bytes.length;
+      };
       const common = {
-        sink: (offset: number, bytes: Uint8Array) => port.write(offset, bytes),
+        sink,
         hash,
         expectedSize: info.size,
         expectedDigest: info.sign,

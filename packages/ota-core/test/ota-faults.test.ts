@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateKeyPairSync } from 'node:crypto';
 import { connectAsync } from 'mqtt';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { openPartition, readHandover } from '@otadiff/patch-apply';
 import { openNetworkHandles, recordNetworkBaseline } from './helpers/handles.js';
 import { DN, firmwarePair, PK, same, startRig, type Rig } from './helpers/ota-rig.js';
@@ -138,6 +140,41 @@ describe('the device refuses what it must not install', () => {
       expect(handover(rig)).toBeNull();
       expect((await deviceState(rig)).slots).toEqual(state.slots);
     } finally {
+      await cloud.close();
+      await rig.close();
+    }
+  });
+});
+
+describe('a server that changes the file under a download', () => {
+  it('restarts from byte 0 into a cleared partition when the ETag changes', async () => {
+    const rig = await startRig({ ...pair, mode: 'full', deviceAb: false });
+    const cloud = await testCloud(rig);
+    // First answer: the wrong bytes under ETag "a", cut after 3000 bytes; then the right file under "b".
+    let n = 0;
+    const seen: Array<string | undefined> = [];
+    const server = createServer((req, res) => {
+      seen.push(req.headers.range);
+      if (n++ === 0) {
+        res.writeHead(200, { ETag: '"a"', 'Content-Length': pair.neu.length });
+        res.write(testBytes(3000, 77), () => res.socket?.destroy());
+        return;
+      }
+      res.writeHead(200, { ETag: '"b"', 'Content-Length': pair.neu.length });
+      res.end(pair.neu);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      await rig.svc.start();
+      const done = rig.svc.waitFor((e) => e.type === 'inform' && e.version === '2.0.0', 10_000);
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/fw.bin`;
+      await cloud.pushUpgrade({ productKey: PK, deviceName: DN }, fullImageNotice(rig, { url }));
+      await done;
+      expect(seen).toEqual([undefined, 'bytes=3000-']);
+      expect(same(rig.slotBytes('A', pair.neu.length), pair.neu)).toBe(true);
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
       await cloud.close();
       await rig.close();
     }
