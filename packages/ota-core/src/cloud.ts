@@ -29,7 +29,7 @@ export interface OtaCloudOptions {
   publicHost?: string;
   /** Use this broker instead of the embedded one; its authentication is its own business. */
   broker?: string;
-  /** The cloud's sign-in at the broker (default: the data directory's generated credential). */
+  /** The cloud's sign-in at the broker (default: user:pass in `broker`, else the data directory's generated credential). */
   service?: ServiceCredential;
   allowedSignMethods?: readonly MqttSignMethod[];
   /** Lifetime of a signed download URL (default 1 h). */
@@ -68,12 +68,23 @@ export interface OtaCloud {
 
 const key = (d: DeviceRef): string => `${d.productKey}/${d.deviceName}`;
 
+/** mqtt://user:pass@host: an external broker's own credentials for the cloud. */
+function brokerUserinfo(url: string | undefined): ServiceCredential | undefined {
+  if (url === undefined) return undefined;
+  try {
+    const u = new URL(url);
+    return u.username === '' ? undefined : { username: decodeURIComponent(u.username), password: decodeURIComponent(u.password) };
+  } catch {
+    return undefined;
+  }
+}
+
 export async function startOtaCloud(opts: OtaCloudOptions): Promise<OtaCloud> {
   const store = await CloudStore.open(opts.dataDir);
   const host = opts.host ?? '127.0.0.1';
   const log = opts.log ?? (() => {});
   const hub = new EventHub<CloudEvent>();
-  const service = opts.service ?? store.serviceCredential;
+  const service = opts.service ?? brokerUserinfo(opts.broker) ?? store.serviceCredential;
   const signMethod = opts.signMethod ?? 'SHA256';
   const ttl = opts.urlTtlMs ?? 3_600_000;
   const status = new Map<string, DeviceStatus>();

@@ -5,6 +5,7 @@
 // it. At the end the device's slot is compared with NEW byte for byte.
 
 import { createHash, generateKeyPairSync } from 'node:crypto';
+import { existsSync, readdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -88,6 +89,9 @@ export async function runOtaDemo(o: DemoOptions): Promise<DemoSummary> {
   const splitSize = o.splitSize ?? 64 * 1024;
   const dropDownload = o.dropDownload ?? true;
   const powerCut = o.powerCut ?? true;
+  if (o.workDir !== undefined && existsSync(o.workDir) && readdirSync(o.workDir).length > 0) {
+    throw new Error(`the demo's work directory ${o.workDir} is not empty`);
+  }
   const workDir = o.workDir ?? (await mkdtemp(join(tmpdir(), 'otadiff-demo-')));
   const failures: string[] = [];
   const boots: string[] = [];

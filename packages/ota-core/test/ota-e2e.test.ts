@@ -157,4 +157,32 @@ describe('OTA service end to end (embedded broker, loopback)', () => {
       await rig.close();
     }
   });
+
+  it('a device on a version the store lacks gets the full image', async () => {
+    const rig = await startRig({ ...pair, mode: 'inplace', deviceVersion: '0.9.0' });
+    try {
+      await rig.svc.start();
+      const done = rig.cloud.waitFor((e) => e.type === 'succeeded', 20_000);
+      await rig.cloud.createJob({ productKey: PK, version: '2.0.0' });
+      await done;
+      expect(rig.cloud.status().devices[0].job).toMatchObject({ isDiff: false, fromVersion: '0.9.0', packageBytes: pair.neu.length });
+      expect(same(rig.slotBytes('A', pair.neu.length), pair.neu)).toBe(true);
+    } finally {
+      await rig.close();
+    }
+  });
+
+  it('an A/B package offered to a single-slot device is refused after its header', async () => {
+    const rig = await startRig({ ...pair, mode: 'ab', deviceAb: false });
+    try {
+      await rig.svc.start();
+      const failed = rig.cloud.waitFor((e) => e.type === 'failed', 20_000);
+      await rig.cloud.createJob({ productKey: PK, version: '2.0.0' });
+      expect(await failed).toMatchObject({ step: -1, desc: expect.stringMatching(/A\/B package needs a second slot/) });
+      expect(rig.cloud.files.requests.map((r) => r.bodyBytes)).toEqual([128]);
+      expect(rig.svc.running).toEqual({ slot: 'A', version: '1.0.0' });
+    } finally {
+      await rig.close();
+    }
+  });
 });

@@ -38,6 +38,8 @@ export interface RigOptions {
   service?: Partial<OtaServiceOptions>;
   signingKey?: KeyLike;
   tear?: TearMode;
+  /** Version the device's factory image claims (default 1.0.0, the store's OLD). */
+  deviceVersion?: string;
 }
 
 export interface Rig {
@@ -62,7 +64,7 @@ export async function startRig(o: RigOptions): Promise<Rig> {
     cloud.store.addFirmware(PK, '1.0.0', o.old);
     cloud.store.addFirmware(PK, '2.0.0', o.neu);
     const devDir = join(dir, 'device');
-    createDeviceFlashDir(devDir, { image: o.old, version: '1.0.0', ab: o.deviceAb ?? mode === 'ab', splitSize: SPLIT });
+    createDeviceFlashDir(devDir, { image: o.old, version: o.deviceVersion ?? '1.0.0', ab: o.deviceAb ?? mode === 'ab', splitSize: SPLIT });
     let faulty!: FaultyFlash;
     const port = createFlashDirPort(devDir, { wrapFlash: (f) => (faulty = new FaultyFlash(f, { tear: o.tear ?? 'random', seed: 5 })) });
     const events: OtaServiceEvent[] = [];
