@@ -99,8 +99,10 @@ export async function generatePackage(oldImage: Uint8Array, newImage: Uint8Array
       boundary,
       length: Math.max(boundary, oldImage.length),
     };
-    const ops = matchChunk(target, window);
-    const raw = encodeCommands(ops, target, window, Math.min(start, window.length));
+    // The patcher's source position starts at the chunk offset; aligning the matcher there keeps seeks small.
+    const startPos = Math.min(start, window.length);
+    const ops = matchChunk(target, window, { startPos });
+    const raw = encodeCommands(ops, target, window, startPos);
     const record = await compressRaw(raw, lzma);
     chunks.push({ recordOffset: offset, recordLength: record.length, rawLength: raw.length, crc32: crc32(target) >>> 0 });
     records.push(record);
