@@ -138,8 +138,9 @@ function render(results: PairResult[], peers: ReturnType<typeof detectPeers>, mi
     'Streaming patcher in a child process (`--expose-gc`), package fed from a file in 4 KiB pieces, source read from and chunks ' +
       'written to files, so no image-sized buffer exists. At every chunk: full `gc()` until two readings agree, then ' +
       '`heapUsed + arrayBuffers` minus the baseline taken right before the patcher was created; the largest growth counts. ' +
-      '"cold" is the first apply in the process (compiling the patcher counts), "warm" the third; "warm data" is the warm ' +
-      'figure without V8\'s code spaces (JIT-compiled code), i.e. the patcher\'s buffers and objects.',
+      '"cold" is the first apply in the process (compiling the patcher counts); "warm" the smallest peak of the next three applies ' +
+      '(the JIT still allocates now and then, which only adds); "warm data" the same without V8\'s code spaces (JIT-compiled code), ' +
+      'i.e. the patcher\'s typed arrays plus its JavaScript objects.',
     '',
   );
   out.push(
