@@ -135,7 +135,7 @@ function render(results: PairResult[], peers: ReturnType<typeof detectPeers>, mi
 
   out.push('## Patcher memory: declared `ramBytes` vs measured live-heap growth', '');
   out.push(
-    'Streaming patcher in a child process (`--expose-gc`), package fed from a file in 4 KiB pieces, source read from and chunks ' +
+    'Streaming patcher in a child process (`--expose-gc --no-flush-bytecode`), package fed from a file in 4 KiB pieces, source read from and chunks ' +
       'written to files, so no image-sized buffer exists. At every chunk: full `gc()` until two readings agree, then ' +
       '`heapUsed + arrayBuffers` minus the baseline taken right before the patcher was created; the largest growth counts. ' +
       '"cold" is the first apply in the process (compiling the patcher counts); "warm" the smallest peak of the next three applies ' +
