@@ -37,18 +37,15 @@ export class ByteWriter {
     this.varint(value >= 0 ? value * 2 : -value * 2 - 1);
   }
 
+  byte(value: number): void {
+    this.ensure(1);
+    this.buf[this.len++] = value;
+  }
+
   bytes(src: Uint8Array): void {
     this.ensure(src.length);
     this.buf.set(src, this.len);
     this.len += src.length;
-  }
-
-  /** Reserves n bytes and returns a view to fill in place. */
-  reserve(n: number): Uint8Array {
-    this.ensure(n);
-    const view = this.buf.subarray(this.len, this.len + n);
-    this.len += n;
-    return view;
   }
 
   finish(): Uint8Array {

@@ -19,7 +19,7 @@ import {
 } from '@otadiff/patch-apply';
 import { encodeCommands } from './command-stream.js';
 import { compressRaw } from './lzma-compress.js';
-import { matchChunk, type ChunkWindow, type SourceIndex } from './matcher.js';
+import { matchChunk, type ChunkWindow, type MatchOptions, type SourceIndex } from './matcher.js';
 import { buildSuffixArray } from './suffix-array.js';
 
 export class GenerateError extends Error {
@@ -33,6 +33,8 @@ export interface GenerateOptions {
   lc?: number;
   lp?: number;
   pb?: number;
+  /** Matcher tuning knobs (benchmarks and experiments; the defaults are tuned on the ESP8266 corpus). */
+  match?: MatchOptions;
   /** Apply the package in memory and compare with NEW before returning it (default true). */
   verify?: boolean;
   onProgress?: (event: GenerateProgress) => void;
@@ -52,7 +54,7 @@ export const DEFAULT_SPLIT_SIZE = 64 * 1024;
 export const DEFAULT_DICT_SIZE = 16 * 1024;
 const MAX_IMAGE_BYTES = 0xffff_0000;
 
-function checkOptions(o: Required<Omit<GenerateOptions, 'onProgress' | 'verify'>>, oldLen: number, newLen: number): void {
+function checkOptions(o: Required<Omit<GenerateOptions, 'onProgress' | 'verify' | 'match'>>, oldLen: number, newLen: number): void {
   if (o.mode !== 'inplace' && o.mode !== 'ab') throw new GenerateError(`unknown mode "${String(o.mode)}" (inplace or ab)`);
   if (!Number.isInteger(o.splitSize) || o.splitSize < SPLIT_ALIGN || o.splitSize % SPLIT_ALIGN !== 0 || o.splitSize > MAX_SPLIT_SIZE)
     throw new GenerateError(`split size ${o.splitSize} must be a multiple of ${SPLIT_ALIGN} between ${SPLIT_ALIGN} and ${MAX_SPLIT_SIZE}`);
@@ -69,9 +71,9 @@ export async function generatePackage(oldImage: Uint8Array, newImage: Uint8Array
     mode: options.mode ?? 'inplace',
     splitSize: options.splitSize ?? DEFAULT_SPLIT_SIZE,
     dictSize: options.dictSize ?? DEFAULT_DICT_SIZE,
-    // Command streams are mostly diff bytes with no useful literal context: lc=lp=pb=0 compresses the
-    // ESP8266 corpus packages 1-2.5% smaller than LZMA's usual 3/0/2 (measured on every pair).
-    lc: options.lc ?? 0,
+    // Command streams have little positional structure: lc=1 lp=0 pb=0 compresses the ESP8266 corpus
+    // packages 1-3% smaller than LZMA's usual 3/0/2 (measured on every pair).
+    lc: options.lc ?? 1,
     lp: options.lp ?? 0,
     pb: options.pb ?? 0,
   } as const;
@@ -101,7 +103,7 @@ export async function generatePackage(oldImage: Uint8Array, newImage: Uint8Array
     };
     // The patcher's source position starts at the chunk offset; aligning the matcher there keeps seeks small.
     const startPos = Math.min(start, window.length);
-    const ops = matchChunk(target, window, { startPos });
+    const ops = matchChunk(target, window, { ...options.match, startPos });
     const raw = encodeCommands(ops, target, window, startPos);
     const record = await compressRaw(raw, lzma);
     chunks.push({ recordOffset: offset, recordLength: record.length, rawLength: raw.length, crc32: crc32(target) >>> 0 });

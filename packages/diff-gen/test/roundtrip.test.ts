@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { applyPackage, ChunkDecoder, memorySource, parseHeader, StreamPatcher, type PatchMode } from '@otadiff/patch-apply';
+import { applyPackage, ChunkDecoder, crc32, FIXED_HEADER_BYTES, memorySource, parseHeader, StreamPatcher, type PatchMode } from '@otadiff/patch-apply';
 import { generatePackage, GenerateError } from '../src/generate.js';
 import { applyEdit, codeLike, editArb } from './edits.js';
 
@@ -134,6 +134,17 @@ describe('generate + apply round trips', () => {
     const ram = p.ramBytes!;
     expect(ram).toBeGreaterThan(8192 + 16384);
     expect(ram).toBeLessThan(8192 + 16384 + 32 * 1024);
+  });
+
+  it('a chunk whose bytes do not match its CRC-32 is refused (chunk-crc), even with a resealed header', async () => {
+    const old = codeLike(20000, 2);
+    const { package: pkg } = await generatePackage(old, applyEdit(old, { kind: 'bump', at: 100, len: 9000, delta: 1 }), { splitSize: 4096 });
+    const bad = pkg.slice();
+    const v = new DataView(bad.buffer);
+    const h = parseHeader(pkg);
+    v.setUint32(FIXED_HEADER_BYTES + 2 * 16 + 12, (h.chunks[2].crc32 ^ 0x10) >>> 0, true);
+    v.setUint32(h.headerLength - 4, crc32(bad.subarray(0, h.headerLength - 4)), true);
+    expect(() => applyPackage(old, bad)).toThrow(expect.objectContaining({ code: 'chunk-crc', message: expect.stringMatching(/^chunk 2: CRC-32 mismatch/) }));
   });
 
   it('refuses bad options with a GenerateError', async () => {

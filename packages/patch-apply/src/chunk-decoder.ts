@@ -16,7 +16,8 @@ const FIXED_OVERHEAD_BYTES = 512;
 const enum Step {
   Seek,
   CopyLen,
-  Diff,
+  Gap,
+  Value,
   ExtraLen,
   Extra,
   Done,
@@ -178,24 +179,31 @@ export class ChunkDecoder {
             this.bad(`copy [${this.srcPos}, +${v}) reaches past the ${this.window}-byte source window`);
           this.copyLen = v;
           this.remaining = v;
-          this.step = Step.Diff;
+          this.step = v > 0 ? Step.Gap : Step.ExtraLen;
           break;
         }
-        case Step.Diff: {
-          while (this.remaining > 0) {
-            const want = Math.min(this.remaining, scratch.length, rawLength - this.rawRead);
-            if (want === 0) this.bad('command stream ends inside diff bytes');
-            const got = lz.read(out, this.outPos, want);
-            if (got === 0) return;
-            this.rawRead += got;
-            this.source.read(this.srcPos, scratch, 0, got);
-            const base = this.outPos;
-            for (let k = 0; k < got; k++) out[base + k] = (out[base + k] + scratch[k]) & 0xff;
-            this.outPos += got;
-            this.srcPos += got;
-            this.remaining -= got;
-          }
-          this.step = Step.ExtraLen;
+        case Step.Gap: {
+          // Unchanged bytes: straight from the source into the chunk.
+          const g = this.varint();
+          if (g < 0) return;
+          if (g > this.remaining) this.bad(`run of ${g} unchanged bytes overruns a ${this.copyLen}-byte copy`);
+          if (g > 0) this.source.read(this.srcPos, out, this.outPos, g);
+          this.outPos += g;
+          this.srcPos += g;
+          this.remaining -= g;
+          this.step = this.remaining === 0 ? Step.ExtraLen : Step.Value;
+          break;
+        }
+        case Step.Value: {
+          if (this.rawRead >= rawLength) this.bad('command stream ends inside a copy');
+          if (lz.read(scratch, 0, 1) === 0) return;
+          this.rawRead++;
+          const d = scratch[0];
+          this.source.read(this.srcPos, scratch, 0, 1);
+          out[this.outPos++] = (scratch[0] + d) & 0xff;
+          this.srcPos++;
+          this.remaining--;
+          this.step = Step.Gap;
           break;
         }
         case Step.ExtraLen: {

@@ -92,9 +92,12 @@ export function windowLength(h: Pick<PackageHeader, 'mode' | 'oldSize' | 'splitS
   return h.mode === 'ab' ? h.oldSize : Math.max(index * h.splitSize, h.oldSize);
 }
 
-/** Largest decompressed command stream a chunk of `len` bytes may declare (every op emits >= 1 byte). */
+/**
+ * Largest decompressed command stream a chunk of `len` bytes may declare: every command emits at least
+ * one byte and costs at most 4 five-byte numbers, and a changed byte inside a copy costs 2 bytes.
+ */
 export function maxRawLength(len: number): number {
-  return len * 16 + 16;
+  return len * 22 + 16;
 }
 
 export function propsByte(p: { lc: number; lp: number; pb: number }): number {
