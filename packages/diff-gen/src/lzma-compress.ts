@@ -27,7 +27,8 @@ export function lzmaFilterOptions(p: LzmaParams): Record<string, number> {
     pb: p.pb,
     mode: lzma.MODE_NORMAL,
     mf: lzma.MF_BT4,
-    niceLen: 273,
+    // 64 beats 273 by ~0.3% on command streams (measured on the ESP8266 pairs).
+    niceLen: 64,
     depth: 0,
   };
 }
