@@ -5,11 +5,15 @@ import { addDeviceCommand, addFirmwareCommand, addProductCommand, DEFAULT_DATA_D
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
-/** The data directory is an option of `serve`, also accepted after a subcommand name. */
-const dataOf = (cmd: Command): string | undefined => (cmd.parent?.opts() as { data?: string } | undefined)?.data;
+/** `serve --data DIR add-device …` or `serve add-device --data DIR …`. */
+const dataOf = (opts: { data?: string }, cmd: Command): string | undefined => opts.data ?? (cmd.parent?.opts() as { data?: string } | undefined)?.data;
+const DATA_HELP = `data directory (default ${DEFAULT_DATA_DIR}, or serve's --data)`;
 
 /** `otadiff serve`, `otadiff device`, `otadiff demo` (the OTA service). */
 export function registerOtaCommands(program: Command): void {
+  // `device --version V` and `serve add-firmware --version V` take a firmware version: program
+  // options (the tool's own --version) are only recognised before the command name.
+  program.enablePositionalOptions();
   const serve = program
     .command('serve')
     .description('run the OTA cloud: MQTT broker, file server with signed URLs, upgrade jobs with diffs made on demand')
@@ -48,8 +52,9 @@ lacks that version or the product ships full images (--mode full).`,
     .addOption(new Option('--mode <mode>', 'inplace / ab: diffs for that restore mode; full: whole images').choices(['inplace', 'ab', 'full']).default('inplace'))
     .option('--split-size <size>', 'chunk size of diffs (the device backup area must hold one)', '64K')
     .option('--dict-size <size>', 'LZMA dictionary of diffs', '16K')
+    .option('--data <DIR>', DATA_HELP)
     .option('--json', 'print one JSON object')
-    .action((opts, cmd: Command) => addProductCommand({ ...opts, data: dataOf(cmd) }));
+    .action((opts, cmd: Command) => addProductCommand({ ...opts, data: dataOf(opts, cmd) }));
 
   serve
     .command('add-device')
@@ -57,8 +62,9 @@ lacks that version or the product ships full images (--mode full).`,
     .requiredOption('--product-key <PK>', 'product key')
     .requiredOption('--device-name <DN>', 'device name (4-32 of letters, digits, _@.:-)')
     .option('--device-secret <S>', 'device secret (default: generated)')
+    .option('--data <DIR>', DATA_HELP)
     .option('--json', 'print one JSON object')
-    .action((opts, cmd: Command) => addDeviceCommand({ ...opts, data: dataOf(cmd) }));
+    .action((opts, cmd: Command) => addDeviceCommand({ ...opts, data: dataOf(opts, cmd) }));
 
   serve
     .command('add-firmware')
@@ -66,8 +72,9 @@ lacks that version or the product ships full images (--mode full).`,
     .argument('<FILE>', 'firmware image')
     .requiredOption('--product-key <PK>', 'product key')
     .requiredOption('--version <V>', 'its version, e.g. 1.2.0')
+    .option('--data <DIR>', DATA_HELP)
     .option('--json', 'print one JSON object')
-    .action((file: string, opts, cmd: Command) => addFirmwareCommand(file, { ...opts, data: dataOf(cmd) }));
+    .action((file: string, opts, cmd: Command) => addFirmwareCommand(file, { ...opts, data: dataOf(opts, cmd) }));
 
   serve
     .command('job')
@@ -75,14 +82,16 @@ lacks that version or the product ships full images (--mode full).`,
     .requiredOption('--product-key <PK>', 'product key')
     .requiredOption('--version <V>', 'target version (must be in the store)')
     .option('--device-name <DN>', 'only this device (repeatable; default all devices of the product)', collect, [])
+    .option('--data <DIR>', DATA_HELP)
     .option('--json', 'print one JSON object')
-    .action((opts, cmd: Command) => jobCommand({ ...opts, data: dataOf(cmd) }));
+    .action((opts, cmd: Command) => jobCommand({ ...opts, data: dataOf(opts, cmd) }));
 
   serve
     .command('status')
     .description('products, jobs, and each device: version and job progress')
+    .option('--data <DIR>', DATA_HELP)
     .option('--json', 'print one JSON object')
-    .action((opts, cmd: Command) => statusCommand({ ...opts, data: dataOf(cmd) }));
+    .action((opts, cmd: Command) => statusCommand({ ...opts, data: dataOf(opts, cmd) }));
 
   program
     .command('device')
