@@ -7,6 +7,7 @@ import { addDeviceCommand, addFirmwareCommand, addProductCommand, jobCommand, se
 import { deviceCommand } from '../src/commands/device.js';
 import { versionFromName } from '../src/commands/demo.js';
 import { CliError } from '../src/size-arg.js';
+import { main } from '../src/main.js';
 
 function bytes(n: number, seed: number): Uint8Array {
   const out = new Uint8Array(n);
@@ -82,6 +83,17 @@ describe('otadiff serve + otadiff device', () => {
     dir = await mkdtemp(join(tmpdir(), 'otadiff-cli-ota-'));
     await expect(deviceCommand({ config: join(dir, 'missing.json'), flash: join(dir, 'f') })).rejects.toThrow(/device config/);
     await expect(deviceCommand({ productKey: 'a1X', deviceName: 'dev-0001', deviceSecret: 'x', flash: join(dir, 'f') })).rejects.toThrow(/--image FILE and --version V/);
+  });
+
+  it("parses 'serve add-firmware --version V' as a firmware version, not the tool's --version", async () => {
+    vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+    dir = await mkdtemp(join(tmpdir(), 'otadiff-cli-ota-'));
+    const data = join(dir, 'data');
+    await writeFile(join(dir, 'fw.bin'), bytes(5000, 3));
+    const run = (...args: string[]) => main(['node', 'otadiff', ...args]);
+    expect(await run('serve', '--data', data, 'add-product', '--product-key', 'a1Argv')).toBe(0);
+    expect(await run('serve', 'add-firmware', '--product-key', 'a1Argv', '--version', '1.2.3', join(dir, 'fw.bin'), '--data', data)).toBe(0);
+    expect((await CloudStore.open(data)).firmwareVersions('a1Argv')).toEqual(['1.2.3']);
   });
 
   it('takes versions from corpus file names', () => {
