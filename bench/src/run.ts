@@ -121,9 +121,10 @@ function render(results: PairResult[], peers: ReturnType<typeof detectPeers>, mi
   out.push('## In-process throughput (inplace package, best pass after a warm-up; MB = 10⁶ bytes of output)', '');
   out.push(
     table(
-      ['pair', 'LZMA decode alone (MB of command stream)', 'chunk loop: LZMA + commands + CRC-32 (MB of NEW)', 'SHA-256 of OLD+NEW alone (MB of NEW)', 'whole apply (MB of NEW)'],
+      ['pair', 'command stream / NEW', 'LZMA decode alone (MB of command stream)', 'chunk loop: LZMA + commands + CRC-32 (MB of NEW)', 'SHA-256 of OLD+NEW alone (MB of NEW)', 'whole apply (MB of NEW)'],
       results.map(({ pair, speed }) => [
         pair.name,
+        ratio(speed.lzmaBytes / speed.newBytes),
         `${speed.lzmaMBps.toFixed(1)} MB/s`,
         `${speed.loopMBps.toFixed(1)} MB/s`,
         `${speed.hashMBps.toFixed(1)} MB/s`,
