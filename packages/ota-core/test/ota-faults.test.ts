@@ -195,6 +195,24 @@ describe('sign-in and topic isolation', () => {
     }
   });
 
+  it('an HMAC-SHA1 sign-in is refused by default and accepted when the cloud allows it', async () => {
+    const strict = await startRig({ ...pair, service: { signMethod: 'hmacsha1' } });
+    try {
+      const err = await strict.svc.start().catch((e: unknown) => e);
+      expect((err as OtaServiceError).code).toBe('AUTH');
+    } finally {
+      await strict.close();
+    }
+    const lenient = await startRig({ ...pair, service: { signMethod: 'hmacsha1' }, cloud: { allowedSignMethods: ['hmacsha256', 'hmacsha1'] } });
+    try {
+      const informed = lenient.cloud.waitFor((e) => e.type === 'inform', 10_000);
+      await lenient.svc.start();
+      expect(await informed).toMatchObject({ version: '1.0.0' });
+    } finally {
+      await lenient.close();
+    }
+  });
+
   it("a device can neither receive another device's notices nor report for it", async () => {
     const rig = await startRig({ ...pair });
     const intruder = await rig.cloud.store.addDevice(PK, 'rig-device-02');

@@ -33,6 +33,7 @@ export interface DeviceOptions {
   slotSize?: string;
   splitSize?: string;
   publicKey?: string;
+  ca?: string;
   protocol?: string;
   signMethod?: string;
   once?: boolean;
@@ -114,6 +115,7 @@ export async function deviceCommand(opts: DeviceOptions, run: { signal?: AbortSi
   const signMethod = (opts.signMethod ?? 'hmacsha256') as MqttSignMethod;
   if (!['hmacsha256', 'hmacsha1', 'hmacmd5'].includes(signMethod)) throw new CliError('--sign-method must be hmacsha256, hmacsha1 or hmacmd5');
   const publicKey = opts.publicKey === undefined ? undefined : loadPublicKey(opts.publicKey);
+  const ca = opts.ca === undefined ? undefined : Buffer.from(readInput(opts.ca, 'CA certificate'));
   const log = (line: string): void => (opts.json ? undefined : out(`${new Date().toISOString().slice(11, 23)} ${line}`));
 
   if (!existsSync(join(dir, 'layout.json'))) {
@@ -156,6 +158,7 @@ export async function deviceCommand(opts: DeviceOptions, run: { signal?: AbortSi
     downloadProtocol: protocol,
     signMethod,
     publicKey,
+    download: ca === undefined ? undefined : { ca },
     onEvent: (e) => {
       if (opts.json) {
         const { type, ...rest } = e;

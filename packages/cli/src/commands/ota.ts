@@ -109,6 +109,7 @@ lacks that version or the product ships full images (--mode full).`,
     .option('--slot-size <size>', 'slot size when creating the flash (default twice the image)')
     .option('--split-size <size>', 'backup area (largest diff chunk) when creating the flash', '64K')
     .option('--public-key <PEM>', 'RSA public key: notices must carry a digestsign that verifies')
+    .option('--ca <PEM>', 'extra CA certificate(s) for https downloads')
     .addOption(new Option('--protocol <p>', 'download protocol').choices(['http', 'https', 'coap']).default('http'))
     .addOption(new Option('--sign-method <m>', 'MQTT sign-in HMAC').choices(['hmacsha256', 'hmacsha1', 'hmacmd5']).default('hmacsha256'))
     .option('--once', 'exit after one update (status 0 on success, 1 on failure)')
