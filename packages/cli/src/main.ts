@@ -1,13 +1,15 @@
 import { Command, CommanderError, Option } from 'commander';
-import { PackageError } from '@otadiff/patch-apply';
-import { GenerateError } from '@otadiff/diff-gen';
-import { applyCommand } from './commands/apply.js';
-import { diffCommand } from './commands/diff.js';
-import { infoCommand } from './commands/info.js';
-import { flashConfirmCommand, flashInitCommand, flashStageCommand, restoreCommand } from './commands/flash.js';
 import { registerOtaCommands } from './commands/ota.js';
-import { powercutCommand } from './commands/powercut.js';
 import { CliError } from './size-arg.js';
+
+// Commands load their modules when they run: `apply` should not pay for lzma-native or the MQTT stack.
+const diffCommand = async (...a: Parameters<typeof import('./commands/diff.js').diffCommand>) => (await import('./commands/diff.js')).diffCommand(...a);
+const applyCommand = async (...a: Parameters<typeof import('./commands/apply.js').applyCommand>) => (await import('./commands/apply.js')).applyCommand(...a);
+const infoCommand = async (...a: Parameters<typeof import('./commands/info.js').infoCommand>) => (await import('./commands/info.js')).infoCommand(...a);
+const powercutCommand = async (...a: Parameters<typeof import('./commands/powercut.js').powercutCommand>) =>
+  (await import('./commands/powercut.js')).powercutCommand(...a);
+const flash = () => import('./commands/flash.js');
+
 
 /** Commands that ran but did not succeed (a failed power cut, a halted boot) set this; errors throw. */
 let failedStatus = false;
@@ -64,12 +66,12 @@ function program(): Command {
     .argument('<DIR>', 'device flash directory (flash.bin + layout.json)')
     .option('-o, --output <FILE>', 'write the image of the slot it boots')
     .option('--json', 'print the boot outcome as JSON')
-    .action((dir: string, o) => {
-      if (!restoreCommand(dir, o)) failedStatus = true;
+    .action(async (dir: string, o) => {
+      if (!(await flash()).restoreCommand(dir, o)) failedStatus = true;
     });
 
-  const flash = p.command('flash').description('a simulated device flash in a directory, for scripts and the Linux-host device');
-  flash
+  const flashCmd = p.command('flash').description('a simulated device flash in a directory, for scripts and the Linux-host device');
+  flashCmd
     .command('init')
     .description('create DIR with an erased flash and IMAGE in slot A')
     .argument('<DIR>', 'directory to create')
@@ -80,20 +82,20 @@ function program(): Command {
     .option('--split-size <size>', 'largest split size the backup partition must hold', '64K')
     .option('--sector-size <size>', 'flash sector size', '4K')
     .option('--program-unit <size>', 'flash program granularity', '1')
-    .action(flashInitCommand);
-  flash
+    .action(async (dir: string, o) => (await flash()).flashInitCommand(dir, o));
+  flashCmd
     .command('stage')
     .description("store PATCH in DIR's OTA partition and write the hand-over record, as the OTA service's set_boot does")
     .argument('<DIR>', 'device flash directory')
     .argument('<PATCH>', 'package (or a full image with --raw)')
     .option('--raw', 'PATCH is a full image (OTA_RAW)')
-    .action(flashStageCommand);
-  flash
+    .action(async (dir: string, patch: string, o) => (await flash()).flashStageCommand(dir, patch, o));
+  flashCmd
     .command('confirm')
     .description('the application confirms a good boot (no rollback)')
     .argument('<DIR>', 'device flash directory')
     .option('--slot <slot>', 'slot that booted (default: the update target)')
-    .action(flashConfirmCommand);
+    .action(async (dir: string, o) => (await flash()).flashConfirmCommand(dir, o));
 
   registerOtaCommands(p);
   return p;
@@ -110,12 +112,10 @@ export async function main(argv: string[]): Promise<number> {
       // Help and version exit 0; commander has already printed its own `error: …` line otherwise.
       return e.exitCode === 0 ? 0 : 1;
     }
-    if (e instanceof CliError || e instanceof PackageError || e instanceof GenerateError) {
-      process.stderr.write(`error: ${e.message}\n`);
-      return 1;
-    }
+    // Rejections of bad input (CliError, PackageError, GenerateError, …) and unexpected failures alike are
+    // one line; OTADIFF_DEBUG=1 adds the stack for a bug report.
     process.stderr.write(`error: ${(e as Error)?.message ?? String(e)}\n`);
-    if (process.env.OTADIFF_DEBUG) process.stderr.write(`${(e as Error)?.stack}\n`);
+    if (process.env.OTADIFF_DEBUG && !(e instanceof CliError)) process.stderr.write(`${(e as Error)?.stack}\n`);
     return 1;
   }
 }
