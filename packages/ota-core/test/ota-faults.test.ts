@@ -226,7 +226,7 @@ describe('sign-in and topic isolation', () => {
       await expect(mallory.subscribeAsync('/ota/device/upgrade/+/+', { qos: 1 })).rejects.toThrow(/Subscribe error/);
       // A forged failure for the victim never reaches the cloud.
       const cloudProgress: string[] = [];
-      rig.cloud.on((e) => e.type === 'progress' && cloudProgress.push(e.device.deviceName));
+      rig.cloud.on((e) => e.type === 'progress' && cloudProgress.push(e.desc));
       await mallory.publishAsync(progressTopic(PK, DN), JSON.stringify({ id: '1', params: { step: '-1', desc: 'forged' } }), { qos: 0 });
       // The victim updates normally.
       await rig.svc.start();
@@ -234,7 +234,8 @@ describe('sign-in and topic isolation', () => {
       await rig.cloud.createJob({ productKey: PK, version: '2.0.0', devices: [DN] });
       await done;
       expect(seen).toEqual([]);
-      expect(cloudProgress.every((d) => d === DN)).toBe(true);
+      expect(cloudProgress.length).toBeGreaterThan(0); // the victim's own reports arrive
+      expect(cloudProgress).not.toContain('forged');
       expect(rig.cloud.status().devices.find((d) => d.deviceName === DN)?.job?.desc).not.toBe('forged');
     } finally {
       await mallory.endAsync(true);
