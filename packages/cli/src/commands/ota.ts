@@ -1,7 +1,9 @@
 import { Option, type Command } from 'commander';
-import { demoCommand } from './demo.js';
-import { deviceCommand } from './device.js';
-import { addDeviceCommand, addFirmwareCommand, addProductCommand, DEFAULT_DATA_DIR, jobCommand, serveCommand, statusCommand } from './serve.js';
+
+// Command modules load when their command runs: ota-core pulls in MQTT, CoAP (which opens
+// UDP sockets on import) and the diff generator, which `otadiff diff` does not need.
+const serveModule = () => import('./serve.js');
+const DEFAULT_DATA_DIR = 'otadiff-data';
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
@@ -42,7 +44,7 @@ A device informing an older version than its job's target gets a diff from its
 installed version (generated once and cached), or the full image when the store
 lacks that version or the product ships full images (--mode full).`,
     )
-    .action((opts) => serveCommand(opts));
+    .action(async (opts) => (await serveModule()).serveCommand(opts));
 
   serve
     .command('add-product')
@@ -54,7 +56,7 @@ lacks that version or the product ships full images (--mode full).`,
     .option('--dict-size <size>', 'LZMA dictionary of diffs', '16K')
     .option('--data <DIR>', DATA_HELP)
     .option('--json', 'print one JSON object')
-    .action((opts, cmd: Command) => addProductCommand({ ...opts, data: dataOf(opts, cmd) }));
+    .action(async (opts, cmd: Command) => (await serveModule()).addProductCommand({ ...opts, data: dataOf(opts, cmd) }));
 
   serve
     .command('add-device')
@@ -64,7 +66,7 @@ lacks that version or the product ships full images (--mode full).`,
     .option('--device-secret <S>', 'device secret (default: generated)')
     .option('--data <DIR>', DATA_HELP)
     .option('--json', 'print one JSON object')
-    .action((opts, cmd: Command) => addDeviceCommand({ ...opts, data: dataOf(opts, cmd) }));
+    .action(async (opts, cmd: Command) => (await serveModule()).addDeviceCommand({ ...opts, data: dataOf(opts, cmd) }));
 
   serve
     .command('add-firmware')
@@ -74,7 +76,7 @@ lacks that version or the product ships full images (--mode full).`,
     .requiredOption('--version <V>', 'its version, e.g. 1.2.0')
     .option('--data <DIR>', DATA_HELP)
     .option('--json', 'print one JSON object')
-    .action((file: string, opts, cmd: Command) => addFirmwareCommand(file, { ...opts, data: dataOf(opts, cmd) }));
+    .action(async (file: string, opts, cmd: Command) => (await serveModule()).addFirmwareCommand(file, { ...opts, data: dataOf(opts, cmd) }));
 
   serve
     .command('job')
@@ -84,14 +86,14 @@ lacks that version or the product ships full images (--mode full).`,
     .option('--device-name <DN>', 'only this device (repeatable; default all devices of the product)', collect, [])
     .option('--data <DIR>', DATA_HELP)
     .option('--json', 'print one JSON object')
-    .action((opts, cmd: Command) => jobCommand({ ...opts, data: dataOf(opts, cmd) }));
+    .action(async (opts, cmd: Command) => (await serveModule()).jobCommand({ ...opts, data: dataOf(opts, cmd) }));
 
   serve
     .command('status')
     .description('products, jobs, and each device: version and job progress')
     .option('--data <DIR>', DATA_HELP)
     .option('--json', 'print one JSON object')
-    .action((opts, cmd: Command) => statusCommand({ ...opts, data: dataOf(opts, cmd) }));
+    .action(async (opts, cmd: Command) => (await serveModule()).statusCommand({ ...opts, data: dataOf(opts, cmd) }));
 
   program
     .command('device')
@@ -115,7 +117,7 @@ lacks that version or the product ships full images (--mode full).`,
     .option('--once', 'exit after one update (status 0 on success, 1 on failure)')
     .option('--json', 'print events as JSON lines')
     .addHelpText('after', '\nThe broker defaults to the config\'s, else mqtt://127.0.0.1:1883. Ctrl-C stops the device; its download checkpoint stays in --flash.')
-    .action((opts) => deviceCommand(opts));
+    .action(async (opts) => (await import('./device.js')).deviceCommand(opts));
 
   program
     .command('demo')
@@ -130,5 +132,5 @@ lacks that version or the product ships full images (--mode full).`,
     .option('--no-power-cut', 'do not cut the power during the restore')
     .option('--keep <DIR>', 'work in DIR and keep it (cloud data + device flash)')
     .option('--json', 'print one JSON summary')
-    .action((opts) => demoCommand(opts));
+    .action(async (opts) => (await import('./demo.js')).demoCommand(opts));
 }

@@ -8,7 +8,7 @@ import { readInput } from '../files.js';
 import { CliError, formatBytes, parseSize } from '../size-arg.js';
 import { untilStopped, type Out, stdout } from './run-until.js';
 
-export const DEFAULT_DATA_DIR = 'otadiff-data';
+export const DEFAULT_DATA_DIR = 'otadiff-data'; // also in ota.ts (kept import-free)
 
 function port(text: string | undefined, fallback: number, what: string): number {
   if (text === undefined) return fallback;
