@@ -1,6 +1,5 @@
 // OLD + NEW -> otadiff package: sort the sources once, match each chunk against the window the device
 // will have at that moment, encode, compress, and prove the result restores before returning it.
-import { sha256 } from '@noble/hashes/sha2.js';
 
 import {
   applyPackage,
@@ -10,6 +9,7 @@ import {
   MAX_DICT_SIZE,
   MAX_SPLIT_SIZE,
   MIN_DICT_SIZE,
+  nodeSha256,
   parseHeader,
   SPLIT_ALIGN,
   type ChunkEntry,
@@ -117,8 +117,8 @@ export async function generatePackage(oldImage: Uint8Array, newImage: Uint8Array
     splitSize: S,
     oldSize: oldImage.length,
     newSize: newImage.length,
-    oldSha256: sha256(oldImage),
-    newSha256: sha256(newImage),
+    oldSha256: digest(oldImage),
+    newSha256: digest(newImage),
     lzma,
     signatureType: 0,
     signatureLength: 0,
@@ -136,7 +136,7 @@ export async function generatePackage(oldImage: Uint8Array, newImage: Uint8Array
     progress({ phase: 'verify' });
     let restored: Uint8Array;
     try {
-      restored = applyPackage(oldImage, pkg, { limits: { maxDictSize: o.dictSize, maxSplitSize: S, maxImageSize: MAX_IMAGE_BYTES } }).image;
+      restored = applyPackage(oldImage, pkg, { sha256: nodeSha256, limits: { maxDictSize: o.dictSize, maxSplitSize: S, maxImageSize: MAX_IMAGE_BYTES } }).image;
     } catch (e) {
       throw new GenerateError(`internal error: the generated package does not apply (${(e as Error).message})`);
     }
@@ -148,4 +148,10 @@ export async function generatePackage(oldImage: Uint8Array, newImage: Uint8Array
 
 function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && Buffer.compare(a, b) === 0;
+}
+
+function digest(data: Uint8Array): Uint8Array {
+  const h = nodeSha256();
+  h.update(data);
+  return h.digest();
 }

@@ -2,12 +2,14 @@
 import type { SourceReader } from './source-reader.js';
 import { StreamPatcher, type PatchResult } from './stream-patcher.js';
 import type { PatcherLimits } from './package-format.js';
+import type { Sha256Factory } from './sha256.js';
 
 export interface ApplyOptions {
   limits?: PatcherLimits;
   /** Feed the package in pieces of this size (tests exercise the streaming path with it). */
   pieceSize?: number;
   onChunk?: (index: number, total: number) => void;
+  sha256?: Sha256Factory;
 }
 
 /**
@@ -28,6 +30,7 @@ export function applyPackage(old: Uint8Array, pkg: Uint8Array, opts: ApplyOption
   const patcher = new StreamPatcher({
     source,
     sourceLength: old.length,
+    sha256: opts.sha256,
     limits: opts.limits,
     onHeader(h) {
       if (h.mode === 'inplace') {

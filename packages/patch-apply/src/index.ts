@@ -18,3 +18,6 @@ export { prepareDevice, runPowercut } from './restore/powercut.js';
 export type { PowercutOptions, PowercutReport, SimulatedDevice, CutFailure } from './restore/powercut.js';
 export { stageUpdate, setBoot, confirmBoot, runningSlot } from './restore/stage.js';
 export type { StageOptions } from './restore/stage.js';
+export { pureSha256 } from './sha256.js';
+export type { Sha256, Sha256Factory } from './sha256.js';
+export { nodeSha256 } from './node-sha256.js';

@@ -1,5 +1,4 @@
 // Applies a package that arrives as a stream of arbitrary-sized pieces, producing the new image chunk by chunk.
-import { sha256 } from '@noble/hashes/sha2.js';
 import { ChunkDecoder, chunkDecoderRamBytes } from './chunk-decoder.js';
 import { PackageError } from './package-error.js';
 import {
@@ -14,6 +13,7 @@ import {
   type PackageHeader,
   type PatcherLimits,
 } from './package-format.js';
+import { pureSha256, type Sha256, type Sha256Factory } from './sha256.js';
 import type { SourceReader } from './source-reader.js';
 
 /** Receives each restored chunk, in ascending order; `bytes` is only valid during the call. */
@@ -27,6 +27,8 @@ export interface StreamPatcherOptions {
   sourceLength?: number;
   /** Check the source against the package's old-image SHA-256 before producing anything (default true). */
   verifyOld?: boolean;
+  /** SHA-256 implementation (default: pure TypeScript). */
+  sha256?: Sha256Factory;
   /** Called once the header and chunk table are validated, before anything is produced. */
   onHeader?: (header: PackageHeader) => void;
 }
@@ -49,8 +51,8 @@ export function digestEquals(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 /** SHA-256 of `length` bytes of a source, read through a small block buffer. */
-export function hashSource(source: SourceReader, length: number, block = new Uint8Array(OLD_HASH_BLOCK)): Uint8Array {
-  const h = sha256.create();
+export function hashSource(source: SourceReader, length: number, sha256: Sha256Factory = pureSha256, block = new Uint8Array(OLD_HASH_BLOCK)): Uint8Array {
+  const h = sha256();
   for (let off = 0; off < length; off += block.length) {
     const n = Math.min(block.length, length - off);
     source.read(off, block, 0, n);
@@ -70,12 +72,13 @@ export class StreamPatcher {
   private decoder: ChunkDecoder | null = null;
   private chunk = 0;
   private chunkFed = 0;
-  private newHash = sha256.create();
+  private readonly newHash: Sha256;
   private signature = new Uint8Array(0);
   private received = 0;
 
   constructor(private readonly opts: StreamPatcherOptions) {
     this.limits = opts.limits ?? DEFAULT_LIMITS;
+    this.newHash = (opts.sha256 ?? pureSha256)();
   }
 
   /** The header, once it has been read and validated. */
@@ -161,7 +164,7 @@ export class StreamPatcher {
     if (this.opts.sourceLength !== undefined && h.oldSize > this.opts.sourceLength)
       throw new PackageError('old-image-mismatch', `the package expects a ${h.oldSize}-byte old image; this one has ${this.opts.sourceLength} bytes`);
     if (this.opts.verifyOld !== false) {
-      const got = hashSource(this.opts.source, h.oldSize);
+      const got = hashSource(this.opts.source, h.oldSize, this.opts.sha256);
       if (!digestEquals(got, h.oldSha256))
         throw new PackageError('old-image-mismatch', 'the old image does not match the package (SHA-256 differs): wrong base version?');
     }

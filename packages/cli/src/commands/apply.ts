@@ -1,4 +1,4 @@
-import { applyPackage, DEFAULT_LIMITS, streamPatcherRamBytes } from '@otadiff/patch-apply';
+import { applyPackage, DEFAULT_LIMITS, nodeSha256, streamPatcherRamBytes } from '@otadiff/patch-apply';
 import { readInput, writeOutputAtomic } from '../files.js';
 import { Progress } from '../progress.js';
 import { formatBytes, parseSize } from '../size-arg.js';
@@ -17,7 +17,7 @@ export async function applyCommand(oldPath: string, patchPath: string, opts: App
   const started = performance.now();
   let out;
   try {
-    out = applyPackage(oldImage, pkg, { limits, onChunk: (i, total) => progress.update(`restoring chunk ${i + 1}/${total}`) });
+    out = applyPackage(oldImage, pkg, { limits, sha256: nodeSha256, onChunk: (i, total) => progress.update(`restoring chunk ${i + 1}/${total}`) });
   } finally {
     progress.done();
   }
