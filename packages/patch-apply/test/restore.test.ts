@@ -9,7 +9,7 @@ import { MemoryFlash } from '../src/flash/memory-flash.js';
 import { PowerCutError, readBytes } from '../src/flash/flash.js';
 import { openPartition, type PartitionLayout } from '../src/flash/partition-layout.js';
 import { readHandover, writeHandover } from '../src/flash/handover.js';
-import { Journal } from '../src/flash/journal.js';
+import { Journal, deriveUpdateId } from '../src/flash/journal.js';
 
 const CORPUS = new URL('../../../../shared/corpus/esp8266-at/', import.meta.url);
 const corpus = (v: string) => new Uint8Array(readFileSync(new URL(`at-v${v}.bin`, CORPUS)));
@@ -192,6 +192,23 @@ describe('journal corruption and rollback', () => {
   it('in place there is no old image to roll back to: the new image keeps booting', async () => {
     const { dev, faulty } = await device('inplace');
     for (let i = 1; i <= 5; i++) expect(boot({ flash: faulty, layout: dev.layout })).toEqual({ kind: 'trial', slot: 'A', attempt: i });
+  });
+});
+
+describe('untrusted journal contents', () => {
+  it('a valid journal record naming a chunk the package does not have is refused, not a crash', async () => {
+    for (const mode of ['inplace', 'ab'] as const) {
+      const { dev, faulty } = await device(mode);
+      const params = openPartition(faulty, dev.layout, 'params');
+      const h = readHandover(params)!;
+      const journal = new Journal(params);
+      const id = deriveUpdateId(h.packageSha256, h.seq);
+      journal.reset(id);
+      journal.append({ state: 'verified', chunk: 0, aux: 0, updateId: id });
+      journal.append({ state: 'chunk-done', chunk: 999, aux: 0, updateId: id });
+      const out = boot({ flash: faulty, layout: dev.layout });
+      expect(out).toMatchObject(mode === 'ab' ? { kind: 'old', slot: 'A', reason: 'backup' } : { kind: 'halt', reason: 'backup' });
+    }
   });
 });
 

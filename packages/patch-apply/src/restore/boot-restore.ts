@@ -230,6 +230,8 @@ class Restore {
     const decoder = new ChunkDecoder(p, { read: (off, dst, dstOff, len) => source.read(off, dst, dstOff, len) });
     const recordsAt = h.packageOffset + p.headerLength;
     const S = p.splitSize;
+    // The journal is flash contents too: a chunk index it names must exist in this package.
+    if (e.state !== 'verified' && e.chunk >= p.chunks.length) throw new RestoreFailure('backup', `the journal names chunk ${e.chunk} of ${p.chunks.length}`);
     let next = e.state === 'verified' ? 0 : e.chunk + 1;
 
     if (e.state === 'backed-up') {
@@ -269,7 +271,6 @@ class Restore {
       this.log('chunk-done', i, entry.crc32);
       this.opts.onProgress?.({ chunk: i + 1, chunks: p.chunks.length });
     }
-    next = p.chunks.length;
     if (!digestEquals(this.hashOf(target, 0, p.newSize), p.newSha256))
       throw new RestoreFailure('newImage', `slot ${h.targetSlot} does not match the new image's SHA-256 after the restore`);
   }
