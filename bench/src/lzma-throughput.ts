@@ -4,41 +4,14 @@
 // one buffer and from 1 KiB pieces (the device's record scratch), reading 4 KiB at a time.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import lzmaNative from 'lzma-native';
+import { compressRaw } from '@otadiff/diff-gen';
 import { LzmaDecoder } from '@otadiff/patch-apply';
-
-interface LzmaRaw {
-  MODE_NORMAL: number;
-  MF_BT4: number;
-  FILTER_LZMA1: string;
-  createStream(
-    coder: 'rawEncoder',
-    options: { filters: { id: string; options: Record<string, number> }[]; synchronous: boolean },
-  ): NodeJS.ReadWriteStream;
-}
-const lzma = lzmaNative as unknown as LzmaRaw;
 
 const PROPS = { lc: 3, lp: 0, pb: 2, dictSize: 64 * 1024 };
 const READ_SIZE = 4096;
 
-function compress(data: Uint8Array): Promise<Uint8Array> {
-  return new Promise((resolve, reject) => {
-    const s = lzma.createStream('rawEncoder', {
-      filters: [
-        {
-          id: lzma.FILTER_LZMA1,
-          options: { ...PROPS, mode: lzma.MODE_NORMAL, mf: lzma.MF_BT4, niceLen: 273, depth: 0 },
-        },
-      ],
-      synchronous: true,
-    });
-    const parts: Buffer[] = [];
-    s.on('data', (d: Buffer) => parts.push(d));
-    s.on('error', reject);
-    s.on('end', () => resolve(new Uint8Array(Buffer.concat(parts))));
-    s.end(Buffer.from(data.buffer, data.byteOffset, data.length));
-  });
-}
+/** The generator's own compressor (honest dictionary size, same encoder settings). */
+const compress = (data: Uint8Array): Promise<Uint8Array> => compressRaw(data, PROPS);
 
 function xorshift(seed: number): () => number {
   let x = seed;

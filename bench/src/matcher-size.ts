@@ -1,5 +1,5 @@
 // Matcher quality: for each consecutive pair of firmware images, match every chunk
-// in ab and inplace mode, serialise the ops the way the package encoder does
+// in ab and inplace mode, serialise the ops with the package encoder (encodeCommands)
 // (varint copy length, diff bytes, varint extra length, literals, zigzag seek),
 // LZMA1-compress each chunk's stream with a 16 KiB dictionary, and compare the
 // total with Debian's bsdiff (bzip2) when it is installed.
@@ -12,44 +12,17 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import lzmaNative from 'lzma-native';
-import { buildSuffixArray, matchChunk, type ChunkWindow, type Op, type SourceIndex } from '@otadiff/diff-gen';
+import { buildSuffixArray, compressRaw, encodeCommands, matchChunk, type ChunkWindow, type SourceIndex } from '@otadiff/diff-gen';
 
 type Mode = 'ab' | 'inplace';
 
-interface LzmaRaw {
-  FILTER_LZMA1: string;
-  MODE_NORMAL: number;
-  MF_BT4: number;
-  createStream(
-    coder: 'rawEncoder',
-    options: { filters: { id: string; options: Record<string, number> }[]; synchronous: boolean },
-  ): NodeJS.ReadWriteStream;
-}
-const lzma = lzmaNative as unknown as LzmaRaw;
-
 const DICT_SIZE = 16 * 1024;
 /** LZMA properties for the measurement (the package's defaults; --dict/--lc/--lp/--pb override). */
-const props = { dictSize: DICT_SIZE, lc: 3, lp: 0, pb: 2 };
+const props = { dictSize: DICT_SIZE, lc: 1, lp: 0, pb: 0 };
 
-/** lzma-native reads `dictSize` (a `dict_size` key is silently ignored and the 8 MiB default used). */
-function lzmaCompress(data: Uint8Array, dictSize = props.dictSize): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = lzma.createStream('rawEncoder', {
-      filters: [
-        {
-          id: lzma.FILTER_LZMA1,
-          options: { dictSize, lc: props.lc, lp: props.lp, pb: props.pb, mode: lzma.MODE_NORMAL, mf: lzma.MF_BT4, niceLen: 273, depth: 0 },
-        },
-      ],
-      synchronous: true,
-    });
-    let size = 0;
-    s.on('data', (d: Buffer) => (size += d.length));
-    s.on('error', reject);
-    s.on('end', () => resolve(size));
-    s.end(Buffer.from(data.buffer, data.byteOffset, data.length));
-  });
+/** The generator's compressor: lzma-native with an honest `dictSize` (a `dict_size` key would be ignored). */
+async function lzmaCompress(data: Uint8Array, dictSize = props.dictSize): Promise<number> {
+  return (await compressRaw(data, { lc: props.lc, lp: props.lp, pb: props.pb, dictSize })).length;
 }
 
 /** Whether the 16 KiB dictionary is really used: a repeat 20 KiB back must not be found. */
@@ -63,54 +36,6 @@ async function checkDictHonoured(): Promise<void> {
   const small = await lzmaCompress(twice, DICT_SIZE);
   const big = await lzmaCompress(twice, 1 << 20);
   if (!(small > 38_000 && big < 22_000)) throw new Error(`LZMA dictionary size not honoured (${small} vs ${big})`);
-}
-
-class Writer {
-  buf = new Uint8Array(1 << 16);
-  len = 0;
-  private room(n: number): void {
-    if (this.len + n <= this.buf.length) return;
-    const next = new Uint8Array(Math.max(this.buf.length * 2, this.len + n));
-    next.set(this.buf.subarray(0, this.len));
-    this.buf = next;
-  }
-  byte(b: number): void {
-    this.room(1);
-    this.buf[this.len++] = b;
-  }
-  varint(v: number): void {
-    while (v >= 0x80) {
-      this.byte((v & 0x7f) | 0x80);
-      v = Math.floor(v / 128);
-    }
-    this.byte(v);
-  }
-  zigzag(v: number): void {
-    this.varint(v >= 0 ? v * 2 : -v * 2 - 1);
-  }
-}
-
-function windowAt(w: ChunkWindow, p: number): number {
-  if (p < 0 || p >= w.length) throw new Error(`op reads window position ${p} outside [0, ${w.length})`);
-  return p < w.boundary ? w.newer!.data[p] : w.old.data[p];
-}
-
-/** Serialise ops, checking on the way that they rebuild the target from the window. */
-function serialise(ops: Op[], target: Uint8Array, w: ChunkWindow): Uint8Array {
-  const out = new Writer();
-  let t = 0;
-  for (let j = 0; j < ops.length; j++) {
-    const op = ops[j];
-    out.varint(op.copyLen);
-    for (let k = 0; k < op.copyLen; k++) out.byte((target[t + k] - windowAt(w, op.srcPos + k)) & 0xff);
-    t += op.copyLen;
-    out.varint(op.extraLen);
-    for (let k = 0; k < op.extraLen; k++) out.byte(target[t + k]);
-    t += op.extraLen;
-    if (j + 1 < ops.length) out.zigzag(ops[j + 1].srcPos - (op.srcPos + op.copyLen));
-  }
-  if (t !== target.length) throw new Error(`ops cover ${t} of ${target.length} bytes`);
-  return out.buf.subarray(0, out.len);
 }
 
 interface PairResult {
@@ -144,7 +69,7 @@ async function measure(
     const ops = matchChunk(target, window, { ...tuning, startPos: Math.min(start, window.length) });
     ms += performance.now() - t0;
     opCount += ops.length;
-    ours += await lzmaCompress(serialise(ops, target, window));
+    ours += await lzmaCompress(encodeCommands(ops, target, window, Math.min(start, window.length)));
   }
   return { ours, ops: opCount, ms };
 }
