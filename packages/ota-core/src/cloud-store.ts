@@ -41,6 +41,8 @@ export interface OtaJob {
   /** Device names, or 'all' devices of the product. */
   devices: string[] | 'all';
   createdAt: number;
+  /** How its devices download (default: the cloud's `downloadProtocol`). */
+  downloadProtocol?: 'http' | 'coap';
 }
 
 export type JobState = 'notified' | 'downloading' | 'downloaded' | 'succeeded' | 'failed';
@@ -129,7 +131,11 @@ function parseJob(raw: unknown, file: string): OtaJob {
     throw new CloudStoreError(`job ${file}: devices must be "all" or a list of device names`);
   }
   if (typeof j.createdAt !== 'number' || !Number.isSafeInteger(j.createdAt)) throw new CloudStoreError(`job ${file}: bad createdAt`);
-  return { id: j.id, productKey: j.productKey, version: j.version, devices, createdAt: j.createdAt };
+  const dp = j.downloadProtocol;
+  if (dp !== undefined && dp !== 'http' && dp !== 'coap') throw new CloudStoreError(`job ${file}: downloadProtocol must be "http" or "coap"`);
+  const job: OtaJob = { id: j.id, productKey: j.productKey, version: j.version, devices, createdAt: j.createdAt };
+  if (dp !== undefined) job.downloadProtocol = dp;
+  return job;
 }
 
 export class CloudStore {
@@ -312,7 +318,7 @@ export class CloudStore {
   }
 
   /** Creates an upgrade job: `version` for the listed devices (default: all of the product). */
-  createJob(o: { productKey: string; version: string; devices?: string[] }): OtaJob {
+  createJob(o: { productKey: string; version: string; devices?: string[]; downloadProtocol?: 'http' | 'coap' }): OtaJob {
     if (!this.products.has(o.productKey)) throw new CloudStoreError(`unknown product ${o.productKey}`);
     checkVersion(o.version);
     if (this.firmware(o.productKey, o.version) === undefined) throw new CloudStoreError(`${o.productKey} has no firmware ${o.version}; add it first`);
@@ -322,6 +328,10 @@ export class CloudStore {
     }
     const createdAt = Date.now();
     const job: OtaJob = { id: `${createdAt}-${randomBytes(4).toString('hex')}`, productKey: o.productKey, version: o.version, devices, createdAt };
+    if (o.downloadProtocol !== undefined) {
+      if (o.downloadProtocol !== 'http' && o.downloadProtocol !== 'coap') throw new CloudStoreError(`unknown download protocol ${String(o.downloadProtocol)}`);
+      job.downloadProtocol = o.downloadProtocol;
+    }
     writeAtomic(join(this.dataDir, 'jobs', `${job.id}.json`), `${JSON.stringify(job, null, 2)}\n`);
     this.jobList.push(job);
     this.stamp = this.fileStamp();

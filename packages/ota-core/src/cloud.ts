@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { startBroker, type BrokerHandle, type ServiceCredential } from './broker.js';
 import { CloudStore, type CloudStatus, type DeviceStatus, type OtaJob, type StoredPackage } from './cloud-store.js';
 import { EventHub } from './event-hub.js';
+import { startCoapFileServer, type CoapFileServerHandle } from './coap-transfer.js';
 import { startFileServer, type FileServerHandle, type FileServerOptions } from './http-server.js';
 import type { MqttSignMethod } from './mqtt-auth.js';
 import { connectOtaCloud, type DeviceRef, type OtaCloudClient } from './ota-mqtt.js';
@@ -25,8 +26,14 @@ export interface OtaCloudOptions {
   mqttPort?: number;
   /** File server port (default 0). */
   httpPort?: number;
+  /** CoAP server port: packages over CoAP block-wise transfer (default 0). */
+  coapPort?: number;
   /** Host put in download URLs (default: `host`). */
   publicHost?: string;
+  /** Port put in coap:// download URLs (default: the CoAP server's; a relay in front of it, say). */
+  publicCoapPort?: number;
+  /** How devices download unless their job says otherwise (default 'http'). */
+  downloadProtocol?: 'http' | 'coap';
   /** Use this broker instead of the embedded one; its authentication is its own business. */
   broker?: string;
   /** The cloud's sign-in at the broker (default: user:pass in `broker`, else the data directory's generated credential). */
@@ -58,8 +65,10 @@ export interface OtaCloud {
   readonly brokerUrl: string;
   readonly broker: BrokerHandle | undefined;
   readonly files: FileServerHandle;
+  /** The CoAP server: packages (Block2) and, for CoAP devices, the OTA notices. */
+  readonly coap: CoapFileServerHandle;
   /** Creates a job and notifies the devices already known to run an older version. */
-  createJob(o: { productKey: string; version: string; devices?: string[] }): Promise<OtaJob>;
+  createJob(o: { productKey: string; version: string; devices?: string[]; downloadProtocol?: 'http' | 'coap' }): Promise<OtaJob>;
   status(): CloudStatus;
   on(listener: (e: CloudEvent) => void): () => void;
   waitFor(pred: (e: CloudEvent) => boolean, timeoutMs?: number): Promise<CloudEvent>;
@@ -92,12 +101,14 @@ export async function startOtaCloud(opts: OtaCloudOptions): Promise<OtaCloud> {
 
   let broker: BrokerHandle | undefined;
   let files: FileServerHandle | undefined;
+  let coap: CoapFileServerHandle | undefined;
   let client: OtaCloudClient | undefined;
   let timer: NodeJS.Timeout | undefined;
   const cleanup = async (): Promise<void> => {
     clearInterval(timer);
     await client?.close().catch(() => {});
     await files?.close();
+    await coap?.close();
     await broker?.close();
   };
 
@@ -113,6 +124,7 @@ export async function startOtaCloud(opts: OtaCloudOptions): Promise<OtaCloud> {
       });
     }
     files = await startFileServer({ host, port: opts.httpPort ?? 0, root: store.filesDir, secret: store.urlSecret, ...opts.fileServer });
+    coap = await startCoapFileServer({ host, port: opts.coapPort ?? 0 });
     client = await connectOtaCloud(opts.broker ?? broker!.url, service, {
       clientId: `otadiff-cloud-${process.pid}-${randomBytes(3).toString('hex')}`,
       onInvalid: (topic, e) => log(`ignored a malformed message on ${topic}: ${e.message}`),
@@ -122,6 +134,15 @@ export async function startOtaCloud(opts: OtaCloudOptions): Promise<OtaCloud> {
     throw e;
   }
   const fileServer = files;
+  const coapServer = coap;
+  const coapBase = `coap://${opts.publicHost ?? host}:${opts.publicCoapPort ?? coapServer.port}`;
+  const defaultProtocol = opts.downloadProtocol ?? 'http';
+  if (defaultProtocol !== 'http' && defaultProtocol !== 'coap') {
+    await cleanup();
+    throw new Error(`unknown download protocol ${String(defaultProtocol)}`);
+  }
+  /** The CoAP path each device was last given: one package per device stays served. */
+  const coapPaths = new Map<string, string>();
   const cloudClient = client;
   const brokerUrl = opts.broker ?? broker!.url;
   const publicBase = opts.publicHost === undefined ? fileServer.url : `http://${opts.publicHost}:${fileServer.port}`;
@@ -159,6 +180,20 @@ export async function startOtaCloud(opts: OtaCloudOptions): Promise<OtaCloud> {
     return publicBase === fileServer.url ? url : url.replace(fileServer.url, publicBase);
   };
 
+  /**
+   * CoAP has no signed URLs here: each notice names the package under a fresh random
+   * path segment (a capability nobody can guess), served until the device's next notice.
+   */
+  function coapUrl(d: DeviceRef, pkg: StoredPackage): string {
+    const old = coapPaths.get(key(d));
+    if (old !== undefined) coapServer.removeFile(old);
+    const name = pkg.path.split('/').pop() ?? 'package';
+    const path = `/pkg/${randomBytes(12).toString('hex')}/${encodeURIComponent(name)}`;
+    coapServer.setFile(decodeURIComponent(path), pkg.bytes);
+    coapPaths.set(key(d), decodeURIComponent(path));
+    return `${coapBase}${path}`;
+  }
+
   async function push(d: DeviceRef, job: OtaJob, fromVersion: string): Promise<void> {
     let pkg: StoredPackage | undefined;
     let isDiff = false;
@@ -175,7 +210,7 @@ export async function startOtaCloud(opts: OtaCloudOptions): Promise<OtaCloud> {
       id: String(Date.now()),
       size: pkg.size,
       version: job.version,
-      url: signedUrl(pkg.path),
+      url: (job.downloadProtocol ?? defaultProtocol) === 'coap' ? coapUrl(d, pkg) : signedUrl(pkg.path),
       signMethod,
       sign,
       isDiff: isDiff ? 1 : 0,
@@ -282,6 +317,7 @@ export async function startOtaCloud(opts: OtaCloudOptions): Promise<OtaCloud> {
     brokerUrl,
     broker,
     files: fileServer,
+    coap: coapServer,
     async createJob(o) {
       const job = store.createJob(o);
       onNewJobs();

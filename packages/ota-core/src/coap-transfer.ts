@@ -54,12 +54,15 @@ export interface CoapFileServerOptions {
   port?: number;
   /** Files by path, e.g. { '/fw/1.1.0.bin': bytes }. */
   files?: Record<string, Uint8Array>;
+  /** Requests for paths that hold no file go here (the cloud's OTA notices); without it they get 4.04. */
+  onRequest?: (req: IncomingMessage, res: OutgoingMessage) => void;
 }
 
 export interface CoapFileServerHandle {
   url: string;
   port: number;
   setFile(path: string, bytes: Uint8Array): void;
+  removeFile(path: string): void;
   /** Requests in arrival order (retransmissions answered from the dedup cache are not seen). */
   readonly requests: ReadonlyArray<{ path: string; block?: BlockOption }>;
   close(): Promise<void>;
@@ -86,6 +89,7 @@ export async function startCoapFileServer(opts: CoapFileServerOptions = {}): Pro
   const server = createCoapServer({ type: 'udp4' }, (req: IncomingMessage, res: OutgoingMessage) => {
     const path = (req.url ?? '/').split('?')[0];
     const raw = req._packet.options?.find((o) => o.name === 'Block2')?.value;
+    if (opts.onRequest !== undefined && !files.has(path)) return opts.onRequest(req, res);
     const entry: { path: string; block?: BlockOption } = { path };
     requests.push(entry);
     try {
@@ -135,6 +139,7 @@ export async function startCoapFileServer(opts: CoapFileServerOptions = {}): Pro
     port,
     requests,
     setFile: (p, b) => void files.set(p, servedFile(b)),
+    removeFile: (p) => void files.delete(p),
     close() {
       closing ??= new Promise<void>((resolve) => {
         server.close();

@@ -141,7 +141,8 @@ export async function connectOtaCloud(url: string, service: ServiceCredential, o
     onInform: (h) => void informHandlers.push(h),
     onProgress: (h) => void progressHandlers.push(h),
     async pushUpgrade(device, info) {
-      await client.publishAsync(upgradeTopic(device.productKey, device.deviceName), buildUpgradeMessage(info), { qos: 1 });
+      // The cloud may hand out CoAP download URLs; each device decides what it accepts.
+      await client.publishAsync(upgradeTopic(device.productKey, device.deviceName), buildUpgradeMessage(info, { allowedProtocols: ['http:', 'https:', 'coap:'] }), { qos: 1 });
     },
     close: () => client.endAsync(),
   };

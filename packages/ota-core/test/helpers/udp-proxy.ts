@@ -4,7 +4,8 @@ import { createSocket, type RemoteInfo } from 'node:dgram';
  * A loopback UDP relay between one client and a server port, which can drop
  * datagrams on purpose: `blackout` drops everything, `drop(dir, n)` decides per packet.
  */
-export async function startUdpProxy(targetPort: number) {
+export async function startUdpProxy(initialTarget: number) {
+  let targetPort = initialTarget;
   const sock = createSocket('udp4');
   let client: RemoteInfo | undefined;
   const state = {
@@ -33,6 +34,8 @@ export async function startUdpProxy(targetPort: number) {
   return {
     port: sock.address().port,
     state,
+    /** Relay to another server port (a proxy started before the server it fronts). */
+    retarget: (p: number) => void (targetPort = p),
     close: () => new Promise<void>((resolve) => sock.close(() => resolve())),
   };
 }
