@@ -27,6 +27,8 @@ export function writeOutputAtomic(path: string, data: Uint8Array): void {
   } catch (e) {
     if (fd !== null) closeSync(fd);
     rmSync(tmp, { force: true });
-    throw new CliError(`cannot write ${path}: ${(e as Error).message}`);
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such directory' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : code === 'ENOSPC' ? 'no space left on the device' : (e as Error).message;
+    throw new CliError(`cannot write ${path}: ${why}`);
   }
 }

@@ -68,6 +68,7 @@ describe('otadiff diff / apply / info', () => {
     ['a split that is not a multiple of 4K', ['diff', `${CORPUS}boot_v1.6.bin`, `${CORPUS}boot_v1.7.bin`, '-o', 'X', '--split-size', '5000'], /split size 5000/],
     ['a bad mode', ['diff', `${CORPUS}boot_v1.6.bin`, `${CORPUS}boot_v1.7.bin`, '-o', 'X', '--mode', 'xy'], /--mode must be inplace or ab/],
     ['not a package', ['apply', `${CORPUS}boot_v1.6.bin`, `${CORPUS}boot_v1.7.bin`, '-o', 'X'], /not an otadiff package/],
+    ['an output in a missing directory', ['diff', `${CORPUS}boot_v1.6.bin`, `${CORPUS}boot_v1.7.bin`, '-o', '/nonexistent-dir/p.bin'], /cannot write \/nonexistent-dir\/p\.bin: no such directory/],
     ['an unknown option', ['diff', 'a', 'b', '-o', 'X', '--frobnicate'], /unknown option/],
   ];
   for (const [name, args, message] of cases) {
