@@ -20,7 +20,7 @@ import {
 import { encodeCommands } from './command-stream.js';
 import { compressRaw } from './lzma-compress.js';
 import { matchChunk, type ChunkWindow, type MatchOptions, type SourceIndex } from './matcher.js';
-import { buildSuffixArray } from './suffix-array.js';
+import { indexImages } from './index-images.js';
 
 export class GenerateError extends Error {
   override readonly name = 'GenerateError';
@@ -84,9 +84,9 @@ export async function generatePackage(oldImage: Uint8Array, newImage: Uint8Array
   const count = chunkCountFor(newImage.length, S);
 
   progress({ phase: 'sort' });
-  const old: SourceIndex = { data: oldImage, sa: buildSuffixArray(oldImage) };
   // Only inplace chunks after the first can reference restored new bytes.
-  const newer: SourceIndex | undefined = o.mode === 'inplace' && count > 1 ? { data: newImage, sa: buildSuffixArray(newImage) } : undefined;
+  const needNew = o.mode === 'inplace' && count > 1;
+  const [old, newer]: (SourceIndex | undefined)[] = await indexImages(needNew ? [oldImage, newImage] : [oldImage]);
 
   const chunks: ChunkEntry[] = [];
   const records: Uint8Array[] = [];
@@ -96,7 +96,7 @@ export async function generatePackage(oldImage: Uint8Array, newImage: Uint8Array
     const target = newImage.subarray(start, Math.min(newImage.length, start + S));
     const boundary = o.mode === 'inplace' ? start : 0;
     const window: ChunkWindow = {
-      old,
+      old: old!,
       newer: boundary > 0 ? newer : undefined,
       boundary,
       length: Math.max(boundary, oldImage.length),

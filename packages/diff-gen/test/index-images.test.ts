@@ -1,0 +1,23 @@
+import { existsSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { indexImage } from '../src/source-window.js';
+import { codeLike } from './edits.js';
+
+// The worker runs compiled JavaScript: this test uses the build that `npm ci` (prepare) makes.
+const DIST = new URL('../dist/index-images.js', import.meta.url);
+
+describe('indexImages', () => {
+  it('sorts the second image in a worker thread with the same result as sorting here', async () => {
+    expect(existsSync(DIST), 'packages/diff-gen/dist is missing: run `npm run build`').toBe(true);
+    const { indexImages } = (await import(DIST.href)) as typeof import('../src/index-images.js');
+    const a = codeLike(1 << 20, 1);
+    const b = codeLike((1 << 20) + 123, 2);
+    const [ia, ib] = await indexImages([a, b]);
+    const ra = indexImage(a);
+    const rb = indexImage(b);
+    expect(Buffer.compare(Buffer.from(ia.sa.buffer), Buffer.from(ra.sa.buffer))).toBe(0);
+    expect(Buffer.compare(Buffer.from(ib.sa.buffer), Buffer.from(rb.sa.buffer))).toBe(0);
+    expect(Buffer.compare(Buffer.from(ib.lcp.buffer), Buffer.from(rb.lcp.buffer))).toBe(0);
+    expect(ib.data).toBe(b);
+  });
+});
