@@ -9,7 +9,8 @@ const WORKER = new URL('./sa-worker.js', import.meta.url);
 /** Below this, a worker's start-up costs more than it saves. */
 const MIN_PARALLEL_BYTES = 1 << 20;
 
-function indexInWorker(data: Uint8Array): Promise<Required<SourceIndex>> {
+/** Sorts one image in a worker thread (needs the compiled worker). */
+export function indexInWorker(data: Uint8Array): Promise<Required<SourceIndex>> {
   return new Promise((resolve, reject) => {
     const worker = new Worker(WORKER, { workerData: data });
     worker.once('message', (m: { sa: Int32Array; lcp: Int32Array }) => resolve({ data, sa: m.sa, lcp: m.lcp }));

@@ -9,7 +9,7 @@ const DIST = new URL('../dist/index-images.js', import.meta.url);
 describe('indexImages', () => {
   it('sorts the second image in a worker thread with the same result as sorting here', async () => {
     expect(existsSync(DIST), 'packages/diff-gen/dist is missing: run `npm run build`').toBe(true);
-    const { indexImages } = (await import(DIST.href)) as typeof import('../src/index-images.js');
+    const { indexImages, indexInWorker } = (await import(DIST.href)) as typeof import('../src/index-images.js');
     const a = codeLike(1 << 20, 1);
     const b = codeLike((1 << 20) + 123, 2);
     const [ia, ib] = await indexImages([a, b]);
@@ -19,5 +19,8 @@ describe('indexImages', () => {
     expect(Buffer.compare(Buffer.from(ib.sa.buffer), Buffer.from(rb.sa.buffer))).toBe(0);
     expect(Buffer.compare(Buffer.from(ib.lcp.buffer), Buffer.from(rb.lcp.buffer))).toBe(0);
     expect(ib.data).toBe(b);
+    // The worker itself (indexImages falls back to this thread when it cannot start one).
+    const w = await indexInWorker(a);
+    expect(Buffer.compare(Buffer.from(w.sa.buffer), Buffer.from(ra.sa.buffer))).toBe(0);
   });
 });
