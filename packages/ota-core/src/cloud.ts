@@ -13,8 +13,9 @@ import { EventHub } from './event-hub.js';
 import { startCoapFileServer, type CoapFileServerHandle } from './coap-transfer.js';
 import { startFileServer, type FileServerHandle, type FileServerOptions } from './http-server.js';
 import type { MqttSignMethod } from './mqtt-auth.js';
+import { createCoapNoticeServer, type CoapNoticeServer } from './ota-coap.js';
 import { connectOtaCloud, type DeviceRef, type OtaCloudClient } from './ota-mqtt.js';
-import type { InformMessage, ProgressMessage, SignMethod, UpgradeInfo } from './messages.js';
+import { buildUpgradeMessage, type InformMessage, type ProgressMessage, type SignMethod, type UpgradeInfo } from './messages.js';
 import { createDigestSign, fileDigest } from './signature.js';
 import { compareVersions } from './version.js';
 
@@ -102,6 +103,15 @@ export async function startOtaCloud(opts: OtaCloudOptions): Promise<OtaCloud> {
   let broker: BrokerHandle | undefined;
   let files: FileServerHandle | undefined;
   let coap: CoapFileServerHandle | undefined;
+  // Devices on the CoAP transport: informs and progress arrive here too (handlers below).
+  const coapNotices: CoapNoticeServer = createCoapNoticeServer({
+    registry: { getDeviceSecret: (pk, dn) => store.registry.getDeviceSecret(pk, dn) },
+    allowedSignMethods: opts.allowedSignMethods,
+    onAuth: (d) => coapNotices.clearNotice(d),
+    onInform: (d, m) => onInform(d, m),
+    onProgress: (d, m) => onProgress(d, m),
+    onInvalid: (path, e) => log(`ignored a malformed CoAP request on ${path}: ${e.message}`),
+  });
   let client: OtaCloudClient | undefined;
   let timer: NodeJS.Timeout | undefined;
   const cleanup = async (): Promise<void> => {
@@ -124,7 +134,7 @@ export async function startOtaCloud(opts: OtaCloudOptions): Promise<OtaCloud> {
       });
     }
     files = await startFileServer({ host, port: opts.httpPort ?? 0, root: store.filesDir, secret: store.urlSecret, ...opts.fileServer });
-    coap = await startCoapFileServer({ host, port: opts.coapPort ?? 0 });
+    coap = await startCoapFileServer({ host, port: opts.coapPort ?? 0, onRequest: (req, res) => coapNotices.handle(req, res) });
     client = await connectOtaCloud(opts.broker ?? broker!.url, service, {
       clientId: `otadiff-cloud-${process.pid}-${randomBytes(3).toString('hex')}`,
       onInvalid: (topic, e) => log(`ignored a malformed message on ${topic}: ${e.message}`),
@@ -219,6 +229,8 @@ export async function startOtaCloud(opts: OtaCloudOptions): Promise<OtaCloud> {
     // only sent when the message rules allow it (they cap it at the file size).
     if (isDiff && pkg.header !== undefined && pkg.header.splitSize <= pkg.size) info.splitSize = pkg.header.splitSize;
     if (opts.signingKey !== undefined) info.digestsign = createDigestSign(signMethod, sign, opts.signingKey);
+    // Both transports: a CoAP device polls for it, an MQTT device gets it published.
+    coapNotices.setNotice(d, buildUpgradeMessage(info, { allowedProtocols: ['http:', 'https:', 'coap:'] }));
     await cloudClient.pushUpgrade(d, info);
     const s = deviceStatus(d);
     s.job = { id: job.id, version: job.version, state: 'notified', isDiff, packageBytes: pkg.size, fromVersion, updatedAt: Date.now() };
@@ -251,8 +263,9 @@ export async function startOtaCloud(opts: OtaCloudOptions): Promise<OtaCloud> {
     await push(d, job, s.version);
   }
 
-  cloudClient.onInform((d, m: InformMessage) => {
+  function onInform(d: DeviceRef, m: InformMessage): void {
     if (store.registry.getDevice(d.productKey, d.deviceName) === undefined) return;
+    coapNotices.clearNotice(d);
     void enqueue(d, async () => {
       const s = deviceStatus(d);
       s.version = m.version;
@@ -262,10 +275,11 @@ export async function startOtaCloud(opts: OtaCloudOptions): Promise<OtaCloud> {
       hub.emit({ type: 'inform', device: d, version: m.version });
       await consider(d, 'inform');
     });
-  });
+  }
 
-  cloudClient.onProgress((d, m: ProgressMessage) => {
+  function onProgress(d: DeviceRef, m: ProgressMessage): void {
     if (store.registry.getDevice(d.productKey, d.deviceName) === undefined) return;
+    coapNotices.clearNotice(d); // the device has the notice
     void enqueue(d, async () => {
       const s = deviceStatus(d);
       s.lastSeen = Date.now();
@@ -289,7 +303,10 @@ export async function startOtaCloud(opts: OtaCloudOptions): Promise<OtaCloud> {
       }
       saveStatus();
     });
-  });
+  }
+
+  cloudClient.onInform(onInform);
+  cloudClient.onProgress(onProgress);
 
   // Jobs created by `otadiff serve job` in another process show up here.
   const knownJobs = new Set(store.jobs().map((j) => j.id));

@@ -89,9 +89,9 @@ export async function startCoapFileServer(opts: CoapFileServerOptions = {}): Pro
   const server = createCoapServer({ type: 'udp4' }, (req: IncomingMessage, res: OutgoingMessage) => {
     const path = (req.url ?? '/').split('?')[0];
     const raw = req._packet.options?.find((o) => o.name === 'Block2')?.value;
-    if (opts.onRequest !== undefined && !files.has(path)) return opts.onRequest(req, res);
     const entry: { path: string; block?: BlockOption } = { path };
     requests.push(entry);
+    if (opts.onRequest !== undefined && !files.has(path)) return opts.onRequest(req, res);
     try {
       if (raw instanceof Buffer) entry.block = decodeBlockOption(raw);
     } catch {
@@ -182,8 +182,24 @@ interface Exchange {
   packet: ParsedPacket;
 }
 
-/** A tiny confirmable-request engine on one UDP socket. */
-class CoapChannel {
+export interface CoapTiming {
+  ackTimeoutMs: number;
+  maxRetransmit: number;
+  responseTimeoutMs: number;
+  random: () => number;
+  signal?: AbortSignal;
+}
+
+export interface CoapRequest {
+  code: 'GET' | 'POST';
+  path: string[];
+  query?: string[];
+  payload?: Buffer;
+  block?: BlockOption;
+}
+
+/** A tiny confirmable-request engine on one UDP socket; one exchange at a time. */
+export class CoapChannel {
   private readonly sock: Socket;
   private nextMid = randomBytes(2).readUInt16BE(0);
   private waiter: ((p: ParsedPacket) => void) | undefined;
@@ -218,16 +234,19 @@ class CoapChannel {
   }
 
   /** GET with retransmission; resolves with the response packet. */
-  async get(
-    path: string[],
-    block: BlockOption,
-    t: { ackTimeoutMs: number; maxRetransmit: number; responseTimeoutMs: number; random: () => number; signal?: AbortSignal },
-  ): Promise<Exchange> {
+  get(path: string[], block: BlockOption, t: CoapTiming): Promise<Exchange> {
+    return this.request({ code: 'GET', path, block }, t);
+  }
+
+  /** A confirmable request with retransmission; resolves with the response packet. */
+  async request(r: CoapRequest, t: CoapTiming): Promise<Exchange> {
     const mid = (this.nextMid = (this.nextMid + 1) & 0xffff);
     const token = randomBytes(4);
-    const options: Array<{ name: 'Uri-Path' | 'Block2'; value: Buffer }> = path.map((seg) => ({ name: 'Uri-Path' as const, value: Buffer.from(seg, 'utf8') }));
-    options.push({ name: 'Block2', value: encodeBlockOption(block) });
-    const buf = generate({ code: 'GET', confirmable: true, messageId: mid, token, options });
+    const block = r.block;
+    const options: Array<{ name: 'Uri-Path' | 'Uri-Query' | 'Block2'; value: Buffer }> = r.path.map((seg) => ({ name: 'Uri-Path' as const, value: Buffer.from(seg, 'utf8') }));
+    for (const q of r.query ?? []) options.push({ name: 'Uri-Query', value: Buffer.from(q, 'utf8') });
+    if (block !== undefined) options.push({ name: 'Block2', value: encodeBlockOption(block) });
+    const buf = generate({ code: r.code, confirmable: true, messageId: mid, token, options, payload: r.payload ?? Buffer.alloc(0) });
     return new Promise<Exchange>((resolve, reject) => {
       let acked = false;
       let tries = 0;
@@ -244,7 +263,7 @@ class CoapChannel {
       const arm = (): void => {
         timer = setTimeout(() => {
           if (acked) return finish(new DownloadError('NETWORK', 'separate response never came', true));
-          if (tries >= t.maxRetransmit) return finish(new DownloadError('NETWORK', `no answer for block ${block.num} after ${tries + 1} transmissions`, true));
+          if (tries >= t.maxRetransmit) return finish(new DownloadError('NETWORK', `no answer for ${block === undefined ? r.path.join('/') : `block ${block.num}`} after ${tries + 1} transmissions`, true));
           tries++;
           timeout *= 2;
           this.send(buf);

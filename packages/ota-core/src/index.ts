@@ -12,6 +12,7 @@
 //   downloader       download(): resumable HTTP(S) into a flash sink with hash checkpoints
 //   checkpoint       DownloadCheckpoint + encodeCheckpoint / decodeCheckpoint
 //   coap-transfer    startCoapFileServer() / coapDownload(): RFC 7959 Block2, resumable
+//   ota-coap         the OTA notices over CoAP: createCoapNoticeServer() / connectOtaDeviceCoap()
 //   signature        sign (SHA-256/MD5) and RSA digestsign verification
 //   flash-port       the board port (AliOS hal_ota_module_s) + createFlashDirPort / createDeviceFlashDir
 //   ota-service      createOtaService(): the device's OTA service (ota_service_init)
@@ -121,6 +122,16 @@ export {
   type CoapFileServerHandle,
   type CoapFileServerOptions,
 } from './coap-transfer.js';
+
+export {
+  connectOtaDeviceCoap,
+  createCoapNoticeServer,
+  OtaCoapError,
+  type CoapDeviceClientOptions,
+  type CoapNoticeServer,
+  type CoapNoticeServerOptions,
+  type OtaCoapDeviceClient,
+} from './ota-coap.js';
 
 export {
   createDigestSign,

@@ -30,7 +30,8 @@ import { createFlashDirPort, type OtaPort } from './flash-port.js';
 import { createHasher, resumeHasher } from './hashing.js';
 import { OtaStep, type OtaStepError, type UpgradeInfo } from './messages.js';
 import type { MqttSignMethod } from './mqtt-auth.js';
-import { connectOtaDevice, type OtaDeviceClient } from './ota-mqtt.js';
+import { connectOtaDeviceCoap, OtaCoapError } from './ota-coap.js';
+import { connectOtaDevice } from './ota-mqtt.js';
 import { fetchPackageHead } from './package-head.js';
 import type { BackoffOptions, SleepFn } from './retry.js';
 import { hashAlgorithmOf, SignatureError, verifyPackage } from './signature.js';
@@ -46,10 +47,12 @@ export interface OtaServiceOptions {
   deviceSecret?: string;
   /** Identity file (default $OTADIFF_DEVICE_CONFIG or ~/.otadiff/device.json). */
   configPath?: string;
-  /** MQTT broker URL (default: the config's, else mqtt://127.0.0.1:1883). */
+  /** MQTT broker URL (default: the config's, else mqtt://127.0.0.1:1883); with transport 'coap', the cloud's coap://host:port. */
   broker?: string;
-  /** Signalling channel; only 'mqtt' is implemented. */
+  /** Notice channel (AliOS' trans_protcol): MQTT topics (default) or the same messages over CoAP. */
   transport?: 'mqtt' | 'coap';
+  /** CoAP transport: ask the cloud for an upgrade notice this often (ms; default 5000). */
+  noticePollMs?: number;
   /** Accepted download URLs: 'http' (http: and https:), 'https' (https: only) or 'coap'. */
   downloadProtocol?: DownloadProtocol;
   /** MQTT sign-in HMAC (default hmacsha256). */
@@ -200,7 +203,18 @@ function allowedProtocols(p: DownloadProtocol): string[] {
   return ['http:', 'https:'];
 }
 
+/** The notice channel to the cloud, whichever transport carries it. */
+interface DeviceLink {
+  reportVersion(version: string, module?: string): Promise<void>;
+  reportProgress(step: number, desc?: string, module?: string): Promise<void>;
+  onUpgrade(handler: (info: UpgradeInfo) => void): void;
+  close(): Promise<void>;
+  /** Drop the link at once (a power cut). */
+  kill(): Promise<void>;
+}
+
 function connectError(e: unknown, broker: string): OtaServiceError {
+  if (e instanceof OtaCoapError && e.code === 'AUTH') return new OtaServiceError('AUTH', e.message, { cause: e });
   const code = (e as { code?: unknown })?.code;
   const msg = (e as Error)?.message ?? String(e);
   if (code === 4 || code === 5 || code === 134 || code === 135 || /bad username or password|not authori[sz]ed/i.test(msg)) {
@@ -222,7 +236,8 @@ class Service implements OtaService {
   private readonly hub = new EventHub<OtaServiceEvent>();
   private readonly ownsPort: boolean;
   private readonly protocol: DownloadProtocol;
-  private client: OtaDeviceClient | undefined;
+  private client: DeviceLink | undefined;
+  private readonly transport: 'mqtt' | 'coap';
   /** Bumped at every power transition; async work from an older epoch stops quietly. */
   private epoch = 0;
   private work: Promise<void> | undefined;
@@ -230,7 +245,8 @@ class Service implements OtaService {
   private reconnectTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: OtaServiceOptions) {
-    if ((opts.transport ?? 'mqtt') !== 'mqtt') throw new OtaServiceError('CONFIG', `transport ${String(opts.transport)} is not implemented (use mqtt)`);
+    this.transport = opts.transport ?? 'mqtt';
+    if (this.transport !== 'mqtt' && this.transport !== 'coap') throw new OtaServiceError('CONFIG', `unknown transport ${String(opts.transport)} (mqtt or coap)`);
     let cfg: DeviceConfig | undefined;
     const need = opts.productKey === undefined || opts.deviceName === undefined || opts.deviceSecret === undefined || (opts.port === undefined && opts.broker === undefined);
     if (need) {
@@ -249,7 +265,11 @@ class Service implements OtaService {
     this.productKey = pk;
     this.deviceName = dn;
     this.deviceSecret = secret;
-    this.broker = opts.broker ?? cfg?.broker ?? 'mqtt://127.0.0.1:1883';
+    this.broker = opts.broker ?? cfg?.broker ?? (this.transport === 'coap' ? 'coap://127.0.0.1:5683' : 'mqtt://127.0.0.1:1883');
+    const scheme = /^([a-z]+):/.exec(this.broker)?.[1];
+    if (this.transport === 'coap' ? scheme !== 'coap' : scheme === 'coap') {
+      throw new OtaServiceError('CONFIG', `transport ${this.transport} cannot use ${this.broker}`);
+    }
     this.protocol = opts.downloadProtocol ?? 'http';
     if (!['http', 'https', 'coap'].includes(this.protocol)) throw new OtaServiceError('CONFIG', `unknown download protocol ${this.protocol}`);
     if (opts.port !== undefined) {
@@ -317,14 +337,14 @@ class Service implements OtaService {
     clearTimeout(this.reconnectTimer);
     const c = this.client;
     this.client = undefined;
-    if (c) await c.mqtt.endAsync(true).catch(() => {});
+    if (c) await c.kill().catch(() => {});
     this.emit({ type: 'powercut', error });
   }
 
   private async disconnect(): Promise<void> {
     const c = this.client;
     this.client = undefined;
-    if (c) await c.close().catch(() => c.mqtt.endAsync(true).catch(() => {}));
+    if (c) await c.close().catch(() => c.kill().catch(() => {}));
   }
 
   private async loadState(): Promise<DeviceState> {
@@ -402,32 +422,42 @@ class Service implements OtaService {
     this.status = 'running';
   }
 
-  // ------------------------------------------------------------------ MQTT
+  // ------------------------------------------------------------------ notice link
 
   private async connect(epoch: number): Promise<void> {
-    let client: OtaDeviceClient;
+    const identity = { productKey: this.productKey, deviceName: this.deviceName, deviceSecret: this.deviceSecret };
+    const upgradeParse = { allowedProtocols: allowedProtocols(this.protocol) };
+    const onInvalid = (_where: string, error: Error): void => this.emit({ type: 'invalid-notice', error });
+    let link: DeviceLink;
+    let onDrop: ((fn: () => void) => void) | undefined;
     try {
-      client = await connectOtaDevice(
-        this.broker,
-        { productKey: this.productKey, deviceName: this.deviceName, deviceSecret: this.deviceSecret },
-        {
+      if (this.transport === 'coap') {
+        const c = await connectOtaDeviceCoap(this.broker, identity, {
           signMethod: this.opts.signMethod,
-          upgradeParse: { allowedProtocols: allowedProtocols(this.protocol) },
-          onInvalid: (_topic, error) => this.emit({ type: 'invalid-notice', error }),
-        },
-      );
+          upgradeParse,
+          onInvalid,
+          pollMs: this.opts.noticePollMs,
+          ackTimeoutMs: this.opts.download?.ackTimeoutMs,
+        });
+        link = { ...c, kill: () => c.close() };
+      } else {
+        const c = await connectOtaDevice(this.broker, identity, { signMethod: this.opts.signMethod, upgradeParse, onInvalid });
+        link = { ...c, kill: () => c.mqtt.endAsync(true) };
+        c.mqtt.on('error', () => {}); // surfaced through 'close'
+        onDrop = (fn) => void c.mqtt.on('close', fn);
+      }
     } catch (e) {
       throw connectError(e, this.broker);
     }
     if (epoch !== this.epoch) {
-      await client.close().catch(() => {});
+      await link.close().catch(() => {});
       return;
     }
-    this.client = client;
-    client.onUpgrade((info) => this.onNotice(info, epoch));
-    client.mqtt.on('error', () => {}); // surfaced through 'close'
-    client.mqtt.on('close', () => {
-      if (this.client !== client || epoch !== this.epoch) return;
+    this.client = link;
+    link.onUpgrade((info) => this.onNotice(info, epoch));
+    // CoAP has no connection to lose: the link keeps polling until closed.
+    onDrop?.(() => {
+      if (this.client !== link || epoch !== this.epoch) return;
       this.client = undefined;
       this.emit({ type: 'disconnected' });
       if (this.opts.reconnect !== false) this.scheduleReconnect(epoch, 1);

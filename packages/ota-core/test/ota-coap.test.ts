@@ -1,7 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openNetworkHandles, recordNetworkBaseline } from './helpers/handles.js';
 import { startUdpProxy } from './helpers/udp-proxy.js';
-import { coapDownload } from '../src/coap-transfer.js';
+import { CoapChannel, coapDownload } from '../src/coap-transfer.js';
+import { buildInformMessage, buildProgressMessage } from '../src/messages.js';
+import { deriveMqttCredentials } from '../src/mqtt-auth.js';
+import { connectOtaDeviceCoap } from '../src/ota-coap.js';
 import { DN, firmwarePair, PK, same, startRig } from './helpers/ota-rig.js';
 
 beforeAll(recordNetworkBaseline);
@@ -94,5 +97,107 @@ describe('the cloud serves packages over CoAP', () => {
     } finally {
       await rig.close();
     }
+  });
+});
+
+describe('notices over CoAP (transport: coap)', () => {
+  it('a device signs in over CoAP, informs, polls its notice, downloads over CoAP and reports progress: it is updated', async () => {
+    const rig = await startRig({ ...pair, coapNotices: true, cloud: { downloadProtocol: 'coap' }, service: { downloadProtocol: 'coap', download: { ackTimeoutMs: 200 } } });
+    const cloudEvents: string[] = [];
+    rig.cloud.on((e) => cloudEvents.push(e.type));
+    try {
+      await rig.svc.start();
+      expect(rig.events.find((e) => e.type === 'connected')).toMatchObject({ broker: rig.cloud.coap.url });
+      const done = rig.cloud.waitFor((e) => e.type === 'succeeded', 20_000);
+      await rig.cloud.createJob({ productKey: PK, version: '2.0.0' });
+      await done;
+      expect(rig.svc.running).toEqual({ slot: 'A', version: '2.0.0' });
+      expect(same(rig.slotBytes('A', pair.neu.length), pair.neu)).toBe(true);
+      // The cloud heard the informs and the progress over CoAP: no device ever connected to the broker.
+      expect(cloudEvents.filter((t) => t === 'inform').length).toBe(2);
+      expect(cloudEvents).toContain('progress');
+      expect(rig.events.filter((e) => e.type === 'notice')).toHaveLength(1);
+      expect(rig.cloud.broker!.aedes.connectedClients).toBe(1); // the cloud's own
+      expect(rig.cloud.status().devices[0].job).toMatchObject({ state: 'succeeded', isDiff: true });
+    } finally {
+      await rig.close();
+    }
+  });
+
+  it('HTTP downloads with CoAP notices', async () => {
+    const rig = await startRig({ ...pair, coapNotices: true });
+    try {
+      await rig.svc.start();
+      const done = rig.cloud.waitFor((e) => e.type === 'succeeded', 20_000);
+      await rig.cloud.createJob({ productKey: PK, version: '2.0.0' });
+      await done;
+      expect(same(rig.slotBytes('A', pair.neu.length), pair.neu)).toBe(true);
+      expect(rig.cloud.files.requests.length).toBeGreaterThan(0);
+    } finally {
+      await rig.close();
+    }
+  });
+
+  it('a wrong secret is refused at sign-in; a token opens only its own device paths', async () => {
+    const rig = await startRig({ ...pair, coapNotices: true, service: { deviceSecret: 'x'.repeat(32) } });
+    const other = await rig.cloud.store.addDevice(PK, 'rig-device-02');
+    const seen: string[] = [];
+    rig.cloud.on((e) => (e.type === 'inform' || e.type === 'progress' ? seen.push(`${e.type} ${e.device.deviceName}`) : undefined));
+    const ch = new CoapChannel('127.0.0.1', rig.cloud.coap.port);
+    await ch.open('127.0.0.1');
+    const t = { ackTimeoutMs: 200, maxRetransmit: 3, responseTimeoutMs: 1000, random: () => 0 };
+    const post = (path: string, body: string, query: string[] = []) =>
+      ch.request({ code: 'POST', path: path.split('/').filter(Boolean), query, payload: Buffer.from(body) }, t).then((x) => x.packet);
+    try {
+      await expect(rig.svc.start()).rejects.toMatchObject({ code: 'AUTH' });
+      const inform = buildInformMessage({ id: '1', version: '1.0.0' });
+      // No token, a made-up token: 4.01.
+      expect((await post(`/ota/device/inform/${PK}/${DN}`, inform)).code).toBe('4.01');
+      expect((await post(`/ota/device/inform/${PK}/${DN}`, inform, [`token=${'ab'.repeat(16)}`])).code).toBe('4.01');
+      // The other device signs in properly...
+      const c = deriveMqttCredentials({ productKey: PK, deviceName: 'rig-device-02', deviceSecret: other.deviceSecret });
+      const auth = await post('/auth', JSON.stringify({ clientId: c.clientId, username: c.username, password: c.password }));
+      expect(auth.code).toBe('2.05');
+      const token = (JSON.parse(auth.payload.toString()) as { token: string }).token;
+      // ...and may use its own paths, not DN's.
+      expect((await post(`/ota/device/inform/${PK}/rig-device-02`, inform, [`token=${token}`])).code).toBe('2.04');
+      expect((await post(`/ota/device/inform/${PK}/${DN}`, inform, [`token=${token}`])).code).toBe('4.03');
+      expect((await post(`/ota/device/progress/${PK}/${DN}`, buildProgressMessage({ id: '2', step: 50, desc: 'x' }), [`token=${token}`])).code).toBe('4.03');
+      const poll = await ch.request({ code: 'GET', path: ['ota', 'device', 'upgrade', PK, DN], query: [`token=${token}`] }, t);
+      expect(poll.packet.code).toBe('4.03');
+      // A malformed inform on its own path: 4.00.
+      expect((await post(`/ota/device/inform/${PK}/rig-device-02`, '{"id":"1"}', [`token=${token}`])).code).toBe('4.00');
+      await new Promise((r) => setTimeout(r, 20));
+      expect(seen).toEqual(['inform rig-device-02']);
+    } finally {
+      await ch.close();
+      await rig.close();
+    }
+  });
+
+  it('a closed link stops polling and leaves no socket or timer behind', async () => {
+    const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const before = timers();
+    const rig = await startRig({ ...pair });
+    const dev = rig.cloud.store.registry.getDevice(PK, DN)!;
+    try {
+      const udp = (): number => process.getActiveResourcesInfo().filter((r) => r === 'UDPWrap').length;
+      const udpBefore = udp();
+      const link = await connectOtaDeviceCoap(rig.cloud.coap.url, { productKey: PK, deviceName: DN, deviceSecret: dev.deviceSecret }, { pollMs: 5 });
+      await new Promise((r) => setTimeout(r, 60));
+      await link.close();
+      await new Promise((r) => setTimeout(r, 20)); // a datagram sent before close may still be on its way
+      const polls = (): number => rig.cloud.coap.requests.length;
+      const n = polls();
+      await new Promise((r) => setTimeout(r, 60));
+      expect(n).toBeGreaterThan(3);
+      expect(polls()).toBe(n);
+      expect(udp()).toBe(udpBefore);
+    } finally {
+      await rig.close();
+    }
+    // The cloud's CoAP server (its message cache) and the link keep no timer either.
+    await new Promise((r) => setTimeout(r, 10));
+    expect(timers()).toBeLessThanOrEqual(before);
   });
 });

@@ -40,6 +40,8 @@ export interface RigOptions {
   tear?: TearMode;
   /** Version the device's factory image claims (default 1.0.0, the store's OLD). */
   deviceVersion?: string;
+  /** The device takes its notices over CoAP from the cloud's CoAP server. */
+  coapNotices?: boolean;
 }
 
 export interface Rig {
@@ -72,7 +74,8 @@ export async function startRig(o: RigOptions): Promise<Rig> {
       productKey: PK,
       deviceName: DN,
       deviceSecret: dev.deviceSecret,
-      broker: cloud.brokerUrl,
+      broker: o.coapNotices ? cloud.coap.url : cloud.brokerUrl,
+      ...(o.coapNotices ? { transport: 'coap' as const, noticePollMs: 20 } : {}),
       port,
       reconnect: false,
       download: { backoff: { initialMs: 5, maxMs: 50 } },
