@@ -6,8 +6,8 @@ import { PackageError } from './package-error.js';
 import { chunkLength, windowLength, type ChunkEntry, type PackageHeader } from './package-format.js';
 import type { SourceReader } from './source-reader.js';
 
-/** Source bytes are read through this much scratch at a time. */
-const SCRATCH_BYTES = 4096;
+/** Decompressed command-stream bytes are staged through this buffer (numbers and changed bytes are read from it). */
+const STAGE_BYTES = 4096;
 /** Record bytes are read (random access) through this much scratch at a time. */
 const RECORD_SCRATCH_BYTES = 1024;
 /** Fields and varint state of this module and the LZMA decoder's bookkeeping. */
@@ -27,7 +27,7 @@ export type ChunkHeader = Pick<PackageHeader, 'mode' | 'splitSize' | 'oldSize' |
 
 /** RAM the chunk decoder allocates for a package: one chunk buffer + LZMA state + scratch. */
 export function chunkDecoderRamBytes(h: Pick<PackageHeader, 'splitSize' | 'lzma'>): number {
-  return h.splitSize + lzmaDecoderRamBytes(h.lzma) + SCRATCH_BYTES + RECORD_SCRATCH_BYTES + FIXED_OVERHEAD_BYTES;
+  return h.splitSize + lzmaDecoderRamBytes(h.lzma) + STAGE_BYTES + RECORD_SCRATCH_BYTES + FIXED_OVERHEAD_BYTES;
 }
 
 /** Reads `length` bytes of a record starting at `offset` (relative to the record). */
@@ -37,8 +37,9 @@ export class ChunkDecoder {
   /** The restored chunk; valid in [0, length) once `complete`. */
   readonly output: Uint8Array;
   private readonly lzma: LzmaDecoder;
-  private readonly scratch = new Uint8Array(SCRATCH_BYTES);
-  private readonly one = new Uint8Array(1);
+  private readonly stage = new Uint8Array(STAGE_BYTES);
+  private stagePos = 0;
+  private stageEnd = 0;
   private readonly scratchIn = new Uint8Array(RECORD_SCRATCH_BYTES);
 
   private index = -1;
@@ -90,6 +91,8 @@ export class ChunkDecoder {
     if (this.srcPos > this.window) this.srcPos = this.window;
     this.outPos = 0;
     this.rawRead = 0;
+    this.stagePos = 0;
+    this.stageEnd = 0;
     this.fed = 0;
     this.lzma.reset(entry.rawLength);
   }
@@ -144,14 +147,27 @@ export class ChunkDecoder {
     throw new PackageError('bad-record', `chunk ${this.index}: ${msg}`);
   }
 
+  /**
+   * Makes the next command-stream byte available in the stage. False when the decoder needs input;
+   * `what` names the place for the error when the stream has no bytes left at all.
+   */
+  private fill(what: string): boolean {
+    if (this.stagePos < this.stageEnd) return true;
+    const left = this.entry!.rawLength - this.rawRead;
+    if (left === 0) this.bad(`command stream ends inside ${what}`);
+    const got = this.lzma.read(this.stage, 0, Math.min(this.stage.length, left));
+    if (got === 0) return false;
+    this.rawRead += got;
+    this.stagePos = 0;
+    this.stageEnd = got;
+    return true;
+  }
+
   /** Reads a LEB128 number; -1 while it is incomplete and the decoder needs input. */
   private varint(): number {
     for (;;) {
-      if (this.rawRead >= this.entry!.rawLength) this.bad('command stream ends inside a number');
-      const got = this.lzma.read(this.one, 0, 1);
-      if (got === 0) return -1;
-      this.rawRead++;
-      const b = this.one[0];
+      if (!this.fill('a number')) return -1;
+      const b = this.stage[this.stagePos++];
       if (this.varShift === 28 && b > 0x0f) this.bad('number in the command stream exceeds 32 bits');
       this.varValue += (b & 0x7f) * 2 ** this.varShift;
       if (b < 0x80) {
@@ -166,7 +182,6 @@ export class ChunkDecoder {
 
   private run(): void {
     const out = this.output;
-    const scratch = this.scratch;
     const lz = this.lzma;
     const rawLength = this.entry!.rawLength;
     for (;;) {
@@ -183,24 +198,22 @@ export class ChunkDecoder {
           break;
         }
         case Step.Gap: {
-          // Unchanged bytes: straight from the source into the chunk.
+          // Unchanged bytes straight from the source into the chunk, plus the byte the next diff changes.
           const g = this.varint();
           if (g < 0) return;
           if (g > this.remaining) this.bad(`run of ${g} unchanged bytes overruns a ${this.copyLen}-byte copy`);
-          if (g > 0) this.source.read(this.srcPos, out, this.outPos, g);
+          const changed = g < this.remaining ? 1 : 0;
+          if (g + changed > 0) this.source.read(this.srcPos, out, this.outPos, g + changed);
           this.outPos += g;
           this.srcPos += g;
           this.remaining -= g;
-          this.step = this.remaining === 0 ? Step.ExtraLen : Step.Value;
+          this.step = changed === 1 ? Step.Value : Step.ExtraLen;
           break;
         }
         case Step.Value: {
-          if (this.rawRead >= rawLength) this.bad('command stream ends inside a copy');
-          if (lz.read(scratch, 0, 1) === 0) return;
-          this.rawRead++;
-          const d = scratch[0];
-          this.source.read(this.srcPos, scratch, 0, 1);
-          out[this.outPos++] = (scratch[0] + d) & 0xff;
+          if (!this.fill('a copy')) return;
+          out[this.outPos] = (out[this.outPos] + this.stage[this.stagePos++]) & 0xff;
+          this.outPos++;
           this.srcPos++;
           this.remaining--;
           this.step = Step.Gap;
@@ -217,16 +230,25 @@ export class ChunkDecoder {
         }
         case Step.Extra: {
           while (this.remaining > 0) {
-            const want = Math.min(this.remaining, rawLength - this.rawRead);
-            if (want === 0) this.bad('command stream ends inside extra bytes');
-            const got = lz.read(out, this.outPos, want);
-            if (got === 0) return;
-            this.rawRead += got;
+            let got: number;
+            if (this.stagePos < this.stageEnd) {
+              got = Math.min(this.remaining, this.stageEnd - this.stagePos);
+              out.set(this.stage.subarray(this.stagePos, this.stagePos + got), this.outPos);
+              this.stagePos += got;
+            } else {
+              // Long literal runs go from the decoder straight into the chunk.
+              const want = Math.min(this.remaining, rawLength - this.rawRead);
+              if (want === 0) this.bad('command stream ends inside extra bytes');
+              got = lz.read(out, this.outPos, want);
+              if (got === 0) return;
+              this.rawRead += got;
+            }
             this.outPos += got;
             this.remaining -= got;
           }
           if (this.outPos === this.len) {
-            if (this.rawRead !== rawLength) this.bad(`command stream has ${rawLength - this.rawRead} bytes past the end of the chunk`);
+            const extra = rawLength - this.rawRead + (this.stageEnd - this.stagePos);
+            if (extra !== 0) this.bad(`command stream has ${extra} bytes past the end of the chunk`);
             this.step = Step.Done;
             // Let the decoder verify the end of its stream (end marker / flushed range coder).
             lz.read(out, this.outPos, 0);
@@ -236,7 +258,6 @@ export class ChunkDecoder {
           break;
         }
         case Step.Seek: {
-          if (this.rawRead === rawLength) this.bad('command stream ends before the chunk is complete');
           const v = this.varint();
           if (v < 0) return;
           const seek = v % 2 === 0 ? v / 2 : -(v + 1) / 2; // zigzag
