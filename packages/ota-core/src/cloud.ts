@@ -46,6 +46,8 @@ export interface OtaCloudOptions {
   signMethod?: SignMethod;
   /** RSA private key: notices then carry a digestsign. */
   signingKey?: KeyLike;
+  /** Serve packages over HTTPS with this PEM key and certificate (devices then need to trust it: `download.ca`). */
+  tls?: FileServerOptions['tls'];
   /** Misbehaviour knobs of the file server (tests and the demo). */
   fileServer?: Pick<FileServerOptions, 'ignoreRange' | 'dropAfterBytes' | 'dropTimes' | 'failFirst'>;
   /** Re-read the data directory this often (ms; default 1000; 0 = never). */
@@ -133,7 +135,7 @@ export async function startOtaCloud(opts: OtaCloudOptions): Promise<OtaCloud> {
         allowedSignMethods: opts.allowedSignMethods,
       });
     }
-    files = await startFileServer({ host, port: opts.httpPort ?? 0, root: store.filesDir, secret: store.urlSecret, ...opts.fileServer });
+    files = await startFileServer({ host, port: opts.httpPort ?? 0, root: store.filesDir, secret: store.urlSecret, tls: opts.tls, ...opts.fileServer });
     coap = await startCoapFileServer({ host, port: opts.coapPort ?? 0, onRequest: (req, res) => coapNotices.handle(req, res) });
     client = await connectOtaCloud(opts.broker ?? broker!.url, service, {
       clientId: `otadiff-cloud-${process.pid}-${randomBytes(3).toString('hex')}`,
@@ -155,7 +157,7 @@ export async function startOtaCloud(opts: OtaCloudOptions): Promise<OtaCloud> {
   const coapPaths = new Map<string, string>();
   const cloudClient = client;
   const brokerUrl = opts.broker ?? broker!.url;
-  const publicBase = opts.publicHost === undefined ? fileServer.url : `http://${opts.publicHost}:${fileServer.port}`;
+  const publicBase = opts.publicHost === undefined ? fileServer.url : `${opts.tls === undefined ? 'http' : 'https'}://${opts.publicHost}:${fileServer.port}`;
 
   const saveStatus = (): void => {
     try {

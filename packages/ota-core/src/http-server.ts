@@ -6,7 +6,8 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { resolve as resolvePath, sep } from 'node:path';
 import { once } from 'node:events';
@@ -31,6 +32,8 @@ export interface FileServerOptions {
   dropTimes?: number;
   /** Answer 500 to the first k requests. */
   failFirst?: number;
+  /** Serve HTTPS with this PEM key and certificate (chain). */
+  tls?: { key: string | Buffer; cert: string | Buffer };
 }
 
 export interface RequestLogEntry {
@@ -259,7 +262,7 @@ export async function startFileServer(opts: FileServerOptions = {}): Promise<Fil
     res.end();
   }
 
-  const server = createServer((req, res) => {
+  const handler: RequestListener = (req, res) => {
     const entry: RequestLogEntry = { method: req.method ?? '', path: req.url ?? '', status: 0, bodyBytes: 0 };
     const range = header(req, 'range');
     const ifRange = header(req, 'if-range');
@@ -267,7 +270,8 @@ export async function startFileServer(opts: FileServerOptions = {}): Promise<Fil
     if (ifRange !== undefined) entry.ifRange = ifRange;
     log.push(entry);
     handle(req, res, entry).catch(() => res.destroy());
-  });
+  };
+  const server = opts.tls === undefined ? createServer(handler) : createHttpsServer({ key: opts.tls.key, cert: opts.tls.cert }, handler);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port ?? 0, host, () => {
@@ -276,7 +280,7 @@ export async function startFileServer(opts: FileServerOptions = {}): Promise<Fil
     });
   });
   const port = (server.address() as AddressInfo).port;
-  const base = `http://${host}:${port}`;
+  const base = `${opts.tls === undefined ? 'http' : 'https'}://${host}:${port}`;
   let closing: Promise<void> | undefined;
   return {
     url: base,
