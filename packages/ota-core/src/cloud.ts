@@ -227,9 +227,8 @@ export async function startOtaCloud(opts: OtaCloudOptions): Promise<OtaCloud> {
       sign,
       isDiff: isDiff ? 1 : 0,
     };
-    // The package header carries the split size; the notice field (AliOS' splictSize) is
-    // only sent when the message rules allow it (they cap it at the file size).
-    if (isDiff && pkg.header !== undefined && pkg.header.splitSize <= pkg.size) info.splitSize = pkg.header.splitSize;
+    // The notice repeats the package header's split size (AliOS' splictSize).
+    if (isDiff && pkg.header !== undefined) info.splitSize = pkg.header.splitSize;
     if (opts.signingKey !== undefined) info.digestsign = createDigestSign(signMethod, sign, opts.signingKey);
     // Both transports: a CoAP device polls for it, an MQTT device gets it published.
     coapNotices.setNotice(d, buildUpgradeMessage(info, { allowedProtocols: ['http:', 'https:', 'coap:'] }));

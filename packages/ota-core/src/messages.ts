@@ -64,6 +64,8 @@ export interface UpgradeParseOptions {
 }
 
 export const MAX_MESSAGE_BYTES = 16 * 1024;
+/** Largest split size a notice may name (the otadiff package format's own limit). */
+const MAX_SPLIT_SIZE = 1 << 24;
 const MAX_U32 = 4294967295;
 const DEFAULT_MAX_SIZE = 256 * 1024 * 1024;
 const MAX_URL_LENGTH = 2048;
@@ -288,7 +290,9 @@ function parseUpgradeData(d: Json, id: string, opts: UpgradeParseOptions): Upgra
   if (has(d, 'splitSize') && has(d, 'splictSize') && d.splitSize !== d.splictSize) {
     throw new MessageError('upgrade.data.splitSize and splictSize disagree');
   }
-  if (split !== undefined && split !== null) out.splitSize = parsePositiveInt(split, size, 'upgrade.data.splitSize');
+  // Not capped at the file size: a 64 KiB split with a 10 KiB package is normal, and the
+  // package header is authoritative (the device checks the two agree).
+  if (split !== undefined && split !== null) out.splitSize = parsePositiveInt(split, MAX_SPLIT_SIZE, 'upgrade.data.splitSize');
   if (has(d, 'diffVersion')) out.diffVersion = parseVersionField(d.diffVersion, 'upgrade.data.diffVersion');
   if (has(d, 'digestsign')) out.digestsign = parseDigestSign(d.digestsign);
   const module = parseModule(d, 'upgrade.data');

@@ -159,6 +159,9 @@ describe('upgrade message', () => {
     const mk = (patch: Record<string, unknown>, top: Record<string, unknown> = {}) =>
       JSON.stringify({ code: '1000', message: 'success', id: 1, ...top, data: { size: 10, version: '2.0', url: 'https://h.test/f', signMethod: 'SHA256', sign: SHA, ...patch } });
     expect(() => parseUpgradeMessage(mk({}))).not.toThrow();
+    // The split size is the package header's business, not capped at the file size.
+    expect(parseUpgradeMessage(mk({ splitSize: 65536, isDiff: 1 })).splitSize).toBe(65536);
+    expect(parseUpgradeMessage(mk({ splictSize: 1 << 24, isDiff: 1 })).splitSize).toBe(1 << 24);
     const cases: Array<[string, string]> = [
       ['code', mk({}, { code: '9201' })],
       ['message', mk({}, { message: 'fail' })],
@@ -182,7 +185,9 @@ describe('upgrade message', () => {
       ['no digest', mk({ signMethod: undefined, sign: undefined })],
       ['isDiff', mk({ isDiff: 2 })],
       ['isDiff bool', mk({ isDiff: true })],
-      ['splitSize > size', mk({ splitSize: 11 })],
+      ['splitSize zero', mk({ splitSize: 0 })],
+      ['splitSize beyond the package format', mk({ splitSize: (1 << 24) + 1 })],
+      ['splitSize fraction', mk({ splitSize: 4096.5 })],
       ['split disagree', mk({ splitSize: 4, splictSize: 5 })],
       ['digestsign not base64', mk({ digestsign: '!!!!' })],
       ['digestsign too short', mk({ digestsign: Buffer.alloc(16).toString('base64') })],
