@@ -91,13 +91,13 @@ export async function startCoapFileServer(opts: CoapFileServerOptions = {}): Pro
     const raw = req._packet.options?.find((o) => o.name === 'Block2')?.value;
     const entry: { path: string; block?: BlockOption } = { path };
     requests.push(entry);
-    if (opts.onRequest !== undefined && !files.has(path)) return opts.onRequest(req, res);
     try {
       if (raw instanceof Buffer) entry.block = decodeBlockOption(raw);
     } catch {
       res.code = '4.02';
       return void res.end();
     }
+    if (opts.onRequest !== undefined && !files.has(path)) return opts.onRequest(req, res);
     if (req.method !== 'GET') {
       res.code = '4.05';
       return void res.end();

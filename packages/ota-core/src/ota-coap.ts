@@ -12,7 +12,7 @@
 
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, OutgoingMessage } from 'coap';
-import { CoapChannel, type CoapTiming } from './coap-transfer.js';
+import { CoapChannel, decodeBlockOption, type BlockOption, type CoapTiming } from './coap-transfer.js';
 import {
   buildInformMessage,
   buildProgressMessage,
@@ -186,8 +186,8 @@ export async function connectOtaDeviceCoap(url: string, identity: DeviceIdentity
 
   // The channel carries one exchange at a time: requests queue up.
   let queue: Promise<unknown> = Promise.resolve();
-  const exchange = (code: 'GET' | 'POST', path: string[], query: string[], payload?: string) => {
-    const run = queue.then(() => channel.request({ code, path, query, payload: payload === undefined ? undefined : Buffer.from(payload, 'utf8') }, timing));
+  const exchange = (code: 'GET' | 'POST', path: string[], query: string[], payload?: string, block?: BlockOption) => {
+    const run = queue.then(() => channel.request({ code, path, query, block, payload: payload === undefined ? undefined : Buffer.from(payload, 'utf8') }, timing));
     queue = run.catch(() => {});
     return run.then((x) => x.packet);
   };
@@ -204,9 +204,9 @@ export async function connectOtaDeviceCoap(url: string, identity: DeviceIdentity
     token = t;
   };
   /** A request with the session token; signs in again once when the token expired. */
-  const call = async (code: 'GET' | 'POST', topic: string, payload?: string) => {
+  const call = async (code: 'GET' | 'POST', topic: string, payload?: string, block?: BlockOption) => {
     for (let attempt = 0; ; attempt++) {
-      const p = await exchange(code, seg(topic), [`token=${token}`], payload);
+      const p = await exchange(code, seg(topic), [`token=${token}`], payload, block);
       if (p.code === '4.01' && attempt === 0) {
         await signIn();
         continue;
@@ -230,11 +230,31 @@ export async function connectOtaDeviceCoap(url: string, identity: DeviceIdentity
   let closed = false;
   let timer: NodeJS.Timeout | undefined;
   let polling: Promise<void> | undefined;
+  /** The notice, gathered block by block when the server splits it (Block2, >= 1 KiB). */
+  const fetchNotice = async (): Promise<Buffer> => {
+    const topic = upgradeTopic(pk, dn);
+    let p = await call('GET', topic);
+    const parts: Buffer[] = [p.payload];
+    let total = p.payload.length;
+    for (let num = 0; ; ) {
+      const raw = p.options.find((o) => o.name === 'Block2')?.value;
+      if (raw === undefined) break;
+      const b = decodeBlockOption(raw);
+      if (b.num !== num || (b.more && p.payload.length !== b.size)) throw new OtaCoapError('PROTOCOL', `notice block ${b.num} out of order or short`);
+      if (!b.more) break;
+      if (total > MAX_MESSAGE_BYTES) throw new OtaCoapError('PROTOCOL', `a notice over ${MAX_MESSAGE_BYTES} bytes`);
+      num++;
+      p = await call('GET', topic, undefined, { num, more: false, size: b.size });
+      parts.push(p.payload);
+      total += p.payload.length;
+    }
+    return parts.length === 1 ? parts[0] : Buffer.concat(parts, total);
+  };
   const poll = async (): Promise<void> => {
     try {
-      const p = await call('GET', upgradeTopic(pk, dn));
-      if (closed || p.payload.length === 0) return;
-      const info = parseUpgradeMessage(p.payload, opts.upgradeParse);
+      const body = await fetchNotice();
+      if (closed || body.length === 0) return;
+      const info = parseUpgradeMessage(body, opts.upgradeParse);
       if (info.id === lastNotice) return; // the same notice until the cloud hears from us
       lastNotice = info.id;
       for (const h of handlers) h(info);

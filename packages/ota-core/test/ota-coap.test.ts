@@ -4,7 +4,9 @@ import { startUdpProxy } from './helpers/udp-proxy.js';
 import { CoapChannel, coapDownload } from '../src/coap-transfer.js';
 import { buildInformMessage, buildProgressMessage } from '../src/messages.js';
 import { deriveMqttCredentials } from '../src/mqtt-auth.js';
-import { connectOtaDeviceCoap } from '../src/ota-coap.js';
+import { connectOtaDeviceCoap, createCoapNoticeServer } from '../src/ota-coap.js';
+import { startCoapFileServer } from '../src/coap-transfer.js';
+import { buildUpgradeMessage, type UpgradeInfo } from '../src/messages.js';
 import { DN, firmwarePair, PK, same, SPLIT, startRig } from './helpers/ota-rig.js';
 
 beforeAll(recordNetworkBaseline);
@@ -201,5 +203,42 @@ describe('notices over CoAP (transport: coap)', () => {
     // The cloud's CoAP server (its message cache) and the link keep no timer either.
     await new Promise((r) => setTimeout(r, 10));
     expect(timers()).toBeLessThanOrEqual(before);
+  });
+
+  it('a notice larger than one CoAP block arrives whole (Block2), once per notice id', async () => {
+    const secret = 'k'.repeat(32);
+    const informs: string[] = [];
+    const notices = createCoapNoticeServer({
+      registry: { getDeviceSecret: (pk, dn) => (pk === PK && dn === DN ? secret : undefined) },
+      onInform: (_d, m) => void informs.push(m.version),
+      onProgress: () => {},
+    });
+    const server = await startCoapFileServer({ onRequest: (req, res) => notices.handle(req, res) });
+    const info: UpgradeInfo = {
+      id: '77',
+      size: 1000,
+      version: '2.0.0',
+      url: 'coap://127.0.0.1:5683/pkg/x',
+      signMethod: 'SHA256',
+      sign: 'a'.repeat(64),
+      isDiff: 0,
+      extData: { note: 'n'.repeat(2500) },
+    };
+    const got: UpgradeInfo[] = [];
+    const link = await connectOtaDeviceCoap(server.url, { productKey: PK, deviceName: DN, deviceSecret: secret }, { pollMs: 5, ackTimeoutMs: 200, upgradeParse: { allowedProtocols: ['coap:'] } });
+    try {
+      link.onUpgrade((i) => got.push(i));
+      await link.reportVersion('1.0.0');
+      expect(informs).toEqual(['1.0.0']);
+      notices.setNotice({ productKey: PK, deviceName: DN }, buildUpgradeMessage(info, { allowedProtocols: ['coap:'] }));
+      for (let i = 0; i < 100 && got.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      await new Promise((r) => setTimeout(r, 40)); // more polls: the same id is delivered once
+      expect(got).toHaveLength(1);
+      expect(got[0]).toEqual(info);
+      expect(server.requests.filter((r) => r.block !== undefined && r.block.num > 0).length).toBeGreaterThan(0);
+    } finally {
+      await link.close();
+      await server.close();
+    }
   });
 });
