@@ -241,4 +241,33 @@ describe('notices over CoAP (transport: coap)', () => {
       await server.close();
     }
   });
+
+  it('an expired session token makes the device sign in again, once, transparently', async () => {
+    const secret = 'k'.repeat(32);
+    let clock = 1_000_000;
+    const informs: string[] = [];
+    let auths = 0;
+    const notices = createCoapNoticeServer({
+      registry: { getDeviceSecret: (pk, dn) => (pk === PK && dn === DN ? secret : undefined) },
+      tokenTtlMs: 1000,
+      now: () => clock,
+      onAuth: () => void auths++,
+      onInform: (_d, m) => void informs.push(m.version),
+      onProgress: () => {},
+    });
+    const server = await startCoapFileServer({ onRequest: (req, res) => notices.handle(req, res) });
+    const link = await connectOtaDeviceCoap(server.url, { productKey: PK, deviceName: DN, deviceSecret: secret }, { pollMs: 60_000, ackTimeoutMs: 200 });
+    try {
+      await link.reportVersion('1.0.0');
+      clock += 1001;
+      await link.reportVersion('1.0.1');
+      expect(informs).toEqual(['1.0.0', '1.0.1']);
+      expect(auths).toBe(2);
+      const informPosts = server.requests.filter((r) => r.path.startsWith('/ota/device/inform/'));
+      expect(informPosts).toHaveLength(3); // the refused one, then the retry
+    } finally {
+      await link.close();
+      await server.close();
+    }
+  });
 });
