@@ -5,6 +5,8 @@ import { CoapChannel, coapDownload } from '../src/coap-transfer.js';
 import { buildInformMessage, buildProgressMessage } from '../src/messages.js';
 import { deriveMqttCredentials } from '../src/mqtt-auth.js';
 import { connectOtaDeviceCoap, createCoapNoticeServer } from '../src/ota-coap.js';
+import type { OtaPort } from '../src/flash-port.js';
+import { createOtaService } from '../src/ota-service.js';
 import { startCoapFileServer } from '../src/coap-transfer.js';
 import { buildUpgradeMessage, type UpgradeInfo } from '../src/messages.js';
 import { DN, firmwarePair, PK, same, SPLIT, startRig } from './helpers/ota-rig.js';
@@ -269,5 +271,13 @@ describe('notices over CoAP (transport: coap)', () => {
       await link.close();
       await server.close();
     }
+  });
+
+  it('transport and broker must agree', () => {
+    const base = { productKey: PK, deviceName: DN, deviceSecret: 's'.repeat(32), port: {} as OtaPort };
+    expect(createOtaService({ ...base, transport: 'coap' }).broker).toBe('coap://127.0.0.1:5683');
+    expect(() => createOtaService({ ...base, transport: 'coap', broker: 'mqtt://127.0.0.1:1883' })).toThrow(expect.objectContaining({ code: 'CONFIG' }));
+    expect(() => createOtaService({ ...base, broker: 'coap://127.0.0.1:5683' })).toThrow(expect.objectContaining({ code: 'CONFIG' }));
+    expect(() => createOtaService({ ...base, transport: 'udp' as 'coap' })).toThrow(/unknown transport/);
   });
 });
