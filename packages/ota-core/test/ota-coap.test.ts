@@ -130,6 +130,31 @@ describe('notices over CoAP (transport: coap)', () => {
     }
   });
 
+  it('notices and download both over a lossy CoAP path', async () => {
+    const proxy = await startUdpProxy(0);
+    const rig = await startRig({
+      ...pair,
+      coapNotices: true,
+      cloud: { downloadProtocol: 'coap', publicCoapPort: proxy.port },
+      service: { broker: `coap://127.0.0.1:${proxy.port}`, downloadProtocol: 'coap', download: { ackTimeoutMs: 30, retries: 20, backoff: { initialMs: 2, maxMs: 10 } } },
+    });
+    try {
+      proxy.retarget(rig.cloud.coap.port);
+      proxy.state.drop = (dir, n) => n % 6 === (dir === 'up' ? 2 : 4);
+      await rig.svc.start();
+      const done = rig.cloud.waitFor((e) => e.type === 'succeeded', 20_000);
+      await rig.cloud.createJob({ productKey: PK, version: '2.0.0' });
+      await done;
+      expect(same(rig.slotBytes('A', pair.neu.length), pair.neu)).toBe(true);
+      expect(proxy.state.dropped).toBeGreaterThan(0);
+      // Retransmitted requests were answered from the server's duplicate cache: one notice acted on.
+      expect(rig.events.filter((e) => e.type === 'notice')).toHaveLength(1);
+    } finally {
+      await rig.close();
+      await proxy.close();
+    }
+  });
+
   it('HTTP downloads with CoAP notices', async () => {
     const rig = await startRig({ ...pair, coapNotices: true });
     try {
