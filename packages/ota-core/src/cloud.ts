@@ -1,5 +1,6 @@
 // The cloud side in one process: the embedded MQTT broker (or an external one), the
-// file server with signed expiring URLs over the data directory's files/, and the job
+// file server with signed expiring URLs over the data directory's files/ (HTTP or HTTPS),
+// a CoAP server (packages by Block2, and the OTA notices for CoAP devices), and the job
 // logic: when a device informs a version older than its job's target (or a job is
 // created for devices known to be older), push an upgrade notice — a diff from the
 // installed version when the store has that image, else the full image — and follow

@@ -16,7 +16,7 @@
 //   signature        sign (SHA-256/MD5) and RSA digestsign verification
 //   flash-port       the board port (AliOS hal_ota_module_s) + createFlashDirPort / createDeviceFlashDir
 //   ota-service      createOtaService(): the device's OTA service (ota_service_init)
-//   cloud            startOtaCloud(): broker + file server + jobs over a CloudStore data directory
+//   cloud            startOtaCloud(): broker + HTTP(S) and CoAP servers + jobs over a CloudStore data directory
 //   demo             runOtaDemo(): the whole story on loopback, for `otadiff demo`
 
 export { compareVersions, compareParsed, isValidVersion, parseVersion, VersionError, type ParsedVersion } from './version.js';
