@@ -3,8 +3,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CloudStore } from '@otadiff/ota-core';
-import { addDeviceCommand, addFirmwareCommand, addProductCommand, jobCommand, serveCommand } from '../src/commands/serve.js';
-import { deviceCommand } from '../src/commands/device.js';
+import { addDeviceCommand, addFirmwareCommand, addProductCommand, jobCommand, serveCommand, type ServeOptions } from '../src/commands/serve.js';
+import { deviceCommand, type DeviceOptions } from '../src/commands/device.js';
 import { versionFromName } from '../src/commands/demo.js';
 import { CliError } from '../src/size-arg.js';
 import { main } from '../src/main.js';
@@ -33,50 +33,62 @@ const until = async (cond: () => boolean, ms = 20_000): Promise<void> => {
   }
 };
 
+/** Admin subcommands, a running `serve` and a `device --once` that completes one diff update. */
+async function serveAndUpdate(variant: { serve?: Partial<ServeOptions>; device?: Partial<DeviceOptions>; job?: { downloadProtocol?: string }; coap?: boolean }) {
+  vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+  dir = await mkdtemp(join(tmpdir(), 'otadiff-cli-ota-'));
+  const data = join(dir, 'data');
+  const v1 = bytes(80_000, 1);
+  const v2 = v1.slice();
+  v2.set(bytes(3000, 2), 40_000);
+  await writeFile(join(dir, 'v1.bin'), v1);
+  await writeFile(join(dir, 'v2.bin'), v2);
+  await addProductCommand({ data, productKey: 'a1Cli', mode: 'inplace', splitSize: '16K' });
+  await addDeviceCommand({ data, productKey: 'a1Cli', deviceName: 'cli-dev-1', deviceSecret: 'cli-secret-0001' });
+  await addFirmwareCommand(join(dir, 'v1.bin'), { data, productKey: 'a1Cli', version: '1.0.0' });
+  await addFirmwareCommand(join(dir, 'v2.bin'), { data, productKey: 'a1Cli', version: '1.1.0' });
+  await expect(addFirmwareCommand(join(dir, 'v2.bin'), { data, productKey: 'a1Cli', version: '1.1.0' })).rejects.toThrow(CliError);
+  await expect(jobCommand({ data, productKey: 'a1Cli', version: '9.9.9' })).rejects.toThrow(/no firmware 9\.9\.9/);
+
+  const serverLines: string[] = [];
+  const stopServer = new AbortController();
+  const server = serveCommand({ data, port: '0', httpPort: '0', coapPort: '0', ...variant.serve }, { signal: stopServer.signal, out: (l) => serverLines.push(l) });
+  await until(() => serverLines.some((l) => l.includes('MQTT')));
+  const scheme = variant.coap ? /coap:\/\/127\.0\.0\.1:\d+/ : /mqtt:\/\/127\.0\.0\.1:\d+/;
+  const broker = scheme.exec(serverLines.join('\n'))![0];
+
+  const deviceLines: string[] = [];
+  const device = deviceCommand(
+    { productKey: 'a1Cli', deviceName: 'cli-dev-1', deviceSecret: 'cli-secret-0001', flash: join(dir, 'flash'), image: join(dir, 'v1.bin'), version: '1.0.0', broker, splitSize: '16K', once: true, ...variant.device },
+    { out: (l) => deviceLines.push(l) },
+  );
+  try {
+    await until(() => deviceLines.some((l) => l.includes('running 1.0.0')));
+    // The job file is picked up by the running server's poll.
+    await jobCommand({ data, productKey: 'a1Cli', version: '1.1.0', ...variant.job });
+    await device; // --once: returns after the update
+    expect(deviceLines.some((l) => l.includes('package header OK'))).toBe(true);
+    expect(deviceLines.some((l) => l.includes('boot: new image in slot A, trial boot 1'))).toBe(true);
+    expect(deviceLines.at(-1)).toMatch(/running 1\.1\.0, reported to the cloud/);
+    await until(() => serverLines.some((l) => l.includes('done, running 1.1.0')));
+  } finally {
+    stopServer.abort();
+    await server;
+  }
+  const status = (await CloudStore.open(data)).readStatus();
+  expect(status.devices[0]).toMatchObject({ deviceName: 'cli-dev-1', version: '1.1.0', job: { state: 'succeeded', isDiff: true } });
+  expect(serverLines.at(-1)).toBe('stopped');
+  return { deviceLines, serverLines };
+}
+
 describe('otadiff serve + otadiff device', () => {
   it('admin subcommands, a running server and a --once device complete an update', async () => {
-    vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
-    dir = await mkdtemp(join(tmpdir(), 'otadiff-cli-ota-'));
-    const data = join(dir, 'data');
-    const v1 = bytes(80_000, 1);
-    const v2 = v1.slice();
-    v2.set(bytes(3000, 2), 40_000);
-    await writeFile(join(dir, 'v1.bin'), v1);
-    await writeFile(join(dir, 'v2.bin'), v2);
-    await addProductCommand({ data, productKey: 'a1Cli', mode: 'inplace', splitSize: '16K' });
-    await addDeviceCommand({ data, productKey: 'a1Cli', deviceName: 'cli-dev-1', deviceSecret: 'cli-secret-0001' });
-    await addFirmwareCommand(join(dir, 'v1.bin'), { data, productKey: 'a1Cli', version: '1.0.0' });
-    await addFirmwareCommand(join(dir, 'v2.bin'), { data, productKey: 'a1Cli', version: '1.1.0' });
-    await expect(addFirmwareCommand(join(dir, 'v2.bin'), { data, productKey: 'a1Cli', version: '1.1.0' })).rejects.toThrow(CliError);
-    await expect(jobCommand({ data, productKey: 'a1Cli', version: '9.9.9' })).rejects.toThrow(/no firmware 9\.9\.9/);
+    await serveAndUpdate({});
+  });
 
-    const serverLines: string[] = [];
-    const stopServer = new AbortController();
-    const server = serveCommand({ data, port: '0', httpPort: '0' }, { signal: stopServer.signal, out: (l) => serverLines.push(l) });
-    await until(() => serverLines.some((l) => l.includes('MQTT')));
-    const broker = /mqtt:\/\/127\.0\.0\.1:\d+/.exec(serverLines.find((l) => l.includes('MQTT'))!)![0];
-
-    const deviceLines: string[] = [];
-    const device = deviceCommand(
-      { productKey: 'a1Cli', deviceName: 'cli-dev-1', deviceSecret: 'cli-secret-0001', flash: join(dir, 'flash'), image: join(dir, 'v1.bin'), version: '1.0.0', broker, splitSize: '16K', once: true },
-      { out: (l) => deviceLines.push(l) },
-    );
-    try {
-      await until(() => deviceLines.some((l) => l.includes('running 1.0.0')));
-      // The job file is picked up by the running server's poll.
-      await jobCommand({ data, productKey: 'a1Cli', version: '1.1.0' });
-      await device; // --once: returns after the update
-      expect(deviceLines.some((l) => l.includes('package header OK'))).toBe(true);
-      expect(deviceLines.some((l) => l.includes('boot: new image in slot A, trial boot 1'))).toBe(true);
-      expect(deviceLines.at(-1)).toMatch(/running 1\.1\.0, reported to the cloud/);
-      await until(() => serverLines.some((l) => l.includes('done, running 1.1.0')));
-    } finally {
-      stopServer.abort();
-      await server;
-    }
-    const status = (await CloudStore.open(data)).readStatus();
-    expect(status.devices[0]).toMatchObject({ deviceName: 'cli-dev-1', version: '1.1.0', job: { state: 'succeeded', isDiff: true } });
-    expect(serverLines.at(-1)).toBe('stopped');
+  it('the same with notices and the download over CoAP (--transport coap, --protocol coap, job --download-protocol coap)', async () => {
+    const { deviceLines } = await serveAndUpdate({ coap: true, device: { transport: 'coap', protocol: 'coap' }, job: { downloadProtocol: 'coap' } });
+    expect(deviceLines.join('\n')).toMatch(/coap:\/\//);
   });
 
   it('device refuses to start without an identity or a flash image', async () => {

@@ -35,6 +35,7 @@ export interface DeviceOptions {
   publicKey?: string;
   ca?: string;
   protocol?: string;
+  transport?: string;
   signMethod?: string;
   once?: boolean;
   json?: boolean;
@@ -153,6 +154,7 @@ export async function deviceCommand(opts: DeviceOptions, run: { signal?: AbortSi
     deviceSecret,
     productSecret: opts.productSecret ?? cfg?.productSecret,
     broker: opts.broker ?? cfg?.broker,
+    transport: opts.transport === 'coap' ? 'coap' : 'mqtt',
     port,
     initialVersion: opts.version,
     downloadProtocol: protocol,

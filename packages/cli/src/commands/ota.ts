@@ -27,6 +27,10 @@ export function registerOtaCommands(program: Command): void {
     .option('--broker <URL>', 'use this MQTT broker instead of the embedded one (its authentication is its own)')
     .option('--signing-key <PEM>', 'RSA private key: notices carry a digestsign devices verify')
     .option('--url-ttl <SECONDS>', 'lifetime of a signed download URL', '3600')
+    .option('--coap-port <N>', 'CoAP port: notices for CoAP devices and block-wise downloads (0 = any free port)', '5683')
+    .addOption(new Option('--download-protocol <p>', 'how notices tell devices to download (a job may override it)').choices(['http', 'coap']).default('http'))
+    .option('--tls-key <PEM>', 'serve downloads over HTTPS with this private key (with --tls-cert)')
+    .option('--tls-cert <PEM>', 'certificate for --tls-key')
     .addHelpText(
       'after',
       `
@@ -84,6 +88,7 @@ lacks that version or the product ships full images (--mode full).`,
     .requiredOption('--product-key <PK>', 'product key')
     .requiredOption('--version <V>', 'target version (must be in the store)')
     .option('--device-name <DN>', 'only this device (repeatable; default all devices of the product)', collect, [])
+    .addOption(new Option('--download-protocol <p>', 'download protocol for this job (default: the server\'s)').choices(['http', 'coap']))
     .option('--data <DIR>', DATA_HELP)
     .option('--json', 'print one JSON object')
     .action(async (opts, cmd: Command) => (await serveModule()).jobCommand({ ...opts, data: dataOf(opts, cmd) }));
@@ -113,6 +118,7 @@ lacks that version or the product ships full images (--mode full).`,
     .option('--public-key <PEM>', 'RSA public key: notices must carry a digestsign that verifies')
     .option('--ca <PEM>', 'extra CA certificate(s) for https downloads')
     .addOption(new Option('--protocol <p>', 'download protocol').choices(['http', 'https', 'coap']).default('http'))
+    .addOption(new Option('--transport <t>', 'how notices reach the device (--broker is then the cloud\'s coap:// URL)').choices(['mqtt', 'coap']).default('mqtt'))
     .addOption(new Option('--sign-method <m>', 'MQTT sign-in HMAC').choices(['hmacsha256', 'hmacsha1', 'hmacmd5']).default('hmacsha256'))
     .option('--once', 'exit after one update (status 0 on success, 1 on failure)')
     .option('--json', 'print events as JSON lines')

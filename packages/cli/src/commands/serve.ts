@@ -43,6 +43,24 @@ export interface ServeOptions {
   broker?: string;
   signingKey?: string;
   urlTtl?: string;
+  coapPort?: string;
+  downloadProtocol?: string;
+  tlsKey?: string;
+  tlsCert?: string;
+}
+
+function readPem(path: string, what: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new CliError(`cannot read ${what} ${path}: ${(e as Error).message}`);
+  }
+}
+
+function downloadProtocolOf(v: string | undefined): 'http' | 'coap' | undefined {
+  if (v === undefined) return undefined;
+  if (v !== 'http' && v !== 'coap') throw new CliError(`--download-protocol must be http or coap, not "${v}"`);
+  return v;
 }
 
 function loadSigningKey(path: string): KeyObject {
@@ -60,12 +78,17 @@ export async function serveCommand(opts: ServeOptions, run: { signal?: AbortSign
   const ttl = opts.urlTtl === undefined ? 3600 : Number(opts.urlTtl);
   if (!Number.isSafeInteger(ttl) || ttl <= 0) throw new CliError('--url-ttl must be a positive number of seconds');
   const signingKey = opts.signingKey === undefined ? undefined : loadSigningKey(opts.signingKey);
+  if ((opts.tlsKey === undefined) !== (opts.tlsCert === undefined)) throw new CliError('--tls-key and --tls-cert go together');
+  const tls = opts.tlsKey === undefined ? undefined : { key: readPem(opts.tlsKey, 'TLS key'), cert: readPem(opts.tlsCert!, 'TLS certificate') };
   const stamp = (): string => new Date().toISOString().slice(11, 23);
   const cloud = await startOtaCloud({
     dataDir,
     host: opts.host ?? '127.0.0.1',
     mqttPort: port(opts.port, 1883, '--port'),
     httpPort: port(opts.httpPort, 8080, '--http-port'),
+    coapPort: port(opts.coapPort, 5683, '--coap-port'),
+    downloadProtocol: downloadProtocolOf(opts.downloadProtocol),
+    tls,
     publicHost: opts.publicHost,
     broker: opts.broker,
     urlTtlMs: ttl * 1000,
@@ -76,7 +99,7 @@ export async function serveCommand(opts: ServeOptions, run: { signal?: AbortSign
   });
   out(`otadiff cloud, data ${dataDir}`);
   out(`  MQTT   ${cloud.brokerUrl}${opts.broker === undefined ? ' (embedded broker, Aliyun device sign-in)' : ' (external broker)'}`);
-  out(`  files  ${cloud.files.url} (signed URLs valid ${ttl} s${signingKey ? ', RSA digestsign' : ''})`);
+  out(`  files  ${cloud.files.url} (signed URLs valid ${ttl} s${signingKey ? ', RSA digestsign' : ''}), CoAP ${cloud.coap.url}`);
   const products = cloud.store.productList();
   out(`  ${products.length} product(s), ${cloud.store.registry.listDevices().length} device(s), ${cloud.store.jobs().length} job(s); Ctrl-C stops`);
   try {
@@ -125,9 +148,9 @@ export async function addFirmwareCommand(file: string, opts: DataOption & { prod
   else stdout(`${opts.productKey} ${opts.version}: ${formatBytes(r.size)}, SHA-256 ${r.sha256}`);
 }
 
-export async function jobCommand(opts: DataOption & { productKey: string; version: string; deviceName?: string[]; json?: boolean }): Promise<void> {
+export async function jobCommand(opts: DataOption & { productKey: string; version: string; deviceName?: string[]; downloadProtocol?: string; json?: boolean }): Promise<void> {
   const s = await openStore(opts.data);
-  const j = await store(() => s.createJob({ productKey: opts.productKey, version: opts.version, devices: opts.deviceName }));
+  const j = await store(() => s.createJob({ productKey: opts.productKey, version: opts.version, devices: opts.deviceName, downloadProtocol: downloadProtocolOf(opts.downloadProtocol) }));
   if (opts.json) stdout(JSON.stringify(j));
   else stdout(`job ${j.id}: ${j.productKey} -> ${j.version} for ${j.devices === 'all' ? 'all devices' : j.devices.join(', ')} (a running server pushes it)`);
 }
