@@ -1,7 +1,7 @@
 // Restores one chunk: LZMA-decodes its record and runs the copy/diff/extra command stream against a source.
 // The command stream grammar is in docs/FORMAT.md ("Command stream").
 import { crc32 } from './crc32.js';
-import { LzmaDecoder, lzmaDecoderRamBytes } from './lzma-decoder.js';
+import { LzmaDecoder, LzmaError, lzmaDecoderRamBytes } from './lzma-decoder.js';
 import { PackageError } from './package-error.js';
 import { chunkLength, windowLength, type ChunkEntry, type PackageHeader } from './package-format.js';
 import type { SourceReader } from './source-reader.js';
@@ -110,8 +110,10 @@ export class ChunkDecoder {
       this.lzma.feed(buf, start, end, this.fed === entry.recordLength);
       this.run();
     } catch (e) {
-      if (e instanceof PackageError) throw e;
-      throw new PackageError('bad-record', `chunk ${this.index}: ${(e as Error).message}`);
+      // A corrupt LZMA stream is a bad package; anything else (a failing source read, a power cut) is not
+      // the package's fault and must reach the caller as it is.
+      if (e instanceof LzmaError) throw new PackageError('bad-record', `chunk ${this.index}: ${e.message}`);
+      throw e;
     }
     if (this.step !== Step.Done) {
       if (this.fed === entry.recordLength) this.bad('record ends before the chunk is complete');

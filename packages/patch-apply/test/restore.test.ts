@@ -6,7 +6,7 @@ import { boot } from '../src/restore/boot-restore.js';
 import { prepareDevice, runPowercut } from '../src/restore/powercut.js';
 import { FaultyFlash } from '../src/flash/faulty-flash.js';
 import { MemoryFlash } from '../src/flash/memory-flash.js';
-import { PowerCutError, readBytes } from '../src/flash/flash.js';
+import { FlashError, PowerCutError, readBytes, type Flash } from '../src/flash/flash.js';
 import { openPartition, type PartitionLayout } from '../src/flash/partition-layout.js';
 import { readHandover, writeHandover } from '../src/flash/handover.js';
 import { Journal, deriveUpdateId } from '../src/flash/journal.js';
@@ -54,6 +54,44 @@ describe('boot-side restore under power cuts', () => {
       });
     }
   }
+
+  it('cuts during reads too (the decoder reading its sources, the hash checks): never taken for a bad package', async () => {
+    const { old, neu } = pair(9000);
+    for (const mode of ['inplace', 'ab'] as const) {
+      const { package: pkg } = await generatePackage(old, neu, { mode, splitSize: 4096 });
+      const r = runPowercut(old, neu, pkg, { sectorSize: 1024, countReads: true, seed: 4 });
+      expect(r.failures).toEqual([]);
+      expect(r.cuts).toBe(r.operations);
+      expect(r.operations).toBeGreaterThan(100);
+    }
+  });
+
+  it('a transient read error while decoding is not taken for a bad package: it propagates, and the next boot resumes', async () => {
+    const { old, neu } = pair(14000);
+    for (const mode of ['inplace', 'ab'] as const) {
+      const { package: pkg } = await generatePackage(old, neu, { mode, splitSize: 4096 });
+      const dev = prepareDevice(old, pkg, { sectorSize: 1024 });
+      let reads = 0;
+      let failAt = -1;
+      const flaky: Flash = {
+        geometry: dev.flash.geometry,
+        read(offset, dst, dstOffset, length) {
+          if (reads++ === failAt) throw new FlashError('read error (ECC)');
+          dev.flash.read(offset, dst, dstOffset, length);
+        },
+        program: (offset, data) => dev.flash.program(offset, data),
+        erase: (sector) => dev.flash.erase(sector),
+      };
+      // Fail a read well into the restore (past the checks, while chunks are being decoded).
+      const probe = new FaultyFlash(new MemoryFlash(dev.flash.geometry, { contents: dev.flash.snapshot() }), { countReads: true });
+      boot({ flash: probe, layout: dev.layout });
+      failAt = Math.floor(probe.reads * 0.6);
+      expect(() => boot({ flash: flaky, layout: dev.layout })).toThrow(/read error/);
+      expect(boot({ flash: flaky, layout: dev.layout })).toMatchObject({ kind: 'trial', slot: dev.targetSlot });
+      const slot = openPartition(dev.flash, dev.layout, dev.targetSlot === 'A' ? 'appA' : 'appB');
+      expect(same(readBytes(slot, 0, neu.length), neu)).toBe(true);
+    }
+  });
 
   it('program units of 8 bytes and 4 KiB sectors', async () => {
     const { old, neu } = pair(20000);

@@ -49,6 +49,8 @@ export interface PowercutOptions {
   /** Every n-th cut also cuts once more during the resume (double fault). Default 3; 0 disables. */
   doubleCutEvery?: number;
   tear?: TearMode;
+  /** Count (and cut) reads too, not only programs and erases. */
+  countReads?: boolean;
   onCut?: (done: number, total: number) => void;
 }
 
@@ -109,7 +111,8 @@ function runUntilBoot(dev: SimulatedDevice, faulty: FaultyFlash, neu: Uint8Array
 export function runPowercut(old: Uint8Array, neu: Uint8Array, pkg: Uint8Array, opts: PowercutOptions = {}): PowercutReport {
   const dev = prepareDevice(old, pkg, opts);
   const tear = opts.tear ?? 'random';
-  const clean = new FaultyFlash(new MemoryFlash(dev.flash.geometry, { contents: dev.flash.snapshot() }), { cutAt: 'never' });
+  const countReads = opts.countReads ?? false;
+  const clean = new FaultyFlash(new MemoryFlash(dev.flash.geometry, { contents: dev.flash.snapshot() }), { cutAt: 'never', countReads });
   const cleanFailure = runUntilBoot(dev, clean, neu, old, null);
   if (cleanFailure !== null) throw new Error(`the restore fails without any power cut: ${cleanFailure}`);
   const operations = clean.ops;
@@ -128,7 +131,7 @@ export function runPowercut(old: Uint8Array, neu: Uint8Array, pkg: Uint8Array, o
   let doubleCuts = 0;
   cutOps.forEach((k, n) => {
     const mem = new MemoryFlash(dev.flash.geometry, { contents: dev.flash.snapshot() });
-    const faulty = new FaultyFlash(mem, { cutAt: k, tear, seed: (opts.seed ?? 1) * 1_000_003 + k });
+    const faulty = new FaultyFlash(mem, { cutAt: k, tear, countReads, seed: (opts.seed ?? 1) * 1_000_003 + k });
     const double = doubleEvery > 0 && n % doubleEvery === doubleEvery - 1;
     if (double) doubleCuts++;
     const failure = runUntilBoot(dev, faulty, neu, old, double ? rng : null);
