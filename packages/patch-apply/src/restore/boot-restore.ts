@@ -5,6 +5,8 @@
 //   idle ──verify──▶ verified ──▶ [backed-up i ──▶ chunk-done i]* ──▶ image-verified ──▶ boot-switched(n)
 //     └──────────────┴──── any check fails before destruction ──▶ failed (the old image boots)
 // The hand-over record is read-only here; the application's confirmation is a new hand-over record.
+// Only the package and the images are judged: a flash error (or a power cut) propagates out of boot()
+// and the next boot resumes from the journal, as after any reset.
 import { sha256 } from '@noble/hashes/sha2.js';
 import { ChunkDecoder, chunkDecoderRamBytes } from '../chunk-decoder.js';
 import { crc32 } from '../crc32.js';
