@@ -9,10 +9,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';
 import coapPacket, { type ParsedPacket } from 'coap-packet';
 import { createServer as createCoapServer, OutgoingMessage, type IncomingMessage } from 'coap';
-import type { IHasher } from 'hash-wasm';
-import { digestHexLength, validateCheckpoint, type DownloadCheckpoint, type HashAlgorithm } from './checkpoint.js';
+import type { DownloadCheckpoint, HashAlgorithm } from './checkpoint.js';
 import { DownloadError, type DownloadResult, type Sink } from './downloader.js';
-import { createHasher, resumeHasher } from './hashing.js';
+import { checkTarget, resumePoint } from './download-target.js';
 import { backoffDelay, defaultSleep, type BackoffOptions, type SleepFn } from './retry.js';
 
 const { generate, parse } = coapPacket;
@@ -308,11 +307,7 @@ export async function coapDownload(opts: CoapDownloadOptions): Promise<DownloadR
   const port = url.port === '' ? 5683 : Number(url.port);
   const path = url.pathname.split('/').filter((s) => s.length > 0).map(decodeURIComponent);
   const size = opts.expectedSize;
-  if (!Number.isSafeInteger(size) || size < 0) throw new DownloadError('SIZE_MISMATCH', 'expectedSize must be a non-negative integer');
-  const expected = opts.expectedDigest.toLowerCase();
-  if (expected.length !== digestHexLength(opts.hash) || !/^[0-9a-f]+$/.test(expected)) {
-    throw new DownloadError('DIGEST_MISMATCH', `expectedDigest is not a ${opts.hash} hex digest`);
-  }
+  const expected = checkTarget(size, opts.expectedDigest, opts.hash);
   let blockSize = opts.blockSize ?? 1024;
   encodeBlockOption({ num: 0, more: false, size: blockSize }); // validates the size
   const random = opts.random ?? Math.random;
@@ -326,21 +321,10 @@ export async function coapDownload(opts: CoapDownloadOptions): Promise<DownloadR
     signal: opts.signal,
   };
 
-  let hasher: IHasher | undefined;
-  let offset = 0;
-  let etag: string | undefined;
-  const st = opts.state;
-  if (st && st.algorithm === opts.hash && st.totalSize === size && st.expectedDigest === expected) {
-    try {
-      validateCheckpoint(st);
-      hasher = await resumeHasher(opts.hash, st.hashState);
-      offset = st.offset;
-      etag = st.etag;
-    } catch {
-      hasher = undefined;
-    }
-  }
-  hasher ??= await createHasher(opts.hash);
+  const resume = await resumePoint(opts.state, opts.hash, size, expected);
+  const hasher = resume.hasher;
+  let offset = resume.offset;
+  let etag = resume.etag;
   const resumedFrom = offset;
   // Resume on a block boundary: halve the block size until it divides the offset.
   while (offset % blockSize !== 0 && blockSize > 16) blockSize /= 2;

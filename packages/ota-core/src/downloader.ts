@@ -8,9 +8,8 @@
 
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import type { IHasher } from 'hash-wasm';
-import { digestHexLength, validateCheckpoint, type DownloadCheckpoint, type HashAlgorithm } from './checkpoint.js';
-import { createHasher, resumeHasher } from './hashing.js';
+import type { DownloadCheckpoint, HashAlgorithm } from './checkpoint.js';
+import { checkTarget, resumePoint } from './download-target.js';
 import { backoffDelay, defaultSleep, type BackoffOptions, type SleepFn } from './retry.js';
 
 export type DownloadErrorCode =
@@ -100,32 +99,17 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new DownloadError('BAD_URL', `unsupported scheme ${url.protocol}`);
   const size = opts.expectedSize;
-  if (!Number.isSafeInteger(size) || size < 0) throw new DownloadError('SIZE_MISMATCH', 'expectedSize must be a non-negative integer');
-  const expected = opts.expectedDigest.toLowerCase();
-  if (expected.length !== digestHexLength(opts.hash) || !/^[0-9a-f]+$/.test(expected)) {
-    throw new DownloadError('DIGEST_MISMATCH', `expectedDigest is not a ${opts.hash} hex digest`);
-  }
+  const expected = checkTarget(size, opts.expectedDigest, opts.hash);
   const retries = opts.retries ?? 5;
   const maxAttempts = opts.maxAttempts ?? 1000;
   const sleep = opts.sleep ?? defaultSleep;
   const signal = opts.signal;
 
   // ---- resume state
-  let hasher: IHasher | undefined;
-  let offset = 0;
-  let etag: string | undefined;
-  const st = opts.state;
-  if (st && st.algorithm === opts.hash && st.totalSize === size && st.expectedDigest === expected) {
-    try {
-      validateCheckpoint(st);
-      hasher = await resumeHasher(opts.hash, st.hashState);
-      offset = st.offset;
-      etag = st.etag;
-    } catch {
-      hasher = undefined; // unusable checkpoint: start over
-    }
-  }
-  hasher ??= await createHasher(opts.hash);
+  const resume = await resumePoint(opts.state, opts.hash, size, expected);
+  const hasher = resume.hasher;
+  let offset = resume.offset;
+  let etag = resume.etag;
   const resumedFrom = offset;
 
   const checkpoint = (): DownloadCheckpoint => {
