@@ -86,7 +86,9 @@ export async function generatePackage(oldImage: Uint8Array, newImage: Uint8Array
   progress({ phase: 'sort' });
   // Only inplace chunks after the first can reference restored new bytes.
   const needNew = o.mode === 'inplace' && count > 1;
-  const [old, newer]: (SourceIndex | undefined)[] = await indexImages(needNew ? [oldImage, newImage] : [oldImage]);
+  const indexes = await indexImages(needNew ? [oldImage, newImage] : [oldImage]);
+  const old: SourceIndex = indexes[0];
+  const newer: SourceIndex | undefined = needNew ? indexes[1] : undefined;
 
   const chunks: ChunkEntry[] = [];
   const records: Uint8Array[] = [];
@@ -96,7 +98,7 @@ export async function generatePackage(oldImage: Uint8Array, newImage: Uint8Array
     const target = newImage.subarray(start, Math.min(newImage.length, start + S));
     const boundary = o.mode === 'inplace' ? start : 0;
     const window: ChunkWindow = {
-      old: old!,
+      old,
       newer: boundary > 0 ? newer : undefined,
       boundary,
       length: Math.max(boundary, oldImage.length),

@@ -19,7 +19,7 @@ export interface ApplyOptions {
  */
 export function applyPackage(old: Uint8Array, pkg: Uint8Array, opts: ApplyOptions = {}): { image: Uint8Array; result: PatchResult } {
   let partition = old;
-  let target: Uint8Array | null = null;
+  let target: Uint8Array = new Uint8Array(0);
   // The inplace partition reads from the bytes being overwritten; ab reads the untouched old image.
   const source: SourceReader = {
     read(offset, dst, dstOffset, length) {
@@ -43,13 +43,12 @@ export function applyPackage(old: Uint8Array, pkg: Uint8Array, opts: ApplyOption
       }
     },
     sink(index, offset, bytes) {
-      target!.set(bytes, offset);
+      target.set(bytes, offset);
       opts.onChunk?.(index, patcher.header!.chunks.length);
     },
   });
   const piece = opts.pieceSize ?? 1 << 16;
   for (let off = 0; off < pkg.length; off += piece) patcher.push(pkg.subarray(off, Math.min(pkg.length, off + piece)));
   const result = patcher.end();
-  const image = target === null ? new Uint8Array(0) : (target as Uint8Array).subarray(0, result.header.newSize);
-  return { image, result };
+  return { image: target.subarray(0, result.header.newSize), result };
 }

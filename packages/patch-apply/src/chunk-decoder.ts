@@ -72,6 +72,11 @@ export class ChunkDecoder {
     return this.len;
   }
 
+  /** Bytes of the current record not fed yet. */
+  get recordRemaining(): number {
+    return this.entry === null ? 0 : this.entry.recordLength - this.fed;
+  }
+
   get complete(): boolean {
     return this.step === Step.Done && this.entry !== null && this.lzma.done;
   }

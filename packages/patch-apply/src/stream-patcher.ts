@@ -71,7 +71,6 @@ export class StreamPatcher {
   private hdr: PackageHeader | null = null;
   private decoder: ChunkDecoder | null = null;
   private chunk = 0;
-  private chunkFed = 0;
   private readonly newHash: Sha256;
   private signature = new Uint8Array(0);
   private received = 0;
@@ -123,9 +122,7 @@ export class StreamPatcher {
           break;
         }
         case 'records': {
-          const entry = this.hdr!.chunks[this.chunk];
-          const n = Math.min(entry.recordLength - this.chunkFed, piece.length - pos);
-          this.chunkFed += n;
+          const n = Math.min(this.decoder!.recordRemaining, piece.length - pos);
           const done = this.decoder!.feed(piece, pos, pos + n);
           pos += n;
           if (done) this.finishChunk();
@@ -178,7 +175,6 @@ export class StreamPatcher {
 
   private advanceChunk(): void {
     const h = this.hdr!;
-    this.chunkFed = 0;
     if (this.chunk < h.chunks.length) {
       this.decoder!.begin(this.chunk, h.chunks[this.chunk]);
       this.phase = 'records';

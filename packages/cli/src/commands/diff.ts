@@ -1,4 +1,4 @@
-import { DEFAULT_DICT_SIZE, DEFAULT_SPLIT_SIZE, generatePackage } from '@otadiff/diff-gen';
+import { generatePackage } from '@otadiff/diff-gen';
 import { streamPatcherRamBytes, type PatchMode } from '@otadiff/patch-apply';
 import { readInput, writeOutputAtomic } from '../files.js';
 import { Progress } from '../progress.js';

@@ -6,7 +6,9 @@ import {
   createFlashDir,
   defaultLayout,
   openFlashDir,
+  FIXED_HEADER_BYTES,
   openPartition,
+  parseFixedHeader,
   parseHeader,
   readBytes,
   readHandover,
@@ -124,7 +126,7 @@ export function restoreCommand(dir: string, opts: RestoreCliOptions): boolean {
       let length = view.geometry.size;
       if (h !== null && outcome.kind === 'trial') {
         if (h.firmwareType === 'raw') length = h.imageSize;
-        else length = parseHeader(readBytes(openPartition(d.flash, d.layout, 'ota'), h.packageOffset, h.packageLength)).newSize;
+        else length = parseFixedHeader(readBytes(openPartition(d.flash, d.layout, 'ota'), h.packageOffset, FIXED_HEADER_BYTES)).newSize;
       }
       writeOutputAtomic(opts.output, readBytes(view, 0, length));
     }

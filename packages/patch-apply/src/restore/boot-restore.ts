@@ -115,7 +115,6 @@ class Restore {
   }
 
   resume(entry: JournalEntry): BootOutcome {
-    const h = this.h;
     let e = entry;
     try {
       if (e.state === 'idle') {
