@@ -11,6 +11,7 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { DownloadCheckpoint, HashAlgorithm } from './checkpoint.js';
 import { checkTarget, resumePoint } from './download-target.js';
 import { backoffDelay, defaultSleep, type BackoffOptions, type SleepFn } from './retry.js';
+import { parseContentRange, RETRYABLE_STATUS, strongEtag } from './http-response.js';
 
 export type DownloadErrorCode =
   | 'BAD_URL'
@@ -79,16 +80,7 @@ export interface DownloadResult {
   bytesReceived: number;
 }
 
-const RETRYABLE_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
-// A strong entity-tag we can replay in If-Range and store in a checkpoint.
-const STRONG_ETAG_RE = /^"[\x21\x23-\x7e]{0,250}"$/;
 
-function parseContentRange(v: string | undefined): { start: number; end: number; total: number } | undefined {
-  const m = v === undefined ? null : /^bytes ([0-9]{1,15})-([0-9]{1,15})\/([0-9]{1,15})$/.exec(v.trim());
-  if (!m) return undefined;
-  const [start, end, total] = [Number(m[1]), Number(m[2]), Number(m[3])];
-  return end < start || end >= total ? undefined : { start, end, total };
-}
 
 export async function download(opts: DownloadOptions): Promise<DownloadResult> {
   let url: URL;
@@ -153,7 +145,7 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
     }
     try {
       const status = res.statusCode ?? 0;
-      const resEtag = typeof res.headers.etag === 'string' && STRONG_ETAG_RE.test(res.headers.etag) ? res.headers.etag : undefined;
+      const resEtag = strongEtag(res.headers.etag);
       let skip = 0;
       if (status === 200) {
         const cl = res.headers['content-length'];

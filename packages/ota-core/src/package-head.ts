@@ -11,6 +11,7 @@ import { coapDownload } from './coap-transfer.js';
 import { DownloadError } from './downloader.js';
 import type { HashAlgorithm } from './checkpoint.js';
 import { backoffDelay, defaultSleep, type BackoffOptions, type SleepFn } from './retry.js';
+import { parseContentRange, RETRYABLE_STATUS, strongEtag } from './http-response.js';
 
 export interface PackageHead {
   bytes: Uint8Array;
@@ -38,15 +39,7 @@ export interface PackageHeadOptions {
   ackTimeoutMs?: number;
 }
 
-const RETRYABLE_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
-const STRONG_ETAG_RE = /^"[\x21\x23-\x7e]{0,250}"$/;
 
-function parseContentRange(v: string | undefined): { start: number; end: number; total: number } | undefined {
-  const m = v === undefined ? null : /^bytes ([0-9]{1,15})-([0-9]{1,15})\/([0-9]{1,15})$/.exec(v.trim());
-  if (!m) return undefined;
-  const [start, end, total] = [Number(m[1]), Number(m[2]), Number(m[3])];
-  return end < start || end >= total ? undefined : { start, end, total };
-}
 
 async function httpHeadOnce(url: URL, want: number, o: PackageHeadOptions): Promise<PackageHead> {
   const headers = { Range: `bytes=0-${want - 1}`, 'Accept-Encoding': 'identity' };
@@ -85,7 +78,7 @@ async function httpHeadOnce(url: URL, want: number, o: PackageHeadOptions): Prom
       throw new DownloadError('NETWORK', `connection lost in the package header: ${(e as Error).message}`, true, { cause: e });
     }
     if (got < want) throw new DownloadError('NETWORK', `header response ended after ${got} of ${want} bytes`, true);
-    const etag = typeof res.headers.etag === 'string' && STRONG_ETAG_RE.test(res.headers.etag) ? res.headers.etag : undefined;
+    const etag = strongEtag(res.headers.etag);
     return etag === undefined ? { bytes: out, rangeHonoured: status === 206 } : { bytes: out, etag, rangeHonoured: status === 206 };
   } finally {
     res.destroy();
