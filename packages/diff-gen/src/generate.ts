@@ -5,7 +5,6 @@ import {
   applyPackage,
   crc32,
   chunkCountFor,
-  encodeHeader,
   MAX_DICT_SIZE,
   MAX_SPLIT_SIZE,
   MIN_DICT_SIZE,
@@ -16,7 +15,10 @@ import {
   type LzmaParams,
   type PackageHeader,
   type PatchMode,
+  type ReleaseInfo,
 } from '@otadiff/patch-apply';
+import type { KeyObject } from 'node:crypto';
+import { assemblePackage, trustedKeyOf } from './sign-package.js';
 import { encodeCommands } from './command-stream.js';
 import { compressRaw } from './lzma-compress.js';
 import { matchChunk, type ChunkWindow, type MatchOptions, type SourceIndex } from './matcher.js';
@@ -26,8 +28,20 @@ export class GenerateError extends Error {
   override readonly name = 'GenerateError';
 }
 
-export interface GenerateOptions {
-  mode?: PatchMode;
+/** What the owner states about NEW, signed with the package. */
+export interface ReleaseOptions {
+  /** Firmware version of NEW (printable ASCII, at most 32 bytes). */
+  firmwareVersion?: string;
+  /** Anti-rollback counter of NEW (default 0). */
+  securityCounter?: number;
+  /** Let devices install this package below their recorded security counter. */
+  allowDowngrade?: boolean;
+  /** Private key (Ed25519, EC P-256 or RSA-2048) to sign the package with. */
+  signingKey?: KeyObject;
+}
+
+export interface GenerateOptions extends ReleaseOptions {
+  mode?: Exclude<PatchMode, 'raw'>;
   splitSize?: number;
   dictSize?: number;
   lc?: number;
@@ -54,7 +68,17 @@ export const DEFAULT_SPLIT_SIZE = 64 * 1024;
 export const DEFAULT_DICT_SIZE = 16 * 1024;
 const MAX_IMAGE_BYTES = 0xffff_0000;
 
-function checkOptions(o: Required<Omit<GenerateOptions, 'onProgress' | 'verify' | 'match'>>, oldLen: number, newLen: number): void {
+/** The release fields of a header, validated. */
+export function releaseInfo(o: ReleaseOptions): ReleaseInfo {
+  const firmwareVersion = o.firmwareVersion ?? '';
+  if (!/^[\x20-\x7e]{0,32}$/.test(firmwareVersion)) throw new GenerateError('firmware version must be at most 32 printable ASCII characters');
+  const securityCounter = o.securityCounter ?? 0;
+  if (!Number.isInteger(securityCounter) || securityCounter < 0 || securityCounter > 0xffff_ffff)
+    throw new GenerateError('security counter must be an integer from 0 to 4294967295');
+  return { firmwareVersion, securityCounter, allowDowngrade: o.allowDowngrade ?? false };
+}
+
+function checkOptions(o: { mode: string; splitSize: number; dictSize: number; lc: number; lp: number; pb: number }, oldLen: number, newLen: number): void {
   if (o.mode !== 'inplace' && o.mode !== 'ab') throw new GenerateError(`unknown mode "${String(o.mode)}" (inplace or ab)`);
   if (!Number.isInteger(o.splitSize) || o.splitSize < SPLIT_ALIGN || o.splitSize % SPLIT_ALIGN !== 0 || o.splitSize > MAX_SPLIT_SIZE)
     throw new GenerateError(`split size ${o.splitSize} must be a multiple of ${SPLIT_ALIGN} between ${SPLIT_ALIGN} and ${MAX_SPLIT_SIZE}`);
@@ -78,6 +102,7 @@ export async function generatePackage(oldImage: Uint8Array, newImage: Uint8Array
     pb: options.pb ?? 0,
   } as const;
   checkOptions(o, oldImage.length, newImage.length);
+  const release = releaseInfo(options);
   const progress = options.onProgress ?? (() => {});
   const lzma: LzmaParams = { lc: o.lc, lp: o.lp, pb: o.pb, dictSize: o.dictSize };
   const S = o.splitSize;
@@ -114,31 +139,33 @@ export async function generatePackage(oldImage: Uint8Array, newImage: Uint8Array
     progress({ phase: 'chunk', done: i + 1, total: count });
   }
 
-  const headerBytes = encodeHeader({
-    mode: o.mode,
-    splitSize: S,
-    oldSize: oldImage.length,
-    newSize: newImage.length,
-    oldSha256: digest(oldImage),
-    newSha256: digest(newImage),
-    lzma,
-    signatureType: 0,
-    signatureLength: 0,
-    chunks,
-  });
-  const pkg = new Uint8Array(headerBytes.length + offset);
-  pkg.set(headerBytes, 0);
-  let at = headerBytes.length;
-  for (const r of records) {
-    pkg.set(r, at);
-    at += r.length;
-  }
+  const payloadHash = nodeSha256();
+  for (const r of records) payloadHash.update(r);
+  const pkg = assemblePackage(
+    {
+      mode: o.mode,
+      splitSize: S,
+      oldSize: oldImage.length,
+      newSize: newImage.length,
+      oldSha256: digest(oldImage),
+      newSha256: digest(newImage),
+      lzma,
+      signatureType: 0,
+      signatureLength: 0,
+      payloadSha256: payloadHash.digest(),
+      ...release,
+      chunks,
+    },
+    records,
+    options.signingKey,
+  );
 
   if (options.verify !== false) {
     progress({ phase: 'verify' });
     let restored: Uint8Array;
     try {
-      restored = applyPackage(oldImage, pkg, { sha256: nodeSha256, limits: { maxDictSize: o.dictSize, maxSplitSize: S, maxImageSize: MAX_IMAGE_BYTES } }).image;
+      const trust = options.signingKey === undefined ? undefined : { keys: [trustedKeyOf(options.signingKey)] };
+      restored = applyPackage(oldImage, pkg, { sha256: nodeSha256, trust, limits: { maxDictSize: o.dictSize, maxSplitSize: S, maxImageSize: MAX_IMAGE_BYTES } }).image;
     } catch (e) {
       throw new GenerateError(`internal error: the generated package does not apply (${(e as Error).message})`);
     }

@@ -300,7 +300,7 @@ export class CloudStore {
     let p = this.generating.get(file);
     if (p === undefined) {
       p = (async () => {
-        const r = await generatePackage(oldFw.bytes, newFw.bytes, { mode: cfg.mode as PatchMode, splitSize: cfg.splitSize, dictSize: cfg.dictSize });
+        const r = await generatePackage(oldFw.bytes, newFw.bytes, { mode: cfg.mode as 'inplace' | 'ab', splitSize: cfg.splitSize, dictSize: cfg.dictSize });
         mkdirSync(join(this.filesDir, 'pkg', productKey), { recursive: true });
         writeAtomic(file, r.package);
         return { path, size: r.package.length, bytes: r.package, header: r.header };

@@ -26,6 +26,7 @@ import {
   runningSlot,
   setBoot as stageSetBoot,
   writeHandover,
+  readHandover,
   type BootOutcome,
   type Flash,
   type PartitionLayout,
@@ -218,6 +219,7 @@ export function createFlashDirPort(dir: string, opts: FlashDirPortOptions = {}):
       if (p.result === 'breakpoint') {
         // Nothing to restore: a record the bootloader boots past, naming the running slot.
         const slot = runningSlot(flash, layout);
+        const previous = readHandover(openPartition(flash, layout, 'params'));
         const base = {
           updateType,
           result: 'breakpoint' as const,
@@ -229,6 +231,7 @@ export function createFlashDirPort(dir: string, opts: FlashDirPortOptions = {}):
           activeSlot: slot,
           bootCount: 0,
           confirmed: true,
+          securityCounter: previous?.securityCounter ?? 0,
         };
         const params = openPartition(flash, layout, 'params');
         if (p.firmwareType === 'raw') writeHandover(params, { ...base, firmwareType: 'raw', imageSize: p.packageLength });

@@ -3,6 +3,7 @@ import type { SourceReader } from './source-reader.js';
 import { StreamPatcher, type PatchResult } from './stream-patcher.js';
 import type { PatcherLimits } from './package-format.js';
 import type { Sha256Factory } from './sha256.js';
+import type { TrustPolicy } from './signature.js';
 
 export interface ApplyOptions {
   limits?: PatcherLimits;
@@ -10,6 +11,8 @@ export interface ApplyOptions {
   pieceSize?: number;
   onChunk?: (index: number, total: number) => void;
   sha256?: Sha256Factory;
+  /** Refuse the package unless it is signed by a trusted key (and its security counter is acceptable). */
+  trust?: TrustPolicy;
 }
 
 /**
@@ -32,6 +35,7 @@ export function applyPackage(old: Uint8Array, pkg: Uint8Array, opts: ApplyOption
     sourceLength: old.length,
     sha256: opts.sha256,
     limits: opts.limits,
+    trust: opts.trust,
     onHeader(h) {
       if (h.mode === 'inplace') {
         const grown = new Uint8Array(Math.max(h.oldSize, h.newSize)).fill(0xff);

@@ -26,8 +26,9 @@ const enum Step {
 export type ChunkHeader = Pick<PackageHeader, 'mode' | 'splitSize' | 'oldSize' | 'newSize' | 'lzma'>;
 
 /** RAM the chunk decoder allocates for a package: one chunk buffer + LZMA state + scratch. */
-export function chunkDecoderRamBytes(h: Pick<PackageHeader, 'splitSize' | 'lzma'>): number {
-  return h.splitSize + lzmaDecoderRamBytes(h.lzma) + STAGE_BYTES + RECORD_SCRATCH_BYTES + FIXED_OVERHEAD_BYTES;
+export function chunkDecoderRamBytes(h: Pick<PackageHeader, 'mode' | 'splitSize' | 'lzma'>): number {
+  const codec = h.mode === 'raw' ? 0 : lzmaDecoderRamBytes(h.lzma) + STAGE_BYTES;
+  return h.splitSize + codec + RECORD_SCRATCH_BYTES + FIXED_OVERHEAD_BYTES;
 }
 
 /** Reads `length` bytes of a record starting at `offset` (relative to the record). */
@@ -36,8 +37,9 @@ export type RecordReader = (offset: number, dst: Uint8Array, dstOffset: number, 
 export class ChunkDecoder {
   /** The restored chunk; valid in [0, length) once `complete`. */
   readonly output: Uint8Array;
-  private readonly lzma: LzmaDecoder;
-  private readonly stage = new Uint8Array(STAGE_BYTES);
+  /** null for a `raw` package, whose records are the chunk bytes themselves. */
+  private readonly lzma: LzmaDecoder | null;
+  private readonly stage: Uint8Array;
   private stagePos = 0;
   private stageEnd = 0;
   private readonly scratchIn = new Uint8Array(RECORD_SCRATCH_BYTES);
@@ -61,7 +63,9 @@ export class ChunkDecoder {
     private readonly source: SourceReader,
   ) {
     this.output = new Uint8Array(header.splitSize);
-    this.lzma = new LzmaDecoder(header.lzma);
+    const stored = header.mode === 'raw';
+    this.lzma = stored ? null : new LzmaDecoder(header.lzma);
+    this.stage = new Uint8Array(stored ? 0 : STAGE_BYTES);
   }
 
   get chunkIndex(): number {
@@ -78,7 +82,7 @@ export class ChunkDecoder {
   }
 
   get complete(): boolean {
-    return this.step === Step.Done && this.entry !== null && this.lzma.done;
+    return this.step === Step.Done && this.entry !== null && (this.lzma === null ? this.fed === this.entry.recordLength : this.lzma.done);
   }
 
   /** Starts chunk `index`; its record must then be fed in order, exactly `entry.recordLength` bytes. */
@@ -99,7 +103,7 @@ export class ChunkDecoder {
     this.stagePos = 0;
     this.stageEnd = 0;
     this.fed = 0;
-    this.lzma.reset(entry.rawLength);
+    this.lzma?.reset(entry.rawLength);
   }
 
   /**
@@ -110,6 +114,7 @@ export class ChunkDecoder {
     const entry = this.entry;
     if (entry === null) throw new Error('ChunkDecoder.feed before begin');
     if (this.fed + (end - start) > entry.recordLength) throw new Error('ChunkDecoder.feed past the record');
+    if (this.lzma === null) return this.feedStored(buf, start, end);
     this.fed += end - start;
     try {
       this.lzma.feed(buf, start, end, this.fed === entry.recordLength);
@@ -129,9 +134,25 @@ export class ChunkDecoder {
       return false;
     }
     if (this.lzma.inputConsumed !== entry.recordLength) this.bad('record has trailing bytes after its compressed stream');
+    this.checkCrc(entry);
+    return true;
+  }
+
+  /** A `raw` record is the chunk itself (the chunk table guarantees record length = chunk length). */
+  private feedStored(buf: Uint8Array, start: number, end: number): boolean {
+    const entry = this.entry!;
+    if (entry.recordLength !== this.len) this.bad(`a stored record of ${entry.recordLength} bytes for a ${this.len}-byte chunk`);
+    this.output.set(buf.subarray(start, end), this.fed);
+    this.fed += end - start;
+    if (this.fed < entry.recordLength) return false;
+    this.step = Step.Done;
+    this.checkCrc(entry);
+    return true;
+  }
+
+  private checkCrc(entry: ChunkEntry): void {
     const crc = crc32(this.output.subarray(0, this.len)) >>> 0;
     if (crc !== entry.crc32) throw new PackageError('chunk-crc', `chunk ${this.index}: CRC-32 mismatch (got ${hex(crc)}, expected ${hex(entry.crc32)})`);
-    return true;
   }
 
   /** Random access: restores chunk `index` from a record reader (e.g. the OTA partition on flash). */
@@ -162,7 +183,7 @@ export class ChunkDecoder {
     if (this.stagePos < this.stageEnd) return true;
     const left = this.entry!.rawLength - this.rawRead;
     if (left === 0) this.bad(`command stream ends inside ${what}`);
-    const got = this.lzma.read(this.stage, 0, Math.min(this.stage.length, left));
+    const got = this.lzma!.read(this.stage, 0, Math.min(this.stage.length, left));
     if (got === 0) return false;
     this.rawRead += got;
     this.stagePos = 0;
@@ -189,7 +210,7 @@ export class ChunkDecoder {
 
   private run(): void {
     const out = this.output;
-    const lz = this.lzma;
+    const lz = this.lzma!;
     const rawLength = this.entry!.rawLength;
     for (;;) {
       switch (this.step) {

@@ -11,7 +11,11 @@ export type PackageErrorCode =
   | 'chunk-crc'
   | 'old-image-mismatch'
   | 'new-image-mismatch'
-  | 'trailing-data';
+  | 'trailing-data'
+  | 'payload-mismatch'
+  | 'unsigned'
+  | 'bad-signature'
+  | 'security-counter';
 
 /** Every rejection of an untrusted package goes through this one error type. */
 export class PackageError extends Error {

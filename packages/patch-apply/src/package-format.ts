@@ -3,8 +3,8 @@ import { crc32 } from './crc32.js';
 import { PackageError } from './package-error.js';
 
 export const MAGIC = 0x4441544f; // "OTAD" read as little-endian u32
-export const DIFF_VERSION = 1;
-export const FIXED_HEADER_BYTES = 128;
+export const DIFF_VERSION = 2;
+export const FIXED_HEADER_BYTES = 176;
 export const CHUNK_ENTRY_BYTES = 16;
 export const HEADER_CRC_BYTES = 4;
 /** Split sizes are multiples of this (the common NOR sector size), so every chunk starts on a sector. */
@@ -12,11 +12,32 @@ export const SPLIT_ALIGN = 4096;
 export const MAX_SPLIT_SIZE = 1 << 24;
 export const MIN_DICT_SIZE = 4096;
 export const MAX_DICT_SIZE = 1 << 28;
-/** Largest signature block the format allows (RSA-4096 plus room for a key id and certificate digest). */
-export const MAX_SIGNATURE_BYTES = 4096;
+/** Bytes of the firmware-version field (printable ASCII, NUL-padded). */
+export const FIRMWARE_VERSION_BYTES = 32;
 
-export type PatchMode = 'inplace' | 'ab';
+/** `inplace` and `ab` are deltas (LZMA records); `raw` is the full image (OTA_RAW), stored chunk by chunk. */
+export type PatchMode = 'inplace' | 'ab' | 'raw';
+export const COMPRESSION_STORED = 0;
 export const COMPRESSION_LZMA = 1;
+const MODE_CODES: readonly PatchMode[] = ['inplace', 'ab', 'raw'];
+/** Flag bit: the owner allows this package to go below the device's recorded security counter. */
+export const FLAG_ALLOW_DOWNGRADE = 1;
+
+/** Signature algorithms of the signature block, by `sig_type`. */
+export const SignatureType = {
+  none: 0,
+  ed25519: 1,
+  ecdsaP256: 2,
+  rsa2048: 3,
+} as const;
+export type SignatureAlgorithm = Exclude<keyof typeof SignatureType, 'none'>;
+/** Exact signature block length for each algorithm (ECDSA as raw r||s). */
+export const SIGNATURE_BYTES: Readonly<Record<SignatureAlgorithm, number>> = { ed25519: 64, ecdsaP256: 64, rsa2048: 256 };
+
+export function signatureAlgorithmOf(type: number): SignatureAlgorithm | null {
+  for (const k of Object.keys(SIGNATURE_BYTES) as SignatureAlgorithm[]) if (SignatureType[k] === type) return k;
+  return null;
+}
 
 export interface LzmaParams {
   lc: number;
@@ -25,31 +46,49 @@ export interface LzmaParams {
   dictSize: number;
 }
 
+/** `raw` packages store chunks as they are: no LZMA, no dictionary. */
+export const STORED_PARAMS: LzmaParams = { lc: 0, lp: 0, pb: 0, dictSize: 0 };
+
 export interface ChunkEntry {
-  /** Offset of the record from the end of the header. */
+  /** Offset of the record from the start of the records (after the header and the signature block). */
   recordOffset: number;
   recordLength: number;
-  /** Length of the decompressed command stream. */
+  /** Length of the decompressed command stream (`raw`: the chunk length). */
   rawLength: number;
   /** CRC-32 (IEEE) of the chunk's new bytes. */
   crc32: number;
 }
 
-export interface PackageHeader {
+/** What the owner states about the release; all of it is covered by the signature. */
+export interface ReleaseInfo {
+  /** Firmware version of NEW (printable ASCII, at most 32 bytes; may be empty). */
+  firmwareVersion: string;
+  /** Monotonic anti-rollback counter of NEW. */
+  securityCounter: number;
+  /** The owner allows installing this package below the device's recorded security counter. */
+  allowDowngrade: boolean;
+}
+
+export interface PackageHeader extends ReleaseInfo {
   diffVersion: number;
   mode: PatchMode;
   splitSize: number;
+  /** 0 for `raw`. */
   oldSize: number;
   newSize: number;
+  /** All zero for `raw`. */
   oldSha256: Uint8Array;
   newSha256: Uint8Array;
+  /** `STORED_PARAMS` for `raw`. */
   lzma: LzmaParams;
   signatureType: number;
   signatureLength: number;
   /** Sum of all record lengths. */
   payloadLength: number;
+  /** SHA-256 of the records (the payload), so that the signed header covers every byte the restore reads. */
+  payloadSha256: Uint8Array;
   chunks: ChunkEntry[];
-  /** Bytes from the start of the package to the first record. */
+  /** Bytes of the signed part: fixed header + chunk table + header CRC. */
   headerLength: number;
 }
 
@@ -74,8 +113,13 @@ export function headerLengthFor(chunkCount: number): number {
   return FIXED_HEADER_BYTES + chunkCount * CHUNK_ENTRY_BYTES + HEADER_CRC_BYTES;
 }
 
+/** Offset of record 0 from the start of the package: the signed header, then the signature block. */
+export function recordsOffset(h: Pick<PackageHeader, 'headerLength' | 'signatureLength'>): number {
+  return h.headerLength + h.signatureLength;
+}
+
 /** Total package length the header declares. */
-export function packageLength(h: PackageHeader): number {
+export function packageLength(h: Pick<PackageHeader, 'headerLength' | 'payloadLength' | 'signatureLength'>): number {
   return h.headerLength + h.payloadLength + h.signatureLength;
 }
 
@@ -89,6 +133,7 @@ export function chunkLength(h: Pick<PackageHeader, 'newSize' | 'splitSize'>, ind
  * new[0, i*S) ++ old[i*S, oldSize): the partition as it stands when chunk i is restored.
  */
 export function windowLength(h: Pick<PackageHeader, 'mode' | 'oldSize' | 'splitSize'>, index: number): number {
+  if (h.mode === 'raw') return 0;
   return h.mode === 'ab' ? h.oldSize : Math.max(index * h.splitSize, h.oldSize);
 }
 
@@ -104,29 +149,41 @@ export function propsByte(p: { lc: number; lp: number; pb: number }): number {
   return (p.pb * 5 + p.lp) * 9 + p.lc;
 }
 
-export function encodeHeader(h: Omit<PackageHeader, 'headerLength' | 'diffVersion' | 'payloadLength'>): Uint8Array {
+export type HeaderFields = Omit<PackageHeader, 'headerLength' | 'diffVersion' | 'payloadLength'>;
+
+export function encodeHeader(h: HeaderFields): Uint8Array {
   const count = h.chunks.length;
   const headerLength = headerLengthFor(count);
   const out = new Uint8Array(headerLength);
   const v = new DataView(out.buffer);
   let payload = 0;
   for (const c of h.chunks) payload += c.recordLength;
+  const version = new TextEncoder().encode(h.firmwareVersion);
+  if (!isPrintableAscii(h.firmwareVersion) || version.length > FIRMWARE_VERSION_BYTES)
+    throw new RangeError(`firmware version must be printable ASCII of at most ${FIRMWARE_VERSION_BYTES} bytes`);
+  if (!Number.isInteger(h.securityCounter) || h.securityCounter < 0 || h.securityCounter > 0xffff_ffff)
+    throw new RangeError('security counter must be an integer in [0, 2^32)');
+  const raw = h.mode === 'raw';
   v.setUint32(0, MAGIC, true);
   v.setUint16(4, DIFF_VERSION, true);
-  v.setUint16(6, h.mode === 'ab' ? 1 : 0, true);
+  v.setUint8(6, MODE_CODES.indexOf(h.mode));
+  v.setUint8(7, h.allowDowngrade ? FLAG_ALLOW_DOWNGRADE : 0);
   v.setUint32(8, headerLength, true);
   v.setUint32(12, h.splitSize, true);
   v.setUint32(16, h.oldSize, true);
   v.setUint32(20, h.newSize, true);
   v.setUint32(24, count, true);
-  v.setUint8(28, COMPRESSION_LZMA);
-  v.setUint8(29, propsByte(h.lzma));
-  v.setUint32(32, h.lzma.dictSize, true);
+  v.setUint8(28, raw ? COMPRESSION_STORED : COMPRESSION_LZMA);
+  v.setUint8(29, raw ? 0 : propsByte(h.lzma));
+  v.setUint16(30, h.signatureType, true);
+  v.setUint32(32, raw ? 0 : h.lzma.dictSize, true);
   v.setUint32(36, h.signatureLength, true);
-  v.setUint16(40, h.signatureType, true);
+  v.setUint32(40, h.securityCounter, true);
   out.set(h.oldSha256, 44);
   out.set(h.newSha256, 76);
   v.setUint32(108, payload, true);
+  out.set(h.payloadSha256, 112);
+  out.set(version, 144);
   let off = FIXED_HEADER_BYTES;
   for (const c of h.chunks) {
     v.setUint32(off, c.recordOffset, true);
@@ -137,6 +194,14 @@ export function encodeHeader(h: Omit<PackageHeader, 'headerLength' | 'diffVersio
   }
   v.setUint32(off, crc32(out.subarray(0, off)) >>> 0, true);
   return out;
+}
+
+function isPrintableAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e) return false;
+  }
+  return true;
 }
 
 /** The fixed part of a header, validated against `limits`; the chunk table is not read yet. */
@@ -155,9 +220,11 @@ export function parseFixedHeader(bytes: Uint8Array, limits: PatcherLimits = DEFA
   if (v.getUint32(0, true) !== MAGIC) fail('bad-magic', 'not an otadiff package (bad magic)');
   const diffVersion = v.getUint16(4, true);
   if (diffVersion !== DIFF_VERSION) fail('unsupported-version', `unsupported diff_version ${diffVersion} (this patcher reads ${DIFF_VERSION})`);
-  const flags = v.getUint16(6, true);
-  if (flags > 1) fail('bad-header', `unknown flags 0x${flags.toString(16)}`);
-  const mode: PatchMode = flags === 1 ? 'ab' : 'inplace';
+  const modeCode = v.getUint8(6);
+  if (modeCode >= MODE_CODES.length) fail('bad-header', `unknown mode ${modeCode}`);
+  const mode = MODE_CODES[modeCode];
+  const flags = v.getUint8(7);
+  if ((flags & ~FLAG_ALLOW_DOWNGRADE) !== 0) fail('bad-header', `unknown flags 0x${flags.toString(16)}`);
   const headerLength = v.getUint32(8, true);
   const splitSize = v.getUint32(12, true);
   const oldSize = v.getUint32(16, true);
@@ -165,11 +232,10 @@ export function parseFixedHeader(bytes: Uint8Array, limits: PatcherLimits = DEFA
   const chunkCount = v.getUint32(24, true);
   const compression = v.getUint8(28);
   const props = v.getUint8(29);
-  const reserved30 = v.getUint16(30, true);
+  const signatureType = v.getUint16(30, true);
   const dictSize = v.getUint32(32, true);
   const signatureLength = v.getUint32(36, true);
-  const signatureType = v.getUint16(40, true);
-  const reserved42 = v.getUint16(42, true);
+  const securityCounter = v.getUint32(40, true);
   const payloadLength = v.getUint32(108, true);
 
   if (splitSize < SPLIT_ALIGN || splitSize % SPLIT_ALIGN !== 0 || splitSize > MAX_SPLIT_SIZE)
@@ -180,19 +246,31 @@ export function parseFixedHeader(bytes: Uint8Array, limits: PatcherLimits = DEFA
   if (chunkCount !== chunkCountFor(newSize, splitSize))
     fail('bad-header', `chunk count ${chunkCount} does not match new size ${newSize} / split ${splitSize}`);
   if (headerLength !== headerLengthFor(chunkCount)) fail('bad-header', `header length ${headerLength} does not match ${chunkCount} chunks`);
-  if (compression !== COMPRESSION_LZMA) fail('bad-header', `unknown compression ${compression}`);
-  if (props > 224) fail('bad-header', `invalid LZMA properties byte ${props}`);
-  const lc = props % 9;
-  const lp = Math.floor(props / 9) % 5;
-  const pb = Math.floor(props / 45);
-  if (lc + lp > 4) fail('bad-header', `LZMA lc+lp = ${lc + lp} exceeds 4`);
-  if (dictSize < MIN_DICT_SIZE || dictSize > MAX_DICT_SIZE) fail('bad-header', `LZMA dictionary size ${dictSize} is out of range`);
-  if (dictSize > limits.maxDictSize)
-    fail('limit-exceeded', `package needs a ${dictSize}-byte LZMA dictionary; this device allows ${limits.maxDictSize}`);
-  if (reserved30 !== 0 || reserved42 !== 0) fail('bad-header', 'reserved header fields are not zero');
-  for (let i = 112; i < FIXED_HEADER_BYTES; i++) if (bytes[i] !== 0) fail('bad-header', 'reserved header bytes are not zero');
-  if (signatureLength > MAX_SIGNATURE_BYTES) fail('bad-header', `signature block of ${signatureLength} bytes exceeds ${MAX_SIGNATURE_BYTES}`);
-  if ((signatureType === 0) !== (signatureLength === 0)) fail('bad-header', 'signature type and length disagree');
+  let lzma: LzmaParams;
+  if (mode === 'raw') {
+    if (compression !== COMPRESSION_STORED || props !== 0 || dictSize !== 0) fail('bad-header', 'a raw package must be stored (no compression, no dictionary)');
+    if (oldSize !== 0) fail('bad-header', 'a raw package has no old image');
+    for (let i = 44; i < 76; i++) if (bytes[i] !== 0) fail('bad-header', 'a raw package has no old-image SHA-256');
+    if (payloadLength !== newSize) fail('bad-header', `a raw package stores ${newSize} bytes, not ${payloadLength}`);
+    lzma = STORED_PARAMS;
+  } else {
+    if (compression !== COMPRESSION_LZMA) fail('bad-header', `unknown compression ${compression}`);
+    if (props > 224) fail('bad-header', `invalid LZMA properties byte ${props}`);
+    const lc = props % 9;
+    const lp = Math.floor(props / 9) % 5;
+    const pb = Math.floor(props / 45);
+    if (lc + lp > 4) fail('bad-header', `LZMA lc+lp = ${lc + lp} exceeds 4`);
+    if (dictSize < MIN_DICT_SIZE || dictSize > MAX_DICT_SIZE) fail('bad-header', `LZMA dictionary size ${dictSize} is out of range`);
+    if (dictSize > limits.maxDictSize)
+      fail('limit-exceeded', `package needs a ${dictSize}-byte LZMA dictionary; this device allows ${limits.maxDictSize}`);
+    lzma = { lc, lp, pb, dictSize };
+  }
+  if (signatureType !== SignatureType.none) {
+    const alg = signatureAlgorithmOf(signatureType);
+    if (alg === null) fail('bad-header', `unknown signature type ${signatureType}`);
+    if (signatureLength !== SIGNATURE_BYTES[alg]) fail('bad-header', `a ${alg} signature is ${SIGNATURE_BYTES[alg]} bytes, not ${signatureLength}`);
+  } else if (signatureLength !== 0) fail('bad-header', 'signature type and length disagree');
+  const firmwareVersion = decodeVersion(bytes.subarray(144, 144 + FIRMWARE_VERSION_BYTES));
   return {
     diffVersion,
     mode,
@@ -201,13 +279,30 @@ export function parseFixedHeader(bytes: Uint8Array, limits: PatcherLimits = DEFA
     newSize,
     oldSha256: bytes.slice(44, 76),
     newSha256: bytes.slice(76, 108),
-    lzma: { lc, lp, pb, dictSize },
+    lzma,
     signatureType,
     signatureLength,
     payloadLength,
+    payloadSha256: bytes.slice(112, 144),
+    firmwareVersion,
+    securityCounter,
+    allowDowngrade: (flags & FLAG_ALLOW_DOWNGRADE) !== 0,
     headerLength,
     chunkCount,
   };
+}
+
+/** Printable ASCII, then only NUL padding: one spelling per version string. */
+function decodeVersion(field: Uint8Array): string {
+  let end = field.indexOf(0);
+  if (end < 0) end = field.length;
+  for (let i = end; i < field.length; i++) if (field[i] !== 0) fail('bad-header', 'firmware version has bytes after its NUL padding');
+  let s = '';
+  for (let i = 0; i < end; i++) {
+    if (field[i] < 0x20 || field[i] > 0x7e) fail('bad-header', 'firmware version is not printable ASCII');
+    s += String.fromCharCode(field[i]);
+  }
+  return s;
 }
 
 /**
@@ -234,6 +329,8 @@ export function parseChunkTable(fixed: FixedHeader, table: Uint8Array, fixedByte
     if (recordOffset !== expectedOffset) fail('bad-chunk-table', `chunk ${i}: record offset ${recordOffset}, expected ${expectedOffset}`);
     if (recordLength === 0) fail('bad-chunk-table', `chunk ${i}: empty record`);
     const len = chunkLength(fixed, i);
+    if (fixed.mode === 'raw' && (recordLength !== len || rawLength !== len))
+      fail('bad-chunk-table', `chunk ${i}: a stored chunk of ${len} bytes has a ${recordLength}-byte record`);
     if (rawLength === 0 || rawLength > maxRawLength(len))
       fail('bad-chunk-table', `chunk ${i}: command stream length ${rawLength} is impossible for a ${len}-byte chunk`);
     expectedOffset += recordLength;

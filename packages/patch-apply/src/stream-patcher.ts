@@ -2,10 +2,8 @@
 import { ChunkDecoder, chunkDecoderRamBytes } from './chunk-decoder.js';
 import { PackageError } from './package-error.js';
 import {
-  CHUNK_ENTRY_BYTES,
   DEFAULT_LIMITS,
   FIXED_HEADER_BYTES,
-  HEADER_CRC_BYTES,
   packageLength,
   parseChunkTable,
   parseFixedHeader,
@@ -14,6 +12,7 @@ import {
   type PatcherLimits,
 } from './package-format.js';
 import { pureSha256, type Sha256, type Sha256Factory } from './sha256.js';
+import { checkTrust, type TrustPolicy } from './signature.js';
 import type { SourceReader } from './source-reader.js';
 
 /** Receives each restored chunk, in ascending order; `bytes` is only valid during the call. */
@@ -29,19 +28,26 @@ export interface StreamPatcherOptions {
   verifyOld?: boolean;
   /** SHA-256 implementation (default: pure TypeScript). */
   sha256?: Sha256Factory;
-  /** Called once the header and chunk table are validated, before anything is produced. */
+  /**
+   * Require a signature by one of these keys (and an acceptable security counter) before anything is
+   * produced. Without it the signature block is read but not judged.
+   */
+  trust?: TrustPolicy;
+  /** Called once the header, chunk table and signature are validated, before anything is produced. */
   onHeader?: (header: PackageHeader) => void;
 }
 
 export interface PatchResult {
   header: PackageHeader;
-  /** The package's signature block (empty when it has none); checked by the OTA layer. */
+  /** The package's signature block (empty when it has none). */
   signature: Uint8Array;
+  /** The signature was checked against the caller's trust policy. */
+  verified: boolean;
 }
 
 const OLD_HASH_BLOCK = 4096;
 
-type Phase = 'fixed' | 'table' | 'records' | 'signature' | 'done';
+type Phase = 'fixed' | 'table' | 'signature' | 'records' | 'done';
 
 export function digestEquals(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
@@ -66,18 +72,21 @@ export class StreamPatcher {
   private readonly limits: PatcherLimits;
   private readonly fixedBuf = new Uint8Array(FIXED_HEADER_BYTES);
   private fixed: FixedHeader | null = null;
-  private tableBuf: Uint8Array | null = null;
+  /** The whole signed header (fixed part, chunk table, CRC), kept until the signature is checked. */
+  private headBuf: Uint8Array | null = null;
   private filled = 0;
   private hdr: PackageHeader | null = null;
   private decoder: ChunkDecoder | null = null;
   private chunk = 0;
   private readonly newHash: Sha256;
+  private readonly payloadHash: Sha256;
   private signature = new Uint8Array(0);
   private received = 0;
 
   constructor(private readonly opts: StreamPatcherOptions) {
     this.limits = opts.limits ?? DEFAULT_LIMITS;
     this.newHash = (opts.sha256 ?? pureSha256)();
+    this.payloadHash = (opts.sha256 ?? pureSha256)();
   }
 
   /** The header, once it has been read and validated. */
@@ -106,23 +115,24 @@ export class StreamPatcher {
           pos += n;
           if (this.filled === FIXED_HEADER_BYTES) {
             this.fixed = parseFixedHeader(this.fixedBuf, this.limits);
-            this.tableBuf = new Uint8Array(this.fixed.chunkCount * CHUNK_ENTRY_BYTES + HEADER_CRC_BYTES);
-            this.filled = 0;
+            this.headBuf = new Uint8Array(this.fixed.headerLength);
+            this.headBuf.set(this.fixedBuf);
             this.phase = 'table';
           }
           break;
         }
         case 'table': {
-          const table = this.tableBuf!;
-          const n = Math.min(table.length - this.filled, piece.length - pos);
-          table.set(piece.subarray(pos, pos + n), this.filled);
+          const head = this.headBuf!;
+          const n = Math.min(head.length - this.filled, piece.length - pos);
+          head.set(piece.subarray(pos, pos + n), this.filled);
           this.filled += n;
           pos += n;
-          if (this.filled === table.length) this.startRecords();
+          if (this.filled === head.length) this.readTable();
           break;
         }
         case 'records': {
           const n = Math.min(this.decoder!.recordRemaining, piece.length - pos);
+          this.payloadHash.update(piece.subarray(pos, pos + n));
           const done = this.decoder!.feed(piece, pos, pos + n);
           pos += n;
           if (done) this.finishChunk();
@@ -133,7 +143,7 @@ export class StreamPatcher {
           this.signature.set(piece.subarray(pos, pos + n), this.filled);
           this.filled += n;
           pos += n;
-          if (this.filled === this.signature.length) this.phase = 'done';
+          if (this.filled === this.signature.length) this.startRecords();
           break;
         }
         case 'done':
@@ -150,25 +160,36 @@ export class StreamPatcher {
       throw new PackageError('truncated', `package is truncated after ${this.received} bytes${expected !== null ? ` of ${expected}` : ''}`);
     }
     const h = this.hdr!;
+    if (!digestEquals(this.payloadHash.digest(), h.payloadSha256))
+      throw new PackageError('payload-mismatch', 'the records do not match the payload SHA-256 of the header');
     if (!digestEquals(this.newHash.digest(), h.newSha256))
       throw new PackageError('new-image-mismatch', 'restored image does not match the package\'s new-image SHA-256');
-    return { header: h, signature: this.signature };
+    return { header: h, signature: this.signature, verified: this.opts.trust !== undefined };
+  }
+
+  private readTable(): void {
+    const head = this.headBuf!;
+    this.hdr = parseChunkTable(this.fixed!, head.subarray(FIXED_HEADER_BYTES), head);
+    this.signature = new Uint8Array(this.hdr.signatureLength);
+    this.filled = 0;
+    if (this.signature.length > 0) this.phase = 'signature';
+    else this.startRecords();
   }
 
   private startRecords(): void {
-    const h = parseChunkTable(this.fixed!, this.tableBuf!, this.fixedBuf);
-    this.hdr = h;
+    const h = this.hdr!;
+    const trust = this.opts.trust;
+    if (trust !== undefined) checkTrust(h, this.headBuf!, this.signature, trust);
+    this.headBuf = null;
     if (this.opts.sourceLength !== undefined && h.oldSize > this.opts.sourceLength)
       throw new PackageError('old-image-mismatch', `the package expects a ${h.oldSize}-byte old image; this one has ${this.opts.sourceLength} bytes`);
-    if (this.opts.verifyOld !== false) {
+    if (this.opts.verifyOld !== false && h.mode !== 'raw') {
       const got = hashSource(this.opts.source, h.oldSize, this.opts.sha256);
       if (!digestEquals(got, h.oldSha256))
         throw new PackageError('old-image-mismatch', 'the old image does not match the package (SHA-256 differs): wrong base version?');
     }
     this.opts.onHeader?.(h);
     this.decoder = new ChunkDecoder(h, this.opts.source);
-    this.signature = new Uint8Array(h.signatureLength);
-    this.filled = 0;
     this.chunk = 0;
     this.advanceChunk();
   }
@@ -179,7 +200,7 @@ export class StreamPatcher {
       this.decoder!.begin(this.chunk, h.chunks[this.chunk]);
       this.phase = 'records';
     } else {
-      this.phase = h.signatureLength > 0 ? 'signature' : 'done';
+      this.phase = 'done';
     }
   }
 
@@ -195,5 +216,5 @@ export class StreamPatcher {
 
 /** What a StreamPatcher allocates for a package: chunk decoder + header buffers + old-hash block. */
 export function streamPatcherRamBytes(h: PackageHeader): number {
-  return chunkDecoderRamBytes(h) + FIXED_HEADER_BYTES + h.chunks.length * CHUNK_ENTRY_BYTES + HEADER_CRC_BYTES + OLD_HASH_BLOCK + h.signatureLength;
+  return chunkDecoderRamBytes(h) + FIXED_HEADER_BYTES + h.headerLength + OLD_HASH_BLOCK + h.signatureLength;
 }

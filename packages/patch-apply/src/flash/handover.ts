@@ -25,7 +25,7 @@
  *    32     4  diffVersion    (diff; 0 for raw)
  *    36     4  imageSize      (raw; 0 for diff)
  *    40    32  SHA-256 of the package
- *    72     4  reserved, 0
+ *    72     4  securityCounter: the highest security counter confirmed on this device
  *    76     4  CRC-32 of bytes 0..75
  * Enum codes avoid 0x00 and 0xFF so a zeroed or erased field is never a valid value.
  * The encoding is canonical: unused fields must be zero, so decode(encode(r)) == r and
@@ -61,6 +61,11 @@ interface HandoverBase {
   readonly bootCount: number;
   /** The running image has confirmed itself healthy. */
   readonly confirmed: boolean;
+  /**
+   * Anti-rollback: the highest package security counter confirmed on this device. Every write carries
+   * it forward; a confirmation raises it to the confirmed package's counter.
+   */
+  readonly securityCounter: number;
 }
 
 /** The package is the full image. */
@@ -134,6 +139,7 @@ function checkRecord(r: Handover): void {
   u32(r.seq, 'seq');
   u32(r.packageOffset, 'packageOffset');
   u32(r.packageLength, 'packageLength');
+  u32(r.securityCounter, 'securityCounter');
   if (r.packageOffset + r.packageLength > 0xffffffff) throw new HandoverError('package extends past 4 GiB');
   if (!Number.isInteger(r.bootCount) || r.bootCount < 0 || r.bootCount > 255) {
     throw new HandoverError(`bootCount: not a u8: ${r.bootCount}`);
@@ -178,6 +184,7 @@ export function encodeHandover(r: Handover): Uint8Array {
     dv.setUint32(36, r.imageSize, true);
   }
   out.set(r.packageSha256, SHA_OFFSET);
+  dv.setUint32(72, r.securityCounter, true);
   dv.setUint32(CRC_OFFSET, crc32(out.subarray(0, CRC_OFFSET)), true);
   return out;
 }
@@ -199,7 +206,6 @@ export function decodeHandover(bytes: Uint8Array): Handover {
   if (version !== HANDOVER_VERSION) throw new HandoverError(`unsupported version ${version}`);
   const size = dv.getUint16(6, true);
   if (size !== HANDOVER_SIZE) throw new HandoverError(`record size field ${size}, expected ${HANDOVER_SIZE}`);
-  if (dv.getUint32(72, true) !== 0) throw new HandoverError('reserved field is not zero');
 
   const base = {
     seq: dv.getUint32(8, true),
@@ -213,6 +219,7 @@ export function decodeHandover(bytes: Uint8Array): Handover {
     packageOffset: dv.getUint32(20, true),
     packageLength: dv.getUint32(24, true),
     packageSha256: bytes.slice(SHA_OFFSET, SHA_OFFSET + 32),
+    securityCounter: dv.getUint32(72, true),
   };
   const splitSize = dv.getUint32(28, true);
   const diffVersion = dv.getUint32(32, true);

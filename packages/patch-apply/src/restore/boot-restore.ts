@@ -18,9 +18,11 @@ import {
   packageLength,
   parseChunkTable,
   parseFixedHeader,
+  recordsOffset,
   type PackageHeader,
   type PatcherLimits,
 } from '../package-format.js';
+import { checkSecurityCounter, checkTrust, type TrustedKey } from '../signature.js';
 import { digestEquals } from '../stream-patcher.js';
 import type { Flash } from '../flash/flash.js';
 import { readHandover, checkHandoverFits, type Handover, type Slot } from '../flash/handover.js';
@@ -40,6 +42,8 @@ export const FailCode = {
   newImage: 5,
   backup: 6,
   rolledBack: 7,
+  signature: 8,
+  securityCounter: 9,
 } as const;
 export type FailReason = keyof typeof FailCode;
 const reasonOf = (aux: number): FailReason =>
@@ -60,6 +64,11 @@ export interface BootOptions {
   flash: Flash;
   layout: PartitionLayout;
   limits?: PatcherLimits;
+  /**
+   * Keys the bootloader trusts. When given, a package must be signed by one of them, or nothing is
+   * touched. The security counter is checked against the hand-over's recorded one either way.
+   */
+  trustedKeys?: readonly TrustedKey[];
   maxBootAttempts?: number;
   onProgress?: (event: { chunk: number; chunks: number }) => void;
 }
@@ -73,9 +82,9 @@ class RestoreFailure extends Error {
   }
 }
 
-/** RAM the restore needs for a package: the chunk decoder + an I/O block + the chunk table. */
+/** RAM the restore needs for a package: the chunk decoder + an I/O block + the signed header and signature. */
 export function restoreRamBytes(h: PackageHeader): number {
-  return chunkDecoderRamBytes(h) + IO_BLOCK + FIXED_HEADER_BYTES + h.chunks.length * 16 + 4;
+  return chunkDecoderRamBytes(h) + IO_BLOCK + FIXED_HEADER_BYTES + h.headerLength + h.signatureLength;
 }
 
 function slotView(flash: Flash, layout: PartitionLayout, slot: Slot): PartitionView {
@@ -159,6 +168,11 @@ class Restore {
   // ---- checks before anything is destroyed -------------------------------------------------
 
   private readPackageHeader(): PackageHeader {
+    return this.readPackage().header;
+  }
+
+  /** The package's signed header and signature block, validated against the hand-over. */
+  private readPackage(): { header: PackageHeader; signed: Uint8Array; signature: Uint8Array } {
     const h = this.h;
     const limits = this.opts.limits ?? DEFAULT_LIMITS;
     try {
@@ -166,13 +180,15 @@ class Restore {
       if (h.packageLength < FIXED_HEADER_BYTES) throw new PackageError('truncated', 'package shorter than a header');
       this.ota.read(h.packageOffset, fixedBytes);
       const fixed = parseFixedHeader(fixedBytes, limits);
-      if (fixed.headerLength > h.packageLength) throw new PackageError('truncated', 'package shorter than its header');
-      const table = new Uint8Array(fixed.headerLength - FIXED_HEADER_BYTES);
-      this.ota.read(h.packageOffset + FIXED_HEADER_BYTES, table);
-      const header = parseChunkTable(fixed, table, fixedBytes);
+      if (fixed.headerLength + fixed.signatureLength > h.packageLength) throw new PackageError('truncated', 'package shorter than its header');
+      const signed = new Uint8Array(fixed.headerLength);
+      this.ota.read(h.packageOffset, signed);
+      const header = parseChunkTable(fixed, signed.subarray(FIXED_HEADER_BYTES), signed);
       if (packageLength(header) !== h.packageLength)
         throw new PackageError('bad-header', `package declares ${packageLength(header)} bytes, the hand-over ${h.packageLength}`);
-      return header;
+      const signature = new Uint8Array(header.signatureLength);
+      this.ota.read(h.packageOffset + header.headerLength, signature);
+      return { header, signed, signature };
     } catch (err) {
       if (err instanceof PackageError) throw new RestoreFailure('badPackage', err.message);
       throw err;
@@ -199,9 +215,24 @@ class Restore {
     }
     if (!digestEquals(this.hashOf(this.ota, h.packageOffset, h.packageLength), h.packageSha256))
       throw new RestoreFailure('packageHash', 'the package in the OTA partition does not match the hand-over SHA-256');
-    if (h.firmwareType === 'raw') return;
-    const p = this.readPackageHeader();
+    const { header: p, signed, signature } = this.readPackage();
+    // The signed header names the payload's SHA-256: one signature covers every byte the restore reads.
+    try {
+      if (this.opts.trustedKeys !== undefined) checkTrust(p, signed, signature, { keys: this.opts.trustedKeys, securityCounter: h.securityCounter });
+      else checkSecurityCounter(p, h.securityCounter);
+    } catch (err) {
+      if (!(err instanceof PackageError)) throw err;
+      throw new RestoreFailure(err.code === 'security-counter' ? 'securityCounter' : 'signature', err.message);
+    }
+    if (!digestEquals(this.hashOf(this.ota, h.packageOffset + recordsOffset(p), p.payloadLength), p.payloadSha256))
+      throw new RestoreFailure('badPackage', 'the package records do not match the payload SHA-256 of its header');
     const target = slotView(flash, layout, h.targetSlot);
+    if (h.firmwareType === 'raw') {
+      if (p.mode !== 'raw') throw new RestoreFailure('badPackage', `an OTA_RAW hand-over names a ${p.mode} package`);
+      if (p.newSize !== h.imageSize) throw new RestoreFailure('badPackage', `the package holds ${p.newSize} bytes, the hand-over says ${h.imageSize}`);
+      if (p.newSize > target.geometry.size) throw new RestoreFailure('layout', `the image does not fit slot ${h.targetSlot}`);
+      return;
+    }
     const ss = layout.flash.sectorSize;
     const inplace = h.targetSlot === h.activeSlot;
     if (p.mode !== (inplace ? 'inplace' : 'ab'))
@@ -229,7 +260,7 @@ class Restore {
     const target = slotView(flash, layout, h.targetSlot);
     const backup = openPartition(flash, layout, 'backup');
     const decoder = new ChunkDecoder(p, { read: (off, dst, dstOff, len) => source.read(off, dst, dstOff, len) });
-    const recordsAt = h.packageOffset + p.headerLength;
+    const recordsAt = h.packageOffset + recordsOffset(p);
     const S = p.splitSize;
     // The journal is flash contents too: a chunk index it names must exist in this package.
     if (e.state !== 'verified' && e.chunk >= p.chunks.length) throw new RestoreFailure('backup', `the journal names chunk ${e.chunk} of ${p.chunks.length}`);
@@ -287,10 +318,12 @@ class Restore {
     return true;
   }
 
-  /** OTA_RAW: the package is the image; copy it unit by unit (the OTA partition stays intact). */
+  /** OTA_RAW: the package's records are the image; copy them unit by unit (the OTA partition stays intact). */
   private copyRaw(e: JournalEntry): void {
     const h = this.h;
     if (h.firmwareType !== 'raw') return;
+    const p = this.readPackageHeader();
+    const imageAt = h.packageOffset + recordsOffset(p);
     const target = slotView(this.opts.flash, this.opts.layout, h.targetSlot);
     const unit = this.opts.layout.backup.size;
     const units = Math.ceil(h.imageSize / unit);
@@ -300,13 +333,13 @@ class Restore {
       this.eraseRegion(target, start, len);
       for (let off = 0; off < len; off += IO_BLOCK) {
         const n = Math.min(IO_BLOCK, len - off);
-        this.ota.read(h.packageOffset + start + off, this.block, 0, n);
+        this.ota.read(imageAt + start + off, this.block, 0, n);
         this.program(target, start + off, this.block.subarray(0, n));
       }
       this.log('chunk-done', i, 0);
       this.opts.onProgress?.({ chunk: i + 1, chunks: units });
     }
-    if (!digestEquals(this.hashOf(target, 0, h.imageSize), h.packageSha256))
+    if (!digestEquals(this.hashOf(target, 0, h.imageSize), p.newSha256))
       throw new RestoreFailure('newImage', `slot ${h.targetSlot} does not match the image's SHA-256 after the copy`);
   }
 

@@ -4,7 +4,10 @@ import { sha256 } from '@noble/hashes/sha2.js';
 import { eraseRange, type Flash } from '../flash/flash.js';
 import { readHandover, writeHandover, type Handover, type Slot, type UpdateType } from '../flash/handover.js';
 import { openPartition, type PartitionLayout } from '../flash/partition-layout.js';
-import { parseHeader } from '../package-format.js';
+import { FIXED_HEADER_BYTES, parseFixedHeader, parseHeader } from '../package-format.js';
+import { readBytes } from '../flash/flash.js';
+import { PackageError } from '../package-error.js';
+import { digestEquals } from '../stream-patcher.js';
 
 export interface StageOptions {
   firmwareType?: 'diff' | 'raw';
@@ -35,7 +38,9 @@ export function stageUpdate(flash: Flash, layout: PartitionLayout, pkg: Uint8Arr
  * package (or at least its header) for a diff, to take the mode, split size and diff_version from.
  */
 export function setBoot(flash: Flash, layout: PartitionLayout, length: number, digest: Uint8Array, head: Uint8Array, opts: StageOptions = {}): Handover {
-  const active = runningSlot(flash, layout);
+  const params = openPartition(flash, layout, 'params');
+  const previous = readHandover(params);
+  const active = previous?.confirmed ? previous.activeSlot : (previous?.activeSlot ?? 'A');
   const other: Slot = active === 'A' ? 'B' : 'A';
   const base = {
     updateType: opts.updateType ?? 'app',
@@ -47,22 +52,51 @@ export function setBoot(flash: Flash, layout: PartitionLayout, length: number, d
     activeSlot: active,
     bootCount: 0,
     confirmed: false,
+    securityCounter: previous?.securityCounter ?? 0,
   };
-  const params = openPartition(flash, layout, 'params');
-  if ((opts.firmwareType ?? 'diff') === 'raw') {
-    const targetSlot = layout.appB !== undefined ? other : active;
-    return writeHandover(params, { ...base, firmwareType: 'raw', imageSize: length, targetSlot });
-  }
   const h = parseHeader(head);
+  if ((opts.firmwareType ?? 'diff') === 'raw') {
+    if (h.mode !== 'raw') throw new RangeError(`an OTA_RAW update needs a raw package, not ${h.mode}`);
+    const targetSlot = layout.appB !== undefined ? other : active;
+    return writeHandover(params, { ...base, firmwareType: 'raw', imageSize: h.newSize, targetSlot });
+  }
+  if (h.mode === 'raw') throw new RangeError('a raw package is an OTA_RAW update, not a diff');
   const targetSlot = h.mode === 'ab' ? other : active;
   return writeHandover(params, { ...base, firmwareType: 'diff', splitSize: h.splitSize, diffVersion: h.diffVersion, targetSlot });
 }
 
-/** The application confirms that `slot` booted well: it becomes the confirmed active slot. */
+/**
+ * The application confirms that `slot` booted well: it becomes the confirmed active slot. Confirming
+ * the update's new image raises the recorded security counter to the package's.
+ */
 export function confirmBoot(flash: Flash, layout: PartitionLayout, slot: Slot): Handover | null {
   const params = openPartition(flash, layout, 'params');
   const h = readHandover(params);
   if (h === null || (h.confirmed && h.activeSlot === slot)) return h;
   const { seq: _seq, ...rest } = h;
-  return writeHandover(params, { ...rest, activeSlot: slot, confirmed: true });
+  const counter = slot === h.targetSlot && h.result === 'finish' ? packageCounter(flash, layout, h) : 0;
+  return writeHandover(params, { ...rest, activeSlot: slot, confirmed: true, securityCounter: Math.max(h.securityCounter, counter) });
+}
+
+/**
+ * The security counter of the hand-over's package, still in the OTA partition: the package the
+ * bootloader verified, as long as its bytes still hash to the hand-over's SHA-256 (0 otherwise).
+ */
+function packageCounter(flash: Flash, layout: PartitionLayout, h: Handover): number {
+  const ota = openPartition(flash, layout, 'ota');
+  if (h.packageLength < FIXED_HEADER_BYTES || h.packageOffset + h.packageLength > ota.geometry.size) return 0;
+  const hash = sha256.create();
+  const block = new Uint8Array(4096);
+  for (let off = 0; off < h.packageLength; off += block.length) {
+    const n = Math.min(block.length, h.packageLength - off);
+    ota.read(h.packageOffset + off, block, 0, n);
+    hash.update(block.subarray(0, n));
+  }
+  if (!digestEquals(hash.digest(), h.packageSha256)) return 0;
+  try {
+    return parseFixedHeader(readBytes(ota, h.packageOffset, FIXED_HEADER_BYTES)).securityCounter;
+  } catch (e) {
+    if (e instanceof PackageError) return 0;
+    throw e;
+  }
 }
