@@ -8,6 +8,9 @@ import { generatePackage } from '../../diff-gen/src/generate.js';
 import { applyPackage } from '../src/apply-package.js';
 import { PackageError, type PackageErrorCode } from '../src/package-error.js';
 import { CHUNK_ENTRY_BYTES, FIXED_HEADER_BYTES, parseHeader, type PatchMode } from '../src/package-format.js';
+import type { TrustPolicy } from '../src/signature.js';
+import type { KeyObject } from 'node:crypto';
+import { generateKeyPair, loadPrivateKey, trustedKeyOf } from '../../diff-gen/src/sign-package.js';
 import { HangWatchdog } from './fuzz-watchdog.js';
 
 const RUNS = Number(process.env.OTADIFF_FUZZ_RUNS ?? 300);
@@ -30,6 +33,10 @@ const CODES: readonly PackageErrorCode[] = [
   'old-image-mismatch',
   'new-image-mismatch',
   'trailing-data',
+  'payload-mismatch',
+  'unsigned',
+  'bad-signature',
+  'security-counter',
 ];
 
 interface Base {
@@ -39,6 +46,8 @@ interface Base {
   pkg: Uint8Array;
   headerLength: number;
   chunkCount: number;
+  /** Signed bases are applied with a trust policy, so mutations meet the signature check too. */
+  trust?: TrustPolicy;
 }
 
 /** mulberry32: a small deterministic generator for the base images. */
@@ -88,9 +97,10 @@ function edited(rand: () => number, old: Uint8Array): Uint8Array {
   return out;
 }
 
-async function makeBase(name: string, old: Uint8Array, neu: Uint8Array, mode: PatchMode): Promise<Base> {
-  const { package: pkg, header } = await generatePackage(old, neu, { mode, splitSize: 4096, dictSize: 4096 });
-  return { name, old, neu, pkg, headerLength: header.headerLength, chunkCount: header.chunks.length };
+async function makeBase(name: string, old: Uint8Array, neu: Uint8Array, mode: Exclude<PatchMode, 'raw'>, signingKey?: KeyObject): Promise<Base> {
+  const { package: pkg, header } = await generatePackage(old, neu, { mode, splitSize: 4096, dictSize: 4096, signingKey, securityCounter: 2 });
+  const trust = signingKey === undefined ? undefined : { keys: [trustedKeyOf(signingKey)], securityCounter: 2 };
+  return { name, old, neu, pkg, headerLength: header.headerLength, chunkCount: header.chunks.length, trust };
 }
 
 // ---- mutations ----
@@ -111,8 +121,8 @@ type Mutation =
 
 /** [offset, size] of every header field a mutation may target; chunk fields are relative to the entry. */
 const FIXED_FIELDS: [number, number][] = [
-  [0, 4], [4, 2], [6, 2], [8, 4], [12, 4], [16, 4], [20, 4], [24, 4], [28, 1], [29, 1], [30, 2], [32, 4],
-  [36, 4], [40, 2], [42, 2], [44, 1], [76, 1], [108, 4], [112, 4],
+  [0, 4], [4, 2], [6, 1], [7, 1], [8, 4], [12, 4], [16, 4], [20, 4], [24, 4], [28, 1], [29, 1], [30, 2], [32, 4],
+  [36, 4], [40, 4], [44, 1], [76, 1], [108, 4], [112, 1], [144, 1], [160, 1],
 ];
 const CHUNK_FIELDS: [number, number][] = [[0, 4], [4, 4], [8, 4], [12, 4]];
 
@@ -218,7 +228,7 @@ function check(b: Base, pkg: Uint8Array, pieceSize: number, watchdog: HangWatchd
   const t0 = performance.now();
   let outcome: Outcome;
   try {
-    const { image } = watchdog.guard(pkg, () => applyPackage(b.old, pkg, { pieceSize }));
+    const { image } = watchdog.guard(pkg, () => applyPackage(b.old, pkg, { pieceSize, trust: b.trust }));
     if (!equal(image, b.neu)) throw new Error(`${b.name}: apply returned ${image.length} bytes that are not NEW`);
     outcome = { ok: true };
   } catch (e) {
@@ -248,6 +258,8 @@ describe('package fuzz', () => {
     // inplace with a short tail chunk and late chunks that copy from restored NEW bytes.
     const headC = edited(rand, oldC);
     bases.push(await makeBase('inplace-tail', oldC, concat(headC, headC.subarray(100, 1400)), 'inplace'));
+    const key = loadPrivateKey(generateKeyPair('ed25519').privateKey);
+    bases.push(await makeBase('inplace-signed', oldC, concat(headC, headC.subarray(100, 1400)), 'inplace', key));
     watchdog = new HangWatchdog('fuzz-package', HANG_MS, Math.max(...bases.map((b) => b.pkg.length)) + 64 * 64);
   });
 
@@ -327,7 +339,7 @@ describe('package fuzz', () => {
         { seed: SEED, numRuns: RUNS },
       );
       // The mutations must reach past the header checks into the records, not only bounce off the CRC.
-      if (RUNS >= 300) for (const code of ['bad-header', 'header-checksum', 'bad-chunk-table', 'bad-record', 'truncated']) expect(seen.get(code) ?? 0, `${code} in ${JSON.stringify([...seen])}`).toBeGreaterThan(0);
+      if (RUNS >= 300) for (const code of ['bad-header', 'header-checksum', 'bad-chunk-table', 'bad-record', 'truncated', 'bad-signature']) expect(seen.get(code) ?? 0, `${code} in ${JSON.stringify([...seen])}`).toBeGreaterThan(0);
     },
     Math.max(60_000, RUNS * 50),
   );

@@ -30,6 +30,10 @@ function sampleHeader(newSize = 3 * 4096 + 100, split = 4096): Omit<PackageHeade
     lzma: { lc: 3, lp: 0, pb: 2, dictSize: 16384 },
     signatureType: 0,
     signatureLength: 0,
+    payloadSha256: new Uint8Array(32).fill(3),
+    firmwareVersion: 'v1',
+    securityCounter: 7,
+    allowDowngrade: false,
     chunks,
   };
 }
@@ -64,11 +68,25 @@ describe('package header codec', () => {
           lc: fc.integer({ min: 0, max: 4 }),
           pb: fc.integer({ min: 0, max: 4 }),
           dict: fc.integer({ min: 4096, max: 1 << 22 }),
+          version: fc.string({ unit: fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c)), maxLength: 32 }),
+          counter: fc.integer({ min: 0, max: 0xffffffff }),
+          allowDowngrade: fc.boolean(),
+          sig: fc.constantFrom([0, 0], [1, 64], [2, 64], [3, 256]),
         }),
         (r) => {
           const split = r.splitK * 4096;
           const base = sampleHeader(r.newSize, split);
-          const h = { ...base, mode: r.mode, oldSize: r.oldSize, lzma: { lc: r.lc, lp: 4 - r.lc, pb: r.pb, dictSize: r.dict } };
+          const h = {
+            ...base,
+            mode: r.mode,
+            oldSize: r.oldSize,
+            lzma: { lc: r.lc, lp: 4 - r.lc, pb: r.pb, dictSize: r.dict },
+            firmwareVersion: r.version,
+            securityCounter: r.counter,
+            allowDowngrade: r.allowDowngrade,
+            signatureType: r.sig[0],
+            signatureLength: r.sig[1],
+          };
           const bytes = encodeHeader(h);
           expect(bytes.length).toBe(headerLengthFor(h.chunks.length));
           const back = parseHeader(bytes, { ...DEFAULT_LIMITS, maxDictSize: 1 << 22 });
@@ -80,6 +98,9 @@ describe('package header codec', () => {
           expect(back.chunks).toEqual(h.chunks);
           expect(back.payloadLength).toBe(h.chunks.reduce((s, c) => s + c.recordLength, 0));
           expect(Array.from(back.oldSha256)).toEqual(Array.from(h.oldSha256));
+          expect(Array.from(back.payloadSha256)).toEqual(Array.from(h.payloadSha256));
+          expect([back.firmwareVersion, back.securityCounter, back.allowDowngrade]).toEqual([r.version, r.counter, r.allowDowngrade]);
+          expect([back.signatureType, back.signatureLength]).toEqual(r.sig);
         },
       ),
       { seed: 42, numRuns: 200 },
@@ -107,8 +128,10 @@ describe('package header codec', () => {
   it('names the field that is wrong', () => {
     const cases: [string, (v: DataView) => void, string][] = [
       ['magic', (v) => v.setUint32(0, 0x12345678, true), 'bad-magic'],
-      ['version', (v) => v.setUint16(4, 2, true), 'unsupported-version'],
-      ['flags', (v) => v.setUint16(6, 4, true), 'bad-header'],
+      ['version', (v) => v.setUint16(4, 1, true), 'unsupported-version'],
+      ['mode', (v) => v.setUint8(6, 3), 'bad-header'],
+      ['flags', (v) => v.setUint8(7, 4), 'bad-header'],
+      ['raw mode with LZMA compression', (v) => v.setUint8(6, 2), 'bad-header'],
       ['split not a multiple of 4096', (v) => v.setUint32(12, 5000, true), 'bad-header'],
       ['huge new size', (v) => v.setUint32(20, 0xffffffff, true), 'limit-exceeded'],
       ['chunk count', (v) => v.setUint32(24, 99, true), 'bad-header'],
@@ -117,9 +140,12 @@ describe('package header codec', () => {
       ['props > 224', (v) => v.setUint8(29, 225), 'bad-header'],
       ['dictionary over the limit', (v) => v.setUint32(32, 64 << 20, true), 'limit-exceeded'],
       ['tiny dictionary', (v) => v.setUint32(32, 100, true), 'bad-header'],
-      ['signature too large', (v) => v.setUint32(36, 1 << 20, true), 'bad-header'],
-      ['signature type without length', (v) => v.setUint16(40, 1, true), 'bad-header'],
-      ['reserved', (v) => v.setUint8(120, 1), 'bad-header'],
+      ['signature length without type', (v) => v.setUint32(36, 64, true), 'bad-header'],
+      ['signature type without length', (v) => v.setUint16(30, 1, true), 'bad-header'],
+      ['unknown signature type', (v) => (v.setUint16(30, 9, true), v.setUint32(36, 64, true)), 'bad-header'],
+      ['ed25519 signature of the wrong length', (v) => (v.setUint16(30, 1, true), v.setUint32(36, 256, true)), 'bad-header'],
+      ['firmware version not printable', (v) => v.setUint8(145, 0x0a), 'bad-header'],
+      ['firmware version with bytes after its padding', (v) => v.setUint8(150, 0x41), 'bad-header'],
       ['payload length disagrees with records', (v) => v.setUint32(108, 1, true), 'bad-chunk-table'],
       ['record gap', (v) => v.setUint32(FIXED_HEADER_BYTES + 16, 5, true), 'bad-chunk-table'],
       ['empty record', (v) => v.setUint32(FIXED_HEADER_BYTES + 4, 0, true), 'bad-chunk-table'],
@@ -138,5 +164,26 @@ describe('package header codec', () => {
     const bytes = encodeHeader({ ...h, lzma: { ...h.lzma, dictSize: 1 << 20 } });
     expect(codeOf(() => parseHeader(bytes, { ...DEFAULT_LIMITS, maxDictSize: 16384 }))).toBe('limit-exceeded');
     expect(parseHeader(bytes, { ...DEFAULT_LIMITS, maxDictSize: 1 << 20 }).lzma.dictSize).toBe(1 << 20);
+  });
+
+  it('reads a raw (OTA_RAW) header only when it is stored, has no old image and stores exactly NEW', () => {
+    const split = 4096;
+    const newSize = 2 * split + 10;
+    const chunks = [split, split, 10].map((len, i) => ({ recordOffset: i * split, recordLength: len, rawLength: len, crc32: i }));
+    const raw = { ...sampleHeader(newSize, split), mode: 'raw' as const, oldSize: 0, oldSha256: new Uint8Array(32), lzma: { lc: 0, lp: 0, pb: 0, dictSize: 0 }, chunks };
+    const back = parseHeader(encodeHeader(raw));
+    expect([back.mode, back.payloadLength, back.lzma.dictSize]).toEqual(['raw', newSize, 0]);
+    const cases: [string, (v: DataView) => void, string][] = [
+      ['old size', (v) => v.setUint32(16, 5, true), 'bad-header'],
+      ['old hash', (v) => v.setUint8(50, 1), 'bad-header'],
+      ['dictionary', (v) => v.setUint32(32, 4096, true), 'bad-header'],
+      ['record longer than its chunk', (v) => (v.setUint32(FIXED_HEADER_BYTES + 32 + 4, 11, true), v.setUint32(108, newSize + 1, true)), 'bad-header'],
+      ['raw length differs', (v) => v.setUint32(FIXED_HEADER_BYTES + 8, 4095, true), 'bad-chunk-table'],
+    ];
+    for (const [name, edit, code] of cases) {
+      const bytes = encodeHeader(raw);
+      edit(new DataView(bytes.buffer));
+      expect({ name, code: codeOf(() => parseHeader(reseal(bytes))) }).toEqual({ name, code });
+    }
   });
 });

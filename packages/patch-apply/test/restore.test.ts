@@ -1,12 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { sha256 } from '@noble/hashes/sha2.js';
-import { generatePackage } from '@otadiff/diff-gen';
+import { generatePackage, generateKeyPair, loadPrivateKey, packRaw, trustedKeyOf } from '@otadiff/diff-gen';
+import { parseHeader, recordsOffset } from '../src/package-format.js';
+import { confirmBoot, stageUpdate } from '../src/restore/stage.js';
 import { boot } from '../src/restore/boot-restore.js';
 import { prepareDevice, runPowercut } from '../src/restore/powercut.js';
 import { FaultyFlash } from '../src/flash/faulty-flash.js';
 import { MemoryFlash } from '../src/flash/memory-flash.js';
-import { FlashError, PowerCutError, readBytes, type Flash } from '../src/flash/flash.js';
+import { FlashError, PowerCutError, eraseRange, readBytes, type Flash } from '../src/flash/flash.js';
 import { openPartition, type PartitionLayout } from '../src/flash/partition-layout.js';
 import { readHandover, writeHandover } from '../src/flash/handover.js';
 import { Journal, deriveUpdateId } from '../src/flash/journal.js';
@@ -252,18 +254,10 @@ describe('untrusted journal contents', () => {
 
 describe('OTA_RAW', () => {
   it('copies a full image into the other slot, resumable after every cut', async () => {
-    const { old, neu, dev } = await device('ab');
-    // Replace the package by the raw image and the hand-over by a raw one.
-    const raw = dev.flash.raw;
-    raw.fill(0xff, dev.layout.ota.offset, dev.layout.ota.offset + dev.layout.ota.size);
-    raw.set(neu, dev.layout.ota.offset);
-    const params = openPartition(dev.flash, dev.layout, 'params');
-    const h = readHandover(params)!;
-    writeHandover(params, {
-      updateType: 'app', result: 'finish', firmwareType: 'raw', imageSize: neu.length, rollback: true,
-      packageOffset: 0, packageLength: neu.length, packageSha256: sha256(neu), targetSlot: 'B', activeSlot: 'A', bootCount: 0, confirmed: false,
-    });
-    expect(h.firmwareType).toBe('diff');
+    const { old, neu } = pair(14000);
+    const { package: pkg } = packRaw(neu, { splitSize: 4096 });
+    const dev = prepareDevice(old, pkg, { sectorSize: 1024 });
+    expect(readHandover(openPartition(dev.flash, dev.layout, 'params'))).toMatchObject({ firmwareType: 'raw', imageSize: neu.length, targetSlot: 'B' });
     const clean = new FaultyFlash(new MemoryFlash(dev.flash.geometry, { contents: dev.flash.snapshot() }));
     expect(boot({ flash: clean, layout: dev.layout })).toMatchObject({ kind: 'trial', slot: 'B' });
     for (let k = 0; k < clean.ops; k++) {
@@ -273,6 +267,111 @@ describe('OTA_RAW', () => {
       expect(boot({ flash: f, layout: dev.layout })).toMatchObject({ kind: 'trial', slot: 'B' });
       expect(same(readBytes(slotView(f, dev.layout, 'B'), 0, neu.length), neu)).toBe(true);
       expect(same(readBytes(slotView(f, dev.layout, 'A'), 0, old.length), old)).toBe(true);
+    }
+  });
+
+  it('refuses a bare image (no otadiff header) before touching any slot', async () => {
+    const { old, neu } = pair(9000);
+    const { package: pkg } = packRaw(neu, { splitSize: 4096 });
+    const dev = prepareDevice(old, pkg, { sectorSize: 1024 });
+    // An attacker-controlled hand-over naming a bare image in the OTA partition.
+    const ota = openPartition(dev.flash, dev.layout, 'ota');
+    eraseRange(ota, 0, ota.geometry.size);
+    ota.program(0, padTo(neu, ota.geometry.programUnit));
+    const params = openPartition(dev.flash, dev.layout, 'params');
+    const h = readHandover(params)!;
+    const { seq: _s, ...rest } = h;
+    writeHandover(params, { ...rest, packageLength: neu.length, packageSha256: sha256(neu) });
+    const before = dev.flash.snapshot();
+    expect(boot({ flash: dev.flash, layout: dev.layout })).toMatchObject({ kind: 'old', slot: 'A', reason: 'badPackage' });
+    expect(same(readBytes(slotView(dev.flash, dev.layout, 'B'), 0, 4096), before.subarray(dev.layout.appB!.offset, dev.layout.appB!.offset + 4096))).toBe(true);
+  });
+});
+
+const padTo = (b: Uint8Array, unit: number) => {
+  const out = new Uint8Array(Math.ceil(b.length / unit) * unit).fill(0xff);
+  out.set(b);
+  return out;
+};
+
+describe('signed packages on the boot side', () => {
+  const keys = {
+    ed25519: loadPrivateKey(generateKeyPair('ed25519').privateKey),
+    p256: loadPrivateKey(generateKeyPair('ecdsa-p256').privateKey),
+    rsa: loadPrivateKey(generateKeyPair('rsa-2048').privateKey),
+  };
+  const { old, neu } = pair(14000);
+  const partitions = (dev: ReturnType<typeof prepareDevice>) => {
+    const f = dev.flash.raw;
+    const { appA, appB } = dev.layout;
+    return { a: f.slice(appA.offset, appA.offset + appA.size), b: appB === undefined ? null : f.slice(appB.offset, appB.offset + appB.size) };
+  };
+
+  for (const mode of ['inplace', 'ab'] as const) {
+    it(`${mode}: restores a package signed by a trusted key of each algorithm`, async () => {
+      for (const key of Object.values(keys)) {
+        const { package: pkg } = await generatePackage(old, neu, { mode, splitSize: 4096, signingKey: key, securityCounter: 3 });
+        const dev = prepareDevice(old, pkg, { sectorSize: 1024 });
+        const out = boot({ flash: dev.flash, layout: dev.layout, trustedKeys: [trustedKeyOf(keys.p256), trustedKeyOf(key)] });
+        expect(out).toMatchObject({ kind: 'trial', slot: dev.targetSlot });
+        expect(same(readBytes(slotView(dev.flash, dev.layout, dev.targetSlot), 0, neu.length), neu)).toBe(true);
+      }
+    });
+
+    it(`${mode}: an unsigned package, another key's signature, a forged signature or tampered records change nothing`, async () => {
+      const trusted = [trustedKeyOf(keys.ed25519)];
+      const unsigned = (await generatePackage(old, neu, { mode, splitSize: 4096 })).package;
+      const otherKey = (await generatePackage(old, neu, { mode, splitSize: 4096, signingKey: keys.rsa })).package;
+      const signed = (await generatePackage(old, neu, { mode, splitSize: 4096, signingKey: keys.ed25519 })).package;
+      const h = parseHeader(signed);
+      const forged = signed.slice();
+      forged[h.headerLength + 5] ^= 1;
+      // Records changed after signing: the header (and its signature) still verify, the payload hash does not.
+      const tampered = signed.slice();
+      tampered[recordsOffset(h) + 3] ^= 0x40;
+      const cases: [string, Uint8Array, string][] = [
+        ['unsigned', unsigned, 'signature'],
+        ['other key', otherKey, 'signature'],
+        ['forged', forged, 'signature'],
+        ['tampered records', tampered, 'badPackage'],
+      ];
+      for (const [name, pkg, reason] of cases) {
+        // stageUpdate hashes what it writes, so the hand-over matches the hostile package: only the package checks stand.
+        const dev = prepareDevice(old, pkg, { sectorSize: 1024 });
+        const before = partitions(dev);
+        const out = boot({ flash: dev.flash, layout: dev.layout, trustedKeys: trusted });
+        expect({ name, out }).toMatchObject({ name, out: { kind: 'old', slot: 'A', reason } });
+        expect({ name, same: partitions(dev) }).toEqual({ name, same: before });
+      }
+    });
+  }
+
+  it('anti-rollback: a counter below the recorded one is refused unless the signed header allows it; confirming raises the record', async () => {
+    const trusted = [trustedKeyOf(keys.ed25519)];
+    const v5 = (await generatePackage(old, neu, { mode: 'ab', splitSize: 4096, signingKey: keys.ed25519, securityCounter: 5, firmwareVersion: '5.0' })).package;
+    const dev = prepareDevice(old, v5, { sectorSize: 1024 });
+    expect(boot({ flash: dev.flash, layout: dev.layout, trustedKeys: trusted })).toMatchObject({ kind: 'trial', slot: 'B' });
+    const params = openPartition(dev.flash, dev.layout, 'params');
+    expect(readHandover(params)!.securityCounter).toBe(0);
+    confirmBoot(dev.flash, dev.layout, 'B');
+    expect(readHandover(params)!.securityCounter).toBe(5);
+
+    // Back from NEW (slot B) to OLD with an older, validly signed package: refused.
+    for (const [counter, allowDowngrade, expected] of [
+      [4, false, { kind: 'old', slot: 'B', reason: 'securityCounter' }],
+      [4, true, { kind: 'trial', slot: 'A' }],
+      [5, false, { kind: 'trial', slot: 'A' }],
+    ] as const) {
+      const back = (await generatePackage(neu, old, { mode: 'ab', splitSize: 4096, signingKey: keys.ed25519, securityCounter: counter, allowDowngrade })).package;
+      const f = new MemoryFlash(dev.flash.geometry, { contents: dev.flash.snapshot() });
+      stageUpdate(f, dev.layout, back);
+      expect({ counter, allowDowngrade, out: boot({ flash: f, layout: dev.layout, trustedKeys: trusted }) }).toMatchObject({ counter, allowDowngrade, out: expected });
+      // The check does not depend on configured keys: the counter is in the hand-over.
+      if (!allowDowngrade && counter < 5) {
+        const g = new MemoryFlash(dev.flash.geometry, { contents: dev.flash.snapshot() });
+        stageUpdate(g, dev.layout, back);
+        expect(boot({ flash: g, layout: dev.layout })).toMatchObject(expected);
+      }
     }
   });
 });

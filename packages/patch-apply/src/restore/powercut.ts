@@ -25,7 +25,7 @@ export function prepareDevice(
   opts: { sectorSize?: number; programUnit?: number; otaSize?: number } = {},
 ): SimulatedDevice {
   const header = parseHeader(pkg);
-  const ab = header.mode === 'ab';
+  const ab = header.mode !== 'inplace';
   const layout = defaultLayout({
     appSize: Math.max(old.length, header.newSize, 1),
     otaSize: Math.max(pkg.length, opts.otaSize ?? 1),

@@ -55,7 +55,7 @@ export function setBoot(flash: Flash, layout: PartitionLayout, length: number, d
     securityCounter: previous?.securityCounter ?? 0,
   };
   const h = parseHeader(head);
-  if ((opts.firmwareType ?? 'diff') === 'raw') {
+  if ((opts.firmwareType ?? (h.mode === 'raw' ? 'raw' : 'diff')) === 'raw') {
     if (h.mode !== 'raw') throw new RangeError(`an OTA_RAW update needs a raw package, not ${h.mode}`);
     const targetSlot = layout.appB !== undefined ? other : active;
     return writeHandover(params, { ...base, firmwareType: 'raw', imageSize: h.newSize, targetSlot });
