@@ -3,7 +3,7 @@
 // from memory: header checks, SHA-256 of OLD and NEW, LZMA, command stream, chunk CRCs), and, to
 // explain the difference, the patcher's SHA-256 alone over OLD and NEW.
 import { readFileSync } from 'node:fs';
-import { applyPackage, ChunkDecoder, hashSource, LzmaDecoder, memorySource, parseHeader, type PackageHeader } from '@otadiff/patch-apply';
+import { applyPackage, ChunkDecoder, hashSource, LzmaDecoder, memorySource, parseHeader, recordsOffset, type PackageHeader } from '@otadiff/patch-apply';
 
 export interface ThroughputRow {
   /** MB/s of decompressed command stream. */
@@ -41,7 +41,7 @@ function decodeAllRecords(pkg: Uint8Array, decoder: LzmaDecoder, out: Uint8Array
   const h = parseHeader(pkg);
   let total = 0;
   for (const c of h.chunks) {
-    const start = h.headerLength + c.recordOffset;
+    const start = recordsOffset(h) + c.recordOffset;
     decoder.reset(c.rawLength);
     decoder.feed(pkg, start, start + c.recordLength, true);
     let got = 0;
@@ -66,7 +66,7 @@ function chunkLoop(h: PackageHeader, pkg: Uint8Array, partition: Uint8Array, sou
   const decoder = new ChunkDecoder(h, memorySource(source));
   let total = 0;
   h.chunks.forEach((c, i) => {
-    const base = h.headerLength + c.recordOffset;
+    const base = recordsOffset(h) + c.recordOffset;
     const out = decoder.decodeChunk(i, c, (off, dst, dstOff, len) => dst.set(pkg.subarray(base + off, base + off + len), dstOff));
     partition.set(out, i * h.splitSize);
     total += out.length;

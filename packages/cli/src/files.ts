@@ -13,11 +13,11 @@ export function readInput(path: string, what: string): Uint8Array {
 }
 
 /** Writes to a temporary file beside `path` and renames it, so a failed run never leaves a partial output. */
-export function writeOutputAtomic(path: string, data: Uint8Array): void {
+export function writeOutputAtomic(path: string, data: Uint8Array, mode = 0o644): void {
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
   let fd: number | null = null;
   try {
-    fd = openSync(tmp, 'w', 0o644);
+    fd = openSync(tmp, 'w', mode);
     let off = 0;
     while (off < data.length) off += writeSync(fd, data, off, data.length - off);
     fsyncSync(fd);

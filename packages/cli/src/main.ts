@@ -9,6 +9,9 @@ const infoCommand = async (...a: Parameters<typeof import('./commands/info.js').
 const powercutCommand = async (...a: Parameters<typeof import('./commands/powercut.js').powercutCommand>) =>
   (await import('./commands/powercut.js')).powercutCommand(...a);
 const flash = () => import('./commands/flash.js');
+const keys = () => import('./commands/keys.js');
+const packCommand = async (...a: Parameters<typeof import('./commands/pack.js').packCommand>) => (await import('./commands/pack.js')).packCommand(...a);
+const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 
 /** Commands that ran but did not succeed (a failed power cut, a halted boot) set this; errors throw. */
@@ -29,8 +32,49 @@ function program(): Command {
     .addOption(new Option('--mode <mode>', 'inplace: restore over the old image; ab: into another slot').default('inplace'))
     .option('--split-size <size>', 'chunk size of the new image, a multiple of 4K', '64K')
     .option('--dict-size <size>', 'LZMA dictionary the device must hold', '16K')
+    .option('--sign <KEY>', 'sign the package with this private key (PEM, from `otadiff keygen`)')
+    .option('--fw-version <version>', "NEW's firmware version, signed into the header (at most 32 ASCII characters)")
+    .option('--security-counter <n>', "NEW's anti-rollback counter: devices refuse packages below the one they recorded", '0')
+    .option('--allow-downgrade', 'let devices install this package below their recorded security counter')
     .option('--json', 'print one JSON object')
     .action(diffCommand);
+
+  p.command('pack')
+    .description('make an OTA_RAW package: the full IMAGE behind the same (signed) header as a diff')
+    .argument('<IMAGE>', 'new firmware image')
+    .requiredOption('-o, --output <PATCH>', 'package file to write')
+    .option('--split-size <size>', 'chunk size of the CRC table, a multiple of 4K', '64K')
+    .option('--sign <KEY>', 'sign the package with this private key (PEM)')
+    .option('--fw-version <version>', "the image's firmware version, signed into the header")
+    .option('--security-counter <n>', "the image's anti-rollback counter", '0')
+    .option('--allow-downgrade', 'let devices install this package below their recorded security counter')
+    .option('--json', 'print one JSON object')
+    .action(packCommand);
+
+  p.command('keygen')
+    .description('make a signing key pair: KEY (private, PEM) and KEY.pub (public, for devices)')
+    .requiredOption('-o, --output <KEY>', 'private key file to write (the public key goes to KEY.pub)')
+    .option('--type <type>', 'ed25519, ecdsa-p256 or rsa-2048', 'ed25519')
+    .option('--force', 'replace existing key files')
+    .option('--json', 'print one JSON object')
+    .action(async (o) => (await keys()).keygenCommand(o));
+
+  p.command('sign')
+    .description('sign (or re-sign) a package, e.g. on an offline machine; the records stay as they are')
+    .argument('<PATCH>', 'package')
+    .requiredOption('--key <KEY>', 'private key (PEM)')
+    .option('-o, --output <FILE>', 'write the signed package here (default: replace PATCH)')
+    .option('--json', 'print one JSON object')
+    .action(async (patch: string, o) => (await keys()).signCommand(patch, o));
+
+  p.command('verify')
+    .description("check a package's signature, payload hash and header (with --old: restore NEW in memory too)")
+    .argument('<PATCH>', 'package')
+    .requiredOption('--pubkey <PUB>', 'trusted public key (PEM); repeat for several', collect)
+    .option('--old <OLD>', 'old image: also restore NEW and check every chunk and its SHA-256')
+    .option('--security-counter <n>', "refuse a package below this counter (a device's recorded one)")
+    .option('--json', 'print one JSON object')
+    .action(async (patch: string, o) => (await keys()).verifyCommand(patch, o));
 
   p.command('apply')
     .description('restore NEW from OLD and a package with the pure-TypeScript patcher')
@@ -38,6 +82,7 @@ function program(): Command {
     .argument('<PATCH>', 'package')
     .requiredOption('-o, --output <NEW>', 'image file to write')
     .option('--max-dict <size>', 'refuse packages needing a larger LZMA dictionary (default 8M)')
+    .option('--pubkey <PUB>', 'refuse the package unless this public key (PEM) verifies it; repeat for several', collect)
     .option('--json', 'print one JSON object')
     .action(applyCommand);
 
@@ -65,6 +110,7 @@ function program(): Command {
     .description("run one boot of a simulated device's bootloader on DIR (see `otadiff flash`): resume or start the restore")
     .argument('<DIR>', 'device flash directory (flash.bin + layout.json)')
     .option('-o, --output <FILE>', 'write the image of the slot it boots')
+    .option('--pubkey <PUB>', "the bootloader's trusted public key (PEM): unsigned or wrongly signed packages are refused; repeat for several", collect)
     .option('--json', 'print the boot outcome as JSON')
     .action(async (dir: string, o) => {
       if (!(await flash()).restoreCommand(dir, o)) failedStatus = true;
@@ -87,8 +133,8 @@ function program(): Command {
     .command('stage')
     .description("store PATCH in DIR's OTA partition and write the hand-over record, as the OTA service's set_boot does")
     .argument('<DIR>', 'device flash directory')
-    .argument('<PATCH>', 'package (or a full image with --raw)')
-    .option('--raw', 'PATCH is a full image (OTA_RAW)')
+    .argument('<PATCH>', 'package: a diff, or a raw package from `otadiff pack` (OTA_RAW)')
+    .option('--raw', 'insist that PATCH is a raw package (OTA_RAW)')
     .action(async (dir: string, patch: string, o) => (await flash()).flashStageCommand(dir, patch, o));
   flashCmd
     .command('confirm')

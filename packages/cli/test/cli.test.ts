@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync, existsSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -49,9 +49,9 @@ describe('otadiff diff / apply / info', () => {
     expect(a.code).toBe(0);
     expect(Buffer.compare(readFileSync(out), readFileSync(`${CORPUS}at-v3.0.5.bin`))).toBe(0);
     const i = await run('info', patch, '--json');
-    expect(JSON.parse(i.out)).toMatchObject({ diffVersion: 1, mode: 'inplace', newSize: 413556, packageBytes: j.patchBytes });
+    expect(JSON.parse(i.out)).toMatchObject({ diffVersion: 2, mode: 'inplace', newSize: 413556, packageBytes: j.patchBytes, signature: null });
     const human = await run('info', patch);
-    expect(human.out).toMatch(/diff_version 1, mode inplace/);
+    expect(human.out).toMatch(/diff_version 2, mode inplace/);
     expect(human.out.split('\n').filter((l) => /^\s+\d+\s+\d+/.test(l))).toHaveLength(7);
   });
 
@@ -130,5 +130,106 @@ describe('otadiff powercut / flash / restore', () => {
     const missing = await run('restore', join(dir, 'nope'));
     expect(missing.code).toBe(1);
     expect(missing.err).toMatch(/^error: .*layout\.json/);
+  });
+});
+
+describe('otadiff keygen / sign / verify / pack', () => {
+  const OLD = `${CORPUS}at-v3.0.4.bin`;
+  const NEW = `${CORPUS}at-v3.0.5.bin`;
+
+  it('keygen writes a private key only its owner can read, and never overwrites one by accident', async () => {
+    const key = join(dir, 'owner');
+    const r = await run('keygen', '-o', key, '--json');
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.out)).toEqual({ privateKey: key, publicKey: `${key}.pub`, type: 'ed25519' });
+    expect(statSync(key).mode & 0o777).toBe(0o600);
+    expect(readFileSync(`${key}.pub`, 'utf8')).toMatch(/BEGIN PUBLIC KEY/);
+    const before = readFileSync(key, 'utf8');
+    const again = await run('keygen', '-o', key);
+    expect([again.code, again.err]).toEqual([1, `error: ${key} exists; pass --force to replace it\n`]);
+    expect(readFileSync(key, 'utf8')).toBe(before);
+    expect((await run('keygen', '-o', key, '--force')).code).toBe(0);
+    expect(readFileSync(key, 'utf8')).not.toBe(before);
+    const bad = await run('keygen', '-o', join(dir, 'k2'), '--type', 'dsa');
+    expect(bad.err).toMatch(/^error: --type must be one of ed25519, ecdsa-p256, rsa-2048/);
+  });
+
+  it('diff --sign, verify, apply --pubkey; a wrong key, a low counter or a tampered package is refused', async () => {
+    const ed = join(dir, 'ed');
+    const p256 = join(dir, 'p256');
+    await run('keygen', '-o', ed);
+    await run('keygen', '-o', p256, '--type', 'ecdsa-p256');
+    const patch = join(dir, 'signed.otad');
+    const d = await run('diff', OLD, NEW, '-o', patch, '--sign', ed, '--fw-version', 'AT v3.0.5', '--security-counter', '7', '--json');
+    expect(d.code).toBe(0);
+    expect(JSON.parse(d.out)).toMatchObject({ signature: 'ed25519', firmwareVersion: 'AT v3.0.5', securityCounter: 7 });
+    const v = await run('verify', patch, '--pubkey', `${p256}.pub`, '--pubkey', `${ed}.pub`, '--old', OLD, '--json');
+    expect(JSON.parse(v.out)).toEqual({ ok: true, algorithm: 'ed25519', mode: 'inplace', firmwareVersion: 'AT v3.0.5', securityCounter: 7, allowDowngrade: false, restored: true });
+    const wrong = await run('verify', patch, '--pubkey', `${p256}.pub`);
+    expect([wrong.code, wrong.err]).toEqual([1, "error: the package's ed25519 signature does not verify with any trusted key\n"]);
+    const low = await run('verify', patch, '--pubkey', `${ed}.pub`, '--security-counter', '8');
+    expect(low.err).toMatch(/^error: the package's security counter 7 is below the 8 .*rollback refused/);
+    const out = join(dir, 'signed-new.bin');
+    expect((await run('apply', OLD, patch, '-o', out, '--pubkey', `${ed}.pub`)).code).toBe(0);
+    expect(Buffer.compare(readFileSync(out), readFileSync(NEW))).toBe(0);
+    const refused = await run('apply', OLD, patch, '-o', join(dir, 'never2.bin'), '--pubkey', `${p256}.pub`);
+    expect(refused.code).toBe(1);
+    expect(existsSync(join(dir, 'never2.bin'))).toBe(false);
+    // A record byte changed after signing: the signature (over the header) holds, the payload hash does not.
+    const bytes = readFileSync(patch);
+    bytes[bytes.length - 50] ^= 1;
+    const tampered = join(dir, 'tampered.otad');
+    writeFileSync(tampered, bytes);
+    expect((await run('verify', tampered, '--pubkey', `${ed}.pub`)).err).toBe('error: the records do not match the payload SHA-256 of the signed header\n');
+    const unsigned = join(dir, 'unsigned.otad');
+    await run('diff', OLD, NEW, '-o', unsigned);
+    expect((await run('verify', unsigned, '--pubkey', `${ed}.pub`)).err).toMatch(/^error: the package is not signed/);
+    expect((await run('apply', OLD, unsigned, '-o', join(dir, 'never3.bin'), '--pubkey', `${ed}.pub`)).err).toMatch(/^error: the package is not signed/);
+    expect((await run('verify', unsigned, '--pubkey', `${ed}`)).err).toMatch(/^error: .*ed: not a PEM public key/);
+  });
+
+  it('sign signs an unsigned package offline (and re-signs it with another key)', async () => {
+    const rsa = join(dir, 'rsa');
+    await run('keygen', '-o', rsa, '--type', 'rsa-2048');
+    const unsigned = join(dir, 'to-sign.otad');
+    await run('diff', OLD, NEW, '-o', unsigned, '--mode', 'ab');
+    const signed = join(dir, 'offline.otad');
+    const s = await run('sign', unsigned, '--key', rsa, '-o', signed, '--json');
+    expect(JSON.parse(s.out)).toMatchObject({ output: signed, algorithm: 'rsa2048', signatureBytes: 256 });
+    expect((await run('verify', signed, '--pubkey', `${rsa}.pub`, '--old', OLD)).code).toBe(0);
+    // In place by default.
+    expect((await run('sign', unsigned, '--key', rsa)).code).toBe(0);
+    expect(Buffer.compare(readFileSync(unsigned), readFileSync(signed))).toBe(0);
+    const notKey = await run('sign', unsigned, '--key', `${rsa}.pub`);
+    expect(notKey.err).toMatch(/^error: .*not a usable PEM private key/);
+  });
+
+  it('pack makes a signed OTA_RAW package that a device restores and verifies', async () => {
+    const ed = join(dir, 'raw-ed');
+    await run('keygen', '-o', ed);
+    const raw = join(dir, 'full.otad');
+    const p = await run('pack', NEW, '-o', raw, '--sign', ed, '--fw-version', '3.0.5', '--json');
+    expect(JSON.parse(p.out)).toMatchObject({ mode: 'raw', newBytes: 413556, signature: 'ed25519', firmwareVersion: '3.0.5' });
+    expect(JSON.parse((await run('info', raw, '--json')).out)).toMatchObject({ mode: 'raw', compression: 'stored', oldSize: 0 });
+    const dev = join(dir, 'raw-dev');
+    await run('flash', 'init', dev, '--image', OLD, '--ab');
+    expect((await run('flash', 'stage', dev, raw, '--raw')).code).toBe(0);
+    const img = join(dir, 'raw-booted.bin');
+    expect(JSON.parse((await run('restore', dev, '--json', '--pubkey', `${ed}.pub`, '-o', img)).out)).toEqual({ kind: 'trial', slot: 'B', attempt: 1 });
+    expect(Buffer.compare(readFileSync(img), readFileSync(NEW))).toBe(0);
+  });
+
+  it('the bootloader (restore --pubkey) refuses an unsigned package and keeps the old image', async () => {
+    const ed = join(dir, 'boot-ed');
+    await run('keygen', '-o', ed);
+    const patch = join(dir, 'boot-unsigned.otad');
+    await run('diff', OLD, NEW, '-o', patch);
+    const dev = join(dir, 'boot-dev');
+    await run('flash', 'init', dev, '--image', OLD);
+    await run('flash', 'stage', dev, patch);
+    const img = join(dir, 'boot-refused.bin');
+    const r = await run('restore', dev, '--json', '--pubkey', `${ed}.pub`, '-o', img);
+    expect(JSON.parse(r.out)).toMatchObject({ kind: 'old', slot: 'A', reason: 'signature' });
+    expect(Buffer.compare(readFileSync(img).subarray(0, 413444), readFileSync(OLD))).toBe(0);
   });
 });

@@ -2,14 +2,18 @@ import { applyPackage, DEFAULT_LIMITS, nodeSha256, streamPatcherRamBytes } from 
 import { readInput, writeOutputAtomic } from '../files.js';
 import { Progress } from '../progress.js';
 import { formatBytes, parseSize } from '../size-arg.js';
+import { loadTrustedKeys } from '../trusted-keys.js';
 
 export interface ApplyOptions {
   output: string;
   maxDict?: string;
+  /** Refuse the package unless one of these public keys verifies its signature. */
+  pubkey?: string[];
   json?: boolean;
 }
 
 export async function applyCommand(oldPath: string, patchPath: string, opts: ApplyOptions): Promise<void> {
+  const trust = opts.pubkey === undefined || opts.pubkey.length === 0 ? undefined : { keys: loadTrustedKeys(opts.pubkey) };
   const oldImage = readInput(oldPath, 'OLD');
   const pkg = readInput(patchPath, 'PATCH');
   const limits = opts.maxDict === undefined ? DEFAULT_LIMITS : { ...DEFAULT_LIMITS, maxDictSize: parseSize(opts.maxDict) };
@@ -17,7 +21,7 @@ export async function applyCommand(oldPath: string, patchPath: string, opts: App
   const started = performance.now();
   let out;
   try {
-    out = applyPackage(oldImage, pkg, { limits, sha256: nodeSha256, onChunk: (i, total) => progress.update(`restoring chunk ${i + 1}/${total}`) });
+    out = applyPackage(oldImage, pkg, { limits, trust, sha256: nodeSha256, onChunk: (i, total) => progress.update(`restoring chunk ${i + 1}/${total}`) });
   } finally {
     progress.done();
   }
@@ -28,13 +32,14 @@ export async function applyCommand(oldPath: string, patchPath: string, opts: App
     newBytes: out.image.length,
     chunks: h.chunks.length,
     mode: h.mode,
+    signatureVerified: out.result.verified,
     ramBytes: streamPatcherRamBytes(h),
     seconds: (performance.now() - started) / 1000,
   };
   if (opts.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
   else
     process.stdout.write(
-      `${opts.output}: ${formatBytes(summary.newBytes)} restored and verified (SHA-256), ${summary.chunks} chunks, ` +
+      `${opts.output}: ${formatBytes(summary.newBytes)} restored and verified (SHA-256${summary.signatureVerified ? ', signature' : ''}), ${summary.chunks} chunks, ` +
         `patcher RAM ${formatBytes(summary.ramBytes)}\n`,
     );
 }

@@ -1,10 +1,11 @@
 import { generatePackage } from '@otadiff/diff-gen';
-import { streamPatcherRamBytes, type PatchMode } from '@otadiff/patch-apply';
+import { signatureAlgorithmOf, streamPatcherRamBytes } from '@otadiff/patch-apply';
 import { readInput, writeOutputAtomic } from '../files.js';
+import { releaseOptions, type ReleaseArgs } from '../release-args.js';
 import { Progress } from '../progress.js';
 import { CliError, formatBytes, parseSize } from '../size-arg.js';
 
-export interface DiffOptions {
+export interface DiffOptions extends ReleaseArgs {
   output: string;
   mode: string;
   splitSize: string;
@@ -14,7 +15,8 @@ export interface DiffOptions {
 
 export async function diffCommand(oldPath: string, newPath: string, opts: DiffOptions): Promise<void> {
   if (opts.mode !== 'inplace' && opts.mode !== 'ab') throw new CliError(`--mode must be inplace or ab, not "${opts.mode}"`);
-  const mode: PatchMode = opts.mode;
+  const mode: 'inplace' | 'ab' = opts.mode;
+  const release = releaseOptions(opts);
   const splitSize = parseSize(opts.splitSize);
   const dictSize = parseSize(opts.dictSize);
   const oldImage = readInput(oldPath, 'OLD');
@@ -24,6 +26,7 @@ export async function diffCommand(oldPath: string, newPath: string, opts: DiffOp
   let result;
   try {
     result = await generatePackage(oldImage, newImage, {
+      ...release,
       mode,
       splitSize,
       dictSize,
@@ -48,6 +51,9 @@ export async function diffCommand(oldPath: string, newPath: string, opts: DiffOp
     dictSize: h.lzma.dictSize,
     mode: h.mode,
     diffVersion: h.diffVersion,
+    firmwareVersion: h.firmwareVersion,
+    securityCounter: h.securityCounter,
+    signature: signatureAlgorithmOf(h.signatureType),
     ratio: newImage.length === 0 ? 0 : result.package.length / newImage.length,
     ramBytes: streamPatcherRamBytes(h),
     seconds: (performance.now() - started) / 1000,
@@ -58,7 +64,8 @@ export async function diffCommand(oldPath: string, newPath: string, opts: DiffOp
     process.stdout.write(
       `${opts.output}: ${formatBytes(summary.patchBytes)} (${(summary.ratio * 100).toFixed(2)}% of NEW), ` +
         `${summary.chunks} chunks of ${formatBytes(summary.splitSize)}, ${summary.mode}, ` +
-        `dictionary ${formatBytes(summary.dictSize)}, device RAM ${formatBytes(summary.ramBytes)}, ${summary.seconds.toFixed(2)} s\n`,
+        `dictionary ${formatBytes(summary.dictSize)}, device RAM ${formatBytes(summary.ramBytes)}, ` +
+        `${summary.signature === null ? 'unsigned' : `signed (${summary.signature})`}, ${summary.seconds.toFixed(2)} s\n`,
     );
   }
 }

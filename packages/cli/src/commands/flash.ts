@@ -16,6 +16,7 @@ import {
   type BootOutcome,
   type FlashDir,
 } from '@otadiff/patch-apply';
+import { loadTrustedKeys } from '../trusted-keys.js';
 import { readInput, writeOutputAtomic } from '../files.js';
 import { CliError, parseSize } from '../size-arg.js';
 
@@ -77,10 +78,11 @@ export function flashInitCommand(dir: string, opts: FlashInitOptions): void {
 export function flashStageCommand(dir: string, patchPath: string, opts: { raw?: boolean }): void {
   const pkg = readInput(patchPath, 'PATCH');
   withDir(dir, (d) => {
-    if (!opts.raw) parseHeader(pkg);
+    const mode = parseHeader(pkg).mode;
+    if (opts.raw && mode !== 'raw') throw new CliError(`--raw needs a raw package (\`otadiff pack\`), not ${mode}`);
     let h;
     try {
-      h = stageUpdate(d.flash, d.layout, pkg, { firmwareType: opts.raw ? 'raw' : 'diff' });
+      h = stageUpdate(d.flash, d.layout, pkg);
     } catch (e) {
       throw new CliError((e as Error).message);
     }
@@ -100,6 +102,8 @@ export function flashConfirmCommand(dir: string, opts: { slot?: string }): void 
 
 export interface RestoreCliOptions {
   output?: string;
+  /** The bootloader's trusted public keys: a package none of them signed is refused. */
+  pubkey?: string[];
   json?: boolean;
 }
 
@@ -119,7 +123,8 @@ function describe(o: BootOutcome): string {
 /** One boot of the device: the bootloader's restore, then what it boots. Exit 1 on `halt`. */
 export function restoreCommand(dir: string, opts: RestoreCliOptions): boolean {
   return withDir(dir, (d) => {
-    const outcome = boot({ flash: d.flash, layout: d.layout });
+    const trustedKeys = opts.pubkey === undefined || opts.pubkey.length === 0 ? undefined : loadTrustedKeys(opts.pubkey);
+    const outcome = boot({ flash: d.flash, layout: d.layout, trustedKeys });
     if (opts.output !== undefined && outcome.kind !== 'halt') {
       const h = readHandover(openPartition(d.flash, d.layout, 'params'));
       const view = openPartition(d.flash, d.layout, outcome.slot === 'A' ? 'appA' : 'appB');

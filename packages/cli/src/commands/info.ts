@@ -1,4 +1,4 @@
-import { packageLength, parseHeader, streamPatcherRamBytes, chunkLength } from '@otadiff/patch-apply';
+import { packageLength, parseHeader, signatureAlgorithmOf, streamPatcherRamBytes, chunkLength } from '@otadiff/patch-apply';
 import { readInput } from '../files.js';
 import { formatBytes } from '../size-arg.js';
 
@@ -17,11 +17,16 @@ export async function infoCommand(patchPath: string, opts: { json?: boolean }): 
     newSize: h.newSize,
     oldSha256: hex(h.oldSha256),
     newSha256: hex(h.newSha256),
-    compression: 'lzma',
+    compression: h.mode === 'raw' ? 'stored' : 'lzma',
     lzma: h.lzma,
+    firmwareVersion: h.firmwareVersion,
+    securityCounter: h.securityCounter,
+    allowDowngrade: h.allowDowngrade,
     headerBytes: h.headerLength,
     payloadBytes: h.payloadLength,
+    payloadSha256: hex(h.payloadSha256),
     signatureType: h.signatureType,
+    signature: signatureAlgorithmOf(h.signatureType),
     signatureBytes: h.signatureLength,
     packageBytes: declared,
     fileBytes: pkg.length,
@@ -45,8 +50,12 @@ export async function infoCommand(patchPath: string, opts: { json?: boolean }): 
     `  old image     ${info.oldSize} bytes  sha256 ${info.oldSha256}`,
     `  new image     ${info.newSize} bytes  sha256 ${info.newSha256}`,
     `  split size    ${formatBytes(info.splitSize)} (${info.chunks.length} chunks)`,
-    `  compression   LZMA lc=${h.lzma.lc} lp=${h.lzma.lp} pb=${h.lzma.pb}, dictionary ${formatBytes(h.lzma.dictSize)}`,
-    `  package       ${info.packageBytes} bytes (header ${info.headerBytes}, records ${info.payloadBytes}, signature ${info.signatureBytes})`,
+    h.mode === 'raw'
+      ? '  compression   none (full image, stored)'
+      : `  compression   LZMA lc=${h.lzma.lc} lp=${h.lzma.lp} pb=${h.lzma.pb}, dictionary ${formatBytes(h.lzma.dictSize)}`,
+    `  release       version "${info.firmwareVersion}", security counter ${info.securityCounter}${info.allowDowngrade ? ', downgrade allowed' : ''}`,
+    `  signature     ${info.signature === null ? 'none' : `${info.signature} (${info.signatureBytes} bytes; check it with \`otadiff verify\`)`}`,
+    `  package       ${info.packageBytes} bytes (header ${info.headerBytes}, signature ${info.signatureBytes}, records ${info.payloadBytes})`,
     `  device RAM    ${formatBytes(info.ramBytes)}`,
   ];
   if (pkg.length !== declared) lines.push(`  warning: file is ${pkg.length} bytes, header declares ${declared}`);
