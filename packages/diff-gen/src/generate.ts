@@ -11,6 +11,7 @@ import {
   nodeSha256,
   parseHeader,
   SPLIT_ALIGN,
+  windowBoundary,
   type ChunkEntry,
   type LzmaParams,
   type PackageHeader,
@@ -121,7 +122,7 @@ export async function generatePackage(oldImage: Uint8Array, newImage: Uint8Array
   for (let i = 0; i < count; i++) {
     const start = i * S;
     const target = newImage.subarray(start, Math.min(newImage.length, start + S));
-    const boundary = o.mode === 'inplace' ? start : 0;
+    const boundary = windowBoundary({ mode: o.mode, splitSize: S }, i);
     const window: ChunkWindow = {
       old,
       newer: boundary > 0 ? newer : undefined,

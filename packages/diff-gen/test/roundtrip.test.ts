@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { applyPackage, ChunkDecoder, crc32, FIXED_HEADER_BYTES, memorySource, parseHeader, StreamPatcher, type PatchMode } from '@otadiff/patch-apply';
+import { applyPackage, ChunkDecoder, crc32, FIXED_HEADER_BYTES, memorySource, PackageError, parseHeader, recordsOffset, StreamPatcher, type PatchMode } from '@otadiff/patch-apply';
 import { generatePackage, GenerateError } from '../src/generate.js';
 import { applyEdit, codeLike, editArb } from './edits.js';
 
@@ -98,20 +98,25 @@ describe('generate + apply round trips', () => {
     }
   });
 
-  it('random access in place: chunk i restores from the partition as it stands after chunks 0..i-1', async () => {
+  it('random access in place: chunk i restores from the partition as it stands when it is decoded (chunks 0..i-2 written, region i-1 still old)', async () => {
     const old = codeLike(30000, 6);
     const neu = applyEdit(old, { kind: 'insert', at: 3000, bytes: codeLike(2500, 2) });
     const { package: pkg } = await generatePackage(old, neu, { mode: 'inplace', splitSize: 4096 });
     const h = parseHeader(pkg);
     const i = 4;
-    const partition = new Uint8Array(Math.max(old.length, neu.length)).fill(0xff);
-    partition.set(old);
-    partition.set(neu.subarray(0, i * 4096));
+    const partitionWith = (written: number) => {
+      const partition = new Uint8Array(Math.max(old.length, neu.length)).fill(0xff);
+      partition.set(old);
+      partition.set(neu.subarray(0, written * 4096));
+      return partition;
+    };
     const e = h.chunks[i];
-    const start = h.headerLength + e.recordOffset;
-    const dec = new ChunkDecoder(h, memorySource(partition));
-    const out = dec.decodeChunk(i, e, (off, dst, dstOff, len) => dst.set(pkg.subarray(start + off, start + off + len), dstOff));
-    expectSame(out, neu.subarray(i * 4096, (i + 1) * 4096));
+    const start = recordsOffset(h) + e.recordOffset;
+    const record = (off: number, dst: Uint8Array, dstOff: number, len: number) => dst.set(pkg.subarray(start + off, start + off + len), dstOff);
+    expectSame(new ChunkDecoder(h, memorySource(partitionWith(i - 1))).decodeChunk(i, e, record), neu.subarray(i * 4096, (i + 1) * 4096));
+    // The insertion pushed old code 2500 bytes forward: chunk 4 reads old bytes of region 3, which a
+    // restore that had already written chunk 3 would have lost. The lookback is what makes them reachable.
+    expect(() => new ChunkDecoder(h, memorySource(partitionWith(i))).decodeChunk(i, e, record)).toThrow(PackageError);
   });
 
   it('the dictionary the header declares is the one the records need', async () => {

@@ -17,12 +17,19 @@ export interface ApplyOptions {
 
 /**
  * Restores NEW from OLD and a package. `inplace` packages are restored over a copy of OLD, chunk by
- * chunk, exactly as on a device's partition, so a package that reads bytes the device would already
- * have overwritten fails here too.
+ * chunk, exactly as on a device's partition: chunk i is written over its region once chunk i+1 has
+ * been decoded (the device keeps it in its backup partition meanwhile), so a package that reads bytes
+ * the device would already have overwritten fails here too.
  */
 export function applyPackage(old: Uint8Array, pkg: Uint8Array, opts: ApplyOptions = {}): { image: Uint8Array; result: PatchResult } {
   let partition = old;
   let target: Uint8Array = new Uint8Array(0);
+  // In place, the chunk decoded last waits here until the next one is decoded (the device's backup).
+  const pending = { offset: 0, bytes: null as Uint8Array | null };
+  const flush = () => {
+    if (pending.bytes !== null) target.set(pending.bytes, pending.offset);
+    pending.bytes = null;
+  };
   // The inplace partition reads from the bytes being overwritten; ab reads the untouched old image.
   const source: SourceReader = {
     read(offset, dst, dstOffset, length) {
@@ -47,12 +54,19 @@ export function applyPackage(old: Uint8Array, pkg: Uint8Array, opts: ApplyOption
       }
     },
     sink(index, offset, bytes) {
-      target.set(bytes, offset);
+      if (patcher.header!.mode === 'inplace') {
+        flush();
+        pending.offset = offset;
+        pending.bytes = bytes.slice();
+      } else {
+        target.set(bytes, offset);
+      }
       opts.onChunk?.(index, patcher.header!.chunks.length);
     },
   });
   const piece = opts.pieceSize ?? 1 << 16;
   for (let off = 0; off < pkg.length; off += piece) patcher.push(pkg.subarray(off, Math.min(pkg.length, off + piece)));
   const result = patcher.end();
+  flush();
   return { image: target.subarray(0, result.header.newSize), result };
 }

@@ -129,12 +129,20 @@ export function chunkLength(h: Pick<PackageHeader, 'newSize' | 'splitSize'>, ind
 }
 
 /**
- * Bytes of the source window chunk `index` may reference. In `inplace` mode the window is
- * new[0, i*S) ++ old[i*S, oldSize): the partition as it stands when chunk i is restored.
+ * Where the source window of chunk `index` switches from new bytes to old ones. In `inplace` mode the
+ * restore writes chunk i-1 over its region only after chunk i is decoded (it waits in the backup
+ * partition), so chunk i still sees the old bytes of region i-1: window = new[0, B) ++ old[B, oldSize)
+ * with B = (i-1)*S. Firmware that grows pushes code forward by less than a chunk; this lookback keeps
+ * it reachable.
  */
+export function windowBoundary(h: Pick<PackageHeader, 'mode' | 'splitSize'>, index: number): number {
+  return h.mode === 'inplace' ? Math.max(0, (index - 1) * h.splitSize) : 0;
+}
+
+/** Bytes of the source window chunk `index` may reference (`ab`: the old image). */
 export function windowLength(h: Pick<PackageHeader, 'mode' | 'oldSize' | 'splitSize'>, index: number): number {
   if (h.mode === 'raw') return 0;
-  return h.mode === 'ab' ? h.oldSize : Math.max(index * h.splitSize, h.oldSize);
+  return Math.max(windowBoundary(h, index), h.oldSize);
 }
 
 /**

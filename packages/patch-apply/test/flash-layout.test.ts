@@ -47,14 +47,14 @@ describe('validateLayout', () => {
 });
 
 describe('defaultLayout', () => {
-  it('packs the partitions and sizes backup to one chunk', () => {
+  it('packs the partitions and sizes backup to two chunks in place', () => {
     const l = defaultLayout({ appSize: 100_000, otaSize: 50_000, splitSize: 65536 });
     expect(l.appA).toEqual({ name: 'appA', offset: 0, size: 25 * SS });
     expect(l.appB).toBeUndefined();
     expect(l.ota).toEqual({ name: 'ota', offset: 25 * SS, size: 13 * SS });
     expect(l.params).toEqual({ name: 'params', offset: 38 * SS, size: PARAMS_MIN_SECTORS * SS });
-    expect(l.backup).toEqual({ name: 'backup', offset: 42 * SS, size: 16 * SS });
-    expect(l.flash).toEqual({ size: 58 * SS, sectorSize: SS, programUnit: 1 });
+    expect(l.backup).toEqual({ name: 'backup', offset: 42 * SS, size: 32 * SS });
+    expect(l.flash).toEqual({ size: 74 * SS, sectorSize: SS, programUnit: 1 });
   });
 
   it('A/B adds a second slot of the same size', () => {

@@ -189,6 +189,7 @@ describe('journal corruption and rollback', () => {
       f.reboot();
       const params = openPartition(f, d2.layout, 'params');
       const entries = new Journal(params).entries();
+      if (entries.length < 2) continue; // nothing to fall back to yet
       const newest = entries[entries.length - 1];
       // Flip a bit of the newest record on the raw flash.
       const journalBase = d2.layout.params.offset + 2 * d2.layout.flash.sectorSize;
@@ -249,6 +250,28 @@ describe('untrusted journal contents', () => {
       const out = boot({ flash: faulty, layout: dev.layout });
       expect(out).toMatchObject(mode === 'ab' ? { kind: 'old', slot: 'A', reason: 'backup' } : { kind: 'halt', reason: 'backup' });
     }
+  });
+});
+
+describe('in place: the delayed write and its backup slots', () => {
+  it('a backup partition left by an earlier update (holding one of our chunks) does not mislead the resume', async () => {
+    const { old, neu } = pair(14000);
+    const { package: pkg } = await generatePackage(old, neu, { mode: 'inplace', splitSize: 4096 });
+    const dev = prepareDevice(old, pkg, { sectorSize: 1024 });
+    // Stale bytes that happen to equal new chunk 1 in slot 1: a resume probe would take them for ours.
+    dev.flash.raw.set(neu.subarray(4096, 8192), dev.layout.backup.offset + 4096);
+    expect(boot({ flash: dev.flash, layout: dev.layout })).toMatchObject({ kind: 'trial', slot: 'A' });
+    expect(same(readBytes(slotView(dev.flash, dev.layout, 'A'), 0, neu.length), neu)).toBe(true);
+  });
+
+  it('needs two chunks of backup, and refuses (before touching anything) a layout with one', async () => {
+    const { old, neu } = pair(14000);
+    const { package: pkg } = await generatePackage(old, neu, { mode: 'inplace', splitSize: 4096 });
+    const dev = prepareDevice(old, pkg, { sectorSize: 1024 });
+    const small = { ...dev.layout, backup: { ...dev.layout.backup, size: 4096 } };
+    const before = dev.flash.snapshot();
+    expect(boot({ flash: dev.flash, layout: small })).toMatchObject({ kind: 'old', slot: 'A', reason: 'layout' });
+    expect(same(readBytes(slotView(dev.flash, dev.layout, 'A'), 0, old.length), before.subarray(0, old.length))).toBe(true);
   });
 });
 

@@ -30,7 +30,8 @@ export interface Partition {
  *      sectors 0-1  hand-over record, two copies (handover.ts)
  *      sectors 2-3  restore journal, two sectors (journal.ts)
  *    Any further sectors are unused (reserved).
- *  - backup: holds one chunk (splitSize bytes) while it is rewritten in place. It has
+ *  - backup: two chunk slots (2 * splitSize bytes): in place, a restored chunk waits in one while the
+ *    next chunk is decoded, and is then copied over its region. It has
  *    no header: the journal's 'backed-up' entry records the chunk index and the CRC-32
  *    of the backed-up bytes, which is all a header would say.
  */
@@ -94,7 +95,7 @@ export function validateLayout(l: PartitionLayout): void {
 export interface DefaultLayoutOptions {
   appSize: number;
   otaSize: number;
-  /** Chunk size of the in-place restore; the backup partition holds one chunk. */
+  /** Largest chunk size of an in-place restore; the backup partition holds two chunks. */
   splitSize: number;
   sectorSize?: number;
   programUnit?: number;
@@ -123,7 +124,8 @@ export function defaultLayout(opts: DefaultLayoutOptions): PartitionLayout {
   const appB = opts.ab === true ? take('appB', opts.appSize) : undefined;
   const ota = take('ota', opts.otaSize);
   const params = take('params', PARAMS_MIN_SECTORS * ss);
-  const backup = take('backup', opts.splitSize);
+  // A/B never rewrites a slot it runs from: one chunk is enough there (the OTA_RAW copy unit).
+  const backup = take('backup', opts.ab ? opts.splitSize : 2 * opts.splitSize);
   let flash: FlashGeometry;
   try {
     flash = makeGeometry({ size: cursor, sectorSize: ss, programUnit: pu });

@@ -82,6 +82,11 @@ class RestoreFailure extends Error {
   }
 }
 
+/** Backup an in-place restore needs: two chunk slots (one chunk waits while the next is decoded). */
+export function backupBytes(p: Pick<PackageHeader, 'splitSize' | 'chunks'>): number {
+  return p.chunks.length > 1 ? 2 * p.splitSize : p.splitSize;
+}
+
 /** RAM the restore needs for a package: the chunk decoder + an I/O block + the signed header and signature. */
 export function restoreRamBytes(h: PackageHeader): number {
   return chunkDecoderRamBytes(h) + IO_BLOCK + FIXED_HEADER_BYTES + h.headerLength + h.signatureLength;
@@ -244,9 +249,11 @@ class Restore {
       throw new RestoreFailure('layout', `the image does not fit slot ${h.targetSlot}`);
     const active = slotView(flash, layout, h.activeSlot);
     if (p.oldSize > active.geometry.size) throw new RestoreFailure('oldImage', 'the old image is larger than its slot');
-    if (inplace && layout.backup.size < p.splitSize) throw new RestoreFailure('layout', 'the backup partition is smaller than one chunk');
+    if (inplace && layout.backup.size < backupBytes(p)) throw new RestoreFailure('layout', `the backup partition is smaller than the ${backupBytes(p)} bytes (two chunks) an in-place restore needs`);
     if (!digestEquals(this.hashOf(active, 0, p.oldSize), p.oldSha256))
       throw new RestoreFailure('oldImage', `slot ${h.activeSlot} does not hold the old image this package was made for`);
+    // Backup slots are probed on resume: nothing left by an earlier update may look like one of ours.
+    if (inplace) this.eraseRegion(openPartition(flash, layout, 'backup'), 0, backupBytes(p));
   }
 
   // ---- the restore proper -----------------------------------------------------------------
@@ -258,64 +265,124 @@ class Restore {
     const p = this.readPackageHeader();
     const source = slotView(flash, layout, h.activeSlot);
     const target = slotView(flash, layout, h.targetSlot);
-    const backup = openPartition(flash, layout, 'backup');
     const decoder = new ChunkDecoder(p, { read: (off, dst, dstOff, len) => source.read(off, dst, dstOff, len) });
-    const recordsAt = h.packageOffset + recordsOffset(p);
-    const S = p.splitSize;
     // The journal is flash contents too: a chunk index it names must exist in this package.
     if (e.state !== 'verified' && e.chunk >= p.chunks.length) throw new RestoreFailure('backup', `the journal names chunk ${e.chunk} of ${p.chunks.length}`);
-    let next = e.state === 'verified' ? 0 : e.chunk + 1;
-
-    if (e.state === 'backed-up') {
-      // Power was lost while chunk e.chunk was being rewritten: its new bytes are in the backup.
-      // If the backup no longer holds it (the record after 'backed-up' was lost while the next chunk was
-      // being backed up), the region itself must already be complete.
-      if (!this.restoreFromBackup(backup, target, p, decoder, e.chunk, S)) {
-        const buf = decoder.output.subarray(0, chunkLength(p, e.chunk));
-        target.read(e.chunk * S, buf);
-        if (crc32(buf) !== p.chunks[e.chunk].crc32) throw new RestoreFailure('backup', `backup of chunk ${e.chunk} is corrupt`);
-        this.log('chunk-done', e.chunk, p.chunks[e.chunk].crc32);
-      }
-    } else if (next < p.chunks.length && h.targetSlot === h.activeSlot) {
-      // The 'backed-up' record of the chunk being rewritten may itself have been lost (torn or corrupt
-      // journal): if the backup holds exactly this chunk, its region may be half-erased, so use the backup.
-      if (this.restoreFromBackup(backup, target, p, decoder, next, S)) next++;
-    }
-
-    for (let i = next; i < p.chunks.length; i++) {
-      const entry = p.chunks[i];
-      let data: Uint8Array;
-      try {
-        data = decoder.decodeChunk(i, entry, (off, dst, dstOff, len) => this.ota.read(recordsAt + entry.recordOffset + off, dst, dstOff, len));
-      } catch (err) {
-        // Sources are intact by construction; a record that fails here is a bad package. Before the
-        // first chunk is written nothing is lost; later, in place, the image is half new.
-        if (!(err instanceof PackageError)) throw err;
-        throw new RestoreFailure(i === 0 || h.targetSlot !== h.activeSlot ? 'badPackage' : 'newImage', err.message);
-      }
-      if (!this.regionEquals(target, i * S, data)) {
-        if (h.targetSlot === h.activeSlot) {
-          this.writeRegion(backup, 0, data);
-          this.log('backed-up', i, entry.crc32);
-        }
-        this.writeRegion(target, i * S, data);
-      }
-      this.log('chunk-done', i, entry.crc32);
-      this.opts.onProgress?.({ chunk: i + 1, chunks: p.chunks.length });
-    }
+    if (h.targetSlot === h.activeSlot) this.restoreInPlace(p, decoder, target, e);
+    else this.restoreOtherSlot(p, decoder, target, e);
     if (!digestEquals(this.hashOf(target, 0, p.newSize), p.newSha256))
       throw new RestoreFailure('newImage', `slot ${h.targetSlot} does not match the new image's SHA-256 after the restore`);
   }
 
-  /** Copies chunk `i` from the backup to its region if the backup holds exactly that chunk. */
-  private restoreFromBackup(backup: Flash, target: Flash, p: PackageHeader, decoder: ChunkDecoder, i: number, S: number): boolean {
-    const buf = decoder.output.subarray(0, chunkLength(p, i));
-    backup.read(0, buf);
-    const crc = crc32(buf);
-    if (crc !== p.chunks[i].crc32) return false;
-    this.writeRegion(target, i * S, buf);
-    this.log('chunk-done', i, crc);
-    return true;
+  /** Decodes chunk i, judging a bad record as the package's fault (a flash error propagates). */
+  private decode(p: PackageHeader, decoder: ChunkDecoder, i: number, destroyed: boolean): Uint8Array {
+    const entry = p.chunks[i];
+    const recordsAt = this.h.packageOffset + recordsOffset(p);
+    try {
+      return decoder.decodeChunk(i, entry, (off, dst, dstOff, len) => this.ota.read(recordsAt + entry.recordOffset + off, dst, dstOff, len));
+    } catch (err) {
+      if (!(err instanceof PackageError)) throw err;
+      // Sources are intact by construction; a record that fails here is a bad package. Until the
+      // first region is rewritten nothing is lost; after that, in place, the image is half new.
+      throw new RestoreFailure(destroyed ? 'newImage' : 'badPackage', err.message);
+    }
+  }
+
+  /** A/B: the old slot stays intact, so each chunk is decoded and written straight into the other slot. */
+  private restoreOtherSlot(p: PackageHeader, decoder: ChunkDecoder, target: Flash, e: JournalEntry): void {
+    for (let i = e.state === 'verified' ? 0 : e.chunk + 1; i < p.chunks.length; i++) {
+      const data = this.decode(p, decoder, i, false);
+      if (!this.regionEquals(target, i * p.splitSize, data)) this.writeRegion(target, i * p.splitSize, data);
+      this.log('chunk-done', i, p.chunks[i].crc32);
+      this.opts.onProgress?.({ chunk: i + 1, chunks: p.chunks.length });
+    }
+  }
+
+  /**
+   * In place, with the write of each chunk delayed by one: chunk i is decoded while region i-1 still
+   * holds its old bytes (the window of docs/FORMAT.md), saved to backup slot i % 2 ('backed-up i'),
+   * and only then is chunk i-1 copied from its slot over region i-1 ('chunk-done i-1').
+   * Invariant: regions before m hold NEW, regions after m hold OLD, region m is OLD or being rewritten
+   * from its slot, and chunk m+1 may wait in its slot. The journal gives a lower bound on m; resume
+   * finds the rest from the flash (CRCs of regions and slots), so a lost newest record costs nothing.
+   */
+  private restoreInPlace(p: PackageHeader, decoder: ChunkDecoder, target: Flash, e: JournalEntry): void {
+    const n = p.chunks.length;
+    const S = p.splitSize;
+    const backup = openPartition(this.opts.flash, this.opts.layout, 'backup');
+    const slotAt = (i: number) => (i % 2) * S;
+    const holds = (view: Flash, offset: number, i: number) => this.crcOf(view, offset, chunkLength(p, i)) === p.chunks[i].crc32;
+    /** Copies chunk i from its slot over region i (the slot must hold it). */
+    const flush = (i: number) => {
+      if (!holds(backup, slotAt(i), i)) throw new RestoreFailure('backup', `the backup of chunk ${i} is corrupt`);
+      this.copyRegion(backup, slotAt(i), target, i * S, chunkLength(p, i));
+      this.log('chunk-done', i, p.chunks[i].crc32);
+      this.opts.onProgress?.({ chunk: i + 1, chunks: n });
+    };
+
+    // Where are we? Start from the journal's lower bound, then believe the flash.
+    let m = e.state === 'verified' ? 0 : e.state === 'backed-up' ? Math.max(0, e.chunk - 1) : e.chunk + 1;
+    while (m < n && holds(target, m * S, m)) m++;
+    let pending = -1;
+    let destroyed = m > 0;
+    if (m < n) {
+      if (m + 1 < n && holds(backup, slotAt(m + 1), m + 1)) {
+        // Chunk m+1 is saved, so chunk m was being (or about to be) written from its slot.
+        flush(m);
+        pending = m + 1;
+        destroyed = true;
+        m += 2;
+      } else if (holds(backup, slotAt(m), m)) {
+        // Chunk m is saved and region m still old: it waits for chunk m+1 to be decoded.
+        pending = m;
+        m += 1;
+      }
+    }
+
+    for (let i = m; i < n; i++) {
+      const data = this.decode(p, decoder, i, destroyed);
+      const unchanged = this.regionEquals(target, i * S, data);
+      if (!unchanged) {
+        this.writeRegion(backup, slotAt(i), data);
+        this.log('backed-up', i, p.chunks[i].crc32);
+      }
+      if (pending >= 0) {
+        flush(pending);
+        destroyed = true;
+      }
+      pending = -1;
+      if (unchanged) {
+        this.log('chunk-done', i, p.chunks[i].crc32);
+        this.opts.onProgress?.({ chunk: i + 1, chunks: n });
+      } else {
+        pending = i;
+      }
+    }
+    if (pending >= 0) flush(pending);
+  }
+
+  private crcOf(view: Flash, offset: number, length: number): number {
+    let crc: number | undefined; // undefined, not 0, is the initial state of a running CRC
+    for (let off = 0; off < length; off += IO_BLOCK) {
+      const k = Math.min(IO_BLOCK, length - off);
+      view.read(offset + off, this.block, 0, k);
+      crc = crc32(this.block.subarray(0, k), crc);
+    }
+    return crc ?? crc32(new Uint8Array(0));
+  }
+
+  /** Erase, then copy `length` bytes from one flash area to another through the I/O block; read back. */
+  private copyRegion(from: Flash, fromOffset: number, to: Flash, toOffset: number, length: number): void {
+    for (let attempt = 0; ; attempt++) {
+      this.eraseRegion(to, toOffset, length);
+      for (let off = 0; off < length; off += IO_BLOCK) {
+        const k = Math.min(IO_BLOCK, length - off);
+        from.read(fromOffset + off, this.block, 0, k);
+        this.program(to, toOffset + off, this.block.subarray(0, k));
+      }
+      if (this.crcOf(to, toOffset, length) === this.crcOf(from, fromOffset, length)) return;
+      if (attempt === 1) throw new RestoreFailure('backup', `flash at ${toOffset} does not read back what was written`);
+    }
   }
 
   /** OTA_RAW: the package's records are the image; copy them unit by unit (the OTA partition stays intact). */
