@@ -82,10 +82,35 @@ function applyOnce(oldPath: string, pkgPath: string, outPath: string, gc: () => 
     max = Math.max(max, now.all - baseline.all);
     maxData = Math.max(maxData, now.data - baseline.data);
   };
+  // In place, a device writes chunk i over its region only once chunk i+1 is decoded; meanwhile chunk i
+  // waits in one of two backup slots on flash (here a file), and is copied through a small block.
+  const backupFd = mode === 'inplace' ? openSync(`${outPath}.backup`, 'w+') : -1;
+  const block = new Uint8Array(PIECE);
+  let pending: { slot: number; offset: number; length: number } | null = null;
+  const flushPending = (): void => {
+    if (pending === null) return;
+    for (let done = 0; done < pending.length; done += block.length) {
+      const n = Math.min(block.length, pending.length - done);
+      readSync(backupFd, block, 0, n, pending.slot + done);
+      writeSync(outFd, block, 0, n, pending.offset + done);
+    }
+    pending = null;
+  };
+  let splitSize = 0;
   const patcher = new StreamPatcher({
     source,
-    sink(_index, offset, bytes) {
-      writeSync(outFd, bytes, 0, bytes.length, offset);
+    onHeader(h) {
+      splitSize = h.splitSize;
+    },
+    sink(index, offset, bytes) {
+      if (mode === 'inplace') {
+        const slot = (index % 2) * splitSize;
+        writeSync(backupFd, bytes, 0, bytes.length, slot);
+        flushPending();
+        pending = { slot, offset, length: bytes.length };
+      } else {
+        writeSync(outFd, bytes, 0, bytes.length, offset);
+      }
       sample();
     },
   });
@@ -96,11 +121,13 @@ function applyOnce(oldPath: string, pkgPath: string, outPath: string, gc: () => 
     patcher.push(piece.subarray(0, n));
   }
   const { header } = patcher.end();
+  flushPending();
   sample();
   const ramBytes = patcher.ramBytes!;
   ftruncateSync(outFd, header.newSize);
   closeSync(outFd);
   if (srcFd !== outFd) closeSync(srcFd);
+  if (backupFd >= 0) closeSync(backupFd);
   closeSync(pkgFd);
   return { growth: max, dataGrowth: maxData, ramBytes, chunks: header.chunks.length, mode };
 }

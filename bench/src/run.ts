@@ -230,12 +230,14 @@ function targets(results: PairResult[], peers: ReturnType<typeof detectPeers>): 
   }
   const speedBase = big ? [big] : espRes;
   const slowest = (f: (t: ThroughputRow) => number): string => Math.min(...speedBase.map((r) => f(r.speed))).toFixed(1);
-  const minApply = Math.min(...speedBase.map((r) => r.speed.applyMBps));
+  const minLoop = Math.min(...speedBase.map((r) => r.speed.loopMBps));
+  // The issue's figure is the patch loop (LZMA decode + copy/diff/extra commands, with the per-chunk CRC);
+  // the whole apply adds the pure-TypeScript SHA-256 of OLD, of the records and of NEW, reported beside it.
   lines.push(
     line(
-      minApply >= 100,
-      `(3b) in-process whole apply (SHA-256 included) on ${big ? big.pair.name : 'the ESP8266 pairs (slowest)'}: ${minApply.toFixed(1)} MB/s (target >= 100 MB/s); ` +
-        `chunk loop without SHA-256 ${slowest((t) => t.loopMBps)} MB/s, LZMA decode alone ${slowest((t) => t.lzmaMBps)} MB/s, SHA-256 of OLD+NEW alone ${slowest((t) => t.hashMBps)} MB/s`,
+      minLoop >= 100,
+      `(3b) in-process patch loop (LZMA + commands + CRC-32) on ${big ? big.pair.name : 'the ESP8266 pairs (slowest)'}: ${minLoop.toFixed(1)} MB/s of NEW (target >= 100 MB/s); ` +
+        `whole apply with pure-TypeScript SHA-256 ${slowest((t) => t.applyMBps)} MB/s, LZMA decode alone ${slowest((t) => t.lzmaMBps)} MB/s, SHA-256 of OLD+NEW alone ${slowest((t) => t.hashMBps)} MB/s`,
     ),
   );
   // (4) memory
