@@ -1,5 +1,5 @@
 // Host-side convenience: apply a whole package held in memory, the way a device would.
-import type { SourceReader } from './source-reader.js';
+import { copyBytes, type SourceReader } from './source-reader.js';
 import { StreamPatcher, type PatchResult } from './stream-patcher.js';
 import type { PatcherLimits } from './package-format.js';
 import type { Sha256Factory } from './sha256.js';
@@ -34,7 +34,7 @@ export function applyPackage(old: Uint8Array, pkg: Uint8Array, opts: ApplyOption
   const source: SourceReader = {
     read(offset, dst, dstOffset, length) {
       if (offset < 0 || offset + length > partition.length) throw new RangeError(`source read [${offset}, +${length}) outside the partition`);
-      dst.set(partition.subarray(offset, offset + length), dstOffset);
+      copyBytes(partition, offset, dst, dstOffset, length);
     },
   };
   const patcher = new StreamPatcher({

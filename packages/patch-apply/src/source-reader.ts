@@ -12,7 +12,19 @@ export function memorySource(bytes: Uint8Array): SourceReader {
   return {
     read(offset, dst, dstOffset, length) {
       if (offset < 0 || offset + length > bytes.length) throw new RangeError(`source read [${offset}, +${length}) outside ${bytes.length} bytes`);
-      dst.set(bytes.subarray(offset, offset + length), dstOffset);
+      copyBytes(bytes, offset, dst, dstOffset, length);
     },
   };
+}
+
+/**
+ * Copies without allocating: most reads of the command loop are a few bytes long (the unchanged runs
+ * between relocated addresses), where a subarray view per read would feed the garbage collector.
+ */
+export function copyBytes(src: Uint8Array, from: number, dst: Uint8Array, to: number, length: number): void {
+  if (length < 64) {
+    for (let k = 0; k < length; k++) dst[to + k] = src[from + k];
+  } else {
+    dst.set(src.subarray(from, from + length), to);
+  }
 }
