@@ -6,15 +6,17 @@
 //   DATA/cloud.json               URL-signing key and the cloud's broker credential (0600)
 //   DATA/products.json            per product: package mode (inplace | ab | full), split and dictionary size
 //   DATA/files/fw/PK/VERSION.bin  firmware store (immutable: a version is added once)
-//   DATA/files/pkg/PK/*.otad      diff packages, generated on demand and cached
+//   DATA/files/fw/PK/VERSION.json its release: security counter, allow-downgrade (signed into its packages)
+//   DATA/files/pkg/PK/*.otad      diff packages and raw (OTA_RAW) packages, generated on demand
+//                                 and cached, signed with the cloud's package signing key
 //   DATA/jobs/ID.json             upgrade jobs (product, target version, devices)
 //   DATA/status.json              written by the server: device versions and job progress
 
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { generatePackage } from '@otadiff/diff-gen';
-import { parseHeader, type PackageHeader, type PatchMode } from '@otadiff/patch-apply';
+import { generatePackage, packRaw } from '@otadiff/diff-gen';
+import { FIRMWARE_VERSION_BYTES, parseHeader, type PackageHeader, type PatchMode } from '@otadiff/patch-apply';
 import { DeviceRegistry, generateSecret, type DeviceRecord, type ProductRecord } from './device-registry.js';
 import type { ServiceCredential } from './broker.js';
 import { isValidDeviceName, isValidProductKey } from './topics.js';
@@ -24,11 +26,29 @@ export class CloudStoreError extends Error {
   override name = 'CloudStoreError';
 }
 
-export type PackageMode = PatchMode | 'full';
+/** How a product's updates travel: diffs for that restore mode, or always the whole image ('full'). */
+export type PackageMode = Exclude<PatchMode, 'raw'> | 'full';
+
+/** What the owner states about a stored firmware version; signed into every package that installs it. */
+export interface FirmwareRelease {
+  version: string;
+  /** Anti-rollback counter: devices refuse a package below the one they recorded. */
+  securityCounter: number;
+  /** Devices may install it below their recorded counter (an owner's deliberate rollback). */
+  allowDowngrade: boolean;
+}
+
+export interface CloudStoreOptions {
+  /**
+   * Private key (Ed25519, EC P-256 or RSA-2048) that signs the packages the store generates: diffs and
+   * raw (OTA_RAW) packages. Without it they are unsigned, and devices that trust a key refuse them.
+   */
+  signingKey?: KeyObject;
+}
 
 export interface ProductConfig {
   productKey: string;
-  /** inplace / ab: diff packages for that restore mode; full: always the whole image. */
+  /** inplace / ab: diff packages for that restore mode; full: always the whole image (a raw package). */
   mode: PackageMode;
   splitSize: number;
   dictSize: number;
@@ -74,8 +94,11 @@ export interface StoredPackage {
   path: string;
   size: number;
   bytes: Uint8Array;
+  /** The package's header (diff and raw packages; not a plain firmware image). */
   header?: PackageHeader;
 }
+
+const MAX_COUNTER = 0xffff_ffff;
 
 interface CloudSecrets {
   urlSecret: string;
@@ -103,6 +126,30 @@ function readJson(path: string, what: string): unknown {
 function checkVersion(v: string): string {
   if (!isValidVersion(v) || /[/\\]/.test(v)) throw new CloudStoreError(`invalid version ${JSON.stringify(v)}`);
   return v;
+}
+
+/** A version that goes into a signed package header: printable ASCII, at most 32 bytes. */
+function checkReleaseVersion(v: string): string {
+  checkVersion(v);
+  if (!/^[\x20-\x7e]*$/.test(v) || v.length > FIRMWARE_VERSION_BYTES)
+    throw new CloudStoreError(`version ${JSON.stringify(v)} is too long: a package's signed header holds at most ${FIRMWARE_VERSION_BYTES} printable ASCII characters`);
+  return v;
+}
+
+function parseRelease(raw: unknown, version: string, file: string): FirmwareRelease {
+  const r = raw as Partial<FirmwareRelease> | null;
+  if (typeof r !== 'object' || r === null) throw new CloudStoreError(`${file} must be an object`);
+  const c = r.securityCounter;
+  if (typeof c !== 'number' || !Number.isInteger(c) || c < 0 || c > MAX_COUNTER) throw new CloudStoreError(`${file}: securityCounter must be an integer from 0 to ${MAX_COUNTER}`);
+  if (typeof r.allowDowngrade !== 'boolean') throw new CloudStoreError(`${file}: allowDowngrade must be true or false`);
+  return { version, securityCounter: c, allowDowngrade: r.allowDowngrade };
+}
+
+/** Short fingerprint of a signing key's public half, so cached packages follow a change of key. */
+function keyTag(key: KeyObject | undefined): string {
+  if (key === undefined) return 'unsigned';
+  const spki = createPublicKey(key).export({ type: 'spki', format: 'der' });
+  return `k${createHash('sha256').update(spki).digest('hex').slice(0, 12)}`;
 }
 
 function parseProducts(raw: unknown): Map<string, ProductConfig> {
@@ -146,7 +193,11 @@ export class CloudStore {
   private readonly generating = new Map<string, Promise<StoredPackage>>();
   private stamp = '';
 
-  private constructor(readonly dataDir: string) {}
+  private constructor(
+    readonly dataDir: string,
+    /** Signs the packages the store generates (see CloudStoreOptions). */
+    readonly signingKey: KeyObject | undefined,
+  ) {}
 
   get filesDir(): string {
     return join(this.dataDir, 'files');
@@ -161,8 +212,8 @@ export class CloudStore {
   }
 
   /** Opens (and creates, when missing) a data directory. */
-  static async open(dataDir: string): Promise<CloudStore> {
-    const s = new CloudStore(dataDir);
+  static async open(dataDir: string, opts: CloudStoreOptions = {}): Promise<CloudStore> {
+    const s = new CloudStore(dataDir, opts.signingKey);
     for (const d of [dataDir, s.filesDir, join(s.filesDir, 'fw'), join(s.filesDir, 'pkg'), join(dataDir, 'jobs')]) mkdirSync(d, { recursive: true });
     const secretsPath = join(dataDir, 'cloud.json');
     if (!existsSync(secretsPath)) {
@@ -248,15 +299,53 @@ export class CloudStore {
     return join(this.filesDir, 'fw', productKey);
   }
 
-  /** Stores a firmware version (immutable: adding the same version twice is refused). */
-  addFirmware(productKey: string, version: string, image: Uint8Array): { path: string; size: number; sha256: string } {
+  /**
+   * Stores a firmware version (immutable: adding the same version twice is refused) with its release:
+   * the security counter defaults to the highest of the product's older versions (so a new release
+   * keeps the counter monotonic), and may not go below an older version's or above a newer one's
+   * unless the release allows a downgrade.
+   */
+  addFirmware(
+    productKey: string,
+    version: string,
+    image: Uint8Array,
+    o: { securityCounter?: number; allowDowngrade?: boolean } = {},
+  ): { path: string; size: number; sha256: string; securityCounter: number; allowDowngrade: boolean } {
     if (!this.products.has(productKey)) throw new CloudStoreError(`unknown product ${productKey}`);
-    checkVersion(version);
+    checkReleaseVersion(version);
     if (image.length === 0) throw new CloudStoreError('empty firmware image');
-    if (this.firmwareVersions(productKey).some((v) => compareVersions(v, version) === 0)) throw new CloudStoreError(`${productKey} already has firmware ${version}`);
+    const existing = this.firmwareVersions(productKey);
+    if (existing.some((v) => compareVersions(v, version) === 0)) throw new CloudStoreError(`${productKey} already has firmware ${version}`);
+    const releases = existing.map((v) => this.firmwareRelease(productKey, v)!);
+    const older = releases.filter((r) => compareVersions(r.version, version) < 0);
+    const newer = releases.filter((r) => compareVersions(r.version, version) > 0);
+    const allowDowngrade = o.allowDowngrade ?? false;
+    const floor = older.reduce((m, r) => Math.max(m, r.securityCounter), 0);
+    const securityCounter = o.securityCounter ?? floor;
+    if (!Number.isInteger(securityCounter) || securityCounter < 0 || securityCounter > MAX_COUNTER)
+      throw new CloudStoreError(`security counter must be an integer from 0 to ${MAX_COUNTER}`);
+    if (!allowDowngrade) {
+      const below = older.find((r) => r.securityCounter > securityCounter);
+      if (below !== undefined)
+        throw new CloudStoreError(`security counter ${securityCounter} of ${version} is below the ${below.securityCounter} of the older ${below.version}: counters must not decrease (or allow a downgrade)`);
+      const above = newer.find((r) => r.securityCounter < securityCounter);
+      if (above !== undefined)
+        throw new CloudStoreError(`security counter ${securityCounter} of ${version} is above the ${above.securityCounter} of the newer ${above.version}: counters must not decrease`);
+    }
     mkdirSync(this.fwDir(productKey), { recursive: true });
+    // The release first: a .bin never lacks its .json.
+    writeAtomic(join(this.fwDir(productKey), `${version}.json`), `${JSON.stringify({ securityCounter, allowDowngrade }, null, 2)}\n`);
     writeAtomic(join(this.fwDir(productKey), `${version}.bin`), image);
-    return { path: `/fw/${productKey}/${version}.bin`, size: image.length, sha256: createHash('sha256').update(image).digest('hex') };
+    return { path: `/fw/${productKey}/${version}.bin`, size: image.length, sha256: createHash('sha256').update(image).digest('hex'), securityCounter, allowDowngrade };
+  }
+
+  /** The release of a stored version (a store from before releases had none: counter 0). */
+  firmwareRelease(productKey: string, version: string): FirmwareRelease | undefined {
+    const v = this.firmwareVersions(productKey).find((x) => compareVersions(x, version) === 0);
+    if (v === undefined) return undefined;
+    const file = join(this.fwDir(productKey), `${v}.json`);
+    if (!existsSync(file)) return { version: v, securityCounter: 0, allowDowngrade: false };
+    return parseRelease(readJson(file, 'firmware release'), v, file);
   }
 
   /** Stored versions, oldest first. */
@@ -278,19 +367,59 @@ export class CloudStore {
   }
 
   /**
-   * The diff package from `from` to `to` for the product's mode, generated on first
-   * use and cached under files/pkg. Undefined when either image is missing or the
-   * product ships full images.
+   * The diff package from `from` to `to` for the product's mode, signed with the store's key and
+   * carrying `to`'s release, generated on first use and cached under files/pkg. Undefined when either
+   * image is missing or the product ships full images.
    */
   async diffPackage(productKey: string, from: string, to: string): Promise<StoredPackage | undefined> {
     const cfg = this.products.get(productKey);
     if (cfg === undefined || cfg.mode === 'full') return undefined;
+    const mode = cfg.mode;
     const oldFw = this.firmware(productKey, from);
     const newFw = this.firmware(productKey, to);
     if (oldFw === undefined || newFw === undefined) return undefined;
     const fromV = oldFw.path.slice(oldFw.path.lastIndexOf('/') + 1, -4);
     const toV = newFw.path.slice(newFw.path.lastIndexOf('/') + 1, -4);
-    const name = `${fromV}_to_${toV}.${cfg.mode}.s${cfg.splitSize}.d${cfg.dictSize}.otad`;
+    const release = this.firmwareRelease(productKey, toV)!;
+    const name = `${fromV}_to_${toV}.${mode}.s${cfg.splitSize}.d${cfg.dictSize}.${keyTag(this.signingKey)}.otad`;
+    return this.cached(productKey, name, async () => {
+      const r = await generatePackage(oldFw.bytes, newFw.bytes, {
+        mode,
+        splitSize: cfg.splitSize,
+        dictSize: cfg.dictSize,
+        firmwareVersion: release.version,
+        securityCounter: release.securityCounter,
+        allowDowngrade: release.allowDowngrade,
+        signingKey: this.signingKey,
+      });
+      return r.package;
+    });
+  }
+
+  /**
+   * The full image of `version` as a raw (OTA_RAW) package: the image behind the same signed header
+   * as a diff, with its release. Generated on first use and cached. Undefined when the store lacks it.
+   */
+  async rawPackage(productKey: string, version: string): Promise<StoredPackage | undefined> {
+    const fw = this.firmware(productKey, version);
+    if (fw === undefined) return undefined;
+    const v = fw.path.slice(fw.path.lastIndexOf('/') + 1, -4);
+    const release = this.firmwareRelease(productKey, v)!;
+    const split = this.products.get(productKey)?.splitSize ?? DEFAULT_SPLIT;
+    const name = `${v}.raw.s${split}.${keyTag(this.signingKey)}.otad`;
+    return this.cached(productKey, name, async () =>
+      packRaw(fw.bytes, {
+        splitSize: split,
+        firmwareVersion: release.version,
+        securityCounter: release.securityCounter,
+        allowDowngrade: release.allowDowngrade,
+        signingKey: this.signingKey,
+      }).package,
+    );
+  }
+
+  /** files/pkg/PK/NAME, made by `make` once (concurrent callers share the work) and kept. */
+  private async cached(productKey: string, name: string, make: () => Promise<Uint8Array>): Promise<StoredPackage> {
     const file = join(this.filesDir, 'pkg', productKey, name);
     const path = `/pkg/${productKey}/${name}`;
     if (existsSync(file)) {
@@ -300,10 +429,10 @@ export class CloudStore {
     let p = this.generating.get(file);
     if (p === undefined) {
       p = (async () => {
-        const r = await generatePackage(oldFw.bytes, newFw.bytes, { mode: cfg.mode as 'inplace' | 'ab', splitSize: cfg.splitSize, dictSize: cfg.dictSize });
+        const bytes = await make();
         mkdirSync(join(this.filesDir, 'pkg', productKey), { recursive: true });
-        writeAtomic(file, r.package);
-        return { path, size: r.package.length, bytes: r.package, header: r.header };
+        writeAtomic(file, bytes);
+        return { path, size: bytes.length, bytes, header: parseHeader(bytes) };
       })();
       this.generating.set(file, p);
       p.finally(() => this.generating.delete(file)).catch(() => {});

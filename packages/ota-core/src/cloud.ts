@@ -3,11 +3,14 @@
 // a CoAP server (packages by Block2, and the OTA notices for CoAP devices), and the job
 // logic: when a device informs a version older than its job's target (or a job is
 // created for devices known to be older), push an upgrade notice — a diff from the
-// installed version when the store has that image, else the full image — and follow
-// the device's progress until it informs the target version.
+// installed version when the store has that image, else the full image as a raw
+// (OTA_RAW) package — and follow the device's progress until it informs the target
+// version. With a package signing key every package it serves is signed, with the
+// target's firmware version and security counter in the signed header.
 
-import type { KeyLike } from 'node:crypto';
+import type { KeyLike, KeyObject } from 'node:crypto';
 import { randomBytes } from 'node:crypto';
+import { loadPrivateKey } from '@otadiff/diff-gen';
 import { startBroker, type BrokerHandle, type ServiceCredential } from './broker.js';
 import { CloudStore, type CloudStatus, type DeviceStatus, type OtaJob, type StoredPackage } from './cloud-store.js';
 import { EventHub } from './event-hub.js';
@@ -45,8 +48,14 @@ export interface OtaCloudOptions {
   urlTtlMs?: number;
   /** Digest of files in notices (default SHA256). */
   signMethod?: SignMethod;
-  /** RSA private key: notices then carry a digestsign. */
+  /** RSA private key: notices then carry a digestsign (AliOS' check of the notice, not of the package). */
   signingKey?: KeyLike;
+  /**
+   * Private key (Ed25519, EC P-256 or RSA-2048; a KeyObject or PEM text) that signs every package the
+   * cloud serves, diffs and raw (OTA_RAW) packages alike. Devices configured with its public key
+   * refuse anything else.
+   */
+  packageSigningKey?: KeyObject | string;
   /** Serve packages over HTTPS with this PEM key and certificate (devices then need to trust it: `download.ca`). */
   tls?: FileServerOptions['tls'];
   /** Misbehaviour knobs of the file server (tests and the demo). */
@@ -93,7 +102,8 @@ function brokerUserinfo(url: string | undefined): ServiceCredential | undefined 
 }
 
 export async function startOtaCloud(opts: OtaCloudOptions): Promise<OtaCloud> {
-  const store = await CloudStore.open(opts.dataDir);
+  const packageKey = typeof opts.packageSigningKey === 'string' ? loadPrivateKey(opts.packageSigningKey) : opts.packageSigningKey;
+  const store = await CloudStore.open(opts.dataDir, { signingKey: packageKey });
   const host = opts.host ?? '127.0.0.1';
   const log = opts.log ?? (() => {});
   const hub = new EventHub<CloudEvent>();
@@ -216,7 +226,7 @@ export async function startOtaCloud(opts: OtaCloudOptions): Promise<OtaCloud> {
     } catch (e) {
       log(`${key(d)}: no diff ${fromVersion} -> ${job.version} (${(e as Error).message}); sending the full image`);
     }
-    pkg ??= store.firmware(d.productKey, job.version);
+    pkg ??= await store.rawPackage(d.productKey, job.version);
     if (pkg === undefined) throw new Error(`${d.productKey} has no firmware ${job.version}`);
     const sign = fileDigest(pkg.bytes, signMethod);
     const info: UpgradeInfo = {

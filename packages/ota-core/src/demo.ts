@@ -1,20 +1,29 @@
 // The whole story in one process, on loopback: a cloud (embedded broker + file server
-// with signed URLs), a device running OLD from a flash directory, a job for NEW. The
-// update travels as a diff; the first download connection is cut part-way and resumed
-// with Range; the power is cut half-way through the restore and the next boot resumes
-// it. At the end the device's slot is compared with NEW byte for byte.
+// with signed URLs), a device running OLD from a flash directory, a job for NEW. A
+// package signing key pair is made on the spot: the cloud signs the diff (with NEW's
+// version and security counter in the signed header), the device and its bootloader
+// trust only the public key. The update travels as a diff; the first download
+// connection is cut part-way and resumed with Range; the power is cut half-way through
+// the restore and the next boot resumes it. At the end the device's slot is compared
+// with NEW byte for byte, and its recorded security counter has risen to NEW's.
 
 import { createHash, generateKeyPairSync } from 'node:crypto';
+import { generateKeyPair, loadPrivateKey } from '@otadiff/diff-gen';
 import { existsSync, readdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { boot, FaultyFlash, MemoryFlash, openPartition, readBytes, type PatchMode, type Slot } from '@otadiff/patch-apply';
+import { boot, FaultyFlash, MemoryFlash, openPartition, readBytes, type Slot } from '@otadiff/patch-apply';
 import { startOtaCloud, type OtaCloud } from './cloud.js';
-import { CloudStore } from './cloud-store.js';
+import { CloudStore, type PackageMode } from './cloud-store.js';
 import { createDeviceFlashDir, createFlashDirPort, type FlashDirPort } from './flash-port.js';
 import { createOtaService, type OtaService, type OtaServiceEvent } from './ota-service.js';
 import type { RequestLogEntry } from './http-server.js';
+import { HEAD_FETCH_BYTES } from './package-head.js';
+import { resolveTrustedKeys } from './trusted-keys.js';
+
+/** Restore modes of a demo device (a diff update; full images are not the story). */
+export type DemoMode = Exclude<PackageMode, 'full'>;
 
 export interface DemoOptions {
   oldImage: Uint8Array;
@@ -22,7 +31,7 @@ export interface DemoOptions {
   oldVersion?: string;
   newVersion?: string;
   /** Restore mode of the device and its packages (default inplace). */
-  mode?: PatchMode;
+  mode?: DemoMode;
   splitSize?: number;
   /** Cut the first download connection part-way (default true). */
   dropDownload?: boolean;
@@ -40,7 +49,13 @@ export interface DemoOptions {
 export interface DemoSummary {
   ok: boolean;
   failures: string[];
-  mode: PatchMode;
+  mode: DemoMode;
+  /** Algorithm of the package signature the device verified (null: it verified none). */
+  signature: string | null;
+  /** NEW's security counter, in the signed header. */
+  securityCounter: number;
+  /** The device's recorded security counter at the end (NEW's once it confirmed it). */
+  recordedCounter: number | null;
   oldVersion: string;
   newVersion: string;
   oldBytes: number;
@@ -106,35 +121,46 @@ export async function runOtaDemo(o: DemoOptions): Promise<DemoSummary> {
   let finalVersion: string | null = null;
   let imageMatches = false;
   let requests: RequestLogEntry[] = [];
+  let signature: string | null = null;
+  let recordedCounter: number | null = null;
+  const securityCounter = 1;
 
   try {
+    // ---- a package signing key pair, made for the demo (Ed25519: quick to make, 64-byte signatures)
+    const keys = generateKeyPair('ed25519');
+    const signingKey = loadPrivateKey(keys.privateKey);
+    const trustedKeys = resolveTrustedKeys([keys.publicKey]);
+    say('keys', 'package signing key pair made for this run (Ed25519): the cloud signs, the device and its bootloader trust only the public key');
+
     // ---- the cloud's data: product, device, both firmware versions, the diff
-    const store = await CloudStore.open(join(workDir, 'cloud'));
+    const store = await CloudStore.open(join(workDir, 'cloud'), { signingKey });
     await store.addProduct(PK, { mode, splitSize });
     const dev = await store.addDevice(PK, DN);
-    store.addFirmware(PK, oldVersion, o.oldImage);
-    store.addFirmware(PK, newVersion, o.newImage);
+    store.addFirmware(PK, oldVersion, o.oldImage, { securityCounter: 0 });
+    store.addFirmware(PK, newVersion, o.newImage, { securityCounter });
     const t0 = performance.now();
     const pkg = (await store.diffPackage(PK, oldVersion, newVersion))!;
     packageBytes = pkg.size;
     say('cloud', `firmware ${oldVersion} (${kib(o.oldImage.length)}) and ${newVersion} (${kib(o.newImage.length)}); diff ${oldVersion} -> ${newVersion}: ${kib(pkg.size)}, ${mode}, ${pkg.header!.chunks.length} chunks of ${kib(pkg.header!.splitSize)} (${((performance.now() - t0) / 1000).toFixed(2)} s)`);
+    say('cloud', `signed header: version ${pkg.header!.firmwareVersion}, security counter ${pkg.header!.securityCounter}, Ed25519 signature (${pkg.header!.signatureLength} B)`);
 
-    // The first request is the 128-byte header; the next one (the download) is cut half-way.
-    const dropAfter = Math.max(1, Math.floor((pkg.size - 128) / 2));
+    // The first request is the signed head; the next one (the download) is cut half-way.
+    const dropAfter = Math.max(HEAD_FETCH_BYTES, Math.floor((pkg.size - HEAD_FETCH_BYTES) / 2));
     const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
     cloud = await startOtaCloud({
       dataDir: join(workDir, 'cloud'),
       pollMs: 0,
       signingKey: privateKey,
-      fileServer: dropDownload ? { dropAfterBytes: Math.max(dropAfter, 128), dropTimes: 2 } : {},
+      packageSigningKey: signingKey,
+      fileServer: dropDownload ? { dropAfterBytes: dropAfter, dropTimes: 2 } : {},
     });
     say('cloud', `MQTT broker ${cloud.brokerUrl} (embedded aedes, Aliyun sign-in), files ${cloud.files.url} (signed URLs, RSA digestsign)`);
-    if (dropDownload) say('cloud', `fault armed: the download connection is cut after ${kib(Math.max(dropAfter, 128))}`);
+    if (dropDownload) say('cloud', `fault armed: the download connection is cut after ${kib(dropAfter)}`);
 
     // ---- the device: OLD in slot A of a flash directory, behind a power-cut switch
     const devDir = join(workDir, 'device');
     createDeviceFlashDir(devDir, { image: o.oldImage, version: oldVersion, ab: mode === 'ab', splitSize });
-    port = createFlashDirPort(devDir, { wrapFlash: (f) => (faulty = new FaultyFlash(f, { tear: 'random', seed: 7 })) });
+    port = createFlashDirPort(devDir, { trustedKeys, wrapFlash: (f) => (faulty = new FaultyFlash(f, { tear: 'random', seed: 7 })) });
     const p = port;
     const f = faulty!;
     let armed = powerCut;
@@ -153,7 +179,10 @@ export async function runOtaDemo(o: DemoOptions): Promise<DemoSummary> {
           say('device', `upgrade notice: ${e.info.version}, ${e.info.isDiff ? 'diff' : 'full image'}, ${kib(e.info.size)}`);
           break;
         case 'header':
-          say('device', `package header (${e.fetched} B by Range): made for our image (old SHA-256 ${Buffer.from(e.header.oldSha256).toString('hex').slice(0, 12)}…), ${e.header.mode}, fits`);
+          say(
+            'device',
+            `signed head (${e.fetched} B by Range): ${e.signature ?? 'no'} signature verified, version ${e.header.firmwareVersion}, security counter ${e.header.securityCounter}; made for our image (old SHA-256 ${Buffer.from(e.header.oldSha256).toString('hex').slice(0, 12)}…), ${e.header.mode}, fits`,
+          );
           break;
         case 'download-start':
           say('device', `downloading into the OTA partition from byte ${e.offset}${e.resumed ? ' (resumed from checkpoint)' : ''}`);
@@ -162,7 +191,8 @@ export async function runOtaDemo(o: DemoOptions): Promise<DemoSummary> {
           say('device', `download complete: ${e.result.attempts} connection(s), resumed with Range after a drop: ${e.result.attempts > 1 ? 'yes' : 'no'}`);
           break;
         case 'verified':
-          say('device', `verified in flash: SHA-256 ${e.sha256.slice(0, 12)}…${e.digestsign ? ' + RSA digestsign' : ''}`);
+          signature = e.signature;
+          say('device', `verified in flash: SHA-256 ${e.sha256.slice(0, 12)}…${e.digestsign ? ' + RSA digestsign' : ''}${e.signature ? `, ${e.signature} signature + payload SHA-256 again on the flash bytes` : ''}`);
           break;
         case 'set-boot':
           say('device', `set_boot: ${e.firmwareType}, target slot ${e.slot}; rebooting into the bootloader`);
@@ -172,7 +202,7 @@ export async function runOtaDemo(o: DemoOptions): Promise<DemoSummary> {
             armed = false;
             // Count the restore's flash operations on a copy, then cut the real one half-way.
             const copy = new FaultyFlash(new MemoryFlash(p.flash.geometry, { contents: readBytes(p.flash, 0, p.flash.geometry.size) }));
-            boot({ flash: copy, layout: p.layout });
+            boot({ flash: copy, layout: p.layout, trustedKeys });
             const at = Math.floor(copy.ops / 2);
             cut = { op: at, restoreOps: copy.ops, kind: '' };
             f.scheduleCut(at);
@@ -184,7 +214,7 @@ export async function runOtaDemo(o: DemoOptions): Promise<DemoSummary> {
           say('power', `CUT during the restore: flash ${f.lastCut?.kind ?? 'op'} #${cut?.op ?? '?'} of ${cut?.restoreOps ?? '?'} (${f.lastCut ? `at 0x${f.lastCut.offset.toString(16)}` : ''})`);
           break;
         case 'confirmed':
-          say('device', `slot ${e.slot} confirmed (${e.version}): no rollback`);
+          say('device', `slot ${e.slot} confirmed (${e.version}): no rollback; anti-rollback counter raised to the package's`);
           break;
         case 'failed':
           say('device', `FAILED (${e.step}): ${e.error.message}`);
@@ -199,6 +229,7 @@ export async function runOtaDemo(o: DemoOptions): Promise<DemoSummary> {
       broker: cloud.brokerUrl,
       port,
       publicKey,
+      trustedKeys,
       reconnect: false,
       download: { backoff: { initialMs: 100, maxMs: 1000 } },
       onEvent,
@@ -250,6 +281,7 @@ export async function runOtaDemo(o: DemoOptions): Promise<DemoSummary> {
       const slotView = openPartition(p.flash, p.layout, running.slot === 'A' ? 'appA' : 'appB');
       const image = readBytes(slotView, 0, o.newImage.length);
       imageMatches = Buffer.compare(image, o.newImage) === 0;
+      recordedCounter = await p.securityCounter();
     }
     requests = [...cloud.files.requests];
   } catch (e) {
@@ -268,10 +300,15 @@ export async function runOtaDemo(o: DemoOptions): Promise<DemoSummary> {
   if (!isDiff) failures.push('the update did not travel as a diff');
   if (dropDownload && droppedConnections === 0) failures.push('no download connection was cut');
   if (powerCut && cut === null) failures.push('the power was never cut');
+  if (signature === null) failures.push('the device verified no package signature');
+  if (recordedCounter !== null && recordedCounter !== securityCounter) failures.push(`the device recorded security counter ${recordedCounter}, not ${securityCounter}`);
   const summary: DemoSummary = {
     ok: failures.length === 0,
     failures,
     mode,
+    signature,
+    securityCounter,
+    recordedCounter,
     oldVersion,
     newVersion,
     oldBytes: o.oldImage.length,
@@ -293,6 +330,7 @@ export async function runOtaDemo(o: DemoOptions): Promise<DemoSummary> {
     seconds: (performance.now() - started) / 1000,
   };
   if (imageMatches) say('check', `slot ${finalSlot} == NEW byte for byte (${o.newImage.length} bytes, SHA-256 ${summary.newSha256.slice(0, 16)}…)`);
+  if (recordedCounter !== null) say('check', `recorded security counter ${recordedCounter}: a replay of an older package (lower counter) is now refused`);
   say('sent', `${bytesSent} bytes over HTTP (${requests.length} requests, ${droppedConnections} cut) vs ${o.newImage.length} for the full image: ${(summary.sentRatio * 100).toFixed(2)}%`);
   return summary;
 }

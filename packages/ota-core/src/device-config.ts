@@ -2,12 +2,16 @@
 // the same quadruple from its KV / the board's provisioning):
 //   $OTADIFF_DEVICE_CONFIG, else ~/.otadiff/device.json
 //   { "productKey": "...", "productSecret": "...", "deviceName": "...", "deviceSecret": "...",
-//     "broker": "mqtt://127.0.0.1:1883", "flash": "/path/to/flash-dir" }
+//     "broker": "mqtt://127.0.0.1:1883", "flash": "/path/to/flash-dir",
+//     "trustedKeys": ["keys/firmware.pub"] }
+// trustedKeys: the public keys (PEM file paths, relative to the config file, or PEM text)
+// that must sign every package; the service and the bootloader refuse anything else.
 
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { isValidDeviceName, isValidProductKey } from './topics.js';
+import { isPemText } from './trusted-keys.js';
 
 export class DeviceConfigError extends Error {
   override name = 'DeviceConfigError';
@@ -21,6 +25,8 @@ export interface DeviceConfig {
   broker?: string;
   /** Flash directory of the device (relative paths are relative to the config file). */
   flash?: string;
+  /** Public keys that sign the device's packages: PEM file paths (made absolute) or PEM text. */
+  trustedKeys?: string[];
 }
 
 export function defaultDeviceConfigPath(env: NodeJS.ProcessEnv = process.env): string {
@@ -54,6 +60,13 @@ export function parseDeviceConfig(text: string, baseDir = '.'): DeviceConfig {
   if (o.flash !== undefined) {
     if (typeof o.flash !== 'string' || o.flash.length === 0) throw new DeviceConfigError('device config: flash must be a directory path');
     cfg.flash = isAbsolute(o.flash) ? o.flash : resolve(baseDir, o.flash);
+  }
+  if (o.trustedKeys !== undefined) {
+    const keys = o.trustedKeys;
+    if (!Array.isArray(keys) || keys.length === 0 || keys.length > 16 || !keys.every((k) => typeof k === 'string' && k.length > 0 && k.length <= 8192)) {
+      throw new DeviceConfigError('device config: trustedKeys must be a list of 1 to 16 public keys (PEM file paths or PEM text)');
+    }
+    cfg.trustedKeys = (keys as string[]).map((k) => (isPemText(k) || isAbsolute(k) ? k : resolve(baseDir, k)));
   }
   return cfg;
 }

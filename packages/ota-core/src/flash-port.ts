@@ -31,6 +31,7 @@ import {
   type Flash,
   type PartitionLayout,
   type Slot,
+  type TrustedKey,
   type UpdateType,
 } from '@otadiff/patch-apply';
 import { emptyDeviceState, serializeDeviceState } from './device-state.js';
@@ -46,7 +47,7 @@ export interface OtaFinishParam {
   updateType?: UpdateType;
   /** FINISH: the package is complete; BREAKPOINT: the download stopped part-way (nothing to restore). */
   result: 'finish' | 'breakpoint';
-  /** RAW: the package is the full image; DIFF: an otadiff package. */
+  /** RAW: a raw package (the full image behind the signed header); DIFF: a diff package. */
   firmwareType: 'raw' | 'diff';
   /** DIFF: the package's split size (checked against its header when given). */
   splitSize?: number;
@@ -87,7 +88,7 @@ export interface OtaPortInfo {
   readonly slots: readonly Slot[];
   /** Bytes of each slot. */
   readonly slotSize: Readonly<Partial<Record<Slot, number>>>;
-  /** Bytes of the in-place restore's backup area (at least one chunk). */
+  /** Bytes of the in-place restore's backup area (two chunk slots; one chunk for a one-chunk image). */
   readonly backupSize: number;
 }
 
@@ -98,6 +99,11 @@ export interface OtaPort extends OtaFlashPort {
   powerOn(): Promise<BootOutcome>;
   /** Read the image in the slot that booted last (for a diff's old-image check). */
   readImage(offset: number, length: number): Promise<Uint8Array>;
+  /**
+   * Anti-rollback: the highest package security counter confirmed on this device (the hand-over
+   * record's; 0 when there is none). The service refuses a package below it, as the bootloader does.
+   */
+  securityCounter(): Promise<number>;
   /** Persistent storage for the service's state (AliOS keeps it in KV); null when empty. */
   loadState(): Promise<string | null>;
   saveState(text: string): Promise<void>;
@@ -111,6 +117,11 @@ export interface FlashDirPortOptions {
   wrapFlash?: (flash: Flash) => Flash;
   /** Boots of an unconfirmed image before an A/B device rolls back (default 3). */
   maxBootAttempts?: number;
+  /**
+   * Keys the bootloader trusts: when given, boot() refuses (before touching anything) a package that
+   * no key signed. Give the device the same keys as its OTA service.
+   */
+  trustedKeys?: readonly TrustedKey[];
   onRestoreProgress?: (event: { chunk: number; chunks: number }) => void;
 }
 
@@ -239,17 +250,24 @@ export function createFlashDirPort(dir: string, opts: FlashDirPortOptions = {}):
         return;
       }
       if (p.result !== 'finish') throw new FlashPortError(`set_boot: unknown result ${String(p.result)}`);
-      let head: Uint8Array = new Uint8Array(0);
+      if (p.firmwareType !== 'diff' && p.firmwareType !== 'raw') throw new FlashPortError(`set_boot: unknown firmware type ${String(p.firmwareType)}`);
+      // Diff or raw, the package starts with its header: the hand-over takes the mode, split size,
+      // diff_version or image size from it.
+      if (p.packageLength < FIXED_HEADER_BYTES) throw new FlashPortError('set_boot: package shorter than a header');
+      let fixed;
+      try {
+        fixed = parseFixedHeader(readBytes(ota, 0, FIXED_HEADER_BYTES));
+      } catch (e) {
+        throw new FlashPortError(`set_boot: not a usable package: ${(e as Error).message}`);
+      }
+      if (fixed.headerLength + fixed.signatureLength > p.packageLength) throw new FlashPortError('set_boot: package shorter than its header');
+      if ((fixed.mode === 'raw') !== (p.firmwareType === 'raw'))
+        throw new FlashPortError(`set_boot: a ${p.firmwareType} update cannot hand over a ${fixed.mode} package`);
       if (p.firmwareType === 'diff') {
-        if (p.packageLength < FIXED_HEADER_BYTES) throw new FlashPortError('set_boot: package shorter than a header');
-        const fixed = parseFixedHeader(readBytes(ota, 0, FIXED_HEADER_BYTES));
-        if (fixed.headerLength > p.packageLength) throw new FlashPortError('set_boot: package shorter than its header');
         if (p.splitSize !== undefined && p.splitSize !== fixed.splitSize) throw new FlashPortError(`set_boot: split size ${p.splitSize} != the package's ${fixed.splitSize}`);
         if (p.diffVersion !== undefined && p.diffVersion !== fixed.diffVersion) throw new FlashPortError(`set_boot: diff_version ${p.diffVersion} != the package's ${fixed.diffVersion}`);
-        head = readBytes(ota, 0, fixed.headerLength);
-      } else if (p.firmwareType !== 'raw') {
-        throw new FlashPortError(`set_boot: unknown firmware type ${String(p.firmwareType)}`);
       }
+      const head = readBytes(ota, 0, fixed.headerLength);
       stageSetBoot(flash, layout, p.packageLength, p.packageSha256, head, { firmwareType: p.firmwareType, updateType, rollback });
     },
 
@@ -261,7 +279,7 @@ export function createFlashDirPort(dir: string, opts: FlashDirPortOptions = {}):
 
     async powerOn() {
       live();
-      const outcome = boot({ flash, layout, maxBootAttempts: opts.maxBootAttempts, onProgress: opts.onRestoreProgress });
+      const outcome = boot({ flash, layout, maxBootAttempts: opts.maxBootAttempts, trustedKeys: opts.trustedKeys, onProgress: opts.onRestoreProgress });
       booted = outcome.kind === 'halt' ? undefined : outcome.slot;
       return outcome;
     },
@@ -274,6 +292,11 @@ export function createFlashDirPort(dir: string, opts: FlashDirPortOptions = {}):
       checkInt(length, 'readImage length');
       if (offset + length > slot.geometry.size) throw new FlashPortError(`readImage [${offset}, +${length}) runs past slot ${booted}`);
       return readBytes(slot, offset, length);
+    },
+
+    async securityCounter() {
+      live();
+      return readHandover(openPartition(flash, layout, 'params'))?.securityCounter ?? 0;
     },
 
     async loadState() {
@@ -310,7 +333,7 @@ export interface DeviceFlashOptions {
   slotSize?: number;
   /** Bytes of the OTA partition (default: the slot size, so a full image fits). */
   otaSize?: number;
-  /** Largest chunk of an in-place restore: the backup partition's size (default 64 KiB). */
+  /** Largest chunk of an in-place restore; the backup partition holds two (default 64 KiB). */
   splitSize?: number;
   sectorSize?: number;
   programUnit?: number;

@@ -13,7 +13,8 @@
 //   checkpoint       DownloadCheckpoint + encodeCheckpoint / decodeCheckpoint
 //   coap-transfer    startCoapFileServer() / coapDownload(): RFC 7959 Block2, resumable
 //   ota-coap         the OTA notices over CoAP: createCoapNoticeServer() / connectOtaDeviceCoap()
-//   signature        sign (SHA-256/MD5) and RSA digestsign verification
+//   signature        sign (SHA-256/MD5) and RSA digestsign verification (the notice's)
+//   trusted-keys     the public keys that sign packages: resolveTrustedKeys (PEM text, files, DER)
 //   flash-port       the board port (AliOS hal_ota_module_s) + createFlashDirPort / createDeviceFlashDir
 //   ota-service      createOtaService(): the device's OTA service (ota_service_init)
 //   cloud            startOtaCloud(): broker + HTTP(S) and CoAP servers + jobs over a CloudStore data directory
@@ -170,7 +171,8 @@ export {
 } from './device-state.js';
 
 export { defaultDeviceConfigPath, DeviceConfigError, loadDeviceConfig, parseDeviceConfig, type DeviceConfig } from './device-config.js';
-export { fetchPackageHead, type PackageHead, type PackageHeadOptions } from './package-head.js';
+export { isPemText, resolveTrustedKeys, TrustedKeyError, type TrustedKeyInput } from './trusted-keys.js';
+export { fetchPackageHead, HEAD_FETCH_BYTES, type PackageHead, type PackageHeadOptions } from './package-head.js';
 export { EventHub, EventTimeoutError } from './event-hub.js';
 
 export {
@@ -188,7 +190,9 @@ export {
   CloudStore,
   CloudStoreError,
   type CloudStatus,
+  type CloudStoreOptions,
   type DeviceStatus,
+  type FirmwareRelease,
   type JobState,
   type OtaJob,
   type PackageMode,
@@ -197,4 +201,4 @@ export {
 } from './cloud-store.js';
 
 export { startOtaCloud, type CloudEvent, type OtaCloud, type OtaCloudOptions } from './cloud.js';
-export { runOtaDemo, type DemoOptions, type DemoSummary } from './demo.js';
+export { runOtaDemo, type DemoMode, type DemoOptions, type DemoSummary } from './demo.js';

@@ -1,9 +1,14 @@
 // The device side of the OTA service (the counterpart of AliOS Things' ota_service_init):
 // power on through the bootloader, confirm a new image, report the version, and for
-// each upgrade notice: refuse what is not newer, check a diff's header against the
-// running image before downloading it, download straight into the flash port with a
-// persisted checkpoint, verify the package as it sits in flash (digest + RSA
-// digestsign), set_boot, and reboot into the restore.
+// each upgrade notice: refuse what is not newer, fetch the package's signed header and
+// signature block first and refuse, before anything is downloaded or erased, a package
+// that is unsigned or wrongly signed (with trustedKeys), below the device's recorded
+// security counter (anti-rollback), not what the notice announces (version, size, diff
+// or raw), or a diff made for another image; download straight into the flash port with
+// a persisted checkpoint; verify the package as it sits in flash (notice digest + RSA
+// digestsign, then the signed header and the payload SHA-256 again on the flash bytes);
+// set_boot, and reboot into the restore. AliOS compares the notice's version strings and
+// trusts the notice; here the signed header is authoritative.
 //
 // Power cuts: any PowerCutError from the port (a FaultyFlash in tests and the demo)
 // stops the service on the spot, like a CPU losing power: nothing more is written or
@@ -12,13 +17,21 @@
 
 import { createHash, type KeyLike } from 'node:crypto';
 import {
+  checkSecurityCounter,
+  checkTrust,
   FIXED_HEADER_BYTES,
+  packageLength,
   PowerCutError,
   parseFixedHeader,
+  parseHeader,
   PackageError,
+  recordsOffset,
+  signatureAlgorithmOf,
   type BootOutcome,
-  type FixedHeader,
+  type PackageHeader,
+  type SignatureAlgorithm,
   type Slot,
+  type TrustedKey,
 } from '@otadiff/patch-apply';
 import type { DownloadCheckpoint } from './checkpoint.js';
 import { coapDownload } from './coap-transfer.js';
@@ -32,10 +45,11 @@ import { OtaStep, type OtaStepError, type UpgradeInfo } from './messages.js';
 import type { MqttSignMethod } from './mqtt-auth.js';
 import { connectOtaDeviceCoap, OtaCoapError } from './ota-coap.js';
 import { connectOtaDevice } from './ota-mqtt.js';
-import { fetchPackageHead } from './package-head.js';
+import { fetchPackageHead, HEAD_FETCH_BYTES } from './package-head.js';
 import type { BackoffOptions, SleepFn } from './retry.js';
 import { hashAlgorithmOf, SignatureError, verifyPackage } from './signature.js';
-import { compareVersions } from './version.js';
+import { resolveTrustedKeys, TrustedKeyError, type TrustedKeyInput } from './trusted-keys.js';
+import { compareVersions, isValidVersion } from './version.js';
 
 export type DownloadProtocol = 'http' | 'https' | 'coap';
 
@@ -62,7 +76,14 @@ export interface OtaServiceOptions {
   /** Version of the factory image, when the port's state has none yet. */
   initialVersion?: string;
   module?: string;
-  /** RSA public key: notices must then carry a digestsign that verifies. */
+  /**
+   * Public keys that sign packages (parsed keys, PEM text, PEM file paths or SPKI DER; default: the
+   * config's `trustedKeys`). When given, a package must be signed by one of them: an unsigned or
+   * wrongly signed one is refused before anything is downloaded or erased, and again on the flash
+   * bytes before set_boot. Give the bootloader the same keys (createFlashDirPort's `trustedKeys`).
+   */
+  trustedKeys?: readonly TrustedKeyInput[];
+  /** RSA public key: notices must then carry a digestsign that verifies (AliOS' digestsign). */
   publicKey?: KeyLike;
   requireDigestSign?: boolean;
   /** Hand-over rollback flag (default true): an unconfirmed A/B image returns to the old one. */
@@ -99,11 +120,16 @@ export type OtaServiceEvent =
   | { type: 'notice'; info: UpgradeInfo }
   | { type: 'invalid-notice'; error: Error }
   | { type: 'ignored'; info: UpgradeInfo; reason: string }
-  | { type: 'header'; header: FixedHeader; fetched: number; rangeHonoured: boolean }
+  /**
+   * The signed head passed every check before the download: `signature` is the algorithm that verified
+   * (null when the service trusts no key, so nothing was judged), `fetched` the bytes fetched for it.
+   */
+  | { type: 'header'; header: PackageHeader; fetched: number; rangeHonoured: boolean; signature: SignatureAlgorithm | null }
   | { type: 'download-start'; offset: number; total: number; resumed: boolean }
   | { type: 'download'; offset: number; total: number }
   | { type: 'downloaded'; result: DownloadResult }
-  | { type: 'verified'; sha256: string; digestsign: boolean }
+  /** The package in flash: notice digest, digestsign, and (`signature`) the signed header and payload SHA-256. */
+  | { type: 'verified'; sha256: string; digestsign: boolean; signature: SignatureAlgorithm | null; securityCounter: number }
   | { type: 'set-boot'; firmwareType: 'raw' | 'diff'; slot: Slot; version: string }
   | { type: 'failed'; step: number; error: Error }
   | { type: 'rebooting' }
@@ -130,9 +156,44 @@ class Refusal extends Error {
   constructor(
     readonly step: OtaStepError,
     message: string,
+    /** The downloaded bytes can never pass: forget the download, start over next time. */
+    readonly restart = false,
   ) {
     super(message);
   }
+}
+
+/** What a package's signed head is checked against. */
+interface HeadCheck {
+  info: UpgradeInfo;
+  running: Slot;
+  runningVersion: string;
+  /** The notice's version is not newer than the running one: only a signed allow-downgrade package goes. */
+  downgrade: boolean;
+  /** The device's recorded security counter. */
+  recorded: number;
+}
+
+/**
+ * Bytes of the signed head (header + signature block) that a fixed header announces; refuses a header
+ * that does not parse or declares another package length than the notice.
+ */
+function headLength(fixedBytes: Uint8Array, info: UpgradeInfo): number {
+  let f;
+  try {
+    f = parseFixedHeader(fixedBytes);
+  } catch (e) {
+    if (e instanceof PackageError) throw new Refusal(OtaStep.UPGRADE_FAILED, `refused: not a usable otadiff package: ${e.message}`);
+    throw e;
+  }
+  const declared = packageLength(f);
+  if (declared !== info.size) throw new Refusal(OtaStep.UPGRADE_FAILED, `refused: the package header declares ${declared} bytes, the notice ${info.size}`);
+  return recordsOffset(f);
+}
+
+/** "2.0" and "2.0.0" name the same release; anything else must be spelt the same. */
+function sameVersion(a: string, b: string): boolean {
+  return a === b || (isValidVersion(a) && isValidVersion(b) && compareVersions(a, b) === 0);
 }
 
 export type OtaServiceStatus = 'off' | 'booting' | 'running';
@@ -184,7 +245,7 @@ function stepFor(e: unknown): OtaStepError {
 
 /** The download can never succeed as recorded: start it over next time. */
 function restartsDownload(e: unknown): boolean {
-  return e instanceof SignatureError || (e instanceof DownloadError && (e.code === 'DIGEST_MISMATCH' || e.code === 'SIZE_MISMATCH'));
+  return (e instanceof Refusal && e.restart) || e instanceof SignatureError || (e instanceof DownloadError && (e.code === 'DIGEST_MISMATCH' || e.code === 'SIZE_MISMATCH'));
 }
 
 /** A stored checkpoint whose hash state loads (a resume from it can work). */
@@ -236,6 +297,8 @@ class Service implements OtaService {
   private readonly hub = new EventHub<OtaServiceEvent>();
   private readonly ownsPort: boolean;
   private readonly protocol: DownloadProtocol;
+  /** Keys a package must be signed by; undefined: signatures are not judged. */
+  private readonly trust: readonly TrustedKey[] | undefined;
   private client: DeviceLink | undefined;
   private readonly transport: 'mqtt' | 'coap';
   /** Bumped at every power transition; async work from an older epoch stops quietly. */
@@ -270,6 +333,16 @@ class Service implements OtaService {
     if (this.transport === 'coap' ? scheme !== 'coap' : scheme === 'coap') {
       throw new OtaServiceError('CONFIG', `transport ${this.transport} cannot use ${this.broker}`);
     }
+    const keys = opts.trustedKeys ?? cfg?.trustedKeys;
+    if (keys !== undefined) {
+      if (keys.length === 0) throw new OtaServiceError('CONFIG', 'trustedKeys is empty: give at least one public key, or leave it out');
+      try {
+        this.trust = resolveTrustedKeys(keys);
+      } catch (e) {
+        if (e instanceof TrustedKeyError) throw new OtaServiceError('CONFIG', e.message, { cause: e });
+        throw e;
+      }
+    }
     this.protocol = opts.downloadProtocol ?? 'http';
     if (!['http', 'https', 'coap'].includes(this.protocol)) throw new OtaServiceError('CONFIG', `unknown download protocol ${this.protocol}`);
     if (opts.port !== undefined) {
@@ -277,7 +350,8 @@ class Service implements OtaService {
       this.ownsPort = false;
     } else {
       if (cfg?.flash === undefined) throw new OtaServiceError('CONFIG', 'no port given and the device config names no flash directory');
-      this.port = createFlashDirPort(cfg.flash);
+      // The bootloader trusts the same keys as the service.
+      this.port = createFlashDirPort(cfg.flash, { trustedKeys: this.trust });
       this.ownsPort = true;
     }
     if (opts.onEvent) this.hub.on(opts.onEvent);
@@ -530,12 +604,17 @@ class Service implements OtaService {
     const dl = this.opts.download ?? {};
     let state: DeviceState | undefined;
     try {
-      if (compareVersions(info.version, running.version) <= 0) {
+      // Not newer: refused on the notice alone, unless the service trusts keys; then the owner's
+      // signed package may allow the downgrade (judged on its signed head, before the download).
+      const downgrade = compareVersions(info.version, running.version) <= 0;
+      if (downgrade && this.trust === undefined) {
         throw new Refusal(OtaStep.UPGRADE_FAILED, `refused: version ${info.version} is not newer than the running ${running.version}`);
       }
       if (info.size > port.info.otaSize) {
         throw new Refusal(OtaStep.UPGRADE_FAILED, `refused: a ${info.size}-byte package does not fit the ${port.info.otaSize}-byte OTA partition`);
       }
+      if (info.size < FIXED_HEADER_BYTES) throw new Refusal(OtaStep.UPGRADE_FAILED, `refused: a ${info.size}-byte file cannot be an otadiff package`);
+      const check: HeadCheck = { info, running: running.slot, runningVersion: running.version, downgrade, recorded: await port.securityCounter() };
       state = await this.loadState();
       const rec = state.download;
       const same =
@@ -543,53 +622,37 @@ class Service implements OtaService {
       let cp: DownloadCheckpoint | undefined = same ? rec.checkpoint : undefined;
       if (cp !== undefined && !(await resumable(cp))) cp = undefined;
 
-      // A diff names the image it was made for: check it before downloading the rest.
-      let head: Uint8Array | undefined;
+      // The signed head (header + signature block) first: every check that can refuse the package
+      // runs on it before anything is downloaded or erased.
+      let headBytes: Uint8Array | undefined;
+      let head: Uint8Array | undefined; // fetched now: the start of the download
       let etag: string | undefined;
-      let fixed: FixedHeader | undefined;
-      let target: Slot;
-      if (info.isDiff === 1) {
-        let headBytes: Uint8Array;
-        let fetched: { bytes: number; rangeHonoured: boolean } | undefined;
-        if (cp !== undefined && cp.offset >= FIXED_HEADER_BYTES) {
-          headBytes = await port.read(0, FIXED_HEADER_BYTES);
-        } else {
-          const h = await fetchPackageHead({
-            url: info.url,
-            length: FIXED_HEADER_BYTES,
-            totalSize: info.size,
-            hash,
-            expectedDigest: info.sign,
-            signal,
-            timeoutMs: dl.timeoutMs,
-            retries: dl.retries,
-            backoff: dl.backoff,
-            sleep: dl.sleep,
-            ca: dl.ca,
-            ackTimeoutMs: dl.ackTimeoutMs,
-          });
-          head = h.bytes;
-          etag = h.etag;
-          headBytes = h.bytes.subarray(0, Math.min(FIXED_HEADER_BYTES, h.bytes.length));
-          cp = undefined;
-          fetched = { bytes: h.bytes.length, rangeHonoured: h.rangeHonoured };
-        }
-        fixed = this.checkDiffHeader(headBytes, info, running.slot);
-        await this.checkOldImage(fixed, running.slot);
-        if (fetched !== undefined) this.emit({ type: 'header', header: fixed, fetched: fetched.bytes, rangeHonoured: fetched.rangeHonoured });
-        target = fixed.mode === 'ab' ? other(running.slot) : running.slot;
-      } else {
-        target = port.info.slots.includes('B') ? other(running.slot) : running.slot;
-        const room = port.info.slotSize[target] ?? 0;
-        if (info.size > room) throw new Refusal(OtaStep.UPGRADE_FAILED, `refused: a ${info.size}-byte image does not fit slot ${target} (${room} bytes)`);
+      let fetched: { bytes: number; rangeHonoured: boolean } | undefined;
+      if (cp !== undefined && cp.offset >= FIXED_HEADER_BYTES) {
+        const need = headLength(await port.read(0, FIXED_HEADER_BYTES), info);
+        if (cp.offset >= need) headBytes = await port.read(0, need);
+        else cp = undefined; // the checkpoint stops inside the head: start over
       }
+      if (headBytes === undefined) {
+        const h = await this.fetchHead(info, hash, signal);
+        head = h.bytes;
+        headBytes = h.bytes.subarray(0, h.need);
+        etag = h.etag;
+        fetched = { bytes: h.bytes.length, rangeHonoured: h.rangeHonoured };
+        cp = undefined;
+      }
+      const checked = this.checkHead(headBytes, check);
+      const header = checked.header;
+      if (header.mode !== 'raw') await this.checkOldImage(header, running.slot);
+      if (fetched !== undefined) this.emit({ type: 'header', header, fetched: fetched.bytes, rangeHonoured: fetched.rangeHonoured, signature: checked.signature });
+      const target = this.targetOf(header, running.slot);
 
       // Prepare the OTA partition (AliOS' init: 0 erases, a breakpoint resumes).
       if (cp === undefined) {
         await port.init(0);
         state.download = { version: info.version, size: info.size, signMethod: info.signMethod, sign: info.sign, isDiff: info.isDiff };
         if (head !== undefined) {
-          // The header bytes already fetched are the start of the download.
+          // The head bytes already fetched are the start of the download.
           const bytes = head.subarray(0, Math.min(head.length, info.size));
           await port.write(0, bytes);
           const hasher = await createHasher(hash);
@@ -641,20 +704,31 @@ class Service implements OtaService {
         : await download({ ...common, url: info.url, timeoutMs: dl.timeoutMs, ca: dl.ca });
       this.emit({ type: 'downloaded', result });
 
-      // Verify what the flash holds, not what the network delivered.
-      const { digest, sha256 } = await this.hashPackage(info.size, hash);
+      // Verify what the flash holds, not what the network delivered: the notice's digest (and
+      // digestsign), then the signed head again and the payload against its signed SHA-256.
+      const flashed = await this.checkFlashedHead(check);
+      const { digest, sha256, payloadSha256 } = await this.hashPackage(info.size, hash, recordsOffset(flashed.header));
       verifyPackage(info, digest, info.size, { publicKey: this.opts.publicKey, requireDigestSign: this.opts.requireDigestSign });
-      this.emit({ type: 'verified', sha256: Buffer.from(sha256).toString('hex'), digestsign: info.digestsign !== undefined && this.opts.publicKey !== undefined });
+      if (!Buffer.from(payloadSha256).equals(Buffer.from(flashed.header.payloadSha256))) {
+        throw new Refusal(OtaStep.VERIFY_FAILED, 'refused: the records in flash do not match the payload SHA-256 of the signed header', true);
+      }
+      this.emit({
+        type: 'verified',
+        sha256: Buffer.from(sha256).toString('hex'),
+        digestsign: info.digestsign !== undefined && this.opts.publicKey !== undefined,
+        signature: flashed.signature,
+        securityCounter: flashed.header.securityCounter,
+      });
 
-      const firmwareType = info.isDiff === 1 ? 'diff' : 'raw';
+      const firmwareType = flashed.header.mode === 'raw' ? 'raw' : 'diff';
       // Pending first: a power cut before set_boot completes just boots the old image.
-      state.pending = { slot: target, version: info.version, size: fixed?.newSize ?? info.size, firmwareType };
+      state.pending = { slot: target, version: info.version, size: flashed.header.newSize, firmwareType };
       await this.saveState(state);
       await port.setBoot({
         result: 'finish',
         firmwareType,
-        splitSize: fixed?.splitSize,
-        diffVersion: fixed?.diffVersion,
+        splitSize: firmwareType === 'diff' ? flashed.header.splitSize : undefined,
+        diffVersion: firmwareType === 'diff' ? flashed.header.diffVersion : undefined,
         rollback: this.opts.rollback ?? true,
         packageLength: info.size,
         packageSha256: sha256,
@@ -681,34 +755,112 @@ class Service implements OtaService {
     }
   }
 
-  /** Checks a diff's fixed header against the notice and this device; throws Refusal. */
-  private checkDiffHeader(bytes: Uint8Array, info: UpgradeInfo, running: Slot): FixedHeader {
-    let h: FixedHeader;
+  /** The package's signed head from the network: HEAD_FETCH_BYTES first, the rest of it when longer. */
+  private async fetchHead(
+    info: UpgradeInfo,
+    hash: 'sha256' | 'md5',
+    signal: AbortSignal,
+  ): Promise<{ bytes: Uint8Array; need: number; etag?: string; rangeHonoured: boolean }> {
+    const dl = this.opts.download ?? {};
+    const common = {
+      url: info.url,
+      totalSize: info.size,
+      hash,
+      expectedDigest: info.sign,
+      signal,
+      timeoutMs: dl.timeoutMs,
+      retries: dl.retries,
+      backoff: dl.backoff,
+      sleep: dl.sleep,
+      ca: dl.ca,
+      ackTimeoutMs: dl.ackTimeoutMs,
+    };
+    const first = await fetchPackageHead({ ...common, length: HEAD_FETCH_BYTES });
+    const need = headLength(first.bytes.subarray(0, FIXED_HEADER_BYTES), info);
+    let bytes = first.bytes;
+    if (bytes.length < need) {
+      const rest = await fetchPackageHead({ ...common, offset: bytes.length, length: need - bytes.length });
+      bytes = new Uint8Array(Buffer.concat([bytes, rest.bytes]));
+    }
+    return { bytes, need, etag: first.etag, rangeHonoured: first.rangeHonoured };
+  }
+
+  /** The signed head as the flash holds it after the download, checked again (it is what set_boot hands over). */
+  private async checkFlashedHead(c: HeadCheck): Promise<{ header: PackageHeader; signature: SignatureAlgorithm | null }> {
     try {
-      h = parseFixedHeader(bytes);
+      const need = headLength(await this.port.read(0, FIXED_HEADER_BYTES), c.info);
+      return this.checkHead(await this.port.read(0, need), c);
     } catch (e) {
-      if (e instanceof PackageError) throw new Refusal(OtaStep.UPGRADE_FAILED, `refused: not a usable otadiff package: ${e.message}`);
+      if (e instanceof Refusal) throw new Refusal(e.step, e.message.replace(/^refused: /, 'refused: in flash: '), true);
       throw e;
     }
-    const refuse = (why: string): never => {
-      throw new Refusal(OtaStep.UPGRADE_FAILED, `refused: ${why}`);
+  }
+
+  /** Slot the package's image goes to. */
+  private targetOf(h: Pick<PackageHeader, 'mode'>, running: Slot): Slot {
+    if (h.mode === 'raw') return this.port.info.slots.includes('B') ? other(running) : running;
+    return h.mode === 'ab' ? other(running) : running;
+  }
+
+  /**
+   * Checks the signed head (header + signature block) against the trusted keys, the recorded security
+   * counter, the notice and this device; throws Refusal. Trust first: nothing else in a header no
+   * trusted key signed means anything.
+   */
+  private checkHead(bytes: Uint8Array, c: HeadCheck): { header: PackageHeader; signature: SignatureAlgorithm | null } {
+    const refuse = (why: string, step: OtaStepError = OtaStep.UPGRADE_FAILED): never => {
+      throw new Refusal(step, `refused: ${why}`);
     };
-    const declared = h.headerLength + h.payloadLength + h.signatureLength;
-    if (declared !== info.size) refuse(`the package header declares ${declared} bytes, the notice ${info.size}`);
-    if (info.splitSize !== undefined && info.splitSize !== h.splitSize) refuse(`the notice's split size ${info.splitSize} differs from the package's ${h.splitSize}`);
+    let h!: PackageHeader;
+    try {
+      h = parseHeader(bytes);
+    } catch (e) {
+      if (e instanceof PackageError) refuse(`not a usable otadiff package: ${e.message}`);
+      throw e;
+    }
+    if (bytes.length < recordsOffset(h)) refuse('the package is shorter than its signed head');
+    const signed = bytes.subarray(0, h.headerLength);
+    const signature = bytes.subarray(h.headerLength, recordsOffset(h));
+    try {
+      if (this.trust !== undefined) checkTrust(h, signed, signature, { keys: this.trust, securityCounter: c.recorded });
+      else checkSecurityCounter(h, c.recorded);
+    } catch (e) {
+      if (!(e instanceof PackageError)) throw e;
+      refuse(e.message, e.code === 'security-counter' ? OtaStep.UPGRADE_FAILED : OtaStep.VERIFY_FAILED);
+    }
+    const algorithm = this.trust === undefined ? null : signatureAlgorithmOf(h.signatureType);
+    const info = c.info;
+    if (c.downgrade && !h.allowDowngrade) {
+      refuse(`version ${info.version} is not newer than the running ${c.runningVersion}, and the signed package does not allow a downgrade`);
+    }
+    if (packageLength(h) !== info.size) refuse(`the package header declares ${packageLength(h)} bytes, the notice ${info.size}`);
+    const raw = h.mode === 'raw';
+    if (raw !== (info.isDiff === 0)) {
+      refuse(info.isDiff === 1 ? 'the notice announces a diff, the package is a full image (raw)' : `the notice announces a full image, the package is a ${h.mode} diff`);
+    }
+    if (h.firmwareVersion !== '' && !sameVersion(h.firmwareVersion, info.version)) {
+      refuse(`the notice announces version ${info.version}, the signed package is version ${h.firmwareVersion}`);
+    }
     const { info: pi } = this.port;
+    const target = this.targetOf(h, c.running);
+    const room = pi.slotSize[target] ?? 0;
+    if (raw) {
+      if (h.newSize > room) refuse(`a ${h.newSize}-byte image does not fit slot ${target} (${room} bytes)`);
+      return { header: h, signature: algorithm };
+    }
+    if (info.splitSize !== undefined && info.splitSize !== h.splitSize) refuse(`the notice's split size ${info.splitSize} differs from the package's ${h.splitSize}`);
     if (h.splitSize % pi.sectorSize !== 0) refuse(`split size ${h.splitSize} is not a multiple of the ${pi.sectorSize}-byte sector`);
     const ab = h.mode === 'ab';
     if (ab && !pi.slots.includes('B')) refuse('an A/B package needs a second slot, this device restores in place');
-    if (!ab && pi.backupSize < h.splitSize) refuse(`split size ${h.splitSize} exceeds the ${pi.backupSize}-byte backup area`);
-    const target = ab ? other(running) : running;
-    const room = pi.slotSize[target] ?? 0;
+    // In place, a restored chunk waits in one of two backup slots while the next is decoded.
+    const backup = h.chunks.length > 1 ? 2 * h.splitSize : h.splitSize;
+    if (!ab && pi.backupSize < backup) refuse(`an in-place restore of ${h.splitSize}-byte chunks needs ${backup} bytes of backup, this device has ${pi.backupSize}`);
     if (h.newSize > room || (!ab && h.oldSize > room)) refuse(`the image does not fit slot ${target} (${room} bytes)`);
-    if (h.oldSize > (pi.slotSize[running] ?? 0)) refuse(`the package's old image is larger than slot ${running}`);
-    return h;
+    if (h.oldSize > (pi.slotSize[c.running] ?? 0)) refuse(`the package's old image is larger than slot ${c.running}`);
+    return { header: h, signature: algorithm };
   }
 
-  private async checkOldImage(h: FixedHeader, running: Slot): Promise<void> {
+  private async checkOldImage(h: PackageHeader, running: Slot): Promise<void> {
     const sha = createHash('sha256');
     for (let off = 0; off < h.oldSize; off += HASH_BLOCK) {
       sha.update(await this.port.readImage(off, Math.min(HASH_BLOCK, h.oldSize - off)));
@@ -722,17 +874,19 @@ class Service implements OtaService {
     }
   }
 
-  /** Digest (per signMethod) and SHA-256 of the package as stored in the OTA partition. */
-  private async hashPackage(size: number, alg: 'sha256' | 'md5'): Promise<{ digest: string; sha256: Uint8Array }> {
+  /** Digest (per signMethod), SHA-256, and SHA-256 of the records (from `payloadFrom`) of the package in the OTA partition. */
+  private async hashPackage(size: number, alg: 'sha256' | 'md5', payloadFrom: number): Promise<{ digest: string; sha256: Uint8Array; payloadSha256: Uint8Array }> {
     const sha = createHash('sha256');
+    const payload = createHash('sha256');
     const sign = alg === 'sha256' ? undefined : createHash(alg);
     for (let off = 0; off < size; off += HASH_BLOCK) {
       const block = await this.port.read(off, Math.min(HASH_BLOCK, size - off));
       sha.update(block);
       sign?.update(block);
+      if (off + block.length > payloadFrom) payload.update(block.subarray(Math.max(0, payloadFrom - off)));
     }
     const sha256 = sha.digest();
-    return { digest: sign === undefined ? sha256.toString('hex') : sign.digest('hex'), sha256: new Uint8Array(sha256) };
+    return { digest: sign === undefined ? sha256.toString('hex') : sign.digest('hex'), sha256: new Uint8Array(sha256), payloadSha256: new Uint8Array(payload.digest()) };
   }
 
   private async reboot(epoch: number): Promise<void> {

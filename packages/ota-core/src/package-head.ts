@@ -1,9 +1,11 @@
-// The first bytes of a package, fetched before the download proper: a diff says in
-// its header which old image it was made for, so a device checks that against the
-// image it runs and refuses a package it could never apply without downloading it.
-// HTTP: `Range: bytes=0-<n-1>`; a server that ignores Range answers 200 and we read
-// just the first n bytes. CoAP: Block2 block 0. The bytes fetched are kept: they are
-// the start of the download, written to flash and hashed like any other.
+// The first bytes of a package, fetched before the download proper: the signed header
+// and its signature block. The device verifies the signature and the security counter,
+// and a diff's old image against the image it runs, and refuses a package it must not
+// or could not install without downloading the rest of it.
+// HTTP: `Range: bytes=<offset>-<offset+n-1>`; a server that ignores Range answers 200
+// and we read just the bytes wanted. CoAP: Block2 blocks from 0 until the bytes wanted
+// are in. The bytes fetched are kept: they are the start of the download, written to
+// flash and hashed like any other.
 
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
@@ -21,9 +23,17 @@ export interface PackageHead {
   rangeHonoured: boolean;
 }
 
+/**
+ * Bytes a device asks for first: the fixed header, a chunk table of up to ~50 chunks and the largest
+ * signature block (RSA-2048) fit, so one request usually brings the whole signed head.
+ */
+export const HEAD_FETCH_BYTES = 1024;
+
 export interface PackageHeadOptions {
   url: string;
-  /** Bytes wanted (the whole package when it is shorter). */
+  /** First byte wanted (default 0). */
+  offset?: number;
+  /** Bytes wanted (up to the end of the package when it is shorter). */
   length: number;
   /** The package's size from the notice; the server must agree. */
   totalSize: number;
@@ -41,8 +51,8 @@ export interface PackageHeadOptions {
 
 
 
-async function httpHeadOnce(url: URL, want: number, o: PackageHeadOptions): Promise<PackageHead> {
-  const headers = { Range: `bytes=0-${want - 1}`, 'Accept-Encoding': 'identity' };
+async function httpHeadOnce(url: URL, from: number, want: number, o: PackageHeadOptions): Promise<PackageHead> {
+  const headers = { Range: `bytes=${from}-${from + want - 1}`, 'Accept-Encoding': 'identity' };
   const res = await new Promise<IncomingMessage>((resolve, reject) => {
     const options = { method: 'GET', headers, agent: false as const, signal: o.signal, ...(o.ca === undefined ? {} : { ca: o.ca }) };
     const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, options);
@@ -57,7 +67,7 @@ async function httpHeadOnce(url: URL, want: number, o: PackageHeadOptions): Prom
     const status = res.statusCode ?? 0;
     if (status === 206) {
       const cr = parseContentRange(res.headers['content-range']);
-      if (!cr || cr.start !== 0) throw new DownloadError('RANGE_MISMATCH', `bad Content-Range ${String(res.headers['content-range'])}`);
+      if (!cr || cr.start !== from) throw new DownloadError('RANGE_MISMATCH', `bad Content-Range ${String(res.headers['content-range'])}`);
       if (cr.total !== o.totalSize) throw new DownloadError('SIZE_MISMATCH', `server size ${cr.total} != notice size ${o.totalSize}`);
     } else if (status === 200) {
       const cl = res.headers['content-length'];
@@ -67,12 +77,20 @@ async function httpHeadOnce(url: URL, want: number, o: PackageHeadOptions): Prom
     }
     const out = new Uint8Array(want);
     let got = 0;
+    // A 200 carries the whole file: skip to `from`, and stop reading once the bytes wanted are in.
+    let skip = status === 200 ? from : 0;
     try {
       for await (const chunk of res as AsyncIterable<Buffer>) {
-        const n = Math.min(chunk.length, want - got);
-        out.set(chunk.subarray(0, n), got);
+        let data: Uint8Array = chunk;
+        if (skip > 0) {
+          const s = Math.min(skip, data.length);
+          skip -= s;
+          data = data.subarray(s);
+        }
+        const n = Math.min(data.length, want - got);
+        out.set(data.subarray(0, n), got);
         got += n;
-        if (got === want) break; // a 200 carries the whole file: stop reading it
+        if (got === want) break;
       }
     } catch (e) {
       throw new DownloadError('NETWORK', `connection lost in the package header: ${(e as Error).message}`, true, { cause: e });
@@ -87,11 +105,12 @@ async function httpHeadOnce(url: URL, want: number, o: PackageHeadOptions): Prom
 
 class HeadCaptured extends Error {}
 
-async function coapHead(o: PackageHeadOptions): Promise<PackageHead> {
+async function coapHead(o: PackageHeadOptions, from: number, want: number): Promise<PackageHead> {
   if (o.hash === undefined || o.expectedDigest === undefined) throw new DownloadError('BAD_URL', 'a CoAP header fetch needs the hash and digest');
-  let bytes: Uint8Array | undefined;
+  const blocks: Uint8Array[] = [];
+  let end = 0;
   try {
-    // One block of 1024 bytes (the largest CoAP block) holds the fixed header; stop after it.
+    // Blocks of 1024 bytes (the largest CoAP block) from block 0, until the bytes wanted are in.
     await coapDownload({
       url: o.url,
       hash: o.hash,
@@ -104,19 +123,25 @@ async function coapHead(o: PackageHeadOptions): Promise<PackageHead> {
       sleep: o.sleep,
       signal: o.signal,
       sink: async (offset, data) => {
-        if (offset !== 0) throw new HeadCaptured();
-        bytes = data.slice();
-        throw new HeadCaptured();
+        if (offset !== end) throw new DownloadError('PROTOCOL', `CoAP block at ${offset}, expected ${end}`);
+        blocks.push(data.slice());
+        end += data.length;
+        if (end >= from + want) throw new HeadCaptured();
       },
     });
   } catch (e) {
     if (!(e instanceof DownloadError && e.cause instanceof HeadCaptured)) throw e;
   }
-  if (bytes === undefined || bytes.length < Math.min(o.length, o.totalSize)) throw new DownloadError('PROTOCOL', 'the first CoAP block is shorter than the header');
-  return { bytes, rangeHonoured: true };
+  if (end < from + want) throw new DownloadError('PROTOCOL', 'the CoAP blocks end before the header');
+  // Whole blocks: what lies past the bytes wanted is the start of the download all the same.
+  const all = Buffer.concat(blocks);
+  return { bytes: new Uint8Array(all.subarray(from)), rangeHonoured: true };
 }
 
-/** Fetch the first `length` bytes of a package (HTTP/HTTPS: ranged GET; CoAP: block 0). */
+/**
+ * Fetch `length` bytes of a package from `offset` (default 0), or up to its end (HTTP/HTTPS: a ranged
+ * GET; CoAP: blocks from 0, whole blocks, so possibly more).
+ */
 export async function fetchPackageHead(o: PackageHeadOptions): Promise<PackageHead> {
   let url: URL;
   try {
@@ -125,15 +150,17 @@ export async function fetchPackageHead(o: PackageHeadOptions): Promise<PackageHe
     throw new DownloadError('BAD_URL', `not a URL: ${o.url}`);
   }
   if (!Number.isSafeInteger(o.totalSize) || o.totalSize <= 0) throw new DownloadError('SIZE_MISMATCH', 'totalSize must be a positive integer');
-  const want = Math.min(o.length, o.totalSize);
+  const from = o.offset ?? 0;
+  if (!Number.isSafeInteger(from) || from < 0 || from >= o.totalSize) throw new DownloadError('SIZE_MISMATCH', `offset ${from} is outside the ${o.totalSize}-byte package`);
+  const want = Math.min(o.length, o.totalSize - from);
   if (!Number.isSafeInteger(want) || want <= 0) throw new DownloadError('SIZE_MISMATCH', 'length must be a positive integer');
-  if (url.protocol === 'coap:') return coapHead({ ...o, length: want });
+  if (url.protocol === 'coap:') return coapHead(o, from, want);
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new DownloadError('BAD_URL', `unsupported scheme ${url.protocol}`);
   const retries = o.retries ?? 5;
   const sleep = o.sleep ?? defaultSleep;
   for (let failures = 0; ; ) {
     try {
-      return await httpHeadOnce(url, want, o);
+      return await httpHeadOnce(url, from, want, o);
     } catch (e) {
       const err = e as DownloadError;
       if (!(err instanceof DownloadError) || !err.retryable || ++failures > retries) throw err;

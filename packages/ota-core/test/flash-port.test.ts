@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { generatePackage } from '@otadiff/diff-gen';
+import { generatePackage, packRaw } from '@otadiff/diff-gen';
 import { openPartition, readBytes, readHandover } from '@otadiff/patch-apply';
 import { createDeviceFlashDir, createFlashDirPort, FlashPortError, type FlashDirPort } from '../src/flash-port.js';
 import { emptyDeviceState, parseDeviceState, serializeDeviceState, DeviceStateError } from '../src/device-state.js';
@@ -12,7 +12,8 @@ import { createOtaService, OtaServiceError } from '../src/ota-service.js';
 import { startOtaCloud } from '../src/cloud.js';
 import { openNetworkHandles, recordNetworkBaseline } from './helpers/handles.js';
 import { testBytes } from './helpers/http.js';
-import { firmwarePair } from './helpers/ota-rig.js';
+import { firmwarePair, packageKeys } from './helpers/ota-rig.js';
+import { resolveTrustedKeys } from '../src/trusted-keys.js';
 
 beforeAll(recordNetworkBaseline);
 afterAll(async () => {
@@ -50,7 +51,8 @@ describe('flash-directory port: the five callbacks', () => {
         off += n;
       }
       expect(Buffer.compare(await port.read(0, data.length), data)).toBe(0);
-      expect(port.info).toMatchObject({ otaSize: 64 * 1024, sectorSize: 4096, slots: ['A'], backupSize: 16 * 1024 });
+      // In place: the backup holds two chunk slots.
+      expect(port.info).toMatchObject({ otaSize: 64 * 1024, sectorSize: 4096, slots: ['A'], backupSize: 32 * 1024 });
     });
   }
 
@@ -102,15 +104,54 @@ describe('flash-directory port: the five callbacks', () => {
   it('set_boot (raw) on an A/B device targets the other slot; BREAKPOINT restores nothing', async () => {
     const port = await device({ ab: true });
     const image = testBytes(30_000, 8);
+    const pkg = packRaw(image, { splitSize: 16 * 1024 }).package;
+    await port.powerOn();
+    await port.init(0);
+    await port.write(0, pkg);
+    await port.setBoot({ result: 'breakpoint', firmwareType: 'raw', packageLength: 1000, packageSha256: sha256(pkg.subarray(0, 1000)) });
+    expect(await port.powerOn()).toEqual({ kind: 'normal', slot: 'A' });
+    // set_boot reads the raw package's header: a diff cannot go as OTA_RAW, nor a raw package as a diff.
+    await expect(port.setBoot({ result: 'finish', firmwareType: 'diff', packageLength: pkg.length, packageSha256: sha256(pkg) })).rejects.toThrow(/cannot hand over a raw package/);
+    await port.setBoot({ result: 'finish', firmwareType: 'raw', packageLength: pkg.length, packageSha256: sha256(pkg) });
+    expect(readHandover(openPartition(port.flash, port.layout, 'params'))).toMatchObject({ firmwareType: 'raw', imageSize: image.length, targetSlot: 'B' });
+    expect(await port.powerOn()).toEqual({ kind: 'trial', slot: 'B', attempt: 1 });
+    expect(Buffer.compare(await port.readImage(0, image.length), image)).toBe(0);
+    await expect(port.setBoot({ result: 'finish', firmwareType: 'raw', packageLength: 0, packageSha256: sha256(pkg) })).rejects.toThrow(/empty/);
+  });
+
+  it('set_boot (raw) refuses a bare image: OTA_RAW is a raw package now', async () => {
+    const port = await device();
+    const image = testBytes(30_000, 9);
     await port.powerOn();
     await port.init(0);
     await port.write(0, image);
-    await port.setBoot({ result: 'breakpoint', firmwareType: 'raw', packageLength: 1000, packageSha256: sha256(image.subarray(0, 1000)) });
-    expect(await port.powerOn()).toEqual({ kind: 'normal', slot: 'A' });
-    await port.setBoot({ result: 'finish', firmwareType: 'raw', packageLength: image.length, packageSha256: sha256(image) });
-    expect(await port.powerOn()).toEqual({ kind: 'trial', slot: 'B', attempt: 1 });
-    expect(Buffer.compare(await port.readImage(0, image.length), image)).toBe(0);
-    await expect(port.setBoot({ result: 'finish', firmwareType: 'raw', packageLength: 0, packageSha256: sha256(image) })).rejects.toThrow(/empty/);
+    await expect(port.setBoot({ result: 'finish', firmwareType: 'raw', packageLength: image.length, packageSha256: sha256(image) })).rejects.toThrow(/not a usable package/);
+    expect(readHandover(openPartition(port.flash, port.layout, 'params'))).toBeNull();
+  });
+
+  it('the bootloader of a port with trusted keys refuses an unsigned package before touching anything', async () => {
+    const { old, neu } = firmwarePair(48 * 1024, 6);
+    const port = await device({ image: old });
+    const keys = packageKeys();
+    const signed = await generatePackage(old, neu, { mode: 'inplace', splitSize: 16 * 1024, signingKey: keys.privateKey, securityCounter: 3 });
+    const unsigned = await generatePackage(old, neu, { mode: 'inplace', splitSize: 16 * 1024 });
+    await port.close();
+    const strict = createFlashDirPort(join(dir, 'dev'), { trustedKeys: resolveTrustedKeys([keys.publicKey]) });
+    ports.push(strict);
+    expect((await strict.powerOn()).kind).toBe('normal');
+    expect(await strict.securityCounter()).toBe(0);
+    await strict.init(0);
+    await strict.write(0, unsigned.package);
+    await strict.setBoot({ result: 'finish', firmwareType: 'diff', packageLength: unsigned.package.length, packageSha256: sha256(unsigned.package) });
+    expect(await strict.powerOn()).toMatchObject({ kind: 'old', slot: 'A', reason: 'signature' });
+    expect(Buffer.compare(await strict.readImage(0, old.length), old)).toBe(0);
+    // The signed one goes, and confirming it records its security counter.
+    await strict.init(0);
+    await strict.write(0, signed.package);
+    await strict.setBoot({ result: 'finish', firmwareType: 'diff', packageLength: signed.package.length, packageSha256: sha256(signed.package) });
+    expect(await strict.powerOn()).toEqual({ kind: 'trial', slot: 'A', attempt: 1 });
+    await strict.rollback();
+    expect(await strict.securityCounter()).toBe(3);
   });
 
   it('keeps the service state in DIR/device.json, written atomically', async () => {

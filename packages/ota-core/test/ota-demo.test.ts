@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { runOtaDemo } from '../src/demo.js';
+import { HEAD_FETCH_BYTES } from '../src/package-head.js';
 import { openNetworkHandles, recordNetworkBaseline } from './helpers/handles.js';
 import { firmwarePair } from './helpers/ota-rig.js';
 
@@ -31,10 +32,14 @@ describe('otadiff demo, in process', () => {
     expect(s.failures).toEqual([]);
     expect(s.ok).toBe(true);
     expect(s).toMatchObject({ mode: 'inplace', isDiff: true, imageMatches: true, finalVersion: '3.0.5', finalSlot: 'A', droppedConnections: 1, workDir: null });
-    // Header by Range, a download cut part-way, the rest resumed: each byte sent once.
-    expect(s.requests[0]).toEqual({ range: 'bytes=0-127', status: 206, bodyBytes: 128 });
+    // Signed by a key made for the run; the device verified it and recorded NEW's counter.
+    expect(s).toMatchObject({ signature: 'ed25519', securityCounter: 1, recordedCounter: 1 });
+    expect(lines.some((l) => /^keys +package signing key pair made for this run \(Ed25519\)/.test(l))).toBe(true);
+    expect(lines.some((l) => /signed head .*ed25519 signature verified, version 3\.0\.5, security counter 1/.test(l))).toBe(true);
+    // The signed head by Range, a download cut part-way, the rest resumed: each byte sent once.
+    expect(s.requests[0]).toEqual({ range: `bytes=0-${HEAD_FETCH_BYTES - 1}`, status: 206, bodyBytes: HEAD_FETCH_BYTES });
     expect(s.requests).toHaveLength(3);
-    expect(s.requests[2].range).toBe(`bytes=${128 + s.requests[1].bodyBytes}-`);
+    expect(s.requests[2].range).toBe(`bytes=${HEAD_FETCH_BYTES + s.requests[1].bodyBytes}-`);
     expect(s.bytesSent).toBe(s.packageBytes);
     expect(s.sentRatio).toBeLessThan(0.25);
     expect(s.fullImageBytes).toBe(neu.length);
@@ -49,7 +54,7 @@ describe('otadiff demo, in process', () => {
   it('A/B mode without injected faults', async () => {
     const { old, neu } = firmwarePair(64 * 1024, 32);
     const s = await runOtaDemo({ oldImage: old, newImage: neu, mode: 'ab', splitSize: 16 * 1024, dropDownload: false, powerCut: false });
-    expect(s).toMatchObject({ ok: true, mode: 'ab', finalSlot: 'B', finalVersion: '2.0.0', imageMatches: true, droppedConnections: 0, powerCut: null });
+    expect(s).toMatchObject({ ok: true, mode: 'ab', finalSlot: 'B', finalVersion: '2.0.0', imageMatches: true, droppedConnections: 0, powerCut: null, signature: 'ed25519', recordedCounter: 1 });
     expect(s.boots).toEqual(['normal:A', 'trial:B']);
   });
 

@@ -3,6 +3,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { openNetworkHandles, recordNetworkBaseline } from './helpers/handles.js';
 import { startUdpProxy } from './helpers/udp-proxy.js';
 import { DN, firmwarePair, PK, same, startRig, type Rig } from './helpers/ota-rig.js';
+import { HEAD_FETCH_BYTES } from '../src/package-head.js';
 import { startCoapFileServer } from '../src/coap-transfer.js';
 import { connectOtaCloud } from '../src/ota-mqtt.js';
 import { buildUpgradeMessage, type UpgradeInfo } from '../src/messages.js';
@@ -42,9 +43,9 @@ describe('OTA service end to end (embedded broker, loopback)', () => {
       const st = rig.cloud.status().devices.find((d) => d.deviceName === DN)!;
       expect(st.version).toBe('2.0.0');
       expect(st.job).toMatchObject({ state: 'succeeded', isDiff: true, fromVersion: '1.0.0' });
-      // The header came by a ranged request, the rest resumed right after it.
+      // The signed head came by a ranged request, the rest resumed right after it.
       const reqs = rig.cloud.files.requests;
-      expect(reqs.map((r) => r.range)).toEqual(['bytes=0-127', 'bytes=128-']);
+      expect(reqs.map((r) => r.range)).toEqual([`bytes=0-${HEAD_FETCH_BYTES - 1}`, `bytes=${HEAD_FETCH_BYTES}-`]);
       const sent = reqs.reduce((n, r) => n + r.bodyBytes, 0);
       expect(sent).toBe(st.job!.packageBytes);
       expect(sent).toBeLessThan(pair.neu.length / 4);
@@ -71,15 +72,18 @@ describe('OTA service end to end (embedded broker, loopback)', () => {
     }
   });
 
-  it('OTA_RAW: a product shipping full images updates in place', async () => {
+  it('OTA_RAW: a product shipping full images updates in place (a raw package)', async () => {
     const rig = await startRig({ ...pair, mode: 'full', deviceAb: false });
     try {
       await updateToV2(rig);
       expect(same(rig.slotBytes('A', pair.neu.length), pair.neu)).toBe(true);
-      expect(rig.events.some((e) => e.type === 'header')).toBe(false);
+      // The full image comes behind the same header as a diff: checked before the download.
+      expect(rig.events.find((e) => e.type === 'header')).toMatchObject({ header: { mode: 'raw', newSize: pair.neu.length, firmwareVersion: '2.0.0' }, signature: null });
       expect(rig.events.find((e) => e.type === 'set-boot')).toMatchObject({ firmwareType: 'raw', slot: 'A' });
       const st = rig.cloud.status().devices[0];
-      expect(st.job).toMatchObject({ state: 'succeeded', isDiff: false, packageBytes: pair.neu.length });
+      const raw = (await rig.cloud.store.rawPackage(PK, '2.0.0'))!;
+      expect(raw.header).toMatchObject({ mode: 'raw', signatureType: 0 });
+      expect(st.job).toMatchObject({ state: 'succeeded', isDiff: false, packageBytes: raw.size });
     } finally {
       await rig.close();
     }
@@ -97,13 +101,14 @@ describe('OTA service end to end (embedded broker, loopback)', () => {
   });
 
   it('connections dropped mid-download resume with Range; no byte is sent twice', async () => {
-    const rig = await startRig({ ...pair, cloud: { fileServer: { dropAfterBytes: 3000, dropTimes: 3 } } });
+    const rig = await startRig({ ...pair, cloud: { fileServer: { dropAfterBytes: 1500, dropTimes: 3 } } });
     try {
       await updateToV2(rig);
       expect(same(rig.slotBytes('A', pair.neu.length), pair.neu)).toBe(true);
       const reqs = rig.cloud.files.requests;
-      // The header request fits in the budget; the download is cut twice.
-      expect(reqs.map((r) => r.range)).toEqual(['bytes=0-127', 'bytes=128-', 'bytes=3128-', 'bytes=6128-']);
+      // The signed head's request fits in the budget; the download is cut twice.
+      const H = HEAD_FETCH_BYTES;
+      expect(reqs.map((r) => r.range)).toEqual([`bytes=0-${H - 1}`, `bytes=${H}-`, `bytes=${H + 1500}-`, `bytes=${H + 3000}-`]);
       expect(reqs.slice(2).every((r) => r.ifRange !== undefined)).toBe(true);
       expect(reqs.reduce((n, r) => n + r.bodyBytes, 0)).toBe(rig.cloud.status().devices[0].job!.packageBytes);
     } finally {
@@ -116,7 +121,7 @@ describe('OTA service end to end (embedded broker, loopback)', () => {
     try {
       await updateToV2(rig);
       expect(same(rig.slotBytes('A', pair.neu.length), pair.neu)).toBe(true);
-      expect(rig.events.find((e) => e.type === 'header')).toMatchObject({ rangeHonoured: false, fetched: 128 });
+      expect(rig.events.find((e) => e.type === 'header')).toMatchObject({ rangeHonoured: false, fetched: HEAD_FETCH_BYTES });
       const reqs = rig.cloud.files.requests;
       expect(reqs.length).toBeGreaterThanOrEqual(3);
       expect(reqs.every((r) => r.status === 200)).toBe(true);
@@ -165,7 +170,8 @@ describe('OTA service end to end (embedded broker, loopback)', () => {
       const done = rig.cloud.waitFor((e) => e.type === 'succeeded', 20_000);
       await rig.cloud.createJob({ productKey: PK, version: '2.0.0' });
       await done;
-      expect(rig.cloud.status().devices[0].job).toMatchObject({ isDiff: false, fromVersion: '0.9.0', packageBytes: pair.neu.length });
+      const raw = (await rig.cloud.store.rawPackage(PK, '2.0.0'))!;
+      expect(rig.cloud.status().devices[0].job).toMatchObject({ isDiff: false, fromVersion: '0.9.0', packageBytes: raw.size });
       expect(same(rig.slotBytes('A', pair.neu.length), pair.neu)).toBe(true);
     } finally {
       await rig.close();
@@ -179,7 +185,7 @@ describe('OTA service end to end (embedded broker, loopback)', () => {
       const failed = rig.cloud.waitFor((e) => e.type === 'failed', 20_000);
       await rig.cloud.createJob({ productKey: PK, version: '2.0.0' });
       expect(await failed).toMatchObject({ step: -1, desc: expect.stringMatching(/A\/B package needs a second slot/) });
-      expect(rig.cloud.files.requests.map((r) => r.bodyBytes)).toEqual([128]);
+      expect(rig.cloud.files.requests.map((r) => r.bodyBytes)).toEqual([HEAD_FETCH_BYTES]);
       expect(rig.svc.running).toEqual({ slot: 'A', version: '1.0.0' });
     } finally {
       await rig.close();

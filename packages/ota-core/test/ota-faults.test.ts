@@ -13,6 +13,7 @@ import { OtaStep, type UpgradeInfo } from '../src/messages.js';
 import { fileDigest } from '../src/signature.js';
 import { progressTopic, upgradeTopic } from '../src/topics.js';
 import { createOtaService, OtaServiceError } from '../src/ota-service.js';
+import { HEAD_FETCH_BYTES } from '../src/package-head.js';
 import { parseDeviceState } from '../src/device-state.js';
 
 beforeAll(recordNetworkBaseline);
@@ -30,14 +31,16 @@ async function testCloud(rig: Rig): Promise<OtaCloudClient> {
   return connectOtaCloud(rig.cloud.brokerUrl, rig.cloud.store.serviceCredential, { clientId: 'test-notices' });
 }
 
-function fullImageNotice(rig: Rig, over: Partial<UpgradeInfo> = {}): UpgradeInfo {
+/** A notice for the store's raw (OTA_RAW) package of `version`, as the cloud would send it. */
+async function fullImageNotice(rig: Rig, over: Partial<UpgradeInfo> = {}, version = '2.0.0'): Promise<UpgradeInfo> {
+  const pkg = (await rig.cloud.store.rawPackage(PK, version))!;
   return {
     id: '42',
-    size: pair.neu.length,
-    version: '2.0.0',
-    url: rig.cloud.files.signUrl(`/fw/${PK}/2.0.0.bin`, Date.now() + 60_000),
+    size: pkg.size,
+    version,
+    url: rig.cloud.files.signUrl(pkg.path, Date.now() + 60_000),
     signMethod: 'SHA256',
-    sign: fileDigest(pair.neu, 'SHA256'),
+    sign: fileDigest(pkg.bytes, 'SHA256'),
     isDiff: 0,
     ...over,
   };
@@ -60,7 +63,8 @@ describe('the device refuses what it must not install', () => {
     const cloud = await testCloud(rig);
     try {
       await rig.svc.start();
-      const error = await expectFailure(rig, () => cloud.pushUpgrade({ productKey: PK, deviceName: DN }, fullImageNotice(rig, { sign: fileDigest(testBytes(10), 'SHA256') })), OtaStep.VERIFY_FAILED);
+      const notice = await fullImageNotice(rig, { sign: fileDigest(testBytes(10), 'SHA256') });
+      const error = await expectFailure(rig, () => cloud.pushUpgrade({ productKey: PK, deviceName: DN }, notice), OtaStep.VERIFY_FAILED);
       expect(error?.message).toMatch(/sha256 .* != expected/);
       expect(handover(rig)).toBeNull();
       expect((await deviceState(rig)).download).toBeUndefined(); // a failed digest restarts from 0 next time
@@ -100,10 +104,10 @@ describe('the device refuses what it must not install', () => {
     try {
       await rig.svc.start();
       const dev = { productKey: PK, deviceName: DN };
-      const old = { url: rig.cloud.files.signUrl(`/fw/${PK}/1.0.0.bin`, Date.now() + 60_000), size: pair.old.length, sign: fileDigest(pair.old, 'SHA256') };
-      let error = await expectFailure(rig, () => cloud.pushUpgrade(dev, fullImageNotice(rig, { ...old, version: '0.9.12' })), OtaStep.UPGRADE_FAILED);
+      const old = await fullImageNotice(rig, {}, '1.0.0');
+      let error = await expectFailure(rig, () => cloud.pushUpgrade(dev, { ...old, version: '0.9.12' }), OtaStep.UPGRADE_FAILED);
       expect(error?.message).toMatch(/0\.9\.12 is not newer than the running 1\.0\.0/);
-      error = await expectFailure(rig, () => cloud.pushUpgrade(dev, fullImageNotice(rig, { ...old, version: '1.0' })), OtaStep.UPGRADE_FAILED);
+      error = await expectFailure(rig, () => cloud.pushUpgrade(dev, { ...old, version: '1.0' }), OtaStep.UPGRADE_FAILED);
       expect(error?.message).toMatch(/not newer/);
       expect(rig.cloud.files.requests).toHaveLength(0);
       expect(handover(rig)).toBeNull();
@@ -113,7 +117,7 @@ describe('the device refuses what it must not install', () => {
     }
   });
 
-  it('a diff made for another image is refused after its 128-byte header (-1)', async () => {
+  it('a diff made for another image is refused after its signed head (-1)', async () => {
     const rig = await startRig({ ...pair });
     const cloud = await testCloud(rig);
     try {
@@ -136,7 +140,7 @@ describe('the device refuses what it must not install', () => {
       slotA.program(0, testBytes(4096, 3));
       const error = await expectFailure(rig, () => cloud.pushUpgrade({ productKey: PK, deviceName: DN }, info), OtaStep.UPGRADE_FAILED);
       expect(error?.message).toMatch(/diff was made for an image with SHA-256/);
-      expect(rig.cloud.files.requests.map((r) => [r.range, r.bodyBytes])).toEqual([['bytes=0-127', 128]]);
+      expect(rig.cloud.files.requests.map((r) => [r.range, r.bodyBytes])).toEqual([[`bytes=0-${HEAD_FETCH_BYTES - 1}`, HEAD_FETCH_BYTES]]);
       expect(handover(rig)).toBeNull();
       expect((await deviceState(rig)).slots).toEqual(state.slots);
     } finally {
@@ -150,27 +154,38 @@ describe('a server that changes the file under a download', () => {
   it('restarts from byte 0 into a cleared partition when the ETag changes', async () => {
     const rig = await startRig({ ...pair, mode: 'full', deviceAb: false });
     const cloud = await testCloud(rig);
-    // First answer: the wrong bytes under ETag "a", cut after 3000 bytes; then the right file under "b".
+    const notice = await fullImageNotice(rig);
+    const real = (await rig.cloud.store.rawPackage(PK, '2.0.0'))!.bytes;
+    // Representation "a": the right signed head, wrong bytes after it; it serves the head, then a
+    // download cut after 3000 bytes. Then the file becomes "b" (the right one): If-Range fails.
+    const a = real.slice();
+    a.set(testBytes(a.length - HEAD_FETCH_BYTES, 77), HEAD_FETCH_BYTES);
     let n = 0;
     const seen: Array<string | undefined> = [];
     const server = createServer((req, res) => {
       seen.push(req.headers.range);
-      if (n++ === 0) {
-        res.writeHead(200, { ETag: '"a"', 'Content-Length': pair.neu.length });
-        res.write(testBytes(3000, 77), () => res.socket?.destroy());
+      const k = n++;
+      if (k < 2) {
+        const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '')!;
+        const start = Number(m[1]);
+        const end = m[2] === '' ? a.length - 1 : Number(m[2]);
+        res.writeHead(206, { ETag: '"a"', 'Content-Range': `bytes ${start}-${end}/${a.length}`, 'Content-Length': end - start + 1 });
+        if (k === 0) res.end(a.subarray(start, end + 1));
+        else res.write(a.subarray(start, start + 3000), () => res.socket?.destroy());
         return;
       }
-      res.writeHead(200, { ETag: '"b"', 'Content-Length': pair.neu.length });
-      res.end(pair.neu);
+      res.writeHead(200, { ETag: '"b"', 'Content-Length': real.length });
+      res.end(real);
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     try {
       await rig.svc.start();
       const done = rig.svc.waitFor((e) => e.type === 'inform' && e.version === '2.0.0', 10_000);
       const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/fw.bin`;
-      await cloud.pushUpgrade({ productKey: PK, deviceName: DN }, fullImageNotice(rig, { url }));
+      await cloud.pushUpgrade({ productKey: PK, deviceName: DN }, { ...notice, url });
       await done;
-      expect(seen).toEqual([undefined, 'bytes=3000-']);
+      const H = HEAD_FETCH_BYTES;
+      expect(seen).toEqual([`bytes=0-${H - 1}`, `bytes=${H}-`, `bytes=${H + 3000}-`]);
       expect(same(rig.slotBytes('A', pair.neu.length), pair.neu)).toBe(true);
     } finally {
       server.closeAllConnections();
@@ -266,7 +281,7 @@ describe('power cuts and rollback', () => {
       await done;
       expect(rig.events.filter((e) => e.type === 'download-start').at(-1)).toMatchObject({ offset: cp!.offset, resumed: true });
       const ranges = rig.cloud.files.requests.map((r) => r.range);
-      expect(ranges).toEqual([undefined, `bytes=${cp!.offset}-`]);
+      expect(ranges).toEqual([`bytes=0-${HEAD_FETCH_BYTES - 1}`, `bytes=${HEAD_FETCH_BYTES}-`, `bytes=${cp!.offset}-`]);
       expect(same(rig.slotBytes('A', big.neu.length), big.neu)).toBe(true);
       expect(rig.svc.running).toEqual({ slot: 'A', version: '2.0.0' });
     } finally {

@@ -3,12 +3,14 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { KeyLike } from 'node:crypto';
+import type { KeyLike, KeyObject } from 'node:crypto';
+import { generateKeyPair, loadPrivateKey } from '@otadiff/diff-gen';
 import { FaultyFlash, openPartition, readBytes, type Slot, type TearMode } from '@otadiff/patch-apply';
 import { startOtaCloud, type OtaCloud, type OtaCloudOptions } from '../../src/cloud.js';
 import type { PackageMode } from '../../src/cloud-store.js';
 import { createDeviceFlashDir, createFlashDirPort, type FlashDirPort } from '../../src/flash-port.js';
 import { createOtaService, type OtaService, type OtaServiceEvent, type OtaServiceOptions } from '../../src/ota-service.js';
+import { resolveTrustedKeys } from '../../src/trusted-keys.js';
 import { testBytes } from './http.js';
 
 export const PK = 'a1RigProd01';
@@ -37,6 +39,12 @@ export interface RigOptions {
   cloud?: Partial<OtaCloudOptions>;
   service?: Partial<OtaServiceOptions>;
   signingKey?: KeyLike;
+  /** The cloud signs its packages with this key (see `packageKeys()`). */
+  packageSigningKey?: KeyObject;
+  /** Public keys (PEM) the device's service and bootloader trust. */
+  trustedKeys?: string[];
+  /** Security counters of the store's 1.0.0 and 2.0.0 (default 0 and 0). */
+  counters?: { old?: number; neu?: number };
   tear?: TearMode;
   /** Version the device's factory image claims (default 1.0.0, the store's OLD). */
   deviceVersion?: string;
@@ -58,17 +66,18 @@ export interface Rig {
 
 export async function startRig(o: RigOptions): Promise<Rig> {
   const dir = await mkdtemp(join(tmpdir(), 'ota-rig-'));
-  const cloud = await startOtaCloud({ dataDir: join(dir, 'cloud'), pollMs: 0, signingKey: o.signingKey, ...o.cloud });
+  const cloud = await startOtaCloud({ dataDir: join(dir, 'cloud'), pollMs: 0, signingKey: o.signingKey, packageSigningKey: o.packageSigningKey, ...o.cloud });
   const mode = o.mode ?? 'inplace';
   try {
     await cloud.store.addProduct(PK, { mode, splitSize: SPLIT });
     const dev = await cloud.store.addDevice(PK, DN);
-    cloud.store.addFirmware(PK, '1.0.0', o.old);
-    cloud.store.addFirmware(PK, '2.0.0', o.neu);
+    cloud.store.addFirmware(PK, '1.0.0', o.old, { securityCounter: o.counters?.old ?? 0 });
+    cloud.store.addFirmware(PK, '2.0.0', o.neu, { securityCounter: o.counters?.neu ?? 0 });
     const devDir = join(dir, 'device');
     createDeviceFlashDir(devDir, { image: o.old, version: o.deviceVersion ?? '1.0.0', ab: o.deviceAb ?? mode === 'ab', splitSize: SPLIT });
     let faulty!: FaultyFlash;
-    const port = createFlashDirPort(devDir, { wrapFlash: (f) => (faulty = new FaultyFlash(f, { tear: o.tear ?? 'random', seed: 5 })) });
+    const trustedKeys = o.trustedKeys === undefined ? undefined : resolveTrustedKeys(o.trustedKeys);
+    const port = createFlashDirPort(devDir, { trustedKeys, wrapFlash: (f) => (faulty = new FaultyFlash(f, { tear: o.tear ?? 'random', seed: 5 })) });
     const events: OtaServiceEvent[] = [];
     const svc = createOtaService({
       productKey: PK,
@@ -80,6 +89,7 @@ export async function startRig(o: RigOptions): Promise<Rig> {
       reconnect: false,
       download: { backoff: { initialMs: 5, maxMs: 50 } },
       onEvent: (e) => events.push(e),
+      ...(o.trustedKeys === undefined ? {} : { trustedKeys: o.trustedKeys }),
       ...o.service,
     });
     return {
@@ -103,6 +113,12 @@ export async function startRig(o: RigOptions): Promise<Rig> {
     await rm(dir, { recursive: true, force: true });
     throw e;
   }
+}
+
+/** A package signing key pair: `privateKey` for the cloud (or packRaw / generatePackage), `publicKey` PEM for devices. */
+export function packageKeys(type: 'ed25519' | 'ecdsa-p256' | 'rsa-2048' = 'ed25519'): { privateKey: KeyObject; publicKey: string } {
+  const pair = generateKeyPair(type);
+  return { privateKey: loadPrivateKey(pair.privateKey), publicKey: pair.publicKey };
 }
 
 export const same = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && Buffer.compare(a, b) === 0;
