@@ -19,6 +19,8 @@ export interface HeapReport {
   warmGrowth: number;
   /** Largest growth of heapUsed + arrayBuffers minus V8's code spaces, smallest of applies 2-4: the patcher's data. */
   dataGrowth: number;
+  /** Largest growth of arrayBuffers alone, smallest of applies 2-4: the typed arrays, i.e. every allocation sized by the package. */
+  arrayGrowth: number;
   restoredOk: boolean;
 }
 
@@ -38,6 +40,7 @@ function fileSource(fd: number): SourceReader {
 interface Live {
   /** heapUsed + arrayBuffers. */
   all: number;
+  arrays: number;
   /** The same without V8's code spaces (JIT-compiled code is the engine's, not the patcher's data). */
   data: number;
 }
@@ -47,13 +50,13 @@ interface Live {
  * a concurrent sweeper that the next collection finishes, so collect until two readings agree.
  */
 function live(gc: () => void): Live {
-  let last: Live = { all: -1, data: -1 };
+  let last: Live = { all: -1, data: -1, arrays: -1 };
   for (let i = 0; i < 6; i++) {
     gc();
     const m = process.memoryUsage();
     let code = 0;
     for (const sp of getHeapSpaceStatistics()) if (sp.space_name.startsWith('code')) code += sp.space_used_size;
-    const now = { all: m.heapUsed + m.arrayBuffers, data: m.heapUsed - code + m.arrayBuffers };
+    const now = { all: m.heapUsed + m.arrayBuffers, data: m.heapUsed - code + m.arrayBuffers, arrays: m.arrayBuffers };
     if (now.all === last.all) return now;
     last = now;
   }
@@ -61,7 +64,7 @@ function live(gc: () => void): Live {
 }
 
 /** One streaming apply; returns the largest live-memory growth seen at a chunk boundary. */
-function applyOnce(oldPath: string, pkgPath: string, outPath: string, gc: () => void): { growth: number; dataGrowth: number; ramBytes: number; chunks: number; mode: string } {
+function applyOnce(oldPath: string, pkgPath: string, outPath: string, gc: () => void): { growth: number; dataGrowth: number; arrayGrowth: number; ramBytes: number; chunks: number; mode: string } {
   const piece = new Uint8Array(PIECE);
   const pkgFd = openSync(pkgPath, 'r');
   const head = new Uint8Array(FIXED_HEADER_BYTES);
@@ -74,6 +77,7 @@ function applyOnce(oldPath: string, pkgPath: string, outPath: string, gc: () => 
   if (mode === 'ab') ftruncateSync(outFd, 0);
   let max = 0;
   let maxData = 0;
+  let maxArrays = 0;
   let pos = 0;
   const source = fileSource(srcFd);
   const baseline = live(gc);
@@ -81,6 +85,7 @@ function applyOnce(oldPath: string, pkgPath: string, outPath: string, gc: () => 
     const now = live(gc);
     max = Math.max(max, now.all - baseline.all);
     maxData = Math.max(maxData, now.data - baseline.data);
+    maxArrays = Math.max(maxArrays, now.arrays - baseline.arrays);
   };
   // In place, a device writes chunk i over its region only once chunk i+1 is decoded; meanwhile chunk i
   // waits in one of two backup slots on flash (here a file), and is copied through a small block.
@@ -129,7 +134,7 @@ function applyOnce(oldPath: string, pkgPath: string, outPath: string, gc: () => 
   if (srcFd !== outFd) closeSync(srcFd);
   if (backupFd >= 0) closeSync(backupFd);
   closeSync(pkgFd);
-  return { growth: max, dataGrowth: maxData, ramBytes, chunks: header.chunks.length, mode };
+  return { growth: max, dataGrowth: maxData, arrayGrowth: maxArrays, ramBytes, chunks: header.chunks.length, mode };
 }
 
 function main(argv: string[]): void {
@@ -142,7 +147,7 @@ function main(argv: string[]): void {
   // further applies is the patcher's own footprint; a leak would still show, as growth in every apply.
   const cold = applyOnce(oldPath, pkgPath, workFile, gc);
   const warmRuns = [0, 1, 2].map(() => applyOnce(oldPath, pkgPath, workFile, gc));
-  const warm = { ...warmRuns[0], growth: Math.min(...warmRuns.map((w) => w.growth)), dataGrowth: Math.min(...warmRuns.map((w) => w.dataGrowth)) };
+  const warm = { ...warmRuns[0], growth: Math.min(...warmRuns.map((w) => w.growth)), dataGrowth: Math.min(...warmRuns.map((w) => w.dataGrowth)), arrayGrowth: Math.min(...warmRuns.map((w) => w.arrayGrowth)) };
   const report: HeapReport = {
     mode: warm.mode,
     ramBytes: warm.ramBytes,
@@ -150,6 +155,7 @@ function main(argv: string[]): void {
     coldGrowth: cold.growth,
     warmGrowth: warm.growth,
     dataGrowth: warm.dataGrowth,
+    arrayGrowth: warm.arrayGrowth,
     restoredOk: Buffer.compare(readFileSync(workFile), readFileSync(newPath)) === 0,
   };
   process.stdout.write(`${JSON.stringify(report)}\n`);

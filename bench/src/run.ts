@@ -141,12 +141,13 @@ function render(results: PairResult[], peers: ReturnType<typeof detectPeers>, mi
       '`heapUsed + arrayBuffers` minus the baseline taken right before the patcher was created; the largest growth counts. ' +
       '"cold" is the first apply in the process (compiling the patcher counts); "warm" the smallest peak of the next three applies ' +
       '(the JIT still allocates now and then, which only adds); "warm data" the same without V8\'s code spaces (JIT-compiled code), ' +
-      'i.e. the patcher\'s typed arrays plus its JavaScript objects.',
+      'i.e. the patcher\'s typed arrays plus its JavaScript objects and the engine\'s metadata for them (hidden classes, feedback); ' +
+      '"typed arrays" is `arrayBuffers` growth alone: every allocation whose size the package decides.',
     '',
   );
   out.push(
     table(
-      ['pair', 'mode', 'chunks', 'ramBytes (declared)', 'growth cold', 'growth warm', 'warm data', 'warm data/declared'],
+      ['pair', 'mode', 'chunks', 'ramBytes (declared)', 'growth cold', 'growth warm', 'warm data', 'warm data/declared', 'typed arrays', 'typed arrays/declared'],
       results.flatMap(({ pair, heap }) =>
         heap.map((h) => [
           pair.name,
@@ -157,6 +158,8 @@ function render(results: PairResult[], peers: ReturnType<typeof detectPeers>, mi
           bytes(h.warmGrowth),
           bytes(h.dataGrowth),
           ratio(h.dataGrowth / h.ramBytes),
+          bytes(h.arrayGrowth),
+          ratio(h.arrayGrowth / h.ramBytes),
         ]),
       ),
     ),
@@ -248,7 +251,8 @@ function targets(results: PairResult[], peers: ReturnType<typeof detectPeers>): 
     line(
       within === heaps.length,
       `(4) heap growth (warm data) within the declared ramBytes in ${within}/${heaps.length} applies; worst ${ratio(worstBy((h) => h.dataGrowth))}x declared ` +
-        `(heapUsed+arrayBuffers incl. JIT code: warm worst ${ratio(worstBy((h) => h.warmGrowth))}x, cold worst ${ratio(worstBy((h) => h.coldGrowth))}x)`,
+        `(heapUsed+arrayBuffers incl. JIT code: warm worst ${ratio(worstBy((h) => h.warmGrowth))}x, cold worst ${ratio(worstBy((h) => h.coldGrowth))}x; ` +
+        `typed arrays alone: worst ${ratio(worstBy((h) => h.arrayGrowth))}x)`,
     ),
   );
   return lines;
