@@ -3,6 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CloudStore } from '@otadiff/ota-core';
+import { generateKeyPair } from '@otadiff/diff-gen';
 import { addDeviceCommand, addFirmwareCommand, addProductCommand, jobCommand, serveCommand, type ServeOptions } from '../src/commands/serve.js';
 import { deviceCommand, type DeviceOptions } from '../src/commands/device.js';
 import { versionFromName } from '../src/commands/demo.js';
@@ -34,7 +35,14 @@ const until = async (cond: () => boolean, ms = 20_000): Promise<void> => {
 };
 
 /** Admin subcommands, a running `serve` and a `device --once` that completes one diff update. */
-async function serveAndUpdate(variant: { serve?: Partial<ServeOptions>; device?: Partial<DeviceOptions>; job?: { downloadProtocol?: string }; coap?: boolean }) {
+async function serveAndUpdate(variant: {
+  serve?: Partial<ServeOptions>;
+  device?: Partial<DeviceOptions>;
+  job?: { downloadProtocol?: string };
+  coap?: boolean;
+  /** The server signs with one key; the device trusts it ('same') or another one ('other'). */
+  sign?: 'same' | 'other';
+}) {
   vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
   dir = await mkdtemp(join(tmpdir(), 'otadiff-cli-ota-'));
   const data = join(dir, 'data');
@@ -46,26 +54,42 @@ async function serveAndUpdate(variant: { serve?: Partial<ServeOptions>; device?:
   await addProductCommand({ data, productKey: 'a1Cli', mode: 'inplace', splitSize: '16K' });
   await addDeviceCommand({ data, productKey: 'a1Cli', deviceName: 'cli-dev-1', deviceSecret: 'cli-secret-0001' });
   await addFirmwareCommand(join(dir, 'v1.bin'), { data, productKey: 'a1Cli', version: '1.0.0' });
-  await addFirmwareCommand(join(dir, 'v2.bin'), { data, productKey: 'a1Cli', version: '1.1.0' });
+  await addFirmwareCommand(join(dir, 'v2.bin'), { data, productKey: 'a1Cli', version: '1.1.0', securityCounter: '3' });
   await expect(addFirmwareCommand(join(dir, 'v2.bin'), { data, productKey: 'a1Cli', version: '1.1.0' })).rejects.toThrow(CliError);
+  await expect(addFirmwareCommand(join(dir, 'v2.bin'), { data, productKey: 'a1Cli', version: '1.2.0', securityCounter: '-1' })).rejects.toThrow(/--security-counter must be an integer/);
+  await expect(addFirmwareCommand(join(dir, 'v2.bin'), { data, productKey: 'a1Cli', version: '1.2.0', securityCounter: '2' })).rejects.toThrow(/below the 3 of the older 1\.1\.0/);
+  const signing: { serve?: Partial<ServeOptions>; device?: Partial<DeviceOptions> } = {};
+  if (variant.sign !== undefined) {
+    const owner = generateKeyPair('ed25519');
+    const other = generateKeyPair('ecdsa-p256');
+    await writeFile(join(dir, 'fw.key'), owner.privateKey);
+    await writeFile(join(dir, 'fw.pub'), variant.sign === 'same' ? owner.publicKey : other.publicKey);
+    signing.serve = { signKey: join(dir, 'fw.key') };
+    signing.device = { pubkey: [join(dir, 'fw.pub')] };
+  }
   await expect(jobCommand({ data, productKey: 'a1Cli', version: '9.9.9' })).rejects.toThrow(/no firmware 9\.9\.9/);
 
   const serverLines: string[] = [];
   const stopServer = new AbortController();
-  const server = serveCommand({ data, port: '0', httpPort: '0', coapPort: '0', ...variant.serve }, { signal: stopServer.signal, out: (l) => serverLines.push(l) });
+  const server = serveCommand({ data, port: '0', httpPort: '0', coapPort: '0', ...signing.serve, ...variant.serve }, { signal: stopServer.signal, out: (l) => serverLines.push(l) });
   await until(() => serverLines.some((l) => l.includes('MQTT')));
   const scheme = variant.coap ? /coap:\/\/127\.0\.0\.1:\d+/ : /mqtt:\/\/127\.0\.0\.1:\d+/;
   const broker = scheme.exec(serverLines.join('\n'))![0];
 
   const deviceLines: string[] = [];
   const device = deviceCommand(
-    { productKey: 'a1Cli', deviceName: 'cli-dev-1', deviceSecret: 'cli-secret-0001', flash: join(dir, 'flash'), image: join(dir, 'v1.bin'), version: '1.0.0', broker, splitSize: '16K', once: true, ...variant.device },
+    { productKey: 'a1Cli', deviceName: 'cli-dev-1', deviceSecret: 'cli-secret-0001', flash: join(dir, 'flash'), image: join(dir, 'v1.bin'), version: '1.0.0', broker, splitSize: '16K', once: true, ...signing.device, ...variant.device },
     { out: (l) => deviceLines.push(l) },
   );
   try {
     await until(() => deviceLines.some((l) => l.includes('running 1.0.0')));
     // The job file is picked up by the running server's poll.
     await jobCommand({ data, productKey: 'a1Cli', version: '1.1.0', ...variant.job });
+    if (variant.sign === 'other') {
+      // --once: the refusal ends the device with an error; nothing was handed over.
+      await expect(device).rejects.toThrow(/refused: the package's ed25519 signature does not verify with any trusted key/);
+      return { deviceLines, serverLines };
+    }
     await device; // --once: returns after the update
     expect(deviceLines.some((l) => l.includes('package header OK'))).toBe(true);
     expect(deviceLines.some((l) => l.includes('boot: new image in slot A, trial boot 1'))).toBe(true);
@@ -91,6 +115,29 @@ describe('otadiff serve + otadiff device', () => {
     expect(deviceLines.join('\n')).toMatch(/coap:\/\//);
   });
 
+  it('serve --sign-key and device --pubkey: a signed update, checked by the service and the bootloader', async () => {
+    const { deviceLines, serverLines } = await serveAndUpdate({ sign: 'same' });
+    expect(serverLines.some((l) => /packages signed with the ed25519 key .*fw\.key/.test(l))).toBe(true);
+    expect(deviceLines.some((l) => l.includes('trusting 1 package signing key(s) (ed25519)'))).toBe(true);
+    expect(deviceLines.some((l) => /package header OK: inplace diff .*version 1\.1\.0, security counter 3; ed25519 signature OK/.test(l))).toBe(true);
+    expect(deviceLines.some((l) => /verified in flash .*ed25519 signature and payload SHA-256/.test(l))).toBe(true);
+  });
+
+  it('device --pubkey refuses what another key signed', async () => {
+    const { deviceLines } = await serveAndUpdate({ sign: 'other' });
+    expect(deviceLines.some((l) => /update failed \(-3\): refused: the package's ed25519 signature does not verify/.test(l))).toBe(true);
+    expect(deviceLines.some((l) => l.includes('set_boot'))).toBe(false);
+  });
+
+  it('device --pubkey with a file that holds no public key is a usage error', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'otadiff-cli-ota-'));
+    await writeFile(join(dir, 'v1.bin'), bytes(5000, 4));
+    await writeFile(join(dir, 'bad.pub'), 'not a key');
+    const base = { productKey: 'a1X', deviceName: 'dev-0001', deviceSecret: 'x', flash: join(dir, 'f'), image: join(dir, 'v1.bin'), version: '1.0.0' };
+    await expect(deviceCommand({ ...base, pubkey: [join(dir, 'bad.pub')] })).rejects.toThrow(/bad\.pub: no "BEGIN PUBLIC KEY" block/);
+    await expect(deviceCommand({ ...base, pubkey: [join(dir, 'missing.pub')] })).rejects.toThrow(/cannot read the public key/);
+  });
+
   it('device refuses to start without an identity or a flash image', async () => {
     dir = await mkdtemp(join(tmpdir(), 'otadiff-cli-ota-'));
     await expect(deviceCommand({ config: join(dir, 'missing.json'), flash: join(dir, 'f') })).rejects.toThrow(/device config/);
@@ -106,6 +153,8 @@ describe('otadiff serve + otadiff device', () => {
     expect(await run('serve', '--data', data, 'add-product', '--product-key', 'a1Argv')).toBe(0);
     expect(await run('serve', 'add-firmware', '--product-key', 'a1Argv', '--version', '1.2.3', join(dir, 'fw.bin'), '--data', data)).toBe(0);
     expect((await CloudStore.open(data)).firmwareVersions('a1Argv')).toEqual(['1.2.3']);
+    expect(await run('serve', 'add-firmware', '--product-key', 'a1Argv', '--version', '1.2.4', '--security-counter', '5', '--allow-downgrade', join(dir, 'fw.bin'), '--data', data)).toBe(0);
+    expect((await CloudStore.open(data)).firmwareRelease('a1Argv', '1.2.4')).toEqual({ version: '1.2.4', securityCounter: 5, allowDowngrade: true });
   });
 
   it('takes versions from corpus file names', () => {

@@ -330,7 +330,7 @@ export async function runOtaDemo(o: DemoOptions): Promise<DemoSummary> {
     seconds: (performance.now() - started) / 1000,
   };
   if (imageMatches) say('check', `slot ${finalSlot} == NEW byte for byte (${o.newImage.length} bytes, SHA-256 ${summary.newSha256.slice(0, 16)}…)`);
-  if (recordedCounter !== null) say('check', `recorded security counter ${recordedCounter}: a replay of an older package (lower counter) is now refused`);
+  if (recordedCounter !== null) say('check', `recorded security counter ${recordedCounter}: from now on the device refuses packages below it`);
   say('sent', `${bytesSent} bytes over HTTP (${requests.length} requests, ${droppedConnections} cut) vs ${o.newImage.length} for the full image: ${(summary.sentRatio * 100).toFixed(2)}%`);
   return summary;
 }

@@ -1,4 +1,5 @@
-// `otadiff demo`: the README's story in one command, on loopback (see ota-core's demo.ts).
+// `otadiff demo`: the README's story in one command, on loopback (see ota-core's demo.ts):
+// a signing key pair made on the spot, a signed diff, a device that trusts only its public key.
 import { basename } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isValidVersion, runOtaDemo } from '@otadiff/ota-core';
@@ -41,7 +42,7 @@ export async function demoCommand(opts: DemoCliOptions, out: Out = stdout): Prom
   let newVersion = opts.newVersion ?? versionFromName(newPath) ?? '2.0.0';
   for (const v of [oldVersion, newVersion]) if (!isValidVersion(v)) throw new CliError(`invalid version "${v}"`);
   if (oldVersion === newVersion) [oldVersion, newVersion] = ['1.0.0', '2.0.0'];
-  if (!opts.json) out(`otadiff demo: ${basename(oldPath)} (${oldVersion}) -> ${basename(newPath)} (${newVersion}), ${mode}, loopback only\n`);
+  if (!opts.json) out(`otadiff demo: ${basename(oldPath)} (${oldVersion}) -> ${basename(newPath)} (${newVersion}), ${mode}, signed packages, loopback only\n`);
   const summary = await runOtaDemo({
     oldImage,
     newImage,
@@ -57,8 +58,9 @@ export async function demoCommand(opts: DemoCliOptions, out: Out = stdout): Prom
   if (opts.json) out(JSON.stringify(summary));
   else if (summary.ok) {
     out(
-      `\nOK in ${summary.seconds.toFixed(1)} s: ${oldVersion} -> ${newVersion} as a ${formatBytes(summary.packageBytes)} diff; ` +
-        `${formatBytes(summary.bytesSent)} sent instead of ${formatBytes(summary.fullImageBytes)} (${(summary.fullImageBytes / Math.max(1, summary.bytesSent)).toFixed(1)}x less)`,
+      `\nOK in ${summary.seconds.toFixed(1)} s: ${oldVersion} -> ${newVersion} as a ${formatBytes(summary.packageBytes)} diff signed with ${summary.signature ?? 'no key'}; ` +
+        `${formatBytes(summary.bytesSent)} sent instead of ${formatBytes(summary.fullImageBytes)} (${(summary.fullImageBytes / Math.max(1, summary.bytesSent)).toFixed(1)}x less); ` +
+        `security counter recorded on the device: ${summary.recordedCounter ?? '?'}`,
     );
   }
   if (!summary.ok) throw new CliError(`demo failed: ${summary.failures.join('; ')}`);

@@ -1,6 +1,7 @@
 // `otadiff device`: a device on this host (AliOS' otaapp on linuxhost). Its flash
 // partitions live in files under --flash DIR; it signs in to the broker, reports its
 // version, waits for upgrade notices, downloads, reboots into the restore, confirms.
+// With --pubkey the service and the bootloader trust only packages those keys signed.
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createPublicKey, type KeyObject } from 'node:crypto';
@@ -11,6 +12,8 @@ import {
   isValidVersion,
   loadDeviceConfig,
   OtaServiceError,
+  resolveTrustedKeys,
+  TrustedKeyError,
   type DeviceConfig,
   type MqttSignMethod,
   type OtaServiceEvent,
@@ -33,6 +36,8 @@ export interface DeviceOptions {
   slotSize?: string;
   splitSize?: string;
   publicKey?: string;
+  /** Public keys (PEM files) that sign packages; repeatable, a file may hold several. */
+  pubkey?: string[];
   ca?: string;
   protocol?: string;
   transport?: string;
@@ -63,14 +68,18 @@ function describe(e: OtaServiceEvent): string | undefined {
       return `ignored a malformed notice: ${e.error.message}`;
     case 'ignored':
       return `ignored notice for ${e.info.version}: ${e.reason}`;
-    case 'header':
-      return `package header OK: ${e.header.mode} diff for our image, new image ${formatBytes(e.header.newSize)}`;
+    case 'header': {
+      const what = e.header.mode === 'raw' ? 'full image (raw)' : `${e.header.mode} diff for our image`;
+      const release = `${e.header.firmwareVersion ? `version ${e.header.firmwareVersion}, ` : ''}security counter ${e.header.securityCounter}${e.header.allowDowngrade ? ' (allows a downgrade)' : ''}`;
+      const sig = e.signature === null ? 'signature not checked (no --pubkey)' : `${e.signature} signature OK`;
+      return `package header OK: ${what}, new image ${formatBytes(e.header.newSize)}, ${release}; ${sig}`;
+    }
     case 'download-start':
       return `downloading from byte ${e.offset} of ${e.total}${e.resumed ? ' (resumed from checkpoint)' : ''}`;
     case 'downloaded':
       return `downloaded ${formatBytes(e.result.size)} in ${e.result.attempts} connection(s)`;
     case 'verified':
-      return `verified in flash (SHA-256 ${e.sha256.slice(0, 16)}…${e.digestsign ? ', RSA digestsign' : ''})`;
+      return `verified in flash (SHA-256 ${e.sha256.slice(0, 16)}…${e.digestsign ? ', RSA digestsign' : ''}${e.signature === null ? '' : `, ${e.signature} signature and payload SHA-256`})`;
     case 'set-boot':
       return `set_boot: ${e.firmwareType} -> slot ${e.slot}`;
     case 'rebooting':
@@ -97,7 +106,7 @@ function loadPublicKey(path: string): KeyObject {
 export async function deviceCommand(opts: DeviceOptions, run: { signal?: AbortSignal; out?: Out } = {}): Promise<void> {
   const out = run.out ?? stdout;
   let cfg: DeviceConfig | undefined;
-  if (opts.productKey === undefined || opts.deviceName === undefined || opts.deviceSecret === undefined) {
+  if (opts.config !== undefined || opts.productKey === undefined || opts.deviceName === undefined || opts.deviceSecret === undefined) {
     try {
       cfg = loadDeviceConfig(opts.config);
     } catch (e) {
@@ -116,6 +125,15 @@ export async function deviceCommand(opts: DeviceOptions, run: { signal?: AbortSi
   const signMethod = (opts.signMethod ?? 'hmacsha256') as MqttSignMethod;
   if (!['hmacsha256', 'hmacsha1', 'hmacmd5'].includes(signMethod)) throw new CliError('--sign-method must be hmacsha256, hmacsha1 or hmacmd5');
   const publicKey = opts.publicKey === undefined ? undefined : loadPublicKey(opts.publicKey);
+  // Package signing keys: --pubkey, else the device config's trustedKeys.
+  const keyInputs = opts.pubkey !== undefined && opts.pubkey.length > 0 ? opts.pubkey : cfg?.trustedKeys;
+  let trustedKeys;
+  try {
+    trustedKeys = keyInputs === undefined ? undefined : resolveTrustedKeys(keyInputs);
+  } catch (e) {
+    if (e instanceof TrustedKeyError) throw new CliError(e.message);
+    throw e;
+  }
   const ca = opts.ca === undefined ? undefined : Buffer.from(readInput(opts.ca, 'CA certificate'));
   const log = (line: string): void => (opts.json ? undefined : out(`${new Date().toISOString().slice(11, 23)} ${line}`));
 
@@ -138,9 +156,15 @@ export async function deviceCommand(opts: DeviceOptions, run: { signal?: AbortSi
     log(`${dir} already holds a device flash: --image ignored`);
   }
 
+  if (trustedKeys !== undefined) {
+    log(`trusting ${trustedKeys.length} package signing key(s) (${[...new Set(trustedKeys.map((k) => k.algorithm))].join(', ')}): the service and the bootloader refuse unsigned or wrongly signed packages`);
+  } else {
+    log('no --pubkey: package signatures are not checked (the security counter still is)');
+  }
   let port;
   try {
-    port = createFlashDirPort(dir);
+    // The bootloader trusts the same keys as the service.
+    port = createFlashDirPort(dir, { trustedKeys });
   } catch (e) {
     throw new CliError(`cannot open the device flash ${dir}: ${(e as Error).message}`);
   }
@@ -160,6 +184,7 @@ export async function deviceCommand(opts: DeviceOptions, run: { signal?: AbortSi
     downloadProtocol: protocol,
     signMethod,
     publicKey,
+    trustedKeys,
     download: ca === undefined ? undefined : { ca },
     onEvent: (e) => {
       if (opts.json) {

@@ -5,7 +5,7 @@ import { Option, type Command } from 'commander';
 const serveModule = () => import('./serve.js');
 const DEFAULT_DATA_DIR = 'otadiff-data';
 
-const collect = (v: string, prev: string[]): string[] => [...prev, v];
+const collect = (v: string, prev: string[] | undefined): string[] => [...(prev ?? []), v];
 
 /** `serve --data DIR add-device …` or `serve add-device --data DIR …`. */
 const dataOf = (opts: { data?: string }, cmd: Command): string | undefined => opts.data ?? (cmd.parent?.opts() as { data?: string } | undefined)?.data;
@@ -25,7 +25,8 @@ export function registerOtaCommands(program: Command): void {
     .option('--http-port <N>', 'file server port (0 = any free port)', '8080')
     .option('--public-host <HOST>', 'host name put in download URLs (default: --host)')
     .option('--broker <URL>', 'use this MQTT broker instead of the embedded one (its authentication is its own)')
-    .option('--signing-key <PEM>', 'RSA private key: notices carry a digestsign devices verify')
+    .option('--sign-key <KEY>', 'private key (PEM, from `otadiff keygen`) that signs every package the cloud makes, diffs and full images alike; devices verify it with `device --pubkey`')
+    .option('--signing-key <PEM>', 'RSA private key: notices carry a digestsign devices verify (AliOS-style, the notice only)')
     .option('--url-ttl <SECONDS>', 'lifetime of a signed download URL', '3600')
     .option('--coap-port <N>', 'CoAP port: notices for CoAP devices and block-wise downloads (0 = any free port)', '5683')
     .addOption(new Option('--download-protocol <p>', 'how notices tell devices to download (a job may override it)').choices(['http', 'coap']).default('http'))
@@ -35,18 +36,22 @@ export function registerOtaCommands(program: Command): void {
       'after',
       `
 A typical session (the subcommands edit the data directory; a running server picks it up):
+  otadiff keygen -o fw-key
   otadiff serve add-product  --product-key a1Demo --mode inplace
   otadiff serve add-device   --product-key a1Demo --device-name meter-0001
   otadiff serve add-firmware --product-key a1Demo --version 1.0.0 v1.bin
-  otadiff serve add-firmware --product-key a1Demo --version 1.1.0 v1.1.bin
-  otadiff serve --port 1883 --http-port 8080 &
+  otadiff serve add-firmware --product-key a1Demo --version 1.1.0 --security-counter 1 v1.1.bin
+  otadiff serve --port 1883 --http-port 8080 --sign-key fw-key &
   otadiff device --product-key a1Demo --device-name meter-0001 --device-secret … \\
-                 --flash ./meter-flash --image v1.bin --version 1.0.0 &
+                 --flash ./meter-flash --image v1.bin --version 1.0.0 --pubkey fw-key.pub &
   otadiff serve job --product-key a1Demo --version 1.1.0
   otadiff serve status
 A device informing an older version than its job's target gets a diff from its
-installed version (generated once and cached), or the full image when the store
-lacks that version or the product ships full images (--mode full).`,
+installed version (generated once and cached), or the full image as a raw (OTA_RAW)
+package when the store lacks that version or the product ships full images (--mode
+full). With --sign-key every package is signed, with the target's version and
+security counter in the signed header; a device with --pubkey refuses anything else,
+and anything below the security counter it has recorded.`,
     )
     .action(async (opts) => (await serveModule()).serveCommand(opts));
 
@@ -77,7 +82,9 @@ lacks that version or the product ships full images (--mode full).`,
     .description("add a firmware version to a product's store (versions are immutable)")
     .argument('<FILE>', 'firmware image')
     .requiredOption('--product-key <PK>', 'product key')
-    .requiredOption('--version <V>', 'its version, e.g. 1.2.0')
+    .requiredOption('--version <V>', 'its version, e.g. 1.2.0 (at most 32 characters: it is signed into its packages)')
+    .option('--security-counter <n>', "anti-rollback counter signed into its packages; devices refuse packages below the one they recorded (default: the highest of the product's older versions)")
+    .option('--allow-downgrade', 'let devices install it below their recorded security counter (a deliberate rollback)')
     .option('--data <DIR>', DATA_HELP)
     .option('--json', 'print one JSON object')
     .action(async (file: string, opts, cmd: Command) => (await serveModule()).addFirmwareCommand(file, { ...opts, data: dataOf(opts, cmd) }));
@@ -115,19 +122,23 @@ lacks that version or the product ships full images (--mode full).`,
     .option('--ab', 'create the flash with two slots (A/B) instead of one (in place)')
     .option('--slot-size <size>', 'slot size when creating the flash (default twice the image)')
     .option('--split-size <size>', 'backup area (largest diff chunk) when creating the flash', '64K')
-    .option('--public-key <PEM>', 'RSA public key: notices must carry a digestsign that verifies')
+    .option('--pubkey <PUB>', 'public key (PEM) that signs packages: the service and the bootloader refuse unsigned or wrongly signed ones; repeat for several (a file may hold several)', collect)
+    .option('--public-key <PEM>', 'RSA public key: notices must carry a digestsign that verifies (AliOS-style, the notice only)')
     .option('--ca <PEM>', 'extra CA certificate(s) for https downloads')
     .addOption(new Option('--protocol <p>', 'download protocol').choices(['http', 'https', 'coap']).default('http'))
     .addOption(new Option('--transport <t>', 'how notices reach the device (--broker is then the cloud\'s coap:// URL)').choices(['mqtt', 'coap']).default('mqtt'))
     .addOption(new Option('--sign-method <m>', 'MQTT sign-in HMAC').choices(['hmacsha256', 'hmacsha1', 'hmacmd5']).default('hmacsha256'))
     .option('--once', 'exit after one update (status 0 on success, 1 on failure)')
     .option('--json', 'print events as JSON lines')
-    .addHelpText('after', '\nThe broker defaults to the config\'s, else mqtt://127.0.0.1:1883. Ctrl-C stops the device; its download checkpoint stays in --flash.')
+    .addHelpText(
+      'after',
+      "\nThe broker defaults to the config's, else mqtt://127.0.0.1:1883. Without --pubkey, the device config's trustedKeys apply (when a config is used: --config, or no identity flags). Ctrl-C stops the device; its download checkpoint stays in --flash.",
+    )
     .action(async (opts) => (await import('./device.js')).deviceCommand(opts));
 
   program
     .command('demo')
-    .description('the whole update on loopback: cloud + device, a diff through a dropped download and a power cut in the restore')
+    .description('the whole update on loopback: cloud + device, a signed diff through a dropped download and a power cut in the restore')
     .option('--old <FILE>', 'old image (default ../shared/corpus/esp8266-at/at-v3.0.4.bin beside the repo)')
     .option('--new <FILE>', 'new image (default ../shared/corpus/esp8266-at/at-v3.0.5.bin)')
     .option('--old-version <V>', 'version of OLD (default: from its file name)')

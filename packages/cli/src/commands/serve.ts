@@ -4,7 +4,9 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { CloudStore, CloudStoreError, startOtaCloud, type PackageMode } from '@otadiff/ota-core';
+import { algorithmOf } from '@otadiff/diff-gen';
 import { readInput } from '../files.js';
+import { loadSigningKey as loadPackageKey } from './keys.js';
 import { CliError, formatBytes, parseSize } from '../size-arg.js';
 import { untilStopped, type Out, stdout } from './run-until.js';
 
@@ -42,6 +44,8 @@ export interface ServeOptions {
   publicHost?: string;
   broker?: string;
   signingKey?: string;
+  /** Private key (PEM) that signs every package the cloud makes (diffs and raw packages). */
+  signKey?: string;
   urlTtl?: string;
   coapPort?: string;
   downloadProtocol?: string;
@@ -78,6 +82,7 @@ export async function serveCommand(opts: ServeOptions, run: { signal?: AbortSign
   const ttl = opts.urlTtl === undefined ? 3600 : Number(opts.urlTtl);
   if (!Number.isSafeInteger(ttl) || ttl <= 0) throw new CliError('--url-ttl must be a positive number of seconds');
   const signingKey = opts.signingKey === undefined ? undefined : loadSigningKey(opts.signingKey);
+  const packageKey = opts.signKey === undefined ? undefined : loadPackageKey(opts.signKey);
   if ((opts.tlsKey === undefined) !== (opts.tlsCert === undefined)) throw new CliError('--tls-key and --tls-cert go together');
   const tls = opts.tlsKey === undefined ? undefined : { key: readPem(opts.tlsKey, 'TLS key'), cert: readPem(opts.tlsCert!, 'TLS certificate') };
   const stamp = (): string => new Date().toISOString().slice(11, 23);
@@ -93,6 +98,7 @@ export async function serveCommand(opts: ServeOptions, run: { signal?: AbortSign
     broker: opts.broker,
     urlTtlMs: ttl * 1000,
     signingKey,
+    packageSigningKey: packageKey,
     log: (line) => out(`${stamp()} ${line}`),
   }).catch((e: unknown) => {
     throw new CliError(`cannot start the cloud: ${(e as Error).message}`);
@@ -100,6 +106,11 @@ export async function serveCommand(opts: ServeOptions, run: { signal?: AbortSign
   out(`otadiff cloud, data ${dataDir}`);
   out(`  MQTT   ${cloud.brokerUrl}${opts.broker === undefined ? ' (embedded broker, Aliyun device sign-in)' : ' (external broker)'}`);
   out(`  files  ${cloud.files.url} (signed URLs valid ${ttl} s${signingKey ? ', RSA digestsign' : ''}), CoAP ${cloud.coap.url}`);
+  out(
+    packageKey === undefined
+      ? '  packages unsigned (no --sign-key): devices that trust a key (device --pubkey) refuse them'
+      : `  packages signed with the ${algorithmOf(packageKey)} key ${opts.signKey} (firmware version and security counter in the signed header)`,
+  );
   const products = cloud.store.productList();
   out(`  ${products.length} product(s), ${cloud.store.registry.listDevices().length} device(s), ${cloud.store.jobs().length} job(s); Ctrl-C stops`);
   try {
@@ -140,12 +151,20 @@ export async function addDeviceCommand(opts: DataOption & { productKey: string; 
   }
 }
 
-export async function addFirmwareCommand(file: string, opts: DataOption & { productKey: string; version: string; json?: boolean }): Promise<void> {
+export async function addFirmwareCommand(
+  file: string,
+  opts: DataOption & { productKey: string; version: string; securityCounter?: string; allowDowngrade?: boolean; json?: boolean },
+): Promise<void> {
+  let securityCounter: number | undefined;
+  if (opts.securityCounter !== undefined) {
+    if (!/^\d{1,10}$/.test(opts.securityCounter) || Number(opts.securityCounter) > 0xffff_ffff) throw new CliError('--security-counter must be an integer from 0 to 4294967295');
+    securityCounter = Number(opts.securityCounter);
+  }
   const image = readInput(file, 'firmware');
   const s = await openStore(opts.data);
-  const r = await store(() => s.addFirmware(opts.productKey, opts.version, image));
+  const r = await store(() => s.addFirmware(opts.productKey, opts.version, image, { securityCounter, allowDowngrade: opts.allowDowngrade === true }));
   if (opts.json) stdout(JSON.stringify({ productKey: opts.productKey, version: opts.version, ...r }));
-  else stdout(`${opts.productKey} ${opts.version}: ${formatBytes(r.size)}, SHA-256 ${r.sha256}`);
+  else stdout(`${opts.productKey} ${opts.version}: ${formatBytes(r.size)}, SHA-256 ${r.sha256}, security counter ${r.securityCounter}${r.allowDowngrade ? ', allows a downgrade' : ''}`);
 }
 
 export async function jobCommand(opts: DataOption & { productKey: string; version: string; deviceName?: string[]; downloadProtocol?: string; json?: boolean }): Promise<void> {
@@ -159,10 +178,17 @@ export async function statusCommand(opts: DataOption & { json?: boolean }): Prom
   const s = await openStore(opts.data);
   const st = s.readStatus();
   if (opts.json) {
-    stdout(JSON.stringify({ products: s.productList(), jobs: s.jobs(), devices: st.devices }));
+    const firmware = Object.fromEntries(s.productList().map((p) => [p.productKey, s.firmwareVersions(p.productKey).map((v) => s.firmwareRelease(p.productKey, v))]));
+    stdout(JSON.stringify({ products: s.productList(), firmware, jobs: s.jobs(), devices: st.devices }));
     return;
   }
-  for (const p of s.productList()) stdout(`product ${p.productKey} (${p.mode}): firmware ${s.firmwareVersions(p.productKey).join(', ') || '-'}`);
+  for (const p of s.productList()) {
+    const fw = s.firmwareVersions(p.productKey).map((v) => {
+      const r = s.firmwareRelease(p.productKey, v);
+      return r === undefined ? v : `${v} (counter ${r.securityCounter}${r.allowDowngrade ? ', downgrade allowed' : ''})`;
+    });
+    stdout(`product ${p.productKey} (${p.mode}): firmware ${fw.join(', ') || '-'}`);
+  }
   for (const j of s.jobs()) stdout(`job ${j.id}: ${j.productKey} -> ${j.version} for ${j.devices === 'all' ? 'all' : j.devices.join(', ')}`);
   const seen = new Map(st.devices.map((d) => [`${d.productKey}/${d.deviceName}`, d]));
   for (const d of s.registry.listDevices()) {
