@@ -50,6 +50,12 @@ export interface GenerateOptions extends ReleaseOptions {
   pb?: number;
   /** Matcher tuning knobs (benchmarks and experiments; the defaults are tuned on the ESP8266 corpus). */
   match?: MatchOptions;
+  /**
+   * In place, also match against NEW bytes already restored below the window boundary (costs a second
+   * suffix array). Off by default: with the one-chunk lookback it made every measured package larger
+   * (esbuild 0.23.0→0.23.1: 221 KB with it, 192 KB without) and the diff slower.
+   */
+  referenceNew?: boolean;
   /** Apply the package in memory and compare with NEW before returning it (default true). */
   verify?: boolean;
   onProgress?: (event: GenerateProgress) => void;
@@ -111,7 +117,7 @@ export async function generatePackage(oldImage: Uint8Array, newImage: Uint8Array
 
   progress({ phase: 'sort' });
   // Only inplace chunks after the first can reference restored new bytes.
-  const needNew = o.mode === 'inplace' && count > 1;
+  const needNew = o.mode === 'inplace' && count > 1 && options.referenceNew === true;
   const indexes = await indexImages(needNew ? [oldImage, newImage] : [oldImage]);
   const old: SourceIndex = indexes[0];
   const newer: SourceIndex | undefined = needNew ? indexes[1] : undefined;
@@ -125,7 +131,7 @@ export async function generatePackage(oldImage: Uint8Array, newImage: Uint8Array
     const boundary = windowBoundary({ mode: o.mode, splitSize: S }, i);
     const window: ChunkWindow = {
       old,
-      newer: boundary > 0 ? newer : undefined,
+      newer: boundary > 0 && newer !== undefined ? newer : undefined,
       boundary,
       length: Math.max(boundary, oldImage.length),
     };

@@ -72,7 +72,7 @@ export class WindowSearcher {
     this.searchOld = this.oldData.length > this.boundary;
     this.oldLcp = this.searchOld ? lcpOf(window.old) : new Int32Array(0);
     this.oldBuckets = this.searchOld ? bucketsOf(window.old) : new Int32Array(0);
-    this.searchNew = this.boundary > 0;
+    this.searchNew = this.boundary > 0 && window.newer !== undefined;
     const newer = this.searchNew ? window.newer! : undefined;
     this.newData = newer ? newer.data : new Uint8Array(0);
     this.newSa = newer ? newer.sa : new Int32Array(0);

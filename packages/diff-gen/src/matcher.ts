@@ -139,12 +139,16 @@ export function matchChunk(target: Uint8Array, window: ChunkWindow, options: Mat
   return o.minFarCopy > 0 ? dropFarShortCopies(ops, target, window, o) : ops;
 }
 
+const NO_BYTES = new Uint8Array(0);
+
 function findOps(target: Uint8Array, window: ChunkWindow, o: Tuning): Op[] {
   const T = target.length;
   const W = window.length;
   const B = window.boundary;
   const od = window.old.data;
-  const nd = B > 0 ? window.newer!.data : od;
+  // Without the new image, bytes below B are never referenced: reads there find no match.
+  const nd = window.newer?.data ?? NO_BYTES;
+  const low = window.newer === undefined ? B : 0;
   const searcher = new WindowSearcher(window, o.maxCandidates, o.maxCompare, isSliceOfNew(target, window));
   const hit: SearchHit = { len: 0, pos: 0 };
   const ops: Op[] = [];
@@ -205,7 +209,7 @@ function findOps(target: Uint8Array, window: ChunkWindow, o: Tuning): Op[] {
     if (scan < T) {
       let s = 0;
       let best = 0;
-      const lim = Math.min(scan - lastScan, pos);
+      const lim = Math.min(scan - lastScan, pos - low);
       for (let i = 1; i <= lim; i++) {
         const q = pos - i;
         if ((q < B ? nd[q] : od[q]) === target[scan - i]) s++;
@@ -275,7 +279,7 @@ function pushOp(ops: Op[], copyLen: number, srcPos: number, extraLen: number): v
 function dropFarShortCopies(ops: Op[], target: Uint8Array, window: ChunkWindow, o: Tuning): Op[] {
   const B = window.boundary;
   const od = window.old.data;
-  const nd = B > 0 ? window.newer!.data : od;
+  const nd = window.newer?.data ?? NO_BYTES;
   const out: Op[] = [];
   let t = 0;
   for (const op of ops) {

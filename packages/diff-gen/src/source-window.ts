@@ -20,7 +20,10 @@ export interface SourceIndex {
 export interface ChunkWindow {
   /** Old image + SA(old). */
   old: SourceIndex;
-  /** New image + SA(new); required when boundary > 0. */
+  /**
+   * New image + SA(new), to reference the restored bytes below B. Without it those bytes are part of
+   * the window but never referenced (matches come from OLD alone).
+   */
   newer?: SourceIndex;
   /** B: window[p] = p < B ? newer.data[p] : old.data[p]. */
   boundary: number;
@@ -39,7 +42,10 @@ export function windowByte(window: ChunkWindow, p: number): number {
   if (!Number.isInteger(p) || p < 0 || p >= window.length) {
     throw new MatcherError(`window position ${p} is outside [0, ${window.length})`);
   }
-  if (p < window.boundary) return window.newer!.data[p];
+  if (p < window.boundary) {
+    if (window.newer === undefined) throw new MatcherError(`window position ${p} is below the boundary and no new image was given`);
+    return window.newer.data[p];
+  }
   return window.old.data[p];
 }
 
@@ -74,7 +80,7 @@ export function validateWindow(window: ChunkWindow): void {
   checkIndex(window.old, 'window.old');
   const B = window.boundary;
   if (!Number.isSafeInteger(B) || B < 0) throw new MatcherError(`window boundary ${B} must be a non-negative integer`);
-  if (B > 0) {
+  if (B > 0 && window.newer !== undefined) {
     checkIndex(window.newer, 'window.newer');
     if (window.newer!.data.length < B) {
       throw new MatcherError(`window boundary ${B} is past the end of the new image (${window.newer!.data.length} bytes)`);

@@ -13,8 +13,8 @@ function expectSame(a: Uint8Array, b: Uint8Array) {
   expect(Buffer.compare(a, b)).toBe(0);
 }
 
-async function roundTrip(old: Uint8Array, neu: Uint8Array, mode: PatchMode, splitSize = 4096) {
-  const { package: pkg, header } = await generatePackage(old, neu, { mode, splitSize });
+async function roundTrip(old: Uint8Array, neu: Uint8Array, mode: Exclude<PatchMode, 'raw'>, splitSize = 4096, referenceNew = false) {
+  const { package: pkg, header } = await generatePackage(old, neu, { mode, splitSize, referenceNew });
   expect(header.mode).toBe(mode);
   expect(header.newSize).toBe(neu.length);
   expect(header.chunks.length).toBe(Math.ceil(neu.length / splitSize));
@@ -34,6 +34,17 @@ describe('generate + apply round trips', () => {
         { seed: mode === 'ab' ? 7 : 8, numRuns: 25 },
       );
     });
+
+    if (mode === 'inplace')
+      it('inplace with references to restored NEW bytes (referenceNew): random structured edits', async () => {
+        await fc.assert(
+          fc.asyncProperty(fc.integer({ min: 0, max: 60000 }), fc.nat(), fc.array(editArb, { minLength: 1, maxLength: 4 }), async (len, seed, edits) => {
+            const old = codeLike(len, seed);
+            await roundTrip(old, edits.reduce(applyEdit, old), 'inplace', 4096, true);
+          }),
+          { seed: 9, numRuns: 20 },
+        );
+      });
 
     it(`${mode}: unrelated random images, growth and shrinkage`, async () => {
       await fc.assert(
@@ -65,6 +76,7 @@ describe('generate + apply round trips', () => {
     const neu = new Uint8Array(40000);
     for (let i = 0; i < neu.length; i++) neu[i] = old[i % old.length] ^ (i >> 12);
     await roundTrip(old, neu, 'inplace');
+    await roundTrip(old, neu, 'inplace', 4096, true);
   });
 
   it('restores the ESP8266 corpus pairs in both modes at 64 KiB and 16 KiB splits', async () => {

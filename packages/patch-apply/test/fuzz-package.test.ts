@@ -97,8 +97,8 @@ function edited(rand: () => number, old: Uint8Array): Uint8Array {
   return out;
 }
 
-async function makeBase(name: string, old: Uint8Array, neu: Uint8Array, mode: Exclude<PatchMode, 'raw'>, signingKey?: KeyObject): Promise<Base> {
-  const { package: pkg, header } = await generatePackage(old, neu, { mode, splitSize: 4096, dictSize: 4096, signingKey, securityCounter: 2 });
+async function makeBase(name: string, old: Uint8Array, neu: Uint8Array, mode: Exclude<PatchMode, 'raw'>, signingKey?: KeyObject, referenceNew = false): Promise<Base> {
+  const { package: pkg, header } = await generatePackage(old, neu, { mode, splitSize: 4096, dictSize: 4096, signingKey, securityCounter: 2, referenceNew });
   const trust = signingKey === undefined ? undefined : { keys: [trustedKeyOf(signingKey)], securityCounter: 2 };
   return { name, old, neu, pkg, headerLength: header.headerLength, chunkCount: header.chunks.length, trust };
 }
@@ -257,7 +257,7 @@ describe('package fuzz', () => {
     const oldC = codeLike(rand, 9000);
     // inplace with a short tail chunk and late chunks that copy from restored NEW bytes.
     const headC = edited(rand, oldC);
-    bases.push(await makeBase('inplace-tail', oldC, concat(headC, headC.subarray(100, 1400)), 'inplace'));
+    bases.push(await makeBase('inplace-tail', oldC, concat(headC, headC.subarray(100, 1400)), 'inplace', undefined, true));
     const key = loadPrivateKey(generateKeyPair('ed25519').privateKey);
     bases.push(await makeBase('inplace-signed', oldC, concat(headC, headC.subarray(100, 1400)), 'inplace', key));
     watchdog = new HangWatchdog('fuzz-package', HANG_MS, Math.max(...bases.map((b) => b.pkg.length)) + 64 * 64);
