@@ -312,6 +312,23 @@ describe('the signed head on the wire and on the boot side', () => {
     }
   });
 
+  it('a package shorter than the first fetch comes whole with its head', async () => {
+    const rig = await signedRig();
+    const cloud = await testCloud(rig);
+    try {
+      await rig.svc.start();
+      const tiny = testBytes(300, 45);
+      const pkg = packRaw(tiny, { splitSize: 4096, firmwareVersion: '3.0.0', signingKey: owner.privateKey }).package;
+      expect(pkg.length).toBeLessThan(HEAD_FETCH_BYTES);
+      await installs(rig, cloud, serve(rig, 'tiny.otad', pkg));
+      expect(rig.cloud.files.requests.map((r) => [r.range, r.bodyBytes])).toEqual([[`bytes=0-${pkg.length - 1}`, pkg.length]]);
+      expect(same(rig.slotBytes('A', tiny.length), tiny)).toBe(true);
+    } finally {
+      await cloud.close();
+      await rig.close();
+    }
+  });
+
   it('a service without keys hands an unsigned package over; a bootloader with keys still refuses it', async () => {
     const rig = await signedRig({ mode: 'full', packageSigningKey: undefined, service: { trustedKeys: undefined } });
     try {
