@@ -276,6 +276,26 @@ describe('in place: the delayed write and its backup slots', () => {
     expect(same(readBytes(slotView(dev.flash, dev.layout, 'A'), 0, neu.length), neu)).toBe(true);
   });
 
+  it('repeated chunk contents (padding, copied tables) do not fool the resume probes: every cut recovers', async () => {
+    // NEW chunks: X, Y, old[2] (unchanged), Z, X. After chunk 2 is logged done, backup slot 0 still
+    // holds X, which is also chunk 4: a resume must not take it for a saved chunk 4.
+    const S = 4096;
+    const old = image(5 * S, 21);
+    const X = image(S, 22);
+    const neu = new Uint8Array(5 * S);
+    neu.set(X, 0);
+    neu.set(image(S, 23), S);
+    neu.set(old.subarray(2 * S, 3 * S), 2 * S);
+    neu.set(image(S, 24), 3 * S);
+    neu.set(X, 4 * S);
+    const { package: pkg } = await generatePackage(old, neu, { mode: 'inplace', splitSize: S });
+    for (const tear of ['none', 'random'] as const) {
+      const r = runPowercut(old, neu, pkg, { sectorSize: 1024, tear, seed: 3, doubleCutEvery: 0 });
+      expect(r.failures).toEqual([]);
+      expect(r.cuts).toBe(r.operations);
+    }
+  });
+
   it('needs two chunks of backup, and refuses (before touching anything) a layout with one', async () => {
     const { old, neu } = pair(14000);
     const { package: pkg } = await generatePackage(old, neu, { mode: 'inplace', splitSize: 4096 });

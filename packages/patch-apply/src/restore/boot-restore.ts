@@ -326,8 +326,11 @@ class Restore {
     let pending = -1;
     let destroyed = m > 0;
     if (m < n) {
-      if (m + 1 < n && holds(backup, slotAt(m + 1), m + 1)) {
-        // Chunk m+1 is saved, so chunk m was being (or about to be) written from its slot.
+      // A slot can hold bytes equal to a chunk by coincidence (a repeated chunk saved earlier), so a
+      // probe only counts when the whole state it implies is on flash; bytes that merely equal the chunk
+      // are then the right bytes anyway.
+      if (m + 1 < n && holds(backup, slotAt(m + 1), m + 1) && holds(backup, slotAt(m), m)) {
+        // Chunks m and m+1 are saved: chunk m was being (or about to be) written from its slot.
         flush(m);
         pending = m + 1;
         destroyed = true;
