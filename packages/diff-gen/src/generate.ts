@@ -122,9 +122,8 @@ export async function generatePackage(oldImage: Uint8Array, newImage: Uint8Array
   const old: SourceIndex = indexes[0];
   const newer: SourceIndex | undefined = needNew ? indexes[1] : undefined;
 
-  const chunks: ChunkEntry[] = [];
-  const records: Uint8Array[] = [];
-  let offset = 0;
+  // LZMA runs on a libuv thread while the next chunk is matched here; results keep chunk order.
+  const pending: Promise<{ record: Uint8Array; rawLength: number; crc: number }>[] = [];
   for (let i = 0; i < count; i++) {
     const start = i * S;
     const target = newImage.subarray(start, Math.min(newImage.length, start + S));
@@ -139,11 +138,17 @@ export async function generatePackage(oldImage: Uint8Array, newImage: Uint8Array
     const startPos = Math.min(start, window.length);
     const ops = matchChunk(target, window, { ...options.match, startPos });
     const raw = encodeCommands(ops, target, window, startPos);
-    const record = await compressRaw(raw, lzma);
-    chunks.push({ recordOffset: offset, recordLength: record.length, rawLength: raw.length, crc32: crc32(target) >>> 0 });
+    const crc = crc32(target) >>> 0;
+    pending.push(compressRaw(raw, lzma).then((record) => ({ record, rawLength: raw.length, crc })));
+    progress({ phase: 'chunk', done: i + 1, total: count });
+  }
+  const chunks: ChunkEntry[] = [];
+  const records: Uint8Array[] = [];
+  let offset = 0;
+  for (const { record, rawLength, crc } of await Promise.all(pending)) {
+    chunks.push({ recordOffset: offset, recordLength: record.length, rawLength, crc32: crc });
     records.push(record);
     offset += record.length;
-    progress({ phase: 'chunk', done: i + 1, total: count });
   }
 
   const payloadHash = nodeSha256();

@@ -37,7 +37,8 @@ export function compressRaw(data: Uint8Array, p: LzmaParams): Promise<Uint8Array
   return new Promise((resolve, reject) => {
     const stream = lzma.createStream('rawEncoder', {
       filters: [{ id: lzma.FILTER_LZMA1, options: lzmaFilterOptions(p) }],
-      synchronous: true,
+      // On a libuv thread: the generator matches the next chunk meanwhile.
+      synchronous: false,
     });
     const parts: Buffer[] = [];
     stream.on('data', (d: Buffer) => parts.push(d));
