@@ -125,7 +125,7 @@ function program(): Command {
     .option('--ab', 'two application slots (A/B) instead of one (in place)')
     .option('--app-size <size>', 'size of an application slot (default: twice the image, at least 64K)')
     .option('--ota-size <size>', 'size of the OTA download partition (default: the slot size)')
-    .option('--split-size <size>', 'largest split size the backup partition must hold', '64K')
+    .option('--split-size <size>', 'largest split size of in-place packages (the backup partition holds two chunks)', '64K')
     .option('--sector-size <size>', 'flash sector size', '4K')
     .option('--program-unit <size>', 'flash program granularity', '1')
     .action(async (dir: string, o) => (await flash()).flashInitCommand(dir, o));
