@@ -14,6 +14,15 @@ const packCommand = async (...a: Parameters<typeof import('./commands/pack.js').
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 
+/** What the owner signs into a package's header: `diff` and `pack` take the same options. */
+function withReleaseOptions(cmd: Command): Command {
+  return cmd
+    .option('--sign <KEY>', 'sign the package with this private key (PEM, from `otadiff keygen`)')
+    .option('--fw-version <version>', "NEW's firmware version, signed into the header (at most 32 printable ASCII characters)")
+    .option('--security-counter <n>', "NEW's anti-rollback counter: devices refuse packages below the one they recorded", '0')
+    .option('--allow-downgrade', 'let devices install this package below their recorded security counter');
+}
+
 /** Commands that ran but did not succeed (a failed power cut, a halted boot) set this; errors throw. */
 let failedStatus = false;
 
@@ -24,7 +33,8 @@ function program(): Command {
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
-  p.command('diff')
+  const diff = p
+    .command('diff')
     .description('make a package that turns OLD into NEW')
     .argument('<OLD>', 'old firmware image')
     .argument('<NEW>', 'new firmware image')
@@ -32,24 +42,19 @@ function program(): Command {
     .addOption(new Option('--mode <mode>', 'inplace: restore over the old image; ab: into another slot').default('inplace'))
     .option('--split-size <size>', 'chunk size of the new image, a multiple of 4K', '64K')
     .option('--dict-size <size>', 'LZMA dictionary the device must hold', '16K')
-    .option('--sign <KEY>', 'sign the package with this private key (PEM, from `otadiff keygen`)')
-    .option('--fw-version <version>', "NEW's firmware version, signed into the header (at most 32 ASCII characters)")
-    .option('--security-counter <n>', "NEW's anti-rollback counter: devices refuse packages below the one they recorded", '0')
-    .option('--allow-downgrade', 'let devices install this package below their recorded security counter')
     .option('--json', 'print one JSON object')
     .action(diffCommand);
+  withReleaseOptions(diff);
 
-  p.command('pack')
+  const pack = p
+    .command('pack')
     .description('make an OTA_RAW package: the full IMAGE behind the same (signed) header as a diff')
     .argument('<IMAGE>', 'new firmware image')
     .requiredOption('-o, --output <PATCH>', 'package file to write')
     .option('--split-size <size>', 'chunk size of the CRC table, a multiple of 4K', '64K')
-    .option('--sign <KEY>', 'sign the package with this private key (PEM)')
-    .option('--fw-version <version>', "the image's firmware version, signed into the header")
-    .option('--security-counter <n>', "the image's anti-rollback counter", '0')
-    .option('--allow-downgrade', 'let devices install this package below their recorded security counter')
     .option('--json', 'print one JSON object')
     .action(packCommand);
+  withReleaseOptions(pack);
 
   p.command('keygen')
     .description('make a signing key pair: KEY (private, PEM) and KEY.pub (public, for devices)')
