@@ -3,18 +3,17 @@ import { generateKeyPairSync } from 'node:crypto';
 import { connectAsync } from 'mqtt';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { openPartition, readHandover } from '@otadiff/patch-apply';
+import { openPartition } from '@otadiff/patch-apply';
 import { openNetworkHandles, recordNetworkBaseline } from './helpers/handles.js';
-import { DN, firmwarePair, PK, same, startRig, type Rig } from './helpers/ota-rig.js';
+import { DN, firmwarePair, PK, same, startRig } from './helpers/ota-rig.js';
 import { testBytes } from './helpers/http.js';
-import { connectOtaCloud, type OtaCloudClient } from '../src/ota-mqtt.js';
+import { deviceState, expectFailure, fullImageNotice, handover, testCloud } from './helpers/refusal.js';
 import { deriveMqttCredentials } from '../src/mqtt-auth.js';
 import { OtaStep, type UpgradeInfo } from '../src/messages.js';
 import { fileDigest } from '../src/signature.js';
 import { progressTopic, upgradeTopic } from '../src/topics.js';
 import { createOtaService, OtaServiceError } from '../src/ota-service.js';
 import { HEAD_FETCH_BYTES } from '../src/package-head.js';
-import { parseDeviceState } from '../src/device-state.js';
 
 beforeAll(recordNetworkBaseline);
 afterAll(async () => {
@@ -22,40 +21,6 @@ afterAll(async () => {
 });
 
 const pair = firmwarePair(96 * 1024);
-
-const handover = (rig: Rig) => readHandover(openPartition(rig.port.flash, rig.port.layout, 'params'));
-const deviceState = async (rig: Rig) => parseDeviceState((await rig.port.loadState())!);
-
-/** A second cloud client (the broker's service credential) that pushes hand-made notices. */
-async function testCloud(rig: Rig): Promise<OtaCloudClient> {
-  return connectOtaCloud(rig.cloud.brokerUrl, rig.cloud.store.serviceCredential, { clientId: 'test-notices' });
-}
-
-/** A notice for the store's raw (OTA_RAW) package of `version`, as the cloud would send it. */
-async function fullImageNotice(rig: Rig, over: Partial<UpgradeInfo> = {}, version = '2.0.0'): Promise<UpgradeInfo> {
-  const pkg = (await rig.cloud.store.rawPackage(PK, version))!;
-  return {
-    id: '42',
-    size: pkg.size,
-    version,
-    url: rig.cloud.files.signUrl(pkg.path, Date.now() + 60_000),
-    signMethod: 'SHA256',
-    sign: fileDigest(pkg.bytes, 'SHA256'),
-    isDiff: 0,
-    ...over,
-  };
-}
-
-async function expectFailure(rig: Rig, push: () => Promise<void>, step: number) {
-  const failed = rig.svc.waitFor((e) => e.type === 'failed', 10_000);
-  const progress = rig.svc.waitFor((e) => e.type === 'progress' && e.step < 0, 10_000);
-  await push();
-  const f = await failed;
-  const p = await progress;
-  expect(f).toMatchObject({ step });
-  expect(p).toMatchObject({ step });
-  return f.type === 'failed' ? f.error : undefined;
-}
 
 describe('the device refuses what it must not install', () => {
   it('a wrong hash fails verification (-3) and never reaches the bootloader', async () => {
