@@ -147,6 +147,9 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
       const status = res.statusCode ?? 0;
       const resEtag = strongEtag(res.headers.etag);
       let skip = 0;
+      // Body bytes the response may carry: a 206 no more than its Content-Range names.
+      let bodyLeft = Infinity;
+      let range = '';
       if (status === 200) {
         const cl = res.headers['content-length'];
         if (cl !== undefined && Number(cl) !== size) throw new DownloadError('SIZE_MISMATCH', `server size ${cl} != expected ${size}`);
@@ -165,6 +168,9 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
         if (!cr) throw new DownloadError('RANGE_MISMATCH', `bad Content-Range ${String(res.headers['content-range'])}`);
         if (cr.total !== size) throw new DownloadError('SIZE_MISMATCH', `server size ${cr.total} != expected ${size}`);
         if (cr.start > offset) throw new DownloadError('RANGE_MISMATCH', `server resumed at ${cr.start}, we are at ${offset}`);
+        if (cr.end < offset) throw new DownloadError('RANGE_MISMATCH', `server sent bytes ${cr.start}-${cr.end}, we asked for ${offset}-`);
+        bodyLeft = cr.end - cr.start + 1;
+        range = `${cr.start}-${cr.end}/${cr.total}`;
         if (resEtag !== undefined && etag !== undefined && resEtag !== etag) {
           throw new DownloadError('RANGE_MISMATCH', 'partial content of a different representation', true);
         }
@@ -179,6 +185,8 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
       try {
         for await (const chunk of res as AsyncIterable<Buffer>) {
           bytesReceived += chunk.length;
+          if (chunk.length > bodyLeft) throw new DownloadError('RANGE_MISMATCH', `body runs past its Content-Range bytes ${range}`);
+          bodyLeft -= chunk.length;
           let data: Uint8Array = chunk;
           if (skip > 0) {
             if (data.length <= skip) {

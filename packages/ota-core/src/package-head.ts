@@ -69,6 +69,8 @@ async function httpHeadOnce(url: URL, from: number, want: number, o: PackageHead
       const cr = parseContentRange(res.headers['content-range']);
       if (!cr || cr.start !== from) throw new DownloadError('RANGE_MISMATCH', `bad Content-Range ${String(res.headers['content-range'])}`);
       if (cr.total !== o.totalSize) throw new DownloadError('SIZE_MISMATCH', `server size ${cr.total} != notice size ${o.totalSize}`);
+      // A range that stops short would leave the rest of the head to whatever body follows it.
+      if (cr.end < from + want - 1) throw new DownloadError('RANGE_MISMATCH', `server sent bytes ${from}-${cr.end}, we asked for ${from}-${from + want - 1}`);
     } else if (status === 200) {
       const cl = res.headers['content-length'];
       if (cl !== undefined && Number(cl) !== o.totalSize) throw new DownloadError('SIZE_MISMATCH', `server size ${cl} != notice size ${o.totalSize}`);
