@@ -61,6 +61,11 @@ export interface UpgradeParseOptions {
   maxSize?: number;
   /** URL schemes accepted for `url` (default http: and https:). */
   allowedProtocols?: readonly string[];
+  /**
+   * The receiving device. Aliyun's notice names no device (the topic does), but one that
+   * does (productKey / deviceName, at the top or in data) must name this one.
+   */
+  device?: { productKey: string; deviceName: string };
 }
 
 export const MAX_MESSAGE_BYTES = 16 * 1024;
@@ -306,7 +311,19 @@ export function parseUpgradeMessage(payload: string | Uint8Array, opts: UpgradeP
   if (root.code !== '1000' && root.code !== 1000) throw new MessageError(`upgrade.code ${JSON.stringify(root.code)} is not "1000"`);
   if (root.message !== 'success') throw new MessageError('upgrade.message is not "success"');
   const id = parseId(root.id, Number.MAX_SAFE_INTEGER, 'upgrade');
-  return parseUpgradeData(asObject(root.data, 'upgrade.data'), id, opts);
+  const data = asObject(root.data, 'upgrade.data');
+  if (opts.device !== undefined) checkAddressee(root, data, opts.device);
+  return parseUpgradeData(data, id, opts);
+}
+
+function checkAddressee(root: Json, data: Json, device: { productKey: string; deviceName: string }): void {
+  for (const [o, where] of [[root, 'upgrade'], [data, 'upgrade.data']] as const) {
+    for (const key of ['productKey', 'deviceName'] as const) {
+      if (has(o, key) && o[key] !== device[key]) {
+        throw new MessageError(`${where}.${key} ${JSON.stringify(String(o[key]).slice(0, 64))} is not this device (${device.productKey}/${device.deviceName})`);
+      }
+    }
+  }
 }
 
 function toWireData(n: UpgradeInfo): Json {

@@ -52,7 +52,8 @@ export async function connectOtaDevice(url: string, identity: DeviceIdentity, op
   const { productKey: pk, deviceName: dn } = identity;
   const handlers: Array<(info: UpgradeInfo) => void> = [];
   client.on('message', (topic, payload) => {
-    if (topic !== upgradeTopic(pk, dn)) return;
+    // The broker only forwards this device's own topic; anything else is a broker gone wrong.
+    if (topic !== upgradeTopic(pk, dn)) return opts.onInvalid?.(topic, new OtaMqttError(`a message on ${topic.slice(0, 128)}, not this device's upgrade topic: ignored`));
     try {
       const info = parseUpgradeMessage(payload, opts.upgradeParse);
       for (const h of handlers) h(info);

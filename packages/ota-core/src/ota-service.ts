@@ -500,7 +500,7 @@ class Service implements OtaService {
 
   private async connect(epoch: number): Promise<void> {
     const identity = { productKey: this.productKey, deviceName: this.deviceName, deviceSecret: this.deviceSecret };
-    const upgradeParse = { allowedProtocols: allowedProtocols(this.protocol) };
+    const upgradeParse = { allowedProtocols: allowedProtocols(this.protocol), device: { productKey: this.productKey, deviceName: this.deviceName } };
     const onInvalid = (_where: string, error: Error): void => this.emit({ type: 'invalid-notice', error });
     let link: DeviceLink;
     let onDrop: ((fn: () => void) => void) | undefined;
@@ -604,6 +604,11 @@ class Service implements OtaService {
     const dl = this.opts.download ?? {};
     let state: DeviceState | undefined;
     try {
+      // A notice that names a module (Aliyun's default one is "default") must name ours.
+      const module = this.opts.module ?? 'default';
+      if (info.module !== undefined && info.module !== module) {
+        throw new Refusal(OtaStep.UPGRADE_FAILED, `refused: the notice is for module ${info.module}, this device updates ${module}`);
+      }
       // Not newer: refused on the notice alone, unless the service trusts keys; then the owner's
       // signed package may allow the downgrade (judged on its signed head, before the download).
       const downgrade = compareVersions(info.version, running.version) <= 0;

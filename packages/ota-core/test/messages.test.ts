@@ -202,6 +202,18 @@ describe('upgrade message', () => {
     expect(() => parseUpgradeMessage(mk({ url: 'coap://h.test/f' }), { allowedProtocols: ['coap:'] })).not.toThrow();
   });
 
+  it('a notice that names a device must name the receiving one', () => {
+    const me = { productKey: 'a1Prod', deviceName: 'dev-0001' };
+    const mk = (top: Record<string, unknown>, data: Record<string, unknown> = {}) =>
+      JSON.stringify({ code: '1000', message: 'success', id: 1, ...top, data: { size: 10, version: '2.0', url: 'https://h.test/f', signMethod: 'SHA256', sign: SHA, ...data } });
+    expect(() => parseUpgradeMessage(mk({}), { device: me })).not.toThrow(); // Aliyun's notices name no device
+    expect(() => parseUpgradeMessage(mk(me, me), { device: me })).not.toThrow();
+    expect(() => parseUpgradeMessage(mk({ deviceName: 'dev-0002' }), { device: me })).toThrow(/^upgrade\.deviceName "dev-0002" is not this device \(a1Prod\/dev-0001\)$/);
+    expect(() => parseUpgradeMessage(mk({}, { productKey: 'a1Other' }), { device: me })).toThrow(/^upgrade\.data\.productKey "a1Other" is not this device/);
+    expect(() => parseUpgradeMessage(mk({}, { deviceName: ['dev-0001'] }), { device: me })).toThrow(MessageError);
+    expect(() => parseUpgradeMessage(mk({ deviceName: 'dev-0002' }))).not.toThrow(); // without `device`, not checked
+  });
+
   it('refuses to build what it would not parse', () => {
     expect(() => buildUpgradeMessage({ ...baseUpgrade, size: -1 })).toThrow(MessageError);
     expect(() => buildUpgradeMessage({ ...baseUpgrade, sign: 'xyz' })).toThrow(MessageError);

@@ -1,9 +1,12 @@
-// A hostile server: each lie is refused with a clear error, nothing is handed to the
-// bootloader, and the device keeps running (and booting) its image.
+// A hostile server and a hostile broker: each is refused with a clear error, nothing
+// is handed to the bootloader, and the device keeps running (and booting) its image.
 // Updates are v2 packages: a full image comes as a raw (OTA_RAW) package, and the device
 // first fetches the signed head (HEAD_FETCH_BYTES, then the rest of a longer head), checks
 // it, and downloads the rest of the package from where that fetch ended.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
+import { connectAsync } from 'mqtt';
+import { Aedes, type Client } from 'aedes';
 import { packRaw } from '@otadiff/diff-gen';
 import { parseHeader, recordsOffset } from '@otadiff/patch-apply';
 import { openNetworkHandles, recordNetworkBaseline } from './helpers/handles.js';
@@ -12,9 +15,12 @@ import { testBytes } from './helpers/http.js';
 import { DN, firmwarePair, packageKeys, PK, same, SPLIT, startRig, type Rig, type RigOptions } from './helpers/ota-rig.js';
 import { deviceState, expectFailure, expectOldImageKept, packageNotice, recordWrites, testCloud, writtenUpTo } from './helpers/refusal.js';
 import type { StoredPackage } from '../src/cloud-store.js';
-import { OtaStep, type UpgradeInfo } from '../src/messages.js';
+import { buildUpgradeMessage, OtaStep, type UpgradeInfo } from '../src/messages.js';
 import type { OtaCloudClient } from '../src/ota-mqtt.js';
+import type { OtaServiceEvent } from '../src/ota-service.js';
 import { HEAD_FETCH_BYTES } from '../src/package-head.js';
+import { fileDigest } from '../src/signature.js';
+import { upgradeTopic } from '../src/topics.js';
 
 beforeAll(recordNetworkBaseline);
 afterAll(async () => {
@@ -28,6 +34,8 @@ const RAW = packRaw(NEU, { splitSize: SPLIT, firmwareVersion: '2.0.0' }).package
 const SIZE = RAW.length;
 /** The first head fetch asks for bytes 0..H-1; the download proper resumes at H. */
 const H = HEAD_FETCH_BYTES;
+/** The bare image, where a v1 cloud served full images. */
+const FW_PATH = `/fw/${PK}/2.0.0.bin`;
 const device = { productKey: PK, deviceName: DN };
 // Small budgets so that every refusal below comes in well under a second.
 const download = { retries: 2, backoff: { initialMs: 1, maxMs: 5 } };
@@ -499,5 +507,168 @@ describe('an endless body', () => {
           await expectOldImageKept(rig, pair.old);
         }),
     );
+  });
+});
+
+// ------------------------------------------------------------------ broker messages
+
+/** Publishes raw payloads on this device's upgrade topic with the cloud's own credential. */
+async function rawCloud(rig: Rig) {
+  const { username, password } = rig.cloud.store.serviceCredential;
+  const client = await connectAsync(rig.cloud.brokerUrl, { clientId: 'hostile-cloud', username, password, reconnectPeriod: 0 });
+  return {
+    publish: (payload: string | Buffer) => client.publishAsync(upgradeTopic(PK, DN), payload, { qos: 1 }).then(() => {}),
+    close: () => client.endAsync(),
+  };
+}
+
+/** A valid notice's wire form (for RAW) with some fields of `data` and of the top level replaced. */
+function wire(b: Bench, data: Record<string, unknown> = {}, top: Record<string, unknown> = {}): string {
+  const m = JSON.parse(buildUpgradeMessage(b.notice())) as { data: Record<string, unknown> };
+  return JSON.stringify({ ...m, data: { ...m.data, ...data }, ...top });
+}
+
+async function expectInvalid(rig: Rig, publish: () => Promise<void>, message: RegExp): Promise<void> {
+  const invalid = rig.svc.waitFor((e) => e.type === 'invalid-notice', 10_000);
+  await publish();
+  const e = (await invalid) as Extract<OtaServiceEvent, { type: 'invalid-notice' }>;
+  expect(e.error.message).toMatch(message);
+}
+
+/** Nothing but 'invalid-notice' came of the messages: no notice acted on, no download, no report. */
+function expectNothingActedOn(rig: Rig): void {
+  expect(rig.events.filter((e) => ['notice', 'failed', 'download-start', 'header'].includes(e.type))).toEqual([]);
+  expect(rig.cloud.files.requests).toEqual([]);
+}
+
+describe('hostile broker messages', () => {
+  it('oversized, malformed or mistyped notices are dropped with a clear error', async () => {
+    await bench({}, async (b) => {
+      const rig = b.rig;
+      const raw = await rawCloud(rig);
+      try {
+        const big = wire(b, { padding: 'x'.repeat(100 * 1024) });
+        const cases: Array<[string | Buffer, RegExp]> = [
+          [big, new RegExp(`^upgrade: payload of ${Buffer.byteLength(big)} bytes exceeds 16384$`)],
+          ['{"code":"1000","data":{', /^upgrade: payload is not JSON$/],
+          [Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), /^upgrade: payload is not valid UTF-8$/],
+          ['[1,2,3]', /^upgrade must be a JSON object$/],
+          [wire(b, {}, { data: null }), /^upgrade\.data must be a JSON object$/],
+          [wire(b, {}, { code: 9201 }), /^upgrade\.code 9201 is not "1000"$/],
+          [wire(b, { size: String(SIZE) }), /^upgrade\.data\.size must be an integer in 1\.\.\d+$/],
+          [wire(b, { url: 42 }), /^url must be a string of 1\.\.2048 chars$/],
+          [wire(b, { sign: 12345 }), /^upgrade\.data\.sign must be 64 hex digits$/],
+          [wire(b, { isDiff: 'yes' }), /^upgrade\.data\.isDiff must be 0 or 1$/],
+          [wire(b, { version: ['2', '0'] }), /^upgrade\.data\.version is not a valid version$/],
+        ];
+        for (const [payload, message] of cases) await expectInvalid(rig, () => raw.publish(payload), message);
+        expectNothingActedOn(rig);
+        await expectOldImageKept(rig, pair.old);
+      } finally {
+        await raw.close();
+      }
+    });
+  });
+
+  it('valid-looking notices with nonsense fields are refused before anything is downloaded', async () => {
+    await bench({}, async (b) => {
+      const { rig, notice, push } = b;
+      const raw = await rawCloud(rig);
+      try {
+        const cases: Array<[Record<string, unknown>, RegExp]> = [
+          [{ size: -5 }, /^upgrade\.data\.size must be an integer in 1\.\.\d+$/],
+          [{ size: 0 }, /^upgrade\.data\.size must be an integer in 1\.\.\d+$/],
+          [{ size: 2 ** 40 }, /^upgrade\.data\.size must be an integer in 1\.\.\d+$/],
+          [{ url: 'file:///dev/mtd0' }, /^url scheme file: not allowed$/],
+          [{ url: 'ftp://127.0.0.1/fw.bin' }, /^url scheme ftp: not allowed$/],
+          [{ url: 'coap://127.0.0.1/fw.bin' }, /^url scheme coap: not allowed$/], // this device downloads over HTTP
+          [{ url: 'http://admin:admin@127.0.0.1/fw.bin' }, /^url must not carry credentials$/],
+          [{ url: 'http://127.0.0.1/a b' }, /^url contains whitespace or control characters$/],
+          [{ version: 'latest' }, /^upgrade\.data\.version is not a valid version$/],
+          [{ signMethod: 'CRC32' }, /^upgrade\.data\.signMethod "CRC32" not supported$/],
+          [{ sign: '0'.repeat(32) }, /^upgrade\.data\.sign must be 64 hex digits$/],
+        ];
+        for (const [data, message] of cases) await expectInvalid(rig, () => raw.publish(wire(b, data)), message);
+        expectNothingActedOn(rig);
+      } finally {
+        await raw.close();
+      }
+      // These parse, and the device refuses them itself, reporting -1 to the cloud.
+      const ota = rig.port.info.otaSize;
+      let error = await expectFailure(rig, push(notice({ size: ota + 1 })), OtaStep.UPGRADE_FAILED);
+      expect(error?.message).toBe(`refused: a ${ota + 1}-byte package does not fit the ${ota}-byte OTA partition`);
+      expect(rig.cloud.files.requests).toEqual([]);
+      // A "diff" that is a full image (a raw package): refused on its signed head.
+      error = await expectFailure(rig, push(notice({ isDiff: 1 })), OtaStep.UPGRADE_FAILED);
+      expect(error?.message).toBe('refused: the notice announces a diff, the package is a full image (raw)');
+      // A bare image, as a v1 cloud sent full images: not a package at all, refused on its first bytes.
+      const bare = { ...notice(), size: NEU.length, url: rig.cloud.files.signUrl(FW_PATH, Date.now() + 60_000), sign: fileDigest(NEU, 'SHA256') };
+      error = await expectFailure(rig, push(bare), OtaStep.UPGRADE_FAILED);
+      expect(error?.message).toMatch(/^refused: not a usable otadiff package: /);
+      expect(rig.cloud.files.requests.map((r) => r.range)).toEqual([`bytes=0-${H - 1}`, `bytes=0-${H - 1}`]); // the heads only
+      await expectOldImageKept(rig, pair.old);
+    });
+  });
+
+  it('an http:// URL on a device that only takes https:// is refused', async () => {
+    await bench({ service: { downloadProtocol: 'https' } }, async (b) => {
+      const rig = b.rig;
+      const raw = await rawCloud(rig);
+      try {
+        await expectInvalid(rig, () => raw.publish(wire(b, { url: 'http://127.0.0.1:1/fw.bin' })), /^url scheme http: not allowed$/);
+      } finally {
+        await raw.close();
+      }
+      expectNothingActedOn(rig);
+      await expectOldImageKept(rig, pair.old);
+    });
+  });
+
+  it("a notice naming another device, or another module, is refused", async () => {
+    await bench({}, async (b) => {
+      const { rig, notice, push } = b;
+      const raw = await rawCloud(rig);
+      try {
+        await expectInvalid(rig, () => raw.publish(wire(b, {}, { deviceName: 'rig-device-02' })), /^upgrade\.deviceName "rig-device-02" is not this device \(a1RigProd01\/rig-device-01\)$/);
+        await expectInvalid(rig, () => raw.publish(wire(b, { productKey: 'a1OtherProd' })), /^upgrade\.data\.productKey "a1OtherProd" is not this device/);
+        await expectInvalid(rig, () => raw.publish(wire(b, { deviceName: 7 })), /^upgrade\.data\.deviceName "7" is not this device/);
+        expectNothingActedOn(rig);
+        // Naming this very device is fine; the module is then what it is refused for.
+        const failed = rig.svc.waitFor((e) => e.type === 'failed', 10_000);
+        await raw.publish(wire(b, { module: 'wifi' }, { productKey: PK, deviceName: DN }));
+        expect(await failed).toMatchObject({ step: OtaStep.UPGRADE_FAILED, error: { message: 'refused: the notice is for module wifi, this device updates default' } });
+      } finally {
+        await raw.close();
+      }
+      // The same through the ordinary client, with the cloud told (-1).
+      const error = await expectFailure(rig, push(notice({ module: 'MCU' })), OtaStep.UPGRADE_FAILED);
+      expect(error?.message).toBe('refused: the notice is for module MCU, this device updates default');
+      expect(rig.cloud.files.requests).toEqual([]);
+      await expectOldImageKept(rig, pair.old);
+    });
+  });
+
+  it("a broker gone wrong: messages on another device's topic (or any other) are ignored", async () => {
+    // A bare aedes that lets anyone in and pushes whatever it likes to whoever subscribes.
+    const aedes = await Aedes.createBroker();
+    const server = createNetServer((s: Socket) => aedes.handle(s));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const subscribed = new Promise<Client>((resolve) => aedes.on('subscribe', (_subs, client) => resolve(client)));
+    try {
+      await bench({ service: { broker: `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}` } }, async ({ rig, notice }) => {
+        const client = await subscribed;
+        const deliver = (topic: string, payload: string) => () =>
+          new Promise<void>((resolve, reject) => client.publish({ cmd: 'publish', topic, payload: Buffer.from(payload), qos: 0, retain: false, dup: false }, (e) => (e ? reject(e) : resolve())));
+        const message = buildUpgradeMessage(notice());
+        const other = upgradeTopic(PK, 'rig-device-02');
+        await expectInvalid(rig, deliver(other, message), new RegExp(`^a message on ${other}, not this device's upgrade topic: ignored$`));
+        await expectInvalid(rig, deliver('/sys/anything', message), /^a message on \/sys\/anything, not this device's upgrade topic: ignored$/);
+        expectNothingActedOn(rig);
+        await expectOldImageKept(rig, pair.old);
+      });
+    } finally {
+      await new Promise<void>((resolve) => aedes.close(() => resolve()));
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 });
