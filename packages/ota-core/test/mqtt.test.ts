@@ -219,6 +219,39 @@ describe('embedded broker', () => {
     }
   });
 
+  it('a device cannot publish a notice, not even to itself, and no notice can be left retained', async () => {
+    const { a, url } = await setup();
+    const topic = upgradeTopic(PK, 'dev-aaaa');
+    const forged = buildUpgradeMessage({ id: '666', size: 1, version: '9.9', url: 'http://evil.test/x', signMethod: 'Md5', sign: 'd'.repeat(32), isDiff: 0 });
+    const firstMessage = async (c: MqttClient): Promise<string> => {
+      const got = new Promise<string>((resolve) => c.once('message', (_t, payload) => resolve(payload.toString())));
+      await c.subscribeAsync(topic, { qos: 1 });
+      return got.then((m) => String((JSON.parse(m) as { id: unknown }).id));
+    };
+    const listening = firstMessage(await rawDevice(url, a, { clientIdBase: 'a-listener' }));
+    // Another connection of the same device publishes a notice to it: dropped.
+    const forger = await rawDevice(url, a, { clientIdBase: 'a-forger' });
+    const forgerClosed = new Promise<void>((resolve) => forger.once('close', () => resolve()));
+    forger.publish(topic, forged, { qos: 0 });
+    await forgerClosed;
+    // The cloud's credential may push notices, but never a retained one that would greet every later subscriber.
+    const svc = await connectAsync(url, { clientId: 'cloud-retain', username: SERVICE.username, password: SERVICE.password, reconnectPeriod: 0 });
+    clients.push(svc);
+    const svcClosed = new Promise<void>((resolve) => svc.once('close', () => resolve()));
+    svc.publish(topic, forged, { qos: 0, retain: true });
+    await svcClosed;
+    // A device subscribing afterwards gets no retained notice: the first message either one sees is the next live notice.
+    const late = firstMessage(await rawDevice(url, a, { clientIdBase: 'a-late' }));
+    const cloud = await connectOtaCloud(url, SERVICE);
+    try {
+      await cloud.pushUpgrade({ productKey: PK, deviceName: 'dev-aaaa' }, { id: '7', size: 10, version: '1.1', url: 'http://127.0.0.1/fw.bin', signMethod: 'Md5', sign: 'c'.repeat(32), isDiff: 0 });
+      expect(await listening).toBe('7');
+      expect(await late).toBe('7');
+    } finally {
+      await cloud.close();
+    }
+  });
+
   it('does not let one device take over another device client id', async () => {
     const { a, b, url } = await setup();
     const timestamp = Date.now(); // same timestamp => identical MQTT client ids
