@@ -51,7 +51,8 @@ export type FlashMutation =
   | { readonly kind: 'splice'; readonly from: Pos; readonly to: Pos; readonly len: number }
   /** A whole record slot (or sector) copied over another: a stale duplicate of a real record. */
   | { readonly kind: 'dup'; readonly sector: boolean; readonly from: number; readonly to: number }
-  | { readonly kind: 'forge'; readonly site: number; readonly field: number; readonly value: FieldValue };
+  /** A field of a stored record rewritten and the CRC resealed; `live` picks among the sites holding bytes. */
+  | { readonly kind: 'forge'; readonly site: number; readonly live: boolean; readonly field: number; readonly value: FieldValue };
 
 /** journal.ts's record: 28 bytes, CRC-32 of bytes 0..23 at 24. */
 export const JOURNAL_CODEC: RecordCodec = {
@@ -106,6 +107,7 @@ export const corruptionArb: fc.Arbitrary<FlashMutation> = fc.oneof(
 export const forgeryArb: fc.Arbitrary<FlashMutation> = fc.record({
   kind: fc.constant('forge' as const),
   site: fc.nat(),
+  live: fc.constantFrom(true, true, true, false),
   field: fc.nat(),
   value: valueArb,
 });
@@ -204,8 +206,10 @@ export function applyMutations(bytes: Uint8Array, ctx: MutationContext, muts: re
         break;
       }
       case 'forge': {
-        if (ctx.sites.length === 0) break;
-        const site = ctx.sites[m.site % ctx.sites.length];
+        const live = ctx.sites.filter((s) => bytes.subarray(s.offset, s.offset + s.codec.recordSize).some((x) => x !== 0xff));
+        const pool = m.live && live.length > 0 ? live : ctx.sites;
+        if (pool.length === 0) break;
+        const site = pool[m.site % pool.length];
         const [off, size] = site.codec.fields[m.field % site.codec.fields.length];
         const at = site.offset + off;
         let value: number;
