@@ -68,6 +68,11 @@ export interface UpgradeParseOptions {
   device?: { productKey: string; deviceName: string };
 }
 
+/**
+ * Largest notice (inform, progress, upgrade) in UTF-8 bytes, checked before decoding or parsing: a
+ * string payload counts its UTF-8 encoding, so a notice is accepted or refused alike as text or bytes.
+ * The builders refuse to emit anything larger.
+ */
 export const MAX_MESSAGE_BYTES = 16 * 1024;
 /** Largest split size a notice may name (the otadiff package format's own limit). */
 const MAX_SPLIT_SIZE = 1 << 24;
@@ -81,8 +86,25 @@ const MAX_DESC = 1024;
 
 type Json = Record<string, unknown>;
 
+/**
+ * A short description of an untrusted value for an error message. Never JSON.stringify the value
+ * itself: a 16 KiB notice can nest arrays thousands deep (stack overflow) or carry a 16 KiB string.
+ */
+function preview(v: unknown): string {
+  if (typeof v === 'string') return v.length > 32 ? `${JSON.stringify(v.slice(0, 32))}...` : JSON.stringify(v);
+  if (typeof v === 'number' || typeof v === 'boolean' || v === null) return String(v);
+  return Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'an object' : typeof v;
+}
+
+/** A built notice, unless it is larger than any parser accepts. */
+function bounded(what: string, message: string): string {
+  const len = Buffer.byteLength(message, 'utf8');
+  if (len > MAX_MESSAGE_BYTES) throw new MessageError(`${what}: message of ${len} bytes exceeds ${MAX_MESSAGE_BYTES}`);
+  return message;
+}
+
 function decodeJson(payload: string | Uint8Array, what: string): Json {
-  const len = typeof payload === 'string' ? payload.length : payload.byteLength;
+  const len = typeof payload === 'string' ? Buffer.byteLength(payload, 'utf8') : payload.byteLength;
   if (len > MAX_MESSAGE_BYTES) throw new MessageError(`${what}: payload of ${len} bytes exceeds ${MAX_MESSAGE_BYTES}`);
   let text: string;
   try {
@@ -189,7 +211,7 @@ export function buildInformMessage(m: InformMessage): string {
   const id = parseId(m.id, MAX_U32, 'inform');
   const params: Json = { version: parseVersionField(m.version, 'inform.version') };
   if (m.module !== undefined) params.module = parseModule({ module: m.module }, 'inform');
-  return JSON.stringify({ id, params });
+  return bounded('inform', JSON.stringify({ id, params }));
 }
 
 // ---------------------------------------------------------------- progress
@@ -202,7 +224,7 @@ function parseStep(v: unknown): number {
   if (!Number.isInteger(n) || n < OtaStep.BURN_FAILED || n > 100) {
     throw new MessageError(`progress.params.step ${n} outside -4..100`);
   }
-  return n;
+  return n === 0 ? 0 : n; // "-0" and a JSON -0 are step 0, not -0
 }
 
 export function parseProgressMessage(payload: string | Uint8Array): ProgressMessage {
@@ -222,7 +244,7 @@ export function buildProgressMessage(m: ProgressMessage): string {
   // Aliyun carries step as a decimal string.
   const params: Json = { step: String(parseStep(m.step)), desc: checkDesc(m.desc, 'progress.desc') };
   if (m.module !== undefined) params.module = parseModule({ module: m.module }, 'progress');
-  return JSON.stringify({ id, params });
+  return bounded('progress', JSON.stringify({ id, params }));
 }
 
 // ---------------------------------------------------------------- upgrade
@@ -234,7 +256,7 @@ function parseSignMethod(v: unknown): SignMethod {
   const u = v.toUpperCase();
   if (u === 'SHA256') return 'SHA256';
   if (u === 'MD5') return 'Md5';
-  throw new MessageError(`upgrade.data.signMethod ${JSON.stringify(v)} not supported`);
+  throw new MessageError(`upgrade.data.signMethod ${preview(v)} not supported`);
 }
 
 export const signHexLength = (m: SignMethod): number => (m === 'SHA256' ? 64 : 32);
@@ -286,7 +308,7 @@ function parseUpgradeData(d: Json, id: string, opts: UpgradeParseOptions): Upgra
   let isDiff: 0 | 1 = 0;
   if (has(d, 'isDiff')) {
     if (d.isDiff !== 0 && d.isDiff !== 1) throw new MessageError('upgrade.data.isDiff must be 0 or 1');
-    isDiff = d.isDiff;
+    isDiff = d.isDiff === 1 ? 1 : 0; // a JSON -0 is 0
   }
   const out: UpgradeInfo = { id, size, version, url, signMethod, sign, isDiff };
   if (md5 !== undefined) out.md5 = md5;
@@ -308,7 +330,7 @@ function parseUpgradeData(d: Json, id: string, opts: UpgradeParseOptions): Upgra
 
 export function parseUpgradeMessage(payload: string | Uint8Array, opts: UpgradeParseOptions = {}): UpgradeInfo {
   const root = decodeJson(payload, 'upgrade');
-  if (root.code !== '1000' && root.code !== 1000) throw new MessageError(`upgrade.code ${JSON.stringify(root.code)} is not "1000"`);
+  if (root.code !== '1000' && root.code !== 1000) throw new MessageError(`upgrade.code ${preview(root.code)} is not "1000"`);
   if (root.message !== 'success') throw new MessageError('upgrade.message is not "success"');
   const id = parseId(root.id, Number.MAX_SAFE_INTEGER, 'upgrade');
   const data = asObject(root.data, 'upgrade.data');
@@ -349,5 +371,5 @@ export function buildUpgradeMessage(info: UpgradeInfo, opts: UpgradeParseOptions
   // Validate (and normalise hex case) by parsing what we are about to send:
   // a builder never emits what the parser would reject.
   const n = parseUpgradeData(toWireData(info), id, opts);
-  return JSON.stringify({ code: '1000', data: toWireData(n), id: Number(id), message: 'success' });
+  return bounded('upgrade', JSON.stringify({ code: '1000', data: toWireData(n), id: Number(id), message: 'success' }));
 }

@@ -298,8 +298,10 @@ export function writeHandover(params: Flash, rec: HandoverInput, opts: HandoverS
   if (newest >= 0xffffffff) throw new HandoverError('sequence number exhausted');
   const full = { ...rec, seq: newest < 0 ? 1 : newest + 1 } as Handover;
   const encoded = encodeHandover(full);
-  // Overwrite the copy that is not the newest valid one (copy 0 on a tie / both empty).
-  const target = seqs[0] <= seqs[1] ? 0 : 1;
+  // Overwrite the copy readHandover does not return: the invalid or older one. Two valid copies with
+  // the same sequence number (only a forged or miswritten record gives that) read as copy 0, so copy 1
+  // goes; with neither valid, copy 0.
+  const target = newest < 0 || seqs[0] < seqs[1] ? 0 : 1;
   const g = params.geometry;
   const padded = new Uint8Array(roundUp(HANDOVER_SIZE, g.programUnit)).fill(0xff);
   padded.set(encoded);

@@ -1,0 +1,462 @@
+// Boot-side fuzz: devices with a real update pending (staged by the OTA service's set_boot, part-way
+// through a restore after a power cut, on trial, confirmed, rolled back; in place, A/B, OTA_RAW, signed),
+// whose params partition (the two hand-over copies and the two journal sectors) is then corrupted or
+// forged (see helpers/flash-mutations.ts), then boot() runs on a flash that checks and records every
+// access. Whatever the params say:
+//  - every access stays inside the flash and inside one partition, no program needs a missing erase, no
+//    single read is larger than the RAM the restore declares, and the hand-over is never written;
+//  - boot() returns a well-formed outcome consistent with the hand-over it read, within SLOW_MS. The
+//    simulated flash never fails, so an exception can only be boot() giving up: none is allowed except
+//    the known gaps below, and those only with forged records;
+//  - no slot or backup byte changes unless the journal already said this update was under way, or the
+//    package in the OTA partition matches the hand-over's SHA-256 and the old image matches the package
+//    (and no app slot before a 'verified' record for this update reached the journal); a package that
+//    does not match its hand-over SHA-256 changes no slot at all, even under way; writes go only to the
+//    hand-over's target slot (and the backup, in place), never to the running slot of an A/B update;
+//  - honest contents (corruption only) never put an image that is not NEW on trial, and params that still
+//    read the same as before give exactly the unmutated device's boot and slots.
+// The gaps of boot-restore.ts it found are pinned in 'known gaps (reported)' at the end.
+// CI runs 300 cases with a fixed seed; `npm run fuzz` runs many more (OTADIFF_FUZZ_RUNS, OTADIFF_FUZZ_SEED;
+// OTADIFF_FUZZ_DEBUG=1 prints what the cases reached).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { createHash } from 'node:crypto';
+import { generatePackage, generateKeyPair, loadPrivateKey, packRaw, trustedKeyOf } from '@otadiff/diff-gen';
+import { parseHeader, type PackageHeader } from '../src/package-format.js';
+import type { TrustedKey } from '../src/signature.js';
+import { boot, FailCode, restoreRamBytes, type BootOutcome } from '../src/restore/boot-restore.js';
+import { prepareDevice } from '../src/restore/powercut.js';
+import { confirmBoot } from '../src/restore/stage.js';
+import { FaultyFlash } from '../src/flash/faulty-flash.js';
+import { MemoryFlash } from '../src/flash/memory-flash.js';
+import { FlashError, PowerCutError, roundUp, type Flash, type FlashGeometry, type OverwriteMode } from '../src/flash/flash.js';
+import { LayoutError, openPartition, type Partition, type PartitionLayout } from '../src/flash/partition-layout.js';
+import { checkHandoverFits, encodeHandover, readHandover, type Handover, type Slot } from '../src/flash/handover.js';
+import { deriveUpdateId, encodeJournalEntry, Journal, JournalError, JOURNAL_RECORD_SIZE, type JournalEntry } from '../src/flash/journal.js';
+import { applyMutations, HANDOVER_CODEC, JOURNAL_CODEC, mutationsArb, readLE, type FlashMutation, type MutationContext, type RecordSite } from './helpers/flash-mutations.js';
+import { HangWatchdog } from './fuzz-watchdog.js';
+
+const RUNS = Number(process.env.OTADIFF_FUZZ_RUNS ?? 300);
+const SEED = Number(process.env.OTADIFF_FUZZ_SEED ?? 0x07ad1ff);
+/** One boot of these ~10 KB images takes a few milliseconds. */
+const SLOW_MS = 2_000;
+const HANG_MS = 15_000;
+const SECTOR = 1024;
+
+type Op = { kind: 'read' | 'program' | 'erase'; offset: number; length: number; partition: string; data?: Uint8Array };
+
+/** A Flash that records every access and notes any that leaves the flash, straddles partitions or overwrites. */
+class CheckingFlash implements Flash {
+  readonly geometry: FlashGeometry;
+  readonly onOverwrite: OverwriteMode | undefined;
+  readonly ops: Op[] = [];
+  readonly violations: string[] = [];
+  private readonly parts: Partition[];
+
+  constructor(
+    private readonly base: MemoryFlash,
+    layout: PartitionLayout,
+  ) {
+    this.geometry = base.geometry;
+    this.onOverwrite = base.onOverwrite;
+    this.parts = [layout.appA, layout.appB, layout.ota, layout.params, layout.backup].filter((p): p is Partition => p !== undefined);
+  }
+
+  private note(kind: Op['kind'], offset: number, length: number, data?: Uint8Array): void {
+    const size = this.geometry.size;
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > size) {
+      this.violations.push(`${kind} [${offset}, +${length}) outside the ${size}-byte flash`);
+      this.ops.push({ kind, offset, length, partition: '?' });
+      return;
+    }
+    const p = this.parts.find((q) => offset >= q.offset && offset + length <= q.offset + q.size && (length > 0 || offset < q.offset + q.size));
+    if (p === undefined && length > 0) this.violations.push(`${kind} [${offset}, +${length}) is not inside one partition`);
+    this.ops.push({ kind, offset, length, partition: p?.name ?? '-', data });
+  }
+
+  read(offset: number, dst: Uint8Array, dstOffset?: number, length?: number): void {
+    this.note('read', offset, length ?? dst.length - (dstOffset ?? 0));
+    this.base.read(offset, dst, dstOffset, length);
+  }
+
+  program(offset: number, data: Uint8Array): void {
+    this.note('program', offset, data.length, data.slice());
+    const old = this.base.raw.subarray(offset, offset + data.length);
+    for (let i = 0; i < old.length; i++) {
+      if ((old[i] & data[i]) !== data[i]) {
+        this.violations.push(`program at ${offset + i} needs a 0 -> 1 transition (no erase before it)`);
+        break;
+      }
+    }
+    this.base.program(offset, data);
+  }
+
+  erase(sector: number): void {
+    this.note('erase', sector * this.geometry.sectorSize, this.geometry.sectorSize);
+    this.base.erase(sector);
+  }
+}
+
+interface Base {
+  name: string;
+  layout: PartitionLayout;
+  contents: Uint8Array;
+  pkg: Uint8Array;
+  header: PackageHeader;
+  old: Uint8Array;
+  neu: Uint8Array;
+  trustedKeys?: TrustedKey[];
+  /** boot() on the unmutated contents. */
+  baseline: { outcome: BootOutcome; after: Uint8Array };
+}
+
+/** Code-like bytes: compressible, with structure for the matcher. */
+function image(n: number, seed: number): Uint8Array {
+  const a = new Uint8Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    a[i] = (s >>> 24) & (i % 4 === 3 ? 0xff : 0x0f);
+  }
+  return a;
+}
+
+/** OLD -> NEW that changes every chunk. */
+function pair(size: number): { old: Uint8Array; neu: Uint8Array } {
+  const old = image(size, 1);
+  const neu = new Uint8Array(size + 700);
+  neu.set(old.subarray(0, 1500));
+  neu.set(image(700, 2), 1500);
+  neu.set(old.subarray(1500), 2200);
+  for (let i = 3000; i < neu.length; i += 97) neu[i] ^= 0x20;
+  return { old, neu };
+}
+
+const sha256 = (b: Uint8Array) => new Uint8Array(createHash('sha256').update(b).digest());
+const same = (a: Uint8Array, b: Uint8Array) => a.length === b.length && Buffer.compare(a, b) === 0;
+const REASONS = Object.keys(FailCode);
+
+function slotPartition(layout: PartitionLayout, slot: Slot): Partition | undefined {
+  return slot === 'A' ? layout.appA : layout.appB;
+}
+
+function bytesOf(raw: Uint8Array, p: Partition | undefined, length = p?.size ?? 0): Uint8Array {
+  return p === undefined ? new Uint8Array(0) : raw.subarray(p.offset, p.offset + Math.min(length, p.size));
+}
+
+/** Everything but the params partition (the journal's bookkeeping). */
+function outsideParams(raw: Uint8Array, layout: PartitionLayout): Uint8Array[] {
+  return [raw.subarray(0, layout.params.offset), raw.subarray(layout.params.offset + layout.params.size)];
+}
+
+function runBoot(flash: Flash, base: Pick<Base, 'layout' | 'trustedKeys'>): BootOutcome {
+  return boot({ flash, layout: base.layout, trustedKeys: base.trustedKeys });
+}
+
+type Region = 'params' | 'journal' | 'handover';
+
+/** The mutated bytes and their record sites: the whole params partition, or only the journal's or the hand-over's two sectors. */
+function paramsRegion(params: Uint8Array, layout: PartitionLayout, region: Region): { bytes: Uint8Array; ctx: MutationContext } {
+  const ss = layout.flash.sectorSize;
+  const slot = roundUp(JOURNAL_RECORD_SIZE, layout.flash.programUnit);
+  const sites: RecordSite[] = [];
+  if (region !== 'journal') for (const offset of [0, ss]) sites.push({ offset, span: ss, codec: HANDOVER_CODEC });
+  if (region !== 'handover') {
+    const first = region === 'journal' ? 0 : 2;
+    for (const s of [first, first + 1]) for (let i = 0; (i + 1) * slot <= ss; i++) sites.push({ offset: s * ss + i * slot, span: slot, codec: JOURNAL_CODEC });
+  }
+  const bytes = region === 'params' ? params : region === 'journal' ? params.subarray(2 * ss, 4 * ss) : params.subarray(0, 2 * ss);
+  return { bytes, ctx: { sectorSize: ss, sites } };
+}
+
+/** What boot() will read from the params partition, read with the modules' own readers on a copy. */
+function paramsState(contents: Uint8Array, geometry: FlashGeometry, layout: PartitionLayout): { h: Handover | null; latest: JournalEntry | null } {
+  const params = openPartition(new MemoryFlash(geometry, { contents }), layout, 'params');
+  return { h: readHandover(params), latest: new Journal(params).latest() };
+}
+
+async function makeBases(): Promise<Base[]> {
+  const { old, neu } = pair(9000);
+  const key = loadPrivateKey(generateKeyPair('ed25519').privateKey);
+  const packages: { name: string; pkg: Uint8Array; trustedKeys?: TrustedKey[] }[] = [
+    { name: 'inplace', pkg: (await generatePackage(old, neu, { mode: 'inplace', splitSize: 4096, dictSize: 4096 })).package },
+    { name: 'ab', pkg: (await generatePackage(old, neu, { mode: 'ab', splitSize: 4096, dictSize: 4096 })).package },
+    { name: 'raw', pkg: packRaw(neu, { splitSize: 4096 }).package },
+    {
+      name: 'inplace-signed',
+      pkg: (await generatePackage(old, neu, { mode: 'inplace', splitSize: 4096, dictSize: 4096, signingKey: key, securityCounter: 2 })).package,
+      trustedKeys: [trustedKeyOf(key)],
+    },
+  ];
+  const bases: Base[] = [];
+  for (const p of packages) {
+    const dev = prepareDevice(old, p.pkg, { sectorSize: SECTOR });
+    const header = parseHeader(p.pkg);
+    const states: [string, Uint8Array][] = [['staged', dev.flash.snapshot()]];
+    // Part-way through the restore: power cut at a quarter, half and three quarters of a clean run's operations.
+    const clean = new FaultyFlash(new MemoryFlash(dev.flash.geometry, { contents: dev.flash.snapshot() }));
+    runBoot(clean, { layout: dev.layout, trustedKeys: p.trustedKeys });
+    for (const frac of p.name === 'inplace-signed' ? [0.5] : [0.25, 0.5, 0.75]) {
+      const k = Math.floor(clean.ops * frac);
+      const mem = new MemoryFlash(dev.flash.geometry, { contents: dev.flash.snapshot() });
+      const cut = new FaultyFlash(mem, { cutAt: k, tear: 'random', seed: k });
+      expect(() => runBoot(cut, { layout: dev.layout, trustedKeys: p.trustedKeys })).toThrow(PowerCutError);
+      states.push([`cut@${k}/${clean.ops}`, mem.snapshot()]);
+    }
+    if (p.name !== 'inplace-signed') {
+      const mem = new MemoryFlash(dev.flash.geometry, { contents: dev.flash.snapshot() });
+      expect(runBoot(mem, { layout: dev.layout }).kind).toBe('trial');
+      states.push(['trial', mem.snapshot()]);
+      if (dev.layout.appB !== undefined) {
+        const confirmed = new MemoryFlash(dev.flash.geometry, { contents: mem.snapshot() });
+        confirmBoot(confirmed, dev.layout, dev.targetSlot);
+        states.push(['confirmed', confirmed.snapshot()]);
+        for (let i = 0; i < 3; i++) runBoot(mem, { layout: dev.layout });
+        expect(runBoot(mem, { layout: dev.layout })).toMatchObject({ kind: 'old', reason: 'rolledBack' });
+        states.push(['rolled-back', mem.snapshot()]);
+      }
+    }
+    for (const [state, contents] of states) {
+      const mem = new MemoryFlash(dev.flash.geometry, { contents });
+      const outcome = runBoot(mem, { layout: dev.layout, trustedKeys: p.trustedKeys });
+      bases.push({ name: `${p.name} ${state}`, layout: dev.layout, contents, pkg: p.pkg, header, old, neu, trustedKeys: p.trustedKeys, baseline: { outcome, after: mem.snapshot() } });
+    }
+  }
+  return bases;
+}
+
+describe('boot fuzz: mutated hand-over and journal', () => {
+  let bases: Base[] = [];
+  let watchdog: HangWatchdog;
+  const seen = new Map<string, number>();
+  const count = (k: string) => seen.set(k, (seen.get(k) ?? 0) + 1);
+
+  beforeAll(async () => {
+    bases = await makeBases();
+    watchdog = new HangWatchdog('fuzz-boot', HANG_MS, 4 * SECTOR);
+  });
+  afterAll(async () => {
+    await watchdog?.stop();
+  });
+
+  it('the unmutated devices boot as expected', () => {
+    const kinds = Object.fromEntries(bases.map((b) => [b.name, b.baseline.outcome.kind]));
+    for (const [name, kind] of Object.entries(kinds)) {
+      const expected = name.endsWith('confirmed') ? 'normal' : name.endsWith('rolled-back') ? 'old' : 'trial';
+      expect({ name, kind }).toEqual({ name, kind: expected });
+    }
+    expect(bases.length).toBeGreaterThanOrEqual(15);
+  });
+
+  /** Checks one boot of `base` with params mutated by `muts`; returns a label of what happened. */
+  function check(base: Base, where: Region, muts: FlashMutation[]): string {
+    const { layout } = base;
+    const geometry = layout.flash;
+    const mem = new MemoryFlash(geometry, { contents: base.contents });
+    const params = mem.raw.subarray(layout.params.offset, layout.params.offset + layout.params.size);
+    // Some cases mutate only the journal (on a staged device the hand-over holds most live bytes), some
+    // only the hand-over (so that its fields, the SHA-256 included, get forged often).
+    const region = paramsRegion(params, layout, where);
+    const forged = applyMutations(region.bytes, region.ctx, muts);
+    const pre = mem.snapshot();
+
+    // What the device holds, judged independently of boot().
+    const { h, latest } = paramsState(pre, geometry, layout);
+    const pending = h !== null && !h.confirmed && h.result === 'finish';
+    const id = h === null ? -1 : deriveUpdateId(h.packageSha256, h.seq);
+    const underWay = pending && latest !== null && latest.updateId === id && latest.state !== 'idle' && latest.state !== 'failed';
+    const pkgFits = h !== null && h.packageOffset + h.packageLength <= layout.ota.size;
+    const pkgMatches = pkgFits && same(sha256(pre.subarray(layout.ota.offset + h.packageOffset, layout.ota.offset + h.packageOffset + h.packageLength)), h.packageSha256);
+    const active = h === null ? undefined : slotPartition(layout, h.activeSlot);
+    const oldMatches = h !== null && (h.firmwareType === 'raw' || (active !== undefined && same(sha256(bytesOf(pre, active, base.header.oldSize)), base.header.oldSha256)));
+
+    // The hand-over was rewritten under the same update id (same SHA-256 and seq) as the original one.
+    const orig = paramsState(base.contents, geometry, layout);
+    const rewritten = h !== null && orig.h !== null && deriveUpdateId(orig.h.packageSha256, orig.h.seq) === id && JSON.stringify(h) !== JSON.stringify(orig.h);
+
+    const flash = new CheckingFlash(mem, layout);
+    const t0 = performance.now();
+    let outcome: BootOutcome | { kind: 'threw'; error: Error };
+    try {
+      outcome = watchdog.guard(params.slice(), () => runBoot(flash, base));
+    } catch (e) {
+      // The simulated flash never fails: any exception is boot() giving up on what the params say.
+      // Known gaps of boot-restore.ts (reported, not fixed here), reached only by forged records:
+      //  - a journal record with a sequence number within a boot's appends of 0xffffffff: every boot
+      //    throws JournalError (exhausted) once the number runs out;
+      //  - a hand-over rewritten while its update is under way (same SHA-256 and seq, so the same update
+      //    id): the resume does not check it again (checkHandoverFits, mode against slots, backup size),
+      //    and a package range outside the OTA partition, a slot the layout lacks or a backup too small
+      //    for the mode it now implies is an access the partition views refuse (FlashError, LayoutError).
+      // Either way every later boot throws the same. Anything else fails the property.
+      const known =
+        (e instanceof JournalError && forged && latest !== null && latest.seq > 0xffffffff - 256) ||
+        ((e instanceof FlashError || e instanceof LayoutError) && forged && underWay && rewritten);
+      if (!known) throw new Error(`boot threw ${(e as Error)?.name}: ${(e as Error)?.message}\n${(e as Error)?.stack}`);
+      outcome = { kind: 'threw', error: e as Error };
+    }
+    const ms = performance.now() - t0;
+    if (ms > SLOW_MS) throw new Error(`boot took ${ms.toFixed(0)} ms`);
+    const post = mem.raw;
+
+    // Every access inside the flash and inside one partition; nothing writes the hand-over.
+    expect(flash.violations).toEqual([]);
+    const ss = geometry.sectorSize;
+    const writes = flash.ops.filter((o) => o.kind !== 'read');
+    for (const w of writes) {
+      if (w.partition === 'params') expect(w.offset - layout.params.offset, 'a write to the hand-over copies').toBeGreaterThanOrEqual(2 * ss);
+    }
+    // No single read larger than the RAM the restore declares (or a journal sector).
+    const bound = Math.max(restoreRamBytes(base.header), ss);
+    for (const r of flash.ops) if (r.kind === 'read') expect(r.length).toBeLessThanOrEqual(bound);
+
+    // A well-formed outcome, consistent with the hand-over boot() read.
+    if (h === null || !pending) {
+      expect(outcome).toEqual({ kind: 'normal', slot: h?.activeSlot ?? 'A' });
+      expect(writes).toEqual([]);
+    } else if (outcome.kind === 'trial') {
+      expect(outcome.slot).toBe(h.targetSlot);
+      expect(Number.isInteger(outcome.attempt) && outcome.attempt >= 1).toBe(true);
+    } else if (outcome.kind === 'old') {
+      expect(outcome.slot).toBe(h.activeSlot);
+      expect(REASONS).toContain(outcome.reason);
+      // In place there is no old image to roll back to: a roll-back decided in this boot needs two slots
+      // (one replayed from the journal may come from a hand-over forged since).
+      const replayed = latest !== null && latest.updateId === id && latest.state === 'failed';
+      if (outcome.reason === 'rolledBack' && !replayed) expect(h.targetSlot, 'a roll-back in place').not.toBe(h.activeSlot);
+      expect(outcome.detail.length).toBeGreaterThan(8);
+    } else if (outcome.kind === 'halt') {
+      expect(h.targetSlot).toBe(h.activeSlot);
+      expect(['newImage', 'backup']).toContain(outcome.reason);
+    } else if (outcome.kind !== 'threw') {
+      throw new Error(`a pending update booted as ${JSON.stringify(outcome)}`);
+    }
+
+    // Destruction: which partitions changed, and what allowed it.
+    const slotWrites = writes.filter((w) => w.partition !== 'params');
+    const target = h === null ? undefined : slotPartition(layout, h.targetSlot);
+    for (const w of slotWrites) {
+      const allowed = [target?.name, h !== null && h.targetSlot === h.activeSlot && h.firmwareType === 'diff' ? layout.backup.name : undefined];
+      expect(allowed, `${w.kind} at ${w.offset} in ${w.partition}`).toContain(w.partition);
+    }
+    if (h !== null && pending && !pkgMatches) expect(slotWrites, 'writes with a package that does not match the hand-over SHA-256').toEqual([]);
+    if (h !== null && pending && !underWay && slotWrites.length > 0) {
+      expect(pkgMatches && oldMatches, 'destruction without a verified package and old image').toBe(true);
+      // ... and no app slot before a 'verified' record for this update reached the journal (the backup,
+      // which holds no image, may be cleared once the checks have passed).
+      const appWrites = slotWrites.filter((w) => w.partition !== layout.backup.name);
+      const first = appWrites.length > 0 ? flash.ops.indexOf(appWrites[0]) : flash.ops.length;
+      const verified = appWrites.length === 0 || flash.ops.slice(0, first).some((o) => {
+        if (o.kind !== 'program' || o.partition !== 'params' || o.data === undefined || o.data.length < JOURNAL_RECORD_SIZE) return false;
+        return readLE(o.data, 0, 4) === 0x4a41544f && o.data[12] === 2 && readLE(o.data, 8, 4) === id;
+      });
+      expect(verified, "a slot written before the journal said 'verified'").toBe(true);
+    }
+    if (h !== null && pending && h.targetSlot !== h.activeSlot) expect(same(bytesOf(post, active), bytesOf(pre, active)), 'the running slot of an A/B update changed').toBe(true);
+
+    // Honest contents: trial means the target holds NEW; params that read as before boot as before.
+    if (!forged && outcome.kind === 'trial') expect(same(sha256(bytesOf(post, target, base.header.newSize)), base.header.newSha256), 'on trial with an image that is not NEW').toBe(true);
+    // Honest contents, in place: 'old' means the old image boots, so the slot must hold it. Known gap
+    // (reported): when the journal loses more than the newest record of an update under way (beyond the
+    // power-cut model, where only the record being written can be lost), boot() resumes from too early a
+    // state: from scratch, the old-image check fails on the half-restored slot ('oldImage'); from an
+    // earlier chunk, the decoder reads sources already overwritten ('badPackage', chunk 0). Either way it
+    // answers 'old' instead of resuming by inspection or halting.
+    let gap = '';
+    if (!forged && outcome.kind === 'old' && h !== null && h.targetSlot === h.activeSlot && !same(bytesOf(post, active, base.old.length), base.old)) {
+      const written = new Journal(openPartition(new MemoryFlash(geometry, { contents: base.contents }), layout, 'params')).entries();
+      const top = Math.max(0, ...written.filter((e) => e.updateId === id).map((e) => e.seq));
+      const lost = top - (latest !== null && latest.updateId === id ? latest.seq : 0);
+      expect({ lostMoreThanNewest: lost >= 2, reason: ['oldImage', 'badPackage'].includes(outcome.reason) }, 'in place, old outcome with a slot that is not OLD').toEqual({
+        lostMoreThanNewest: true,
+        reason: true,
+      });
+      gap = ' KNOWN-old-without-OLD';
+    }
+    const unchanged = JSON.stringify([h, latest]) === JSON.stringify([orig.h, orig.latest]);
+    if (unchanged) {
+      expect(outcome).toEqual(base.baseline.outcome);
+      const [a, b] = outsideParams(post, layout);
+      const [c, d] = outsideParams(base.baseline.after, layout);
+      expect(same(a, c) && same(b, d), 'slots differ from the unmutated boot').toBe(true);
+    }
+    return `${forged ? 'forged' : 'corrupt'} ${unchanged ? 'same' : pending ? (underWay ? 'under-way' : 'from-scratch') : 'not-pending'} ${outcome.kind}${'reason' in outcome ? `:${outcome.reason}` : ''}${outcome.kind === 'threw' ? `:${outcome.error.name}` : ''}${slotWrites.length > 0 ? ' wrote' : ''}${gap}`;
+  }
+
+  it(
+    `boot() on mutated params stays in bounds, refuses without verification and never crashes (${RUNS} runs, seed ${SEED})`,
+    () => {
+      fc.assert(
+        fc.property(fc.nat({ max: bases.length - 1 }), fc.constantFrom<Region>('params', 'journal', 'handover'), mutationsArb(4), (which, where, muts) => {
+          count(check(bases[which], where, muts));
+        }),
+        { seed: SEED, numRuns: RUNS },
+      );
+      if (process.env.OTADIFF_FUZZ_DEBUG) console.log([...seen].sort().map(([k, v]) => `${v}\t${k}`).join('\n'));
+      // The mutations must reach the interesting paths, not only bounce off the CRCs.
+      if (RUNS >= 300) {
+        const labels = [...seen.keys()].join(' | ');
+        for (const part of ['forged', 'corrupt', 'same', 'under-way', 'from-scratch', 'not-pending', 'trial', 'old:', 'wrote']) expect(labels, part).toContain(part);
+      }
+    },
+    Math.max(60_000, RUNS * 100),
+  );
+
+  // Gaps of boot-restore.ts this fuzz found; reported to the owner of the restore, not fixed here (the
+  // restore is being rewritten). Each states the behaviour wanted and is marked `fails` while the gap is
+  // open: when one starts to pass, drop its `.fails` and the matching tolerance in check() above.
+  describe('known gaps (reported)', () => {
+    const pick = (prefix: string) => {
+      const all = bases.filter((b) => b.name.startsWith(prefix));
+      return all[Math.floor(all.length / 2)];
+    };
+    const onCopy = (b: Base) => new MemoryFlash(b.layout.flash, { contents: b.contents });
+    /** Rewrites hand-over copy 0 in place with the same seq (so the same update id) and a valid CRC. */
+    const rewriteHandover = (mem: MemoryFlash, layout: PartitionLayout, change: Partial<Handover>) => {
+      const params = openPartition(mem, layout, 'params');
+      const h = readHandover(params)!;
+      params.erase(0);
+      params.program(0, encodeHandover({ ...h, ...change } as Handover));
+      expect(readHandover(params)).toMatchObject(change);
+    };
+
+    it.fails('in place, a journal that lost the records of an update under way does not boot the half-restored slot as the old image', () => {
+      const b = pick('inplace cut@');
+      const mem = onCopy(b);
+      new Journal(openPartition(mem, b.layout, 'params')).format();
+      const out = runBoot(mem, b);
+      const slot = bytesOf(mem.raw, b.layout.appA, b.old.length);
+      expect({ kind: out.kind, slotIsOld: same(slot, b.old) }).not.toEqual({ kind: 'old', slotIsOld: false });
+    });
+
+    it.fails('a hand-over rewritten under way to a package range past the OTA partition is refused, not a FlashError on every boot', () => {
+      const b = pick('ab cut@');
+      const mem = onCopy(b);
+      rewriteHandover(mem, b.layout, { packageOffset: b.layout.ota.size - 64 });
+      expect(() => runBoot(mem, b)).not.toThrow();
+    });
+
+    it.fails('an A/B hand-over rewritten under way to target the running slot is refused and leaves that slot alone', () => {
+      const b = pick('ab cut@');
+      const mem = onCopy(b);
+      rewriteHandover(mem, b.layout, { targetSlot: 'A' });
+      let threw: string | null = null;
+      try {
+        runBoot(mem, b);
+      } catch (e) {
+        threw = `${(e as Error).name}: ${(e as Error).message}`;
+      }
+      expect({ threw, runningSlotIsOld: same(bytesOf(mem.raw, b.layout.appA, b.old.length), b.old) }).toEqual({ threw: null, runningSlotIsOld: true });
+    });
+
+    it.fails('a journal whose sequence number is exhausted does not stop every boot', () => {
+      const b = bases.find((x) => x.name === 'ab staged')!;
+      const mem = onCopy(b);
+      const params = openPartition(mem, b.layout, 'params');
+      const rec = new Uint8Array(JOURNAL_RECORD_SIZE);
+      encodeJournalEntry({ seq: 0xffffffff, updateId: 1, state: 'failed', chunk: 0, aux: 0 }, rec);
+      params.program(2 * b.layout.flash.sectorSize, rec);
+      expect(() => runBoot(mem, b)).not.toThrow();
+    });
+  });
+});
