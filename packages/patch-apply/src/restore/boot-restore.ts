@@ -44,6 +44,8 @@ export const FailCode = {
   rolledBack: 7,
   signature: 8,
   securityCounter: 9,
+  /** The hand-over no longer fits the device or its package while the restore was under way. */
+  handover: 10,
 } as const;
 export type FailReason = keyof typeof FailCode;
 const reasonOf = (aux: number): FailReason =>
@@ -136,6 +138,9 @@ class Restore {
         e = this.log('verified');
       }
       if (e.state === 'verified' || e.state === 'backed-up' || e.state === 'chunk-done') {
+        // The hand-over is flash contents too, and was only checked when the restore began: check its
+        // structure again before trusting it with a write (the hashes were verified then).
+        if (entry.state !== 'idle') this.recheckStructure();
         this.restoreFrom(e);
         e = this.log('image-verified');
       }
@@ -165,7 +170,10 @@ class Restore {
   private failedOutcome(e: JournalEntry, detail: string): BootOutcome {
     const reason = reasonOf(e.aux);
     // Only failures before the first erase of the active slot reach here in place, except these two.
-    const destroyed = this.h.targetSlot === this.h.activeSlot && (reason === 'newImage' || reason === 'backup');
+    // A hand-over changed under way may be lying about the slots: a single-slot device was restoring in
+    // place whatever it says now, an A/B device never writes the slot it runs from.
+    const inPlace = reason === 'handover' ? this.opts.layout.appB === undefined : this.h.targetSlot === this.h.activeSlot;
+    const destroyed = inPlace && (reason === 'newImage' || reason === 'backup' || reason === 'handover');
     if (destroyed) return { kind: 'halt', reason, detail };
     return { kind: 'old', slot: this.h.activeSlot, reason, detail };
   }
@@ -210,32 +218,36 @@ class Restore {
     return hash.digest();
   }
 
-  private verifyBeforeDestruction(): void {
-    const h = this.h;
-    const { flash, layout } = this.opts;
+  /** On resume: the structural checks of verifyBeforeDestruction, judged as a hand-over changed under way. */
+  private recheckStructure(): void {
     try {
-      checkHandoverFits(h, layout);
+      this.checkFits();
+      this.checkStructure(this.readPackageHeader());
+    } catch (err) {
+      if (err instanceof RestoreFailure) throw new RestoreFailure('handover', `the hand-over changed while its update was under way: ${err.message}`);
+      throw err;
+    }
+  }
+
+  private checkFits(): void {
+    try {
+      checkHandoverFits(this.h, this.opts.layout);
     } catch (err) {
       throw new RestoreFailure('layout', (err as Error).message);
     }
-    if (!digestEquals(this.hashOf(this.ota, h.packageOffset, h.packageLength), h.packageSha256))
-      throw new RestoreFailure('packageHash', 'the package in the OTA partition does not match the hand-over SHA-256');
-    const { header: p, signed, signature } = this.readPackage();
-    // The signed header names the payload's SHA-256: one signature covers every byte the restore reads.
-    try {
-      if (this.opts.trustedKeys !== undefined) checkTrust(p, signed, signature, { keys: this.opts.trustedKeys, securityCounter: h.securityCounter });
-      else checkSecurityCounter(p, h.securityCounter);
-    } catch (err) {
-      if (!(err instanceof PackageError)) throw err;
-      throw new RestoreFailure(err.code === 'security-counter' ? 'securityCounter' : 'signature', err.message);
-    }
-    if (!digestEquals(this.hashOf(this.ota, h.packageOffset + recordsOffset(p), p.payloadLength), p.payloadSha256))
-      throw new RestoreFailure('badPackage', 'the package records do not match the payload SHA-256 of its header');
+  }
+
+  /** What the hand-over, the package header and the layout must agree on (no hashing). */
+  private checkStructure(p: PackageHeader): void {
+    const h = this.h;
+    const { flash, layout } = this.opts;
+    this.checkFits();
     const target = slotView(flash, layout, h.targetSlot);
     if (h.firmwareType === 'raw') {
       if (p.mode !== 'raw') throw new RestoreFailure('badPackage', `an OTA_RAW hand-over names a ${p.mode} package`);
       if (p.newSize !== h.imageSize) throw new RestoreFailure('badPackage', `the package holds ${p.newSize} bytes, the hand-over says ${h.imageSize}`);
       if (p.newSize > target.geometry.size) throw new RestoreFailure('layout', `the image does not fit slot ${h.targetSlot}`);
+      if (h.targetSlot === h.activeSlot && layout.appB !== undefined) throw new RestoreFailure('layout', 'a full image is copied into the other slot of an A/B device');
       return;
     }
     const ss = layout.flash.sectorSize;
@@ -250,6 +262,29 @@ class Restore {
     const active = slotView(flash, layout, h.activeSlot);
     if (p.oldSize > active.geometry.size) throw new RestoreFailure('oldImage', 'the old image is larger than its slot');
     if (inplace && layout.backup.size < backupBytes(p)) throw new RestoreFailure('layout', `the backup partition is smaller than the ${backupBytes(p)} bytes (two chunks) an in-place restore needs`);
+  }
+
+  private verifyBeforeDestruction(): void {
+    const h = this.h;
+    const { flash, layout } = this.opts;
+    this.checkFits();
+    if (!digestEquals(this.hashOf(this.ota, h.packageOffset, h.packageLength), h.packageSha256))
+      throw new RestoreFailure('packageHash', 'the package in the OTA partition does not match the hand-over SHA-256');
+    const { header: p, signed, signature } = this.readPackage();
+    // The signed header names the payload's SHA-256: one signature covers every byte the restore reads.
+    try {
+      if (this.opts.trustedKeys !== undefined) checkTrust(p, signed, signature, { keys: this.opts.trustedKeys, securityCounter: h.securityCounter });
+      else checkSecurityCounter(p, h.securityCounter);
+    } catch (err) {
+      if (!(err instanceof PackageError)) throw err;
+      throw new RestoreFailure(err.code === 'security-counter' ? 'securityCounter' : 'signature', err.message);
+    }
+    if (!digestEquals(this.hashOf(this.ota, h.packageOffset + recordsOffset(p), p.payloadLength), p.payloadSha256))
+      throw new RestoreFailure('badPackage', 'the package records do not match the payload SHA-256 of its header');
+    this.checkStructure(p);
+    if (h.firmwareType === 'raw') return;
+    const inplace = h.targetSlot === h.activeSlot;
+    const active = slotView(flash, layout, h.activeSlot);
     if (!digestEquals(this.hashOf(active, 0, p.oldSize), p.oldSha256))
       throw new RestoreFailure('oldImage', `slot ${h.activeSlot} does not hold the old image this package was made for`);
     // Backup slots are probed on resume: nothing left by an earlier update may look like one of ours.
