@@ -64,13 +64,22 @@ function decodeAllRecords(pkg: Uint8Array, decoder: LzmaDecoder, out: Uint8Array
  */
 function chunkLoop(h: PackageHeader, pkg: Uint8Array, partition: Uint8Array, source: Uint8Array): number {
   const decoder = new ChunkDecoder(h, memorySource(source));
+  // In place a chunk is written over its region once the next one is decoded (the device keeps it in a
+  // backup slot meanwhile); `waiting` stands in for that slot.
+  const waiting = new Uint8Array(h.splitSize);
+  let pending = -1;
+  let pendingLength = 0;
   let total = 0;
   h.chunks.forEach((c, i) => {
     const base = recordsOffset(h) + c.recordOffset;
     const out = decoder.decodeChunk(i, c, (off, dst, dstOff, len) => dst.set(pkg.subarray(base + off, base + off + len), dstOff));
-    partition.set(out, i * h.splitSize);
+    if (pending >= 0) partition.set(waiting.subarray(0, pendingLength), pending * h.splitSize);
+    waiting.set(out);
+    pending = i;
+    pendingLength = out.length;
     total += out.length;
   });
+  if (pending >= 0) partition.set(waiting.subarray(0, pendingLength), pending * h.splitSize);
   return total;
 }
 
