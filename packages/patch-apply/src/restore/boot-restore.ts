@@ -285,10 +285,29 @@ class Restore {
     if (h.firmwareType === 'raw') return;
     const inplace = h.targetSlot === h.activeSlot;
     const active = slotView(flash, layout, h.activeSlot);
-    if (!digestEquals(this.hashOf(active, 0, p.oldSize), p.oldSha256))
+    if (!digestEquals(this.hashOf(active, 0, p.oldSize), p.oldSha256)) {
+      // In place, a slot that is no longer OLD may be this very restore, half done, whose journal was lost
+      // (more than the one record a power cut can take). Its backup slots then hold chunks of this
+      // package: resume from what the flash shows rather than boot a half-written image as the old one.
+      if (inplace && this.backupHoldsOurChunk(p)) return;
       throw new RestoreFailure('oldImage', `slot ${h.activeSlot} does not hold the old image this package was made for`);
+    }
     // Backup slots are probed on resume: nothing left by an earlier update may look like one of ours.
     if (inplace) this.eraseRegion(openPartition(flash, layout, 'backup'), 0, backupBytes(p));
+  }
+
+  /** Whether either backup slot holds a chunk of `p` that belongs in it (chunk i lives in slot i % 2). */
+  private backupHoldsOurChunk(p: PackageHeader): boolean {
+    const backup = openPartition(this.opts.flash, this.opts.layout, 'backup');
+    const n = p.chunks.length;
+    const slots = Math.min(2, n);
+    for (let k = 0; k < slots; k++) {
+      const full = this.crcOf(backup, k * p.splitSize, p.splitSize);
+      const last = chunkLength(p, n - 1);
+      const tail = last === p.splitSize ? full : this.crcOf(backup, k * p.splitSize, last);
+      for (let i = k; i < n; i += 2) if (p.chunks[i].crc32 === (i === n - 1 ? tail : full)) return true;
+    }
+    return false;
   }
 
   // ---- the restore proper -----------------------------------------------------------------
