@@ -37,9 +37,8 @@ import { PARAMS_JOURNAL_SECTOR } from './partition-layout.js';
  *  - 'idle':           nothing done yet for this update (written by reset()).
  *  - 'verified':       the package in the OTA partition matched the hand-over
  *                      SHA-256; destructive work may start.
- *  - 'backed-up':      chunk `chunk` of the destination has been copied to the backup
- *                      partition; aux = CRC-32 of the backup contents. On resume the
- *                      chunk's old data is taken from the backup, not the destination.
+ *  - 'backed-up':      chunk `chunk` of NEW is saved in backup slot `chunk % 2`, waiting
+ *                      to be written over its region; aux = its CRC-32.
  *  - 'chunk-done':     chunk `chunk` of the new image is fully written; aux = its CRC-32.
  *  - 'image-verified': the whole new image is written and checked; aux = CRC-32 or a
  *                      digest prefix of the image.
@@ -201,8 +200,14 @@ export class Journal {
   /** Appends a record with the next sequence number and returns it. */
   append(input: JournalInput): JournalEntry {
     if (this.stale) this.scan();
-    const seq = (this.last?.seq ?? 0) + 1;
-    if (seq > 0xffffffff) throw new JournalError('journal sequence number exhausted');
+    let seq = (this.last?.seq ?? 0) + 1;
+    if (seq > 0xffffffff) {
+      // Only a forged record gets here (2^32 appends). Start over with this record alone: the state it
+      // records is the newest, and a power cut before it lands leaves an empty journal, which the
+      // restore survives (it re-verifies, or resumes from the flash in place).
+      this.format();
+      seq = 1;
+    }
     const entry: JournalEntry = {
       seq,
       state: input.state,
