@@ -25,6 +25,7 @@ import {
 import { isValidVersion } from '../src/version.js';
 import { informTopic, isValidDeviceName, isValidProductKey, otaTopic, parseOtaTopic, progressTopic, TopicError, upgradeTopic, type OtaTopicKind } from '../src/topics.js';
 import { HangWatchdog } from '../../patch-apply/test/fuzz-watchdog.js';
+import { baseUpgrade, MD5, SHA } from './helpers/sample-notices.js';
 
 const RUNS = Number(process.env.OTADIFF_FUZZ_RUNS ?? 1000);
 const SEED = Number(process.env.OTADIFF_FUZZ_SEED ?? 0x07ad1ff);
@@ -32,26 +33,9 @@ const SEED = Number(process.env.OTADIFF_FUZZ_SEED ?? 0x07ad1ff);
 const SLOW_MS = 250;
 const HANG_MS = 15_000;
 
-const SHA = 'a'.repeat(64);
-const MD5 = '93230c3bde425a9d7984a594ac55ab12';
 
 // ---- real notices ----
 
-const baseUpgrade: UpgradeInfo = {
-  id: '1626969597470',
-  size: 432945,
-  version: '2.0.0',
-  url: 'https://ota.example.test/fw/nopoll_0.4.4.tar.gz?Expires=1502955804&Signature=abc',
-  signMethod: 'SHA256',
-  sign: SHA,
-  md5: MD5,
-  isDiff: 1,
-  splitSize: 4096,
-  diffVersion: '1.0.0',
-  digestsign: Buffer.alloc(256, 7).toString('base64'),
-  module: 'MCU',
-  extData: { key1: 'value1', _package_udi: '{"ota_notice":"fix"}' },
-};
 
 type Kind = 'upgrade' | 'inform' | 'progress';
 const SAMPLES: readonly { kind: Kind; text: string }[] = [

@@ -36,6 +36,7 @@ import { checkHandoverFits, encodeHandover, readHandover, type Handover, type Sl
 import { deriveUpdateId, encodeJournalEntry, Journal, JOURNAL_RECORD_SIZE, type JournalEntry } from '../src/flash/journal.js';
 import { applyMutations, HANDOVER_CODEC, JOURNAL_CODEC, mutationsArb, readLE, type FlashMutation, type MutationContext, type RecordSite } from './helpers/flash-mutations.js';
 import { HangWatchdog } from './fuzz-watchdog.js';
+import { image, pair } from './helpers/images.js';
 
 const RUNS = Number(process.env.OTADIFF_FUZZ_RUNS ?? 300);
 const SEED = Number(process.env.OTADIFF_FUZZ_SEED ?? 0x07ad1ff);
@@ -111,27 +112,6 @@ interface Base {
   baseline: { outcome: BootOutcome; after: Uint8Array };
 }
 
-/** Code-like bytes: compressible, with structure for the matcher. */
-function image(n: number, seed: number): Uint8Array {
-  const a = new Uint8Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-    a[i] = (s >>> 24) & (i % 4 === 3 ? 0xff : 0x0f);
-  }
-  return a;
-}
-
-/** OLD -> NEW that changes every chunk. */
-function pair(size: number): { old: Uint8Array; neu: Uint8Array } {
-  const old = image(size, 1);
-  const neu = new Uint8Array(size + 700);
-  neu.set(old.subarray(0, 1500));
-  neu.set(image(700, 2), 1500);
-  neu.set(old.subarray(1500), 2200);
-  for (let i = 3000; i < neu.length; i += 97) neu[i] ^= 0x20;
-  return { old, neu };
-}
 
 const sha256 = (b: Uint8Array) => new Uint8Array(createHash('sha256').update(b).digest());
 const same = (a: Uint8Array, b: Uint8Array) => a.length === b.length && Buffer.compare(a, b) === 0;

@@ -12,31 +12,11 @@ import { FlashError, PowerCutError, eraseRange, readBytes, type Flash } from '..
 import { openPartition, type PartitionLayout } from '../src/flash/partition-layout.js';
 import { readHandover, writeHandover } from '../src/flash/handover.js';
 import { Journal, deriveUpdateId } from '../src/flash/journal.js';
+import { image, pair } from './helpers/images.js';
 
 const CORPUS = new URL('../../../../shared/corpus/esp8266-at/', import.meta.url);
 const corpus = (v: string) => new Uint8Array(readFileSync(new URL(`at-v${v}.bin`, CORPUS)));
 
-/** Code-like bytes: compressible, with structure for the matcher. */
-function image(n: number, seed: number): Uint8Array {
-  const a = new Uint8Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-    a[i] = (s >>> 24) & (i % 4 === 3 ? 0xff : 0x0f);
-  }
-  return a;
-}
-
-/** OLD -> NEW that changes every chunk: an insertion near the start shifts everything after it. */
-function pair(size: number): { old: Uint8Array; neu: Uint8Array } {
-  const old = image(size, 1);
-  const neu = new Uint8Array(size + 700);
-  neu.set(old.subarray(0, 1500));
-  neu.set(image(700, 2), 1500);
-  neu.set(old.subarray(1500), 2200);
-  for (let i = 3000; i < neu.length; i += 97) neu[i] ^= 0x20;
-  return { old, neu };
-}
 
 const slotView = (flash: MemoryFlash | FaultyFlash, layout: PartitionLayout, slot: 'A' | 'B') => openPartition(flash, layout, slot === 'A' ? 'appA' : 'appB');
 const same = (a: Uint8Array, b: Uint8Array) => a.length === b.length && Buffer.compare(a, b) === 0;
