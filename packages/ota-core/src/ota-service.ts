@@ -22,6 +22,7 @@ import {
   FIXED_HEADER_BYTES,
   packageLength,
   PowerCutError,
+  backupBytes,
   parseFixedHeader,
   parseHeader,
   PackageError,
@@ -858,7 +859,7 @@ class Service implements OtaService {
     const ab = h.mode === 'ab';
     if (ab && !pi.slots.includes('B')) refuse('an A/B package needs a second slot, this device restores in place');
     // In place, a restored chunk waits in one of two backup slots while the next is decoded.
-    const backup = h.chunks.length > 1 ? 2 * h.splitSize : h.splitSize;
+    const backup = backupBytes(h);
     if (!ab && pi.backupSize < backup) refuse(`an in-place restore of ${h.splitSize}-byte chunks needs ${backup} bytes of backup, this device has ${pi.backupSize}`);
     if (h.newSize > room || (!ab && h.oldSize > room)) refuse(`the image does not fit slot ${target} (${room} bytes)`);
     if (h.oldSize > (pi.slotSize[c.running] ?? 0)) refuse(`the package's old image is larger than slot ${c.running}`);

@@ -4,7 +4,7 @@
 
 import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
-import { KeyError, parsePublicKey, type TrustedKey } from '@otadiff/patch-apply';
+import { KeyError, parsePublicKey, parsePublicKeys, type TrustedKey } from '@otadiff/patch-apply';
 
 export type TrustedKeyInput = TrustedKey | string | Uint8Array;
 
@@ -12,22 +12,18 @@ export class TrustedKeyError extends Error {
   override name = 'TrustedKeyError';
 }
 
-const PEM_BLOCK = /-----BEGIN PUBLIC KEY-----[\s\S]*?-----END PUBLIC KEY-----/g;
-
 /** True when `s` is PEM text rather than a file path. */
 export const isPemText = (s: string): boolean => s.includes('-----BEGIN');
 
 function parsePem(text: string, where: string): TrustedKey[] {
-  const blocks = text.match(PEM_BLOCK);
-  if (blocks === null) throw new TrustedKeyError(`${where}: no "BEGIN PUBLIC KEY" block (a public key in PEM, e.g. from \`otadiff keygen\`)`);
-  return blocks.map((b) => {
-    try {
-      return parsePublicKey(b);
-    } catch (e) {
-      if (e instanceof KeyError) throw new TrustedKeyError(`${where}: ${e.message}`);
-      throw e;
-    }
-  });
+  if (!text.includes('-----BEGIN PUBLIC KEY-----'))
+    throw new TrustedKeyError(`${where}: no "BEGIN PUBLIC KEY" block (a public key in PEM, e.g. from \`otadiff keygen\`)`);
+  try {
+    return parsePublicKeys(text);
+  } catch (e) {
+    if (e instanceof KeyError) throw new TrustedKeyError(`${where}: ${e.message}`);
+    throw e;
+  }
 }
 
 /**

@@ -25,10 +25,12 @@ export function applyPackage(old: Uint8Array, pkg: Uint8Array, opts: ApplyOption
   let partition = old;
   let target: Uint8Array = new Uint8Array(0);
   // In place, the chunk decoded last waits here until the next one is decoded (the device's backup).
-  const pending = { offset: 0, bytes: null as Uint8Array | null };
+  let waiting = new Uint8Array(0);
+  let waitingAt = -1;
+  let waitingLength = 0;
   const flush = () => {
-    if (pending.bytes !== null) target.set(pending.bytes, pending.offset);
-    pending.bytes = null;
+    if (waitingAt >= 0) target.set(waiting.subarray(0, waitingLength), waitingAt);
+    waitingAt = -1;
   };
   // The inplace partition reads from the bytes being overwritten; ab reads the untouched old image.
   const source: SourceReader = {
@@ -49,6 +51,7 @@ export function applyPackage(old: Uint8Array, pkg: Uint8Array, opts: ApplyOption
         grown.set(partition);
         partition = grown;
         target = partition;
+        waiting = new Uint8Array(h.splitSize);
       } else {
         target = new Uint8Array(h.newSize);
       }
@@ -56,8 +59,9 @@ export function applyPackage(old: Uint8Array, pkg: Uint8Array, opts: ApplyOption
     sink(index, offset, bytes) {
       if (patcher.header!.mode === 'inplace') {
         flush();
-        pending.offset = offset;
-        pending.bytes = bytes.slice();
+        waiting.set(bytes);
+        waitingAt = offset;
+        waitingLength = bytes.length;
       } else {
         target.set(bytes, offset);
       }

@@ -64,11 +64,12 @@ function positiveInteger(t: Tlv | undefined, what: string): bigint {
   return BigInt('0x' + hex(body));
 }
 
-/** Base64 body of the first `-----BEGIN PUBLIC KEY-----` block. */
-function pemBody(text: string): Uint8Array {
-  const m = /-----BEGIN PUBLIC KEY-----([A-Za-z0-9+/=\s]+)-----END PUBLIC KEY-----/.exec(text);
-  if (m === null) throw new KeyError('not a PEM public key (expected a "BEGIN PUBLIC KEY" block)');
-  const b64 = m[1].replace(/\s+/g, '');
+const PEM_BLOCK = /-----BEGIN PUBLIC KEY-----([A-Za-z0-9+/=\s]+)-----END PUBLIC KEY-----/g;
+const NO_PEM = 'not a PEM public key (expected a "BEGIN PUBLIC KEY" block)';
+
+/** Bytes of one PEM block's base64 body. */
+function pemBody(body: string): Uint8Array {
+  const b64 = body.replace(/\s+/g, '');
   const bin = atob(b64);
   const out = new Uint8Array(bin.length);
   for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
@@ -77,7 +78,20 @@ function pemBody(text: string): Uint8Array {
 
 /** Parses a public key from PEM text or SPKI DER bytes. */
 export function parsePublicKey(input: string | Uint8Array): TrustedKey {
-  const der = typeof input === 'string' ? pemBody(input) : input;
+  if (typeof input !== 'string') return parseSpki(input);
+  const m = new RegExp(PEM_BLOCK.source).exec(input);
+  if (m === null) throw new KeyError(NO_PEM);
+  return parseSpki(pemBody(m[1]));
+}
+
+/** Every "PUBLIC KEY" block of a PEM text (a key file may hold several); at least one. */
+export function parsePublicKeys(pem: string): TrustedKey[] {
+  const keys = Array.from(pem.matchAll(PEM_BLOCK), (m) => parseSpki(pemBody(m[1])));
+  if (keys.length === 0) throw new KeyError(NO_PEM);
+  return keys;
+}
+
+function parseSpki(der: Uint8Array): TrustedKey {
   const top = readTlv(der, 0);
   if (top.end !== der.length) throw new KeyError('trailing bytes after the public key');
   const [alg, key, ...rest] = children(expect(top, 0x30, 'a SubjectPublicKeyInfo SEQUENCE').body);

@@ -209,13 +209,20 @@ class Restore {
   }
 
   private hashOf(view: Flash, offset: number, length: number): Uint8Array {
-    const hash = sha256.create();
+    return this.hashWithTail(view, offset, length, length).whole;
+  }
+
+  /** SHA-256 of `length` bytes and, in the same pass, of the bytes from `tailFrom` on (the package's records). */
+  private hashWithTail(view: Flash, offset: number, length: number, tailFrom: number): { whole: Uint8Array; tail: Uint8Array } {
+    const whole = sha256.create();
+    const tail = sha256.create();
     for (let off = 0; off < length; off += IO_BLOCK) {
       const n = Math.min(IO_BLOCK, length - off);
       view.read(offset + off, this.block, 0, n);
-      hash.update(this.block.subarray(0, n));
+      whole.update(this.block.subarray(0, n));
+      if (off + n > tailFrom) tail.update(this.block.subarray(Math.max(0, tailFrom - off), n));
     }
-    return hash.digest();
+    return { whole: whole.digest(), tail: tail.digest() };
   }
 
   /** On resume: the structural checks of verifyBeforeDestruction, judged as a hand-over changed under way. */
@@ -268,9 +275,22 @@ class Restore {
     const h = this.h;
     const { flash, layout } = this.opts;
     this.checkFits();
-    if (!digestEquals(this.hashOf(this.ota, h.packageOffset, h.packageLength), h.packageSha256))
+    // One pass over the package hashes it whole (against the hand-over) and its records (against the
+    // signed header). The header is read first to know where the records start; a package that does
+    // not parse is still judged by the hand-over hash first.
+    let read: ReturnType<Restore['readPackage']> | RestoreFailure;
+    try {
+      read = this.readPackage();
+    } catch (err) {
+      if (!(err instanceof RestoreFailure)) throw err;
+      read = err;
+    }
+    const payloadFrom = read instanceof RestoreFailure ? h.packageLength : recordsOffset(read.header);
+    const hashes = this.hashWithTail(this.ota, h.packageOffset, h.packageLength, payloadFrom);
+    if (!digestEquals(hashes.whole, h.packageSha256))
       throw new RestoreFailure('packageHash', 'the package in the OTA partition does not match the hand-over SHA-256');
-    const { header: p, signed, signature } = this.readPackage();
+    if (read instanceof RestoreFailure) throw read;
+    const { header: p, signed, signature } = read;
     // The signed header names the payload's SHA-256: one signature covers every byte the restore reads.
     try {
       if (this.opts.trustedKeys !== undefined) checkTrust(p, signed, signature, { keys: this.opts.trustedKeys, securityCounter: h.securityCounter });
@@ -279,7 +299,7 @@ class Restore {
       if (!(err instanceof PackageError)) throw err;
       throw new RestoreFailure(err.code === 'security-counter' ? 'securityCounter' : 'signature', err.message);
     }
-    if (!digestEquals(this.hashOf(this.ota, h.packageOffset + recordsOffset(p), p.payloadLength), p.payloadSha256))
+    if (!digestEquals(hashes.tail, p.payloadSha256))
       throw new RestoreFailure('badPackage', 'the package records do not match the payload SHA-256 of its header');
     this.checkStructure(p);
     if (h.firmwareType === 'raw') return;

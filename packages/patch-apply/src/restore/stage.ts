@@ -1,13 +1,12 @@
 // What the OTA service's set_boot leaves for the bootloader: the package in the OTA partition and a
 // hand-over record naming it. Also the application's confirmation of a good boot.
 import { sha256 } from '@noble/hashes/sha2.js';
-import { eraseRange, type Flash } from '../flash/flash.js';
+import { eraseRange, readBytes, type Flash } from '../flash/flash.js';
 import { readHandover, writeHandover, type Handover, type Slot, type UpdateType } from '../flash/handover.js';
 import { openPartition, type PartitionLayout } from '../flash/partition-layout.js';
 import { FIXED_HEADER_BYTES, parseFixedHeader, parseHeader } from '../package-format.js';
-import { readBytes } from '../flash/flash.js';
 import { PackageError } from '../package-error.js';
-import { digestEquals } from '../stream-patcher.js';
+import { digestEquals, hashSource } from '../stream-patcher.js';
 
 export interface StageOptions {
   firmwareType?: 'diff' | 'raw';
@@ -85,14 +84,8 @@ export function confirmBoot(flash: Flash, layout: PartitionLayout, slot: Slot): 
 function packageCounter(flash: Flash, layout: PartitionLayout, h: Handover): number {
   const ota = openPartition(flash, layout, 'ota');
   if (h.packageLength < FIXED_HEADER_BYTES || h.packageOffset + h.packageLength > ota.geometry.size) return 0;
-  const hash = sha256.create();
-  const block = new Uint8Array(4096);
-  for (let off = 0; off < h.packageLength; off += block.length) {
-    const n = Math.min(block.length, h.packageLength - off);
-    ota.read(h.packageOffset + off, block, 0, n);
-    hash.update(block.subarray(0, n));
-  }
-  if (!digestEquals(hash.digest(), h.packageSha256)) return 0;
+  const pkg = { read: (off: number, dst: Uint8Array, dstOff: number, len: number) => ota.read(h.packageOffset + off, dst, dstOff, len) };
+  if (!digestEquals(hashSource(pkg, h.packageLength), h.packageSha256)) return 0;
   try {
     return parseFixedHeader(readBytes(ota, h.packageOffset, FIXED_HEADER_BYTES)).securityCounter;
   } catch (e) {
