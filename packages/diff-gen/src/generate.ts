@@ -8,6 +8,8 @@ import {
   MAX_DICT_SIZE,
   MAX_SPLIT_SIZE,
   MIN_DICT_SIZE,
+  nodeCrc32,
+  trustCheck,
   nodeSha256,
   parseHeader,
   SPLIT_ALIGN,
@@ -176,8 +178,8 @@ export async function generatePackage(oldImage: Uint8Array, newImage: Uint8Array
     progress({ phase: 'verify' });
     let restored: Uint8Array;
     try {
-      const trust = options.signingKey === undefined ? undefined : { keys: [trustedKeyOf(options.signingKey)] };
-      restored = applyPackage(oldImage, pkg, { sha256: nodeSha256, trust, limits: { maxDictSize: o.dictSize, maxSplitSize: S, maxImageSize: MAX_IMAGE_BYTES } }).image;
+      const trust = options.signingKey === undefined ? undefined : trustCheck({ keys: [trustedKeyOf(options.signingKey)] });
+      restored = applyPackage(oldImage, pkg, { sha256: nodeSha256, crc32: nodeCrc32, trust, limits: { maxDictSize: o.dictSize, maxSplitSize: S, maxImageSize: MAX_IMAGE_BYTES } }).image;
     } catch (e) {
       throw new GenerateError(`internal error: the generated package does not apply (${(e as Error).message})`);
     }

@@ -1,6 +1,6 @@
 // NEW alone -> an OTA_RAW package: the full image stored chunk by chunk behind the same signed header
 // as a diff, so the device checks a full image exactly as it checks a delta.
-import { applyPackage, chunkCountFor, crc32, nodeSha256, STORED_PARAMS, type ChunkEntry } from '@otadiff/patch-apply';
+import { applyPackage, chunkCountFor, crc32, nodeCrc32, nodeSha256, STORED_PARAMS, trustCheck, type ChunkEntry } from '@otadiff/patch-apply';
 import { GenerateError, releaseInfo, DEFAULT_SPLIT_SIZE, type GenerateResult, type ReleaseOptions } from './generate.js';
 import { assemblePackage, trustedKeyOf } from './sign-package.js';
 import { parseHeader, SPLIT_ALIGN, MAX_SPLIT_SIZE } from '@otadiff/patch-apply';
@@ -44,8 +44,8 @@ export function packRaw(image: Uint8Array, options: RawPackageOptions = {}): Gen
     options.signingKey,
   );
   // Prove it, as for a diff: the patcher must give back the image (and accept the signature).
-  const trust = options.signingKey === undefined ? undefined : { keys: [trustedKeyOf(options.signingKey)] };
-  const back = applyPackage(new Uint8Array(0), pkg, { sha256: nodeSha256, trust }).image;
+  const trust = options.signingKey === undefined ? undefined : trustCheck({ keys: [trustedKeyOf(options.signingKey)] });
+  const back = applyPackage(new Uint8Array(0), pkg, { sha256: nodeSha256, crc32: nodeCrc32, trust }).image;
   if (Buffer.compare(back, image) !== 0) throw new GenerateError('internal error: the raw package does not restore the image');
   return { package: pkg, header: parseHeader(pkg) };
 }

@@ -2,8 +2,9 @@
 import { copyBytes, type SourceReader } from './source-reader.js';
 import { StreamPatcher, type PatchResult } from './stream-patcher.js';
 import type { PatcherLimits } from './package-format.js';
+import type { Crc32 } from './crc32.js';
 import type { Sha256Factory } from './sha256.js';
-import type { TrustPolicy } from './signature.js';
+import type { TrustCheck } from './signature.js';
 
 export interface ApplyOptions {
   limits?: PatcherLimits;
@@ -11,8 +12,9 @@ export interface ApplyOptions {
   pieceSize?: number;
   onChunk?: (index: number, total: number) => void;
   sha256?: Sha256Factory;
-  /** Refuse the package unless it is signed by a trusted key (and its security counter is acceptable). */
-  trust?: TrustPolicy;
+  crc32?: Crc32;
+  /** Judges the package's signature before anything is produced (e.g. `trustCheck({ keys })`). */
+  trust?: TrustCheck;
 }
 
 /**
@@ -43,6 +45,7 @@ export function applyPackage(old: Uint8Array, pkg: Uint8Array, opts: ApplyOption
     source,
     sourceLength: old.length,
     sha256: opts.sha256,
+    crc32: opts.crc32,
     limits: opts.limits,
     trust: opts.trust,
     onHeader(h) {

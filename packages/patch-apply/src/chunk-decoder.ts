@@ -1,6 +1,6 @@
 // Restores one chunk: LZMA-decodes its record and runs the copy/diff/extra command stream against a source.
 // The command stream grammar is in docs/FORMAT.md ("Command stream").
-import { crc32 } from './crc32.js';
+import { crc32, type Crc32 } from './crc32.js';
 import { LzmaDecoder, LzmaError, lzmaDecoderRamBytes } from './lzma-decoder.js';
 import { PackageError } from './package-error.js';
 import { chunkLength, windowLength, type ChunkEntry, type PackageHeader } from './package-format.js';
@@ -61,6 +61,8 @@ export class ChunkDecoder {
   constructor(
     private readonly header: ChunkHeader,
     private readonly source: SourceReader,
+    /** CRC-32 implementation (default: pure TypeScript). */
+    private readonly crc: Crc32 = crc32,
   ) {
     this.output = new Uint8Array(header.splitSize);
     const stored = header.mode === 'raw';
@@ -151,7 +153,7 @@ export class ChunkDecoder {
   }
 
   private checkCrc(entry: ChunkEntry): void {
-    const crc = crc32(this.output.subarray(0, this.len)) >>> 0;
+    const crc = this.crc(this.output.subarray(0, this.len)) >>> 0;
     if (crc !== entry.crc32) throw new PackageError('chunk-crc', `chunk ${this.index}: CRC-32 mismatch (got ${hex(crc)}, expected ${hex(entry.crc32)})`);
   }
 
@@ -197,7 +199,9 @@ export class ChunkDecoder {
       if (!this.fill('a number')) return -1;
       const b = this.stage[this.stagePos++];
       if (this.varShift === 28 && b > 0x0f) this.bad('number in the command stream exceeds 32 bits');
-      this.varValue += (b & 0x7f) * 2 ** this.varShift;
+      // A shift, not `2 ** varShift`: that is a float, and a float stored once makes V8 box every later
+      // value of the field (past 2^31 it is a float anyway, but such numbers fail the checks).
+      this.varValue += (b & 0x7f) * (1 << this.varShift);
       if (b < 0x80) {
         const v = this.varValue;
         this.varValue = 0;

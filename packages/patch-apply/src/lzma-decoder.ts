@@ -10,6 +10,9 @@
 // done, decoding continues in the caller's buffer. At the final piece the stash is zero-padded and any
 // read into the padding is reported as truncated input.
 
+import { WARMUP_LENGTH, WARMUP_PROPS } from './lzma-warmup-data.js';
+import { WARMUP_STREAM } from './lzma-warmup-stream.js';
+
 export class LzmaError extends Error {
   constructor(message: string) {
     super(message);
@@ -60,10 +63,12 @@ const FIXED_BYTES = 512;
 // Hot-loop constants as a const enum: tsc inlines them as literals, whereas module-level consts are
 // context slots that the optimiser reloads and checks for the temporal dead zone on every use.
 const enum K {
-  TOP = 1 << 24,
   PROB_INIT = 1024,
   MATCH_LEN_MIN = 2,
-  END_MARKER = 0xffffffff,
+  /** Flips the sign bit: (a ^ SIGN) < (b ^ SIGN) compares two int32s as unsigned. */
+  SIGN = -0x80000000,
+  /** The end marker's distance (0xFFFFFFFF) as an int32. */
+  END_MARKER = -1,
   // Probability table layout (one Uint16Array). Per-state tables are indexed [state][posState] as state<<4.
   IS_MATCH = 0, // 12 states x 16 posStates
   IS_REP = 192, // 12
@@ -103,6 +108,31 @@ function validateProps(p: LzmaProps): void {
   }
 }
 
+let warmedUp = false;
+
+/**
+ * Decodes a built-in ~10 KB stream (lzma-warmup-stream.ts) that takes every branch of run(), once per
+ * process, before the first real stream. V8 optimises run() for what it saw while interpreting it; a
+ * branch first taken later (a rare match kind, a copy across the dictionary's wrap) has no type
+ * feedback, so it throws the optimised code away, and recompiling this large function costs tens of
+ * milliseconds each time. In a short-lived process (the CLI, a boot) those recompilations cost more
+ * than the decoding: on the 9.5 MB benchmark pair the first decode of every record took about twice
+ * as long without this (a few ms).
+ */
+function warmUp(): void {
+  warmedUp = true;
+  const d = new LzmaDecoder(WARMUP_PROPS);
+  // Reads shorter than the dictionary and input in two pieces take the stash and cut-match paths too.
+  const out = new Uint8Array(1000);
+  const split = WARMUP_STREAM.length >> 1;
+  d.reset(WARMUP_LENGTH);
+  d.feed(WARMUP_STREAM, 0, split, false);
+  for (let i = 0; i < 100 && !d.done; i++) {
+    if (d.needsInput) d.feed(WARMUP_STREAM, split, WARMUP_STREAM.length, true);
+    d.read(out, 0, out.length);
+  }
+}
+
 export class LzmaDecoder {
   private readonly lc: number;
   private readonly lpMask: number;
@@ -120,7 +150,7 @@ export class LzmaDecoder {
   private finished = false;
   private hungry = true;
 
-  // Range coder (uint32 values kept as non-negative numbers).
+  // Range coder: uint32 values held as int32 bit patterns (see run()).
   private rcReady = false;
   private range = 0;
   private code = 0;
@@ -165,6 +195,7 @@ export class LzmaDecoder {
     this.dictSize = props.dictSize;
     this.dict = new Uint8Array(props.dictSize);
     this.probs = new Uint16Array(probCount(props.lc, props.lp));
+    if (!warmedUp) warmUp();
   }
 
   /** True when it cannot make progress without feed(). */
@@ -212,6 +243,8 @@ export class LzmaDecoder {
     this.inLimit = 0;
     this.finalWindow = false;
     this.probs.fill(K.PROB_INIT);
+    // The literal coder reads the byte before position 0 from the buffer's end: 0 until it wraps.
+    this.dict[this.dictSize - 1] = 0;
   }
 
   /**
@@ -234,7 +267,9 @@ export class LzmaDecoder {
       return;
     }
     if (!this.hungry) this.fail('feed() called before the previous input was consumed (needsInput is false)');
-    this.piece = buf;
+    // A Buffer (or other subclass) next to the plain Uint8Array stash would make run()'s input reads
+    // polymorphic, which deoptimises it; a plain view of the same bytes keeps them monomorphic.
+    this.piece = Object.getPrototypeOf(buf) === Uint8Array.prototype ? buf : new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
     this.piecePos = start;
     this.pieceEnd = end;
     this.fedTotal += end - start;
@@ -376,13 +411,13 @@ export class LzmaDecoder {
     const src = this.inStash ? this.stash : (this.piece as Uint8Array);
     const p = this.inStash ? this.stashPos : this.piecePos;
     const first = src[p];
-    const code = ((src[p + 1] << 24) | (src[p + 2] << 16) | (src[p + 3] << 8) | src[p + 4]) >>> 0;
+    const code = (src[p + 1] << 24) | (src[p + 2] << 16) | (src[p + 3] << 8) | src[p + 4];
     if (this.inStash) this.stashPos = p + 5;
     else this.piecePos = p + 5;
     this.checkTruncation();
     if (first !== 0) this.fail(`corrupt LZMA stream: first byte is 0x${first.toString(16)}, not 0`);
-    if (code === 0xffffffff) this.fail('corrupt LZMA stream: invalid range coder start');
-    this.range = 0xffffffff;
+    if (code === -1) this.fail('corrupt LZMA stream: invalid range coder start');
+    this.range = -1; // 0xFFFFFFFF
     this.code = code;
     this.rcReady = true;
     return true;
@@ -449,10 +484,12 @@ export class LzmaDecoder {
     const pbMask = this.pbMask;
     const posOffset = this.posOffset;
     const wrapped = this.wrapped;
-    // `>>> 0` types these as uint32 for the optimiser, so the loop keeps them in integer registers
-    // instead of doubles (the fields hold values >= 2^31, which V8 stores as doubles).
-    let range = this.range >>> 0;
-    let code = this.code >>> 0;
+    // range and code are uint32s held as int32 bit patterns, compared through K.SIGN. Every value in
+    // this loop is then an int32: a `>>> 0` result >= 2^31 would leave the small-integer type the
+    // optimiser saw while the loop was interpreted and deoptimise it (in a short-lived process, the
+    // recompilations cost more than the decoding).
+    let range = this.range | 0;
+    let code = this.code | 0;
     let state = this.state;
     let rep0 = this.rep0;
     let rep1 = this.rep1;
@@ -471,45 +508,47 @@ export class LzmaDecoder {
       const posState = (dictPos + posOffset) & pbMask;
       pi = K.IS_MATCH + (state << 4) + posState;
       prob = probs[pi];
-      bound = Math.imul(range >>> 11, prob) >>> 0;
-      if (code < bound) {
+      bound = Math.imul(range >>> 11, prob);
+      if ((code ^ K.SIGN) < (bound ^ K.SIGN)) {
         range = bound;
         probs[pi] = prob + ((2048 - prob) >>> 5);
-        if (range < K.TOP) {
-          range = (range << 8) >>> 0;
-          code = ((code << 8) | src[inPos++]) >>> 0;
+        if (range >>> 24 === 0) {
+          range <<= 8;
+          code = (code << 8) | src[inPos++];
         }
         // Literal: coder chosen by position low bits and the previous byte's high bits.
-        const prev = dictPos > 0 ? dict[dictPos - 1] : wrapped ? dict[dictSize - 1] : 0;
+        // At dictPos 0 the previous byte is the last of the buffer: 0 until it wraps (reset clears it).
+        const prev = dict[(dictPos === 0 ? dictSize : dictPos) - 1];
         const base = K.LITERAL + 0x300 * ((((dictPos + posOffset) & lpMask) << lc) + (prev >>> litShift));
         sym = 1;
         if (state >= 7) {
           // After a match the byte at rep0 steers the probabilities until the first differing bit.
           let mi = dictPos - rep0 - 1;
-          if (mi < 0) mi += dictSize;
+          // Wrap without a branch: a branch taken rarely has no type feedback and deoptimises run() when it is.
+          mi += dictSize & (mi >> 31);
           let matchByte = dict[mi];
           do {
             const matchBit = (matchByte >>> 7) & 1;
             matchByte <<= 1;
             pi = base + 0x100 + (matchBit << 8) + sym;
             prob = probs[pi];
-            bound = Math.imul(range >>> 11, prob) >>> 0;
+            bound = Math.imul(range >>> 11, prob);
             let bit: number;
-            if (code < bound) {
+            if ((code ^ K.SIGN) < (bound ^ K.SIGN)) {
               range = bound;
               probs[pi] = prob + ((2048 - prob) >>> 5);
               sym <<= 1;
               bit = 0;
             } else {
-              range = (range - bound) >>> 0;
-              code = (code - bound) >>> 0;
+              range = (range - bound) | 0;
+              code = (code - bound) | 0;
               probs[pi] = prob - (prob >>> 5);
               sym = (sym << 1) | 1;
               bit = 1;
             }
-            if (range < K.TOP) {
-              range = (range << 8) >>> 0;
-              code = ((code << 8) | src[inPos++]) >>> 0;
+            if (range >>> 24 === 0) {
+              range <<= 8;
+              code = (code << 8) | src[inPos++];
             }
             if (bit !== matchBit) break;
           } while (sym < 0x100);
@@ -517,142 +556,142 @@ export class LzmaDecoder {
         while (sym < 0x100) {
           pi = base + sym;
           prob = probs[pi];
-          bound = Math.imul(range >>> 11, prob) >>> 0;
-          if (code < bound) {
+          bound = Math.imul(range >>> 11, prob);
+          if ((code ^ K.SIGN) < (bound ^ K.SIGN)) {
             range = bound;
             probs[pi] = prob + ((2048 - prob) >>> 5);
             sym <<= 1;
           } else {
-            range = (range - bound) >>> 0;
-            code = (code - bound) >>> 0;
+            range = (range - bound) | 0;
+            code = (code - bound) | 0;
             probs[pi] = prob - (prob >>> 5);
             sym = (sym << 1) | 1;
           }
-          if (range < K.TOP) {
-            range = (range << 8) >>> 0;
-            code = ((code << 8) | src[inPos++]) >>> 0;
+          if (range >>> 24 === 0) {
+            range <<= 8;
+            code = (code << 8) | src[inPos++];
           }
         }
         dict[dictPos++] = sym;
         state = state < 4 ? 0 : state < 10 ? state - 3 : state - 6;
         continue;
       }
-      range = (range - bound) >>> 0;
-      code = (code - bound) >>> 0;
+      range = (range - bound) | 0;
+      code = (code - bound) | 0;
       probs[pi] = prob - (prob >>> 5);
-      if (range < K.TOP) {
-        range = (range << 8) >>> 0;
-        code = ((code << 8) | src[inPos++]) >>> 0;
+      if (range >>> 24 === 0) {
+        range <<= 8;
+        code = (code << 8) | src[inPos++];
       }
 
       // isRep
       pi = K.IS_REP + state;
       prob = probs[pi];
-      bound = Math.imul(range >>> 11, prob) >>> 0;
+      bound = Math.imul(range >>> 11, prob);
       let lenCoder: number;
       let isRep: boolean;
-      if (code < bound) {
+      if ((code ^ K.SIGN) < (bound ^ K.SIGN)) {
         range = bound;
         probs[pi] = prob + ((2048 - prob) >>> 5);
-        if (range < K.TOP) {
-          range = (range << 8) >>> 0;
-          code = ((code << 8) | src[inPos++]) >>> 0;
+        if (range >>> 24 === 0) {
+          range <<= 8;
+          code = (code << 8) | src[inPos++];
         }
         isRep = false;
         lenCoder = K.LEN_CODER;
       } else {
-        range = (range - bound) >>> 0;
-        code = (code - bound) >>> 0;
+        range = (range - bound) | 0;
+        code = (code - bound) | 0;
         probs[pi] = prob - (prob >>> 5);
-        if (range < K.TOP) {
-          range = (range << 8) >>> 0;
-          code = ((code << 8) | src[inPos++]) >>> 0;
+        if (range >>> 24 === 0) {
+          range <<= 8;
+          code = (code << 8) | src[inPos++];
         }
-        if (dictPos === 0 && !wrapped) this.corrupt(inPos, 'repeated match before any data');
+        if (!wrapped && dictPos === 0) this.corrupt(inPos, 'repeated match before any data');
         isRep = true;
         lenCoder = K.REP_LEN_CODER;
         // isRepG0
         pi = K.IS_REP_G0 + state;
         prob = probs[pi];
-        bound = Math.imul(range >>> 11, prob) >>> 0;
-        if (code < bound) {
+        bound = Math.imul(range >>> 11, prob);
+        if ((code ^ K.SIGN) < (bound ^ K.SIGN)) {
           range = bound;
           probs[pi] = prob + ((2048 - prob) >>> 5);
-          if (range < K.TOP) {
-            range = (range << 8) >>> 0;
-            code = ((code << 8) | src[inPos++]) >>> 0;
+          if (range >>> 24 === 0) {
+            range <<= 8;
+            code = (code << 8) | src[inPos++];
           }
           // isRep0Long: 0 means a one-byte "short rep" at rep0.
           pi = K.IS_REP0_LONG + (state << 4) + posState;
           prob = probs[pi];
-          bound = Math.imul(range >>> 11, prob) >>> 0;
-          if (code < bound) {
+          bound = Math.imul(range >>> 11, prob);
+          if ((code ^ K.SIGN) < (bound ^ K.SIGN)) {
             range = bound;
             probs[pi] = prob + ((2048 - prob) >>> 5);
-            if (range < K.TOP) {
-              range = (range << 8) >>> 0;
-              code = ((code << 8) | src[inPos++]) >>> 0;
+            if (range >>> 24 === 0) {
+              range <<= 8;
+              code = (code << 8) | src[inPos++];
             }
             let s = dictPos - rep0 - 1;
-            if (s < 0) s += dictSize;
+            s += dictSize & (s >> 31);
             dict[dictPos++] = dict[s];
             state = state < 7 ? 9 : 11;
             continue;
           }
-          range = (range - bound) >>> 0;
-          code = (code - bound) >>> 0;
+          range = (range - bound) | 0;
+          code = (code - bound) | 0;
           probs[pi] = prob - (prob >>> 5);
-          if (range < K.TOP) {
-            range = (range << 8) >>> 0;
-            code = ((code << 8) | src[inPos++]) >>> 0;
+          if (range >>> 24 === 0) {
+            range <<= 8;
+            code = (code << 8) | src[inPos++];
           }
         } else {
-          range = (range - bound) >>> 0;
-          code = (code - bound) >>> 0;
+          range = (range - bound) | 0;
+          code = (code - bound) | 0;
           probs[pi] = prob - (prob >>> 5);
-          if (range < K.TOP) {
-            range = (range << 8) >>> 0;
-            code = ((code << 8) | src[inPos++]) >>> 0;
+          if (range >>> 24 === 0) {
+            range <<= 8;
+            code = (code << 8) | src[inPos++];
           }
           let dist: number;
           // isRepG1
           pi = K.IS_REP_G1 + state;
           prob = probs[pi];
-          bound = Math.imul(range >>> 11, prob) >>> 0;
-          if (code < bound) {
+          bound = Math.imul(range >>> 11, prob);
+          if ((code ^ K.SIGN) < (bound ^ K.SIGN)) {
             range = bound;
             probs[pi] = prob + ((2048 - prob) >>> 5);
-            if (range < K.TOP) {
-              range = (range << 8) >>> 0;
-              code = ((code << 8) | src[inPos++]) >>> 0;
+            if (range >>> 24 === 0) {
+              range <<= 8;
+              code = (code << 8) | src[inPos++];
             }
             dist = rep1;
           } else {
-            range = (range - bound) >>> 0;
-            code = (code - bound) >>> 0;
+            range = (range - bound) | 0;
+            code = (code - bound) | 0;
             probs[pi] = prob - (prob >>> 5);
-            if (range < K.TOP) {
-              range = (range << 8) >>> 0;
-              code = ((code << 8) | src[inPos++]) >>> 0;
+            if (range >>> 24 === 0) {
+              range <<= 8;
+              code = (code << 8) | src[inPos++];
             }
             // isRepG2
             pi = K.IS_REP_G2 + state;
             prob = probs[pi];
-            bound = Math.imul(range >>> 11, prob) >>> 0;
-            if (code < bound) {
+            bound = Math.imul(range >>> 11, prob);
+            if ((code ^ K.SIGN) < (bound ^ K.SIGN)) {
               range = bound;
               probs[pi] = prob + ((2048 - prob) >>> 5);
               dist = rep2;
             } else {
-              range = (range - bound) >>> 0;
-              code = (code - bound) >>> 0;
+              range = (range - bound) | 0;
+              code = (code - bound) | 0;
               probs[pi] = prob - (prob >>> 5);
               dist = rep3;
               rep3 = rep2;
             }
-            if (range < K.TOP) {
-              range = (range << 8) >>> 0;
-              code = ((code << 8) | src[inPos++]) >>> 0;
+            if (range >>> 24 === 0) {
+              range <<= 8;
+              code = (code << 8) | src[inPos++];
             }
             rep2 = rep1;
           }
@@ -664,64 +703,64 @@ export class LzmaDecoder {
       // Match length: choice bits select a 3-bit low/mid tree (per posState) or the 8-bit high tree.
       pi = lenCoder;
       prob = probs[pi];
-      bound = Math.imul(range >>> 11, prob) >>> 0;
+      bound = Math.imul(range >>> 11, prob);
       let tree: number;
       let limit: number;
       let len: number;
-      if (code < bound) {
+      if ((code ^ K.SIGN) < (bound ^ K.SIGN)) {
         range = bound;
         probs[pi] = prob + ((2048 - prob) >>> 5);
         tree = lenCoder + K.LEN_LOW + (posState << 3);
         limit = 8;
         len = K.MATCH_LEN_MIN;
       } else {
-        range = (range - bound) >>> 0;
-        code = (code - bound) >>> 0;
+        range = (range - bound) | 0;
+        code = (code - bound) | 0;
         probs[pi] = prob - (prob >>> 5);
-        if (range < K.TOP) {
-          range = (range << 8) >>> 0;
-          code = ((code << 8) | src[inPos++]) >>> 0;
+        if (range >>> 24 === 0) {
+          range <<= 8;
+          code = (code << 8) | src[inPos++];
         }
         pi = lenCoder + K.LEN_CHOICE2;
         prob = probs[pi];
-        bound = Math.imul(range >>> 11, prob) >>> 0;
-        if (code < bound) {
+        bound = Math.imul(range >>> 11, prob);
+        if ((code ^ K.SIGN) < (bound ^ K.SIGN)) {
           range = bound;
           probs[pi] = prob + ((2048 - prob) >>> 5);
           tree = lenCoder + K.LEN_MID + (posState << 3);
           limit = 8;
           len = K.MATCH_LEN_MIN + 8;
         } else {
-          range = (range - bound) >>> 0;
-          code = (code - bound) >>> 0;
+          range = (range - bound) | 0;
+          code = (code - bound) | 0;
           probs[pi] = prob - (prob >>> 5);
           tree = lenCoder + K.LEN_HIGH;
           limit = 256;
           len = K.MATCH_LEN_MIN + 16;
         }
       }
-      if (range < K.TOP) {
-        range = (range << 8) >>> 0;
-        code = ((code << 8) | src[inPos++]) >>> 0;
+      if (range >>> 24 === 0) {
+        range <<= 8;
+        code = (code << 8) | src[inPos++];
       }
       sym = 1;
       do {
         pi = tree + sym;
         prob = probs[pi];
-        bound = Math.imul(range >>> 11, prob) >>> 0;
-        if (code < bound) {
+        bound = Math.imul(range >>> 11, prob);
+        if ((code ^ K.SIGN) < (bound ^ K.SIGN)) {
           range = bound;
           probs[pi] = prob + ((2048 - prob) >>> 5);
           sym <<= 1;
         } else {
-          range = (range - bound) >>> 0;
-          code = (code - bound) >>> 0;
+          range = (range - bound) | 0;
+          code = (code - bound) | 0;
           probs[pi] = prob - (prob >>> 5);
           sym = (sym << 1) | 1;
         }
-        if (range < K.TOP) {
-          range = (range << 8) >>> 0;
-          code = ((code << 8) | src[inPos++]) >>> 0;
+        if (range >>> 24 === 0) {
+          range <<= 8;
+          code = (code << 8) | src[inPos++];
         }
       } while (sym < limit);
       len += sym - limit;
@@ -737,20 +776,20 @@ export class LzmaDecoder {
         do {
           pi = tree + sym;
           prob = probs[pi];
-          bound = Math.imul(range >>> 11, prob) >>> 0;
-          if (code < bound) {
+          bound = Math.imul(range >>> 11, prob);
+          if ((code ^ K.SIGN) < (bound ^ K.SIGN)) {
             range = bound;
             probs[pi] = prob + ((2048 - prob) >>> 5);
             sym <<= 1;
           } else {
-            range = (range - bound) >>> 0;
-            code = (code - bound) >>> 0;
+            range = (range - bound) | 0;
+            code = (code - bound) | 0;
             probs[pi] = prob - (prob >>> 5);
             sym = (sym << 1) | 1;
           }
-          if (range < K.TOP) {
-            range = (range << 8) >>> 0;
-            code = ((code << 8) | src[inPos++]) >>> 0;
+          if (range >>> 24 === 0) {
+            range <<= 8;
+            code = (code << 8) | src[inPos++];
           }
         } while (sym < 64);
         const slot = sym - 64;
@@ -759,7 +798,7 @@ export class LzmaDecoder {
           dist = slot;
         } else {
           const nDirect = (slot >>> 1) - 1;
-          dist = ((2 | (slot & 1)) << nDirect) >>> 0;
+          dist = (2 | (slot & 1)) << nDirect; // slot 63: bit 31 set, i.e. negative
           let revBase: number;
           let revBits: number;
           if (slot < 14) {
@@ -769,18 +808,18 @@ export class LzmaDecoder {
             let direct = 0;
             for (let i = nDirect - 4; i > 0; i--) {
               range >>>= 1;
-              if (code >= range) {
-                code = (code - range) >>> 0;
+              if ((code ^ K.SIGN) >= (range ^ K.SIGN)) {
+                code = (code - range) | 0;
                 direct = (direct << 1) | 1;
               } else {
                 direct <<= 1;
               }
-              if (range < K.TOP) {
-                range = (range << 8) >>> 0;
-                code = ((code << 8) | src[inPos++]) >>> 0;
+              if (range >>> 24 === 0) {
+                range <<= 8;
+                code = (code << 8) | src[inPos++];
               }
             }
-            dist = (dist + direct * 16) >>> 0;
+            dist = (dist + (direct << 4)) | 0;
             revBase = K.ALIGN;
             revBits = 4;
           }
@@ -790,31 +829,32 @@ export class LzmaDecoder {
           for (let i = 0; i < revBits; i++) {
             pi = revBase + m;
             prob = probs[pi];
-            bound = Math.imul(range >>> 11, prob) >>> 0;
-            if (code < bound) {
+            bound = Math.imul(range >>> 11, prob);
+            if ((code ^ K.SIGN) < (bound ^ K.SIGN)) {
               range = bound;
               probs[pi] = prob + ((2048 - prob) >>> 5);
               m <<= 1;
             } else {
-              range = (range - bound) >>> 0;
-              code = (code - bound) >>> 0;
+              range = (range - bound) | 0;
+              code = (code - bound) | 0;
               probs[pi] = prob - (prob >>> 5);
               m = (m << 1) | 1;
               low |= 1 << i;
             }
-            if (range < K.TOP) {
-              range = (range << 8) >>> 0;
-              code = ((code << 8) | src[inPos++]) >>> 0;
+            if (range >>> 24 === 0) {
+              range <<= 8;
+              code = (code << 8) | src[inPos++];
             }
           }
-          dist = (dist + low) >>> 0;
+          dist = (dist + low) | 0;
         }
         if (dist === K.END_MARKER) {
           marker = true;
           break;
         }
-        if (dist >= dictSize) {
-          this.corrupt(inPos, `match distance ${dist + 1} exceeds the ${dictSize}-byte dictionary`);
+        if (dist < 0 || dist >= dictSize) {
+          // Negative: a distance of 2^31 or more.
+          this.corrupt(inPos, `match distance ${(dist >>> 0) + 1} exceeds the ${dictSize}-byte dictionary`);
         }
         if (!wrapped && dist >= dictPos) {
           this.corrupt(inPos, `match distance ${dist + 1} exceeds the ${dictPos} bytes decoded so far`);
@@ -830,7 +870,7 @@ export class LzmaDecoder {
       if (n > len) n = len;
       else pending = len - n;
       let s = dictPos - rep0 - 1;
-      if (s < 0) s += dictSize;
+      s += dictSize & (s >> 31);
       const end = dictPos + n;
       if (rep0 === 0) {
         // Run of the previous byte (zeros in diff data): a fill.

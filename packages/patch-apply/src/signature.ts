@@ -24,6 +24,18 @@ export interface TrustPolicy {
   readonly securityCounter?: number;
 }
 
+/**
+ * Judges a package before anything is produced from it: `signed` is its header (the first
+ * `headerLength` bytes), `signature` its signature block. Throws PackageError to refuse it.
+ * The patcher takes one as a function, so a host that trusts no key never loads the crypto libraries.
+ */
+export type TrustCheck = (h: PackageHeader, signed: Uint8Array, signature: Uint8Array) => void;
+
+/** The TrustCheck of a policy: signed by one of its keys, security counter acceptable (checkTrust). */
+export function trustCheck(policy: TrustPolicy): TrustCheck {
+  return (h, signed, signature) => checkTrust(h, signed, signature, policy);
+}
+
 /** True when `signature` over `signed` verifies with `key` (a key of another algorithm never does). */
 export function verifyWith(key: TrustedKey, algorithm: SignatureAlgorithm, signed: Uint8Array, signature: Uint8Array): boolean {
   if (key.algorithm !== algorithm || signature.length !== SIGNATURE_BYTES[algorithm]) return false;

@@ -11,8 +11,9 @@ import {
   type PackageHeader,
   type PatcherLimits,
 } from './package-format.js';
+import type { Crc32 } from './crc32.js';
 import { pureSha256, type Sha256, type Sha256Factory } from './sha256.js';
-import { checkTrust, type TrustPolicy } from './signature.js';
+import type { TrustCheck } from './signature.js';
 import type { SourceReader } from './source-reader.js';
 
 /** Receives each restored chunk, in ascending order; `bytes` is only valid during the call. */
@@ -28,11 +29,14 @@ export interface StreamPatcherOptions {
   verifyOld?: boolean;
   /** SHA-256 implementation (default: pure TypeScript). */
   sha256?: Sha256Factory;
+  /** CRC-32 implementation for the chunk checks (default: pure TypeScript). */
+  crc32?: Crc32;
   /**
-   * Require a signature by one of these keys (and an acceptable security counter) before anything is
-   * produced. Without it the signature block is read but not judged.
+   * Judges the signed header and signature block before anything is produced, e.g.
+   * `trustCheck({ keys })`: signed by one of these keys, security counter acceptable. Without it the
+   * signature block is read but not judged.
    */
-  trust?: TrustPolicy;
+  trust?: TrustCheck;
   /** Called once the header, chunk table and signature are validated, before anything is produced. */
   onHeader?: (header: PackageHeader) => void;
 }
@@ -178,8 +182,7 @@ export class StreamPatcher {
 
   private startRecords(): void {
     const h = this.hdr!;
-    const trust = this.opts.trust;
-    if (trust !== undefined) checkTrust(h, this.headBuf!, this.signature, trust);
+    this.opts.trust?.(h, this.headBuf!, this.signature);
     this.headBuf = null;
     if (this.opts.sourceLength !== undefined && h.oldSize > this.opts.sourceLength)
       throw new PackageError('old-image-mismatch', `the package expects a ${h.oldSize}-byte old image; this one has ${this.opts.sourceLength} bytes`);
@@ -189,7 +192,7 @@ export class StreamPatcher {
         throw new PackageError('old-image-mismatch', 'the old image does not match the package (SHA-256 differs): wrong base version?');
     }
     this.opts.onHeader?.(h);
-    this.decoder = new ChunkDecoder(h, this.opts.source);
+    this.decoder = new ChunkDecoder(h, this.opts.source, this.opts.crc32);
     this.chunk = 0;
     this.advanceChunk();
   }

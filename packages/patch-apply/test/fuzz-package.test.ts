@@ -8,7 +8,7 @@ import { generatePackage } from '../../diff-gen/src/generate.js';
 import { applyPackage } from '../src/apply-package.js';
 import { PackageError, type PackageErrorCode } from '../src/package-error.js';
 import { CHUNK_ENTRY_BYTES, FIXED_HEADER_BYTES, parseHeader, type PatchMode } from '../src/package-format.js';
-import type { TrustPolicy } from '../src/signature.js';
+import { trustCheck, type TrustCheck } from '../src/signature.js';
 import type { KeyObject } from 'node:crypto';
 import { generateKeyPair, loadPrivateKey, trustedKeyOf } from '../../diff-gen/src/sign-package.js';
 import { HangWatchdog } from './fuzz-watchdog.js';
@@ -47,7 +47,7 @@ interface Base {
   headerLength: number;
   chunkCount: number;
   /** Signed bases are applied with a trust policy, so mutations meet the signature check too. */
-  trust?: TrustPolicy;
+  trust?: TrustCheck;
 }
 
 /** mulberry32: a small deterministic generator for the base images. */
@@ -99,7 +99,7 @@ function edited(rand: () => number, old: Uint8Array): Uint8Array {
 
 async function makeBase(name: string, old: Uint8Array, neu: Uint8Array, mode: Exclude<PatchMode, 'raw'>, signingKey?: KeyObject, referenceNew = false): Promise<Base> {
   const { package: pkg, header } = await generatePackage(old, neu, { mode, splitSize: 4096, dictSize: 4096, signingKey, securityCounter: 2, referenceNew });
-  const trust = signingKey === undefined ? undefined : { keys: [trustedKeyOf(signingKey)], securityCounter: 2 };
+  const trust = signingKey === undefined ? undefined : trustCheck({ keys: [trustedKeyOf(signingKey)], securityCounter: 2 });
   return { name, old, neu, pkg, headerLength: header.headerLength, chunkCount: header.chunks.length, trust };
 }
 

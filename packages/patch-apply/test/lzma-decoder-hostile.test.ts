@@ -118,6 +118,16 @@ describe('crafted invalid streams', () => {
     expect(outcome(ok.stream, ok.size)).toBe('ok');
   });
 
+  it('rejects distances of 2^31 and more (held as negative int32s) with their real value', () => {
+    const ops: LzmaOp[] = [];
+    const r = rng(4);
+    for (let i = 0; i < 5000; i++) ops.push({ kind: 'lit', byte: r() & 0xff });
+    for (const dist of [2 ** 31, 2 ** 31 + 1, 3 * 2 ** 30 + 17, 2 ** 32 - 2]) {
+      const bad = crafted([...ops, { kind: 'match', dist, len: 5 }], false);
+      expect(outcome(bad.stream, bad.size)).toMatch(new RegExp(`distance ${dist} exceeds the 4096-byte dictionary`));
+    }
+  });
+
   it('rejects a match beyond the dictionary once it has wrapped', () => {
     const ops: LzmaOp[] = [];
     const r = rng(3);

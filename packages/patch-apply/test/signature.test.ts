@@ -6,7 +6,7 @@ import { applyPackage } from '../src/apply-package.js';
 import { PackageError } from '../src/package-error.js';
 import { parseHeader, recordsOffset, SignatureType } from '../src/package-format.js';
 import { KeyError, parsePublicKey } from '../src/public-key.js';
-import { checkTrust, verifyWith, type TrustedKey } from '../src/signature.js';
+import { checkTrust, trustCheck, verifyWith, type TrustedKey } from '../src/signature.js';
 
 const old = Uint8Array.from({ length: 20000 }, (_, i) => (i * 31) % 251 & (i % 3 === 0 ? 0xff : 0x1f));
 const neu = old.slice();
@@ -125,7 +125,7 @@ describe('signed packages', () => {
   it('the patcher refuses before producing anything; applies what verifies', async () => {
     const signed = (await generatePackage(old, neu, { mode: 'inplace', splitSize: 4096, signingKey: ed })).package;
     const unsigned = (await generatePackage(old, neu, { mode: 'inplace', splitSize: 4096 })).package;
-    const trust = { keys: [trustedKeyOf(ed)] };
+    const trust = trustCheck({ keys: [trustedKeyOf(ed)] });
     let produced = 0;
     expect(() => applyPackage(old, unsigned, { trust, onChunk: () => produced++ })).toThrow(/not signed/);
     expect(produced).toBe(0);
@@ -143,21 +143,21 @@ describe('signed packages', () => {
     const hs = parseHeader(signed);
     expect([hs.signatureType, hs.signatureLength, hs.firmwareVersion, hs.securityCounter]).toEqual([SignatureType.ed25519, 64, '2.0.1', 6]);
     expect(Buffer.compare(signed.subarray(recordsOffset(hs)), unsigned.subarray(recordsOffset(hu)))).toBe(0);
-    expect(Buffer.compare(applyPackage(old, signed, { trust: { keys: [trustedKeyOf(ed)] } }).image, neu)).toBe(0);
+    expect(Buffer.compare(applyPackage(old, signed, { trust: trustCheck({ keys: [trustedKeyOf(ed)] }) }).image, neu)).toBe(0);
     const resigned = signPackage(signed, rsa);
     expect(parseHeader(resigned).signatureLength).toBe(256);
-    expect(Buffer.compare(applyPackage(old, resigned, { trust: { keys: [trustedKeyOf(rsa)] } }).image, neu)).toBe(0);
-    expect(() => applyPackage(old, resigned, { trust: { keys: [trustedKeyOf(ed)] } })).toThrow(/does not verify/);
+    expect(Buffer.compare(applyPackage(old, resigned, { trust: trustCheck({ keys: [trustedKeyOf(rsa)] }) }).image, neu)).toBe(0);
+    expect(() => applyPackage(old, resigned, { trust: trustCheck({ keys: [trustedKeyOf(ed)] }) })).toThrow(/does not verify/);
     expect(() => signPackage(signed.subarray(0, signed.length - 1), ed)).toThrow();
   });
 
   it('a raw (OTA_RAW) package carries the same signed header and restores the image', () => {
     const { package: pkg, header } = packRaw(neu, { splitSize: 4096, signingKey: ed, firmwareVersion: 'v9', securityCounter: 9 });
     expect([header.mode, header.oldSize, header.firmwareVersion, header.securityCounter]).toEqual(['raw', 0, 'v9', 9]);
-    const r = applyPackage(new Uint8Array(0), pkg, { trust: { keys: [trustedKeyOf(ed)], securityCounter: 9 }, pieceSize: 1000 });
+    const r = applyPackage(new Uint8Array(0), pkg, { trust: trustCheck({ keys: [trustedKeyOf(ed)], securityCounter: 9 }), pieceSize: 1000 });
     expect(Buffer.compare(r.image, neu)).toBe(0);
     const tampered = pkg.slice();
     tampered[pkg.length - 10] ^= 1;
-    expect(codeOf(() => applyPackage(new Uint8Array(0), tampered, { trust: { keys: [trustedKeyOf(ed)] } }))).toBe('chunk-crc');
+    expect(codeOf(() => applyPackage(new Uint8Array(0), tampered, { trust: trustCheck({ keys: [trustedKeyOf(ed)] }) }))).toBe('chunk-crc');
   });
 });

@@ -1,8 +1,7 @@
-import { applyPackage, DEFAULT_LIMITS, nodeSha256, streamPatcherRamBytes } from '@otadiff/patch-apply';
+import { applyPackage, DEFAULT_LIMITS, nodeCrc32, nodeSha256, streamPatcherRamBytes, type ApplyOptions as PatchOptions } from '@otadiff/patch-apply/host-apply';
 import { readInput, writeOutputAtomic } from '../files.js';
 import { Progress } from '../progress.js';
 import { formatBytes, parseSize } from '../size-arg.js';
-import { loadTrustedKeys } from '../trusted-keys.js';
 
 export interface ApplyOptions {
   output: string;
@@ -13,7 +12,7 @@ export interface ApplyOptions {
 }
 
 export async function applyCommand(oldPath: string, patchPath: string, opts: ApplyOptions): Promise<void> {
-  const trust = opts.pubkey === undefined || opts.pubkey.length === 0 ? undefined : { keys: loadTrustedKeys(opts.pubkey) };
+  const trust = opts.pubkey === undefined || opts.pubkey.length === 0 ? undefined : await trustOf(opts.pubkey);
   const oldImage = readInput(oldPath, 'OLD');
   const pkg = readInput(patchPath, 'PATCH');
   const limits = opts.maxDict === undefined ? DEFAULT_LIMITS : { ...DEFAULT_LIMITS, maxDictSize: parseSize(opts.maxDict) };
@@ -21,7 +20,7 @@ export async function applyCommand(oldPath: string, patchPath: string, opts: App
   const started = performance.now();
   let out;
   try {
-    out = applyPackage(oldImage, pkg, { limits, trust, sha256: nodeSha256, onChunk: (i, total) => progress.update(`restoring chunk ${i + 1}/${total}`) });
+    out = applyPackage(oldImage, pkg, { limits, trust, sha256: nodeSha256, crc32: nodeCrc32, onChunk: (i, total) => progress.update(`restoring chunk ${i + 1}/${total}`) });
   } finally {
     progress.done();
   }
@@ -42,4 +41,10 @@ export async function applyCommand(oldPath: string, patchPath: string, opts: App
       `${opts.output}: ${formatBytes(summary.newBytes)} restored and verified (SHA-256${summary.signatureVerified ? ', signature' : ''}), ${summary.chunks} chunks, ` +
         `patcher RAM ${formatBytes(summary.ramBytes)}\n`,
     );
+}
+
+/** Loaded only with --pubkey: the key parser and the signature libraries are most of a cold start. */
+async function trustOf(pubkeys: string[]): Promise<PatchOptions['trust']> {
+  const [{ trustCheck }, { loadTrustedKeys }] = await Promise.all([import('@otadiff/patch-apply'), import('../trusted-keys.js')]);
+  return trustCheck({ keys: loadTrustedKeys(pubkeys) });
 }

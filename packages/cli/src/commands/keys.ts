@@ -5,6 +5,8 @@ import {
   applyPackage,
   checkTrust,
   DEFAULT_LIMITS,
+  nodeCrc32,
+  trustCheck,
   nodeSha256,
   packageLength,
   parseHeader,
@@ -79,7 +81,7 @@ export function verifyCommand(patchPath: string, opts: VerifyOptions): void {
   let restored = false;
   if (opts.old !== undefined || h.mode === 'raw') {
     const old = opts.old === undefined ? new Uint8Array(0) : readInput(opts.old, 'OLD');
-    applyPackage(old, pkg, { limits, sha256: nodeSha256, trust: { keys, securityCounter: recorded } });
+    applyPackage(old, pkg, { limits, sha256: nodeSha256, crc32: nodeCrc32, trust: trustCheck({ keys, securityCounter: recorded }) });
     restored = true;
   }
   const summary = {
