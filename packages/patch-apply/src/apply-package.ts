@@ -13,6 +13,11 @@ export interface ApplyOptions {
   onChunk?: (index: number, total: number) => void;
   sha256?: Sha256Factory;
   crc32?: Crc32;
+  /**
+   * `old` may be overwritten: an inplace package is then restored in its buffer (when NEW fits in it),
+   * saving a copy of the image. The result may share memory with `old`.
+   */
+  consumeOld?: boolean;
   /** Judges the package's signature before anything is produced (e.g. `trustCheck({ keys })`). */
   trust?: TrustCheck;
 }
@@ -24,7 +29,8 @@ export interface ApplyOptions {
  * the device would already have overwritten fails here too.
  */
 export function applyPackage(old: Uint8Array, pkg: Uint8Array, opts: ApplyOptions = {}): { image: Uint8Array; result: PatchResult } {
-  let partition = old;
+  // A plain view even of a Buffer: the copy loops then see one array type (monomorphic).
+  let partition = new Uint8Array(old.buffer, old.byteOffset, old.length);
   let target: Uint8Array = new Uint8Array(0);
   // In place, the chunk decoded last waits here until the next one is decoded (the device's backup).
   let waiting = new Uint8Array(0);
@@ -50,9 +56,11 @@ export function applyPackage(old: Uint8Array, pkg: Uint8Array, opts: ApplyOption
     trust: opts.trust,
     onHeader(h) {
       if (h.mode === 'inplace') {
-        const grown = new Uint8Array(Math.max(h.oldSize, h.newSize)).fill(0xff);
-        grown.set(partition);
-        partition = grown;
+        if (!opts.consumeOld || h.newSize > partition.length) {
+          const grown = new Uint8Array(Math.max(h.oldSize, h.newSize)).fill(0xff);
+          grown.set(partition);
+          partition = grown;
+        }
         target = partition;
         waiting = new Uint8Array(h.splitSize);
       } else {

@@ -20,7 +20,7 @@ export async function applyCommand(oldPath: string, patchPath: string, opts: App
   const started = performance.now();
   let out;
   try {
-    out = applyPackage(oldImage, pkg, { limits, trust, sha256: nodeSha256, crc32: nodeCrc32, onChunk: (i, total) => progress.update(`restoring chunk ${i + 1}/${total}`) });
+    out = applyPackage(oldImage, pkg, { limits, trust, sha256: nodeSha256, crc32: nodeCrc32, consumeOld: true, onChunk: (i, total) => progress.update(`restoring chunk ${i + 1}/${total}`) });
   } finally {
     progress.done();
   }
