@@ -104,7 +104,7 @@ function render(results: PairResult[], peers: ReturnType<typeof detectPeers>, mi
   out.push(`## Whole-process wall time (${runsNote}, interleaved, process start included)`, '');
   out.push(
     table(
-      ['pair', 'otadiff diff', 'bsdiff', 'diff time ours/bsdiff', 'otadiff apply', 'bspatch', 'apply throughput ours/bspatch'],
+      ['pair', 'otadiff diff', 'bsdiff', 'diff time ours/bsdiff', 'otadiff apply', 'bspatch', 'apply throughput ours/bspatch', 'node -e 0 (start-up alone)'],
       results.map(({ pair, time: t }) => [
         pair.name,
         seconds(t.oursDiff),
@@ -113,6 +113,7 @@ function render(results: PairResult[], peers: ReturnType<typeof detectPeers>, mi
         seconds(t.oursApply),
         seconds(t.bspatch),
         ratio(t.bspatch === null ? null : t.bspatch / t.oursApply),
+        seconds(t.nodeStart),
       ]),
     ),
     '',
@@ -229,7 +230,13 @@ function targets(results: PairResult[], peers: ReturnType<typeof detectPeers>): 
   else {
     const ours = applyBase.reduce((a, r) => a + r.time.oursApply, 0);
     const theirs = applyBase.reduce((a, r) => a + r.time.bspatch!, 0);
-    lines.push(line(theirs / ours >= 0.5, `(3a) apply throughput on ${applyWhere}: ours/bspatch = ${ratio(theirs / ours)}x (otadiff ${seconds(ours)}, bspatch ${seconds(theirs)}; target >= 0.5x)`));
+    const nodeStart = applyBase.reduce((a, r) => a + r.time.nodeStart, 0);
+    lines.push(
+      line(
+        theirs / ours >= 0.5,
+        `(3a) apply throughput on ${applyWhere}: ours/bspatch = ${ratio(theirs / ours)}x (otadiff ${seconds(ours)}, bspatch ${seconds(theirs)}, node -e 0 alone ${seconds(nodeStart)}; target >= 0.5x)`,
+      ),
+    );
   }
   const speedBase = big ? [big] : espRes;
   const slowest = (f: (t: ThroughputRow) => number): string => Math.min(...speedBase.map((r) => f(r.speed))).toFixed(1);

@@ -15,6 +15,8 @@ export interface TimingRow {
   /** null when bsdiff/bspatch are not installed. */
   bsdiff: number | null;
   bspatch: number | null;
+  /** `node -e 0`, measured between the applies: the floor every otadiff process starts from. */
+  nodeStart: number;
   /** `ramBytes` the CLI reported (diff --json). */
   cliRamBytes: number;
   cliPatchBytes: number;
@@ -47,8 +49,10 @@ export function measureTimes(pair: Pair, runs: number, workDir: string, tag: str
   }
   let oursApply = Infinity;
   let bsApplyT = Infinity;
+  let nodeStart = Infinity;
   for (let r = 0; r < runs; r++) {
     oursApply = Math.min(oursApply, run(node, applyArgs).seconds);
+    nodeStart = Math.min(nodeStart, run(node, ['-e', '0']).seconds);
     if (bspatch && bsdiff) bsApplyT = Math.min(bsApplyT, run(bspatch, [pair.oldPath, bsOut, bsPatch]).seconds);
   }
   if (!sameFile(ourOut, pair.newPath)) throw new Error(`otadiff apply did not restore NEW for ${pair.name}`);
@@ -60,6 +64,7 @@ export function measureTimes(pair: Pair, runs: number, workDir: string, tag: str
     oursApply,
     bsdiff: bsdiff ? bsDiffT : null,
     bspatch: bspatch && bsdiff ? bsApplyT : null,
+    nodeStart,
     cliRamBytes: json!.ramBytes,
     cliPatchBytes: json!.patchBytes,
   };
