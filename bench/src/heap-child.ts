@@ -134,7 +134,7 @@ function applyOnce(oldPath: string, pkgPath: string, outPath: string, gc: () => 
   if (srcFd !== outFd) closeSync(srcFd);
   if (backupFd >= 0) closeSync(backupFd);
   closeSync(pkgFd);
-  return { growth: max, dataGrowth: maxData, arrayGrowth: maxArrays, ramBytes, chunks: header.chunks.length, mode };
+  return { growth: max, dataGrowth: maxData, arrayGrowth: maxArrays, ramBytes, chunks: header.chunkCount, mode };
 }
 
 function main(argv: string[]): void {
