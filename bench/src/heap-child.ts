@@ -5,7 +5,7 @@
 //   node --expose-gc heap-child.js OLD PACKAGE NEW WORKFILE
 import { getHeapSpaceStatistics } from 'node:v8';
 import { closeSync, copyFileSync, ftruncateSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
-import { FIXED_HEADER_BYTES, parseFixedHeader, StreamPatcher, type SourceReader } from '@otadiff/patch-apply';
+import { FIXED_HEADER_BYTES, parseFixedHeader, StreamPatcher, type FixedHeader, type SourceReader } from '@otadiff/patch-apply';
 
 const PIECE = 4096;
 
@@ -79,8 +79,10 @@ function applyOnce(oldPath: string, pkgPath: string, outPath: string, gc: () => 
   let maxData = 0;
   let maxArrays = 0;
   let pos = 0;
+  // Everything the harness itself keeps (the source, the callbacks, the copy block, the pending chunk's
+  // place) exists before the baseline, so that the growth is the patcher's alone.
   const source = fileSource(srcFd);
-  const baseline = live(gc);
+  let baseline: Live = { all: 0, data: 0, arrays: 0 };
   const sample = (): void => {
     const now = live(gc);
     max = Math.max(max, now.all - baseline.all);
@@ -91,34 +93,36 @@ function applyOnce(oldPath: string, pkgPath: string, outPath: string, gc: () => 
   // waits in one of two backup slots on flash (here a file), and is copied through a small block.
   const backupFd = mode === 'inplace' ? openSync(`${outPath}.backup`, 'w+') : -1;
   const block = new Uint8Array(PIECE);
-  let pending: { slot: number; offset: number; length: number } | null = null;
+  let pendingSlot = 0;
+  let pendingOffset = 0;
+  let pendingLength = 0;
   const flushPending = (): void => {
-    if (pending === null) return;
-    for (let done = 0; done < pending.length; done += block.length) {
-      const n = Math.min(block.length, pending.length - done);
-      readSync(backupFd, block, 0, n, pending.slot + done);
-      writeSync(outFd, block, 0, n, pending.offset + done);
+    for (let done = 0; done < pendingLength; done += block.length) {
+      const n = Math.min(block.length, pendingLength - done);
+      readSync(backupFd, block, 0, n, pendingSlot + done);
+      writeSync(outFd, block, 0, n, pendingOffset + done);
     }
-    pending = null;
+    pendingLength = 0;
   };
   let splitSize = 0;
-  const patcher = new StreamPatcher({
-    source,
-    onHeader(h) {
-      splitSize = h.splitSize;
-    },
-    sink(index, offset, bytes) {
-      if (mode === 'inplace') {
-        const slot = (index % 2) * splitSize;
-        writeSync(backupFd, bytes, 0, bytes.length, slot);
-        flushPending();
-        pending = { slot, offset, length: bytes.length };
-      } else {
-        writeSync(outFd, bytes, 0, bytes.length, offset);
-      }
-      sample();
-    },
-  });
+  const onHeader = (h: FixedHeader): void => {
+    splitSize = h.splitSize;
+  };
+  const sink = (index: number, offset: number, bytes: Uint8Array): void => {
+    if (mode === 'inplace') {
+      const slot = (index % 2) * splitSize;
+      writeSync(backupFd, bytes, 0, bytes.length, slot);
+      flushPending();
+      pendingSlot = slot;
+      pendingOffset = offset;
+      pendingLength = bytes.length;
+    } else {
+      writeSync(outFd, bytes, 0, bytes.length, offset);
+    }
+    sample();
+  };
+  baseline = live(gc);
+  const patcher = new StreamPatcher({ source, onHeader, sink });
   for (;;) {
     const n = readSync(pkgFd, piece, 0, PIECE, pos);
     if (n === 0) break;
@@ -134,19 +138,19 @@ function applyOnce(oldPath: string, pkgPath: string, outPath: string, gc: () => 
   if (srcFd !== outFd) closeSync(srcFd);
   if (backupFd >= 0) closeSync(backupFd);
   closeSync(pkgFd);
-  return { growth: max, dataGrowth: maxData, arrayGrowth: maxArrays, ramBytes, chunks: header.chunks.length, mode };
+  return { growth: max, dataGrowth: maxData, arrayGrowth: maxArrays, ramBytes, chunks: header.chunkCount, mode };
 }
 
 function main(argv: string[]): void {
   const gc = (globalThis as { gc?: () => void }).gc;
   if (gc === undefined) throw new Error('run with node --expose-gc');
-  const [oldPath, pkgPath, newPath, workFile] = argv;
-  if (workFile === undefined) throw new Error('usage: heap-child.js OLD PACKAGE NEW WORKFILE');
+  const [oldPath, pkgPath, newPath, workFile, warmArg] = argv;
+  if (workFile === undefined) throw new Error('usage: heap-child.js OLD PACKAGE NEW WORKFILE [WARM_APPLIES]');
   // The first apply compiles the patcher. Later ones still see the JIT allocate now and then (optimised
-  // code, deoptimisation data), which only ever adds to the peak, so the smallest peak of three
-  // further applies is the patcher's own footprint; a leak would still show, as growth in every apply.
+  // code, deoptimisation data), which only ever adds to the peak, so the smallest peak of the further
+  // applies (3 by default) is the patcher's own footprint; a leak would still show, as growth in every apply.
   const cold = applyOnce(oldPath, pkgPath, workFile, gc);
-  const warmRuns = [0, 1, 2].map(() => applyOnce(oldPath, pkgPath, workFile, gc));
+  const warmRuns = Array.from({ length: Number(warmArg ?? 3) }, () => applyOnce(oldPath, pkgPath, workFile, gc));
   const warm = { ...warmRuns[0], growth: Math.min(...warmRuns.map((w) => w.growth)), dataGrowth: Math.min(...warmRuns.map((w) => w.dataGrowth)), arrayGrowth: Math.min(...warmRuns.map((w) => w.arrayGrowth)) };
   const report: HeapReport = {
     mode: warm.mode,

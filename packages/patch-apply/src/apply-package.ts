@@ -76,7 +76,7 @@ export function applyPackage(old: Uint8Array, pkg: Uint8Array, opts: ApplyOption
       } else {
         target.set(bytes, offset);
       }
-      opts.onChunk?.(index, patcher.header!.chunks.length);
+      opts.onChunk?.(index, patcher.header!.chunkCount);
     },
   });
   const piece = opts.pieceSize ?? 1 << 16;

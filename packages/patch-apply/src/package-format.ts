@@ -212,7 +212,10 @@ function isPrintableAscii(s: string): boolean {
   return true;
 }
 
-/** The fixed part of a header, validated against `limits`; the chunk table is not read yet. */
+/**
+ * The fixed part of a header, validated against `limits`; the chunk table is not read yet. The streaming
+ * patcher's header is this too: it reads the table entry by entry from the signed bytes, never as objects.
+ */
 export interface FixedHeader extends Omit<PackageHeader, 'chunks'> {
   chunkCount: number;
 }
@@ -313,11 +316,22 @@ function decodeVersion(field: Uint8Array): string {
   return s;
 }
 
+/** Chunk `index`'s entry from a view of the chunk table, written into `into` (so a reader may reuse one object). */
+export function readChunkEntry(table: DataView, index: number, into: ChunkEntry): ChunkEntry {
+  const o = index * CHUNK_ENTRY_BYTES;
+  into.recordOffset = table.getUint32(o, true);
+  into.recordLength = table.getUint32(o + 4, true);
+  into.rawLength = table.getUint32(o + 8, true);
+  into.crc32 = table.getUint32(o + 12, true);
+  return into;
+}
+
 /**
- * Validates the chunk table (`table` = bytes FIXED_HEADER_BYTES..headerLength of the package, CRC included).
- * `headerCrc` is the CRC-32 of the fixed header, so that a streaming reader need not keep it.
+ * Validates the chunk table (`table` = bytes FIXED_HEADER_BYTES..headerLength of the package, CRC included)
+ * without building it, and returns a view of its entries for readChunkEntry. `fixedBytes` are the
+ * first FIXED_HEADER_BYTES of the package, which the header CRC covers too.
  */
-export function parseChunkTable(fixed: FixedHeader, table: Uint8Array, fixedBytes: Uint8Array): PackageHeader {
+export function checkChunkTable(fixed: FixedHeader, table: Uint8Array, fixedBytes: Uint8Array): DataView {
   const count = fixed.chunkCount;
   const tableBytes = count * CHUNK_ENTRY_BYTES;
   if (table.length !== tableBytes + HEADER_CRC_BYTES) fail('truncated', 'chunk table is truncated');
@@ -325,14 +339,10 @@ export function parseChunkTable(fixed: FixedHeader, table: Uint8Array, fixedByte
   const stored = v.getUint32(tableBytes, true);
   const actual = crc32(table.subarray(0, tableBytes), crc32(fixedBytes.subarray(0, FIXED_HEADER_BYTES))) >>> 0;
   if (stored !== actual) fail('header-checksum', 'header checksum mismatch (corrupt package)');
-  const chunks: ChunkEntry[] = new Array(count);
+  const e: ChunkEntry = { recordOffset: 0, recordLength: 0, rawLength: 0, crc32: 0 };
   let expectedOffset = 0;
   for (let i = 0; i < count; i++) {
-    const o = i * CHUNK_ENTRY_BYTES;
-    const recordOffset = v.getUint32(o, true);
-    const recordLength = v.getUint32(o + 4, true);
-    const rawLength = v.getUint32(o + 8, true);
-    const crc = v.getUint32(o + 12, true);
+    const { recordOffset, recordLength, rawLength } = readChunkEntry(v, i, e);
     // Records are contiguous and in chunk order: no gaps, no overlaps, nothing past the payload.
     if (recordOffset !== expectedOffset) fail('bad-chunk-table', `chunk ${i}: record offset ${recordOffset}, expected ${expectedOffset}`);
     if (recordLength === 0) fail('bad-chunk-table', `chunk ${i}: empty record`);
@@ -343,10 +353,17 @@ export function parseChunkTable(fixed: FixedHeader, table: Uint8Array, fixedByte
       fail('bad-chunk-table', `chunk ${i}: command stream length ${rawLength} is impossible for a ${len}-byte chunk`);
     expectedOffset += recordLength;
     if (expectedOffset > fixed.payloadLength) fail('bad-chunk-table', `chunk ${i}: record runs past the payload`);
-    chunks[i] = { recordOffset, recordLength, rawLength, crc32: crc };
   }
   if (expectedOffset !== fixed.payloadLength)
     fail('bad-chunk-table', `records add up to ${expectedOffset} bytes, header says ${fixed.payloadLength}`);
+  return new DataView(table.buffer, table.byteOffset, tableBytes);
+}
+
+/** Validates the chunk table (as checkChunkTable) and returns the whole header with its entries as objects. */
+export function parseChunkTable(fixed: FixedHeader, table: Uint8Array, fixedBytes: Uint8Array): PackageHeader {
+  const v = checkChunkTable(fixed, table, fixedBytes);
+  const chunks: ChunkEntry[] = new Array(fixed.chunkCount);
+  for (let i = 0; i < chunks.length; i++) chunks[i] = readChunkEntry(v, i, { recordOffset: 0, recordLength: 0, rawLength: 0, crc32: 0 });
   const { chunkCount: _unused, ...rest } = fixed;
   return { ...rest, chunks };
 }

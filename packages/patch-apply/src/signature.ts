@@ -59,7 +59,7 @@ export function verifyWith(key: TrustedKey, algorithm: SignatureAlgorithm, signe
  * Throws PackageError unless the signature block verifies with one of the policy's keys and the
  * security counter is acceptable. `signed` is the package's first `headerLength` bytes.
  */
-export function checkTrust(h: PackageHeader, signed: Uint8Array, signature: Uint8Array, policy: TrustPolicy): void {
+export function checkTrust(h: Pick<PackageHeader, 'headerLength' | 'signatureType' | 'securityCounter' | 'allowDowngrade'>, signed: Uint8Array, signature: Uint8Array, policy: TrustPolicy): void {
   if (signed.length !== h.headerLength) throw new RangeError('checkTrust: signed bytes must be exactly the header');
   const algorithm = signatureAlgorithmOf(h.signatureType);
   if (algorithm === null) throw new PackageError('unsigned', 'the package is not signed, and this device requires a signature');

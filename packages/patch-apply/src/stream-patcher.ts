@@ -2,11 +2,13 @@
 import { ChunkDecoder, chunkDecoderRamBytes } from './chunk-decoder.js';
 import { PackageError } from './package-error.js';
 import {
+  checkChunkTable,
   DEFAULT_LIMITS,
   FIXED_HEADER_BYTES,
   packageLength,
-  parseChunkTable,
   parseFixedHeader,
+  readChunkEntry,
+  type ChunkEntry,
   type FixedHeader,
   type PackageHeader,
   type PatcherLimits,
@@ -38,11 +40,12 @@ export interface StreamPatcherOptions {
    */
   trust?: TrustCheck;
   /** Called once the header, chunk table and signature are validated, before anything is produced. */
-  onHeader?: (header: PackageHeader) => void;
+  onHeader?: (header: FixedHeader) => void;
 }
 
 export interface PatchResult {
-  header: PackageHeader;
+  /** The header without its chunk table (parseHeader of the package's first headerLength bytes has it). */
+  header: FixedHeader;
   /** The package's signature block (empty when it has none). */
   signature: Uint8Array;
   /** The signature was checked against the caller's trust policy. */
@@ -79,7 +82,10 @@ export class StreamPatcher {
   /** The whole signed header (fixed part, chunk table, CRC), kept until the signature is checked. */
   private headBuf: Uint8Array | null = null;
   private filled = 0;
-  private hdr: PackageHeader | null = null;
+  private hdr: FixedHeader | null = null;
+  /** The validated chunk table, read one entry at a time into `entry`: no object per chunk. */
+  private table: DataView | null = null;
+  private readonly entry: ChunkEntry = { recordOffset: 0, recordLength: 0, rawLength: 0, crc32: 0 };
   private decoder: ChunkDecoder | null = null;
   private chunk = 0;
   private readonly newHash: Sha256;
@@ -94,7 +100,7 @@ export class StreamPatcher {
   }
 
   /** The header, once it has been read and validated. */
-  get header(): PackageHeader | null {
+  get header(): FixedHeader | null {
     return this.hdr;
   }
 
@@ -173,8 +179,10 @@ export class StreamPatcher {
 
   private readTable(): void {
     const head = this.headBuf!;
-    this.hdr = parseChunkTable(this.fixed!, head.subarray(FIXED_HEADER_BYTES), head);
-    this.signature = new Uint8Array(this.hdr.signatureLength);
+    const h = this.fixed!;
+    this.table = checkChunkTable(h, head.subarray(FIXED_HEADER_BYTES), head);
+    this.hdr = h;
+    this.signature = new Uint8Array(h.signatureLength);
     this.filled = 0;
     if (this.signature.length > 0) this.phase = 'signature';
     else this.startRecords();
@@ -199,8 +207,8 @@ export class StreamPatcher {
 
   private advanceChunk(): void {
     const h = this.hdr!;
-    if (this.chunk < h.chunks.length) {
-      this.decoder!.begin(this.chunk, h.chunks[this.chunk]);
+    if (this.chunk < h.chunkCount) {
+      this.decoder!.begin(this.chunk, readChunkEntry(this.table!, this.chunk, this.entry));
       this.phase = 'records';
     } else {
       this.phase = 'done';
@@ -217,7 +225,10 @@ export class StreamPatcher {
   }
 }
 
-/** What a StreamPatcher allocates for a package: chunk decoder + header buffers + old-hash block. */
-export function streamPatcherRamBytes(h: PackageHeader): number {
+/**
+ * What a StreamPatcher allocates for a package: chunk decoder + header buffers (the signed header stays,
+ * as the chunk table) + old-hash block.
+ */
+export function streamPatcherRamBytes(h: Pick<PackageHeader, 'mode' | 'splitSize' | 'lzma' | 'headerLength' | 'signatureLength'>): number {
   return chunkDecoderRamBytes(h) + FIXED_HEADER_BYTES + h.headerLength + OLD_HASH_BLOCK + h.signatureLength;
 }

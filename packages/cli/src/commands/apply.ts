@@ -29,7 +29,7 @@ export async function applyCommand(oldPath: string, patchPath: string, opts: App
   const summary = {
     output: opts.output,
     newBytes: out.image.length,
-    chunks: h.chunks.length,
+    chunks: h.chunkCount,
     mode: h.mode,
     signatureVerified: out.result.verified,
     ramBytes: streamPatcherRamBytes(h),
