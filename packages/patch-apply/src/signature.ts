@@ -4,7 +4,7 @@ import { ed25519 } from '@noble/curves/ed25519.js';
 import { p256 } from '@noble/curves/nist.js';
 import { PKCS1_SHA256 } from 'micro-rsa-dsa-dh/rsa.js';
 import { PackageError } from './package-error.js';
-import { SIGNATURE_BYTES, signatureAlgorithmOf, type PackageHeader, type SignatureAlgorithm } from './package-format.js';
+import { SIGNATURE_BYTES, signatureAlgorithmOf, type FixedHeader, type PackageHeader, type SignatureAlgorithm } from './package-format.js';
 
 /** A public key the device trusts, in the form its algorithm needs. */
 export type TrustedKey =
@@ -29,7 +29,7 @@ export interface TrustPolicy {
  * `headerLength` bytes), `signature` its signature block. Throws PackageError to refuse it.
  * The patcher takes one as a function, so a host that trusts no key never loads the crypto libraries.
  */
-export type TrustCheck = (h: PackageHeader, signed: Uint8Array, signature: Uint8Array) => void;
+export type TrustCheck = (h: FixedHeader, signed: Uint8Array, signature: Uint8Array) => void;
 
 /** The TrustCheck of a policy: signed by one of its keys, security counter acceptable (checkTrust). */
 export function trustCheck(policy: TrustPolicy): TrustCheck {
