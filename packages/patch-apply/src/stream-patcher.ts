@@ -226,9 +226,17 @@ export class StreamPatcher {
 }
 
 /**
- * What a StreamPatcher allocates for a package: chunk decoder + header buffers (the signed header stays,
- * as the chunk table) + old-hash block.
+ * The JavaScript engine's share of this patcher, beyond its buffers: V8 builds a hidden class for every
+ * field along each of its objects' constructors (about 120 of them, rebuilt by every apply since they die
+ * with the patcher), plus object headers and typed-array wrappers. Measured by heap snapshots at 15-21 KB
+ * whatever the image size (bench/README.md, "Memory"); a patcher in C has none of it.
+ */
+export const JS_ENGINE_BYTES = 24 * 1024;
+
+/**
+ * What a StreamPatcher needs for a package: chunk decoder + header buffers (the signed header stays,
+ * as the chunk table) + old-hash block, and the engine's share of its objects (JS_ENGINE_BYTES).
  */
 export function streamPatcherRamBytes(h: Pick<PackageHeader, 'mode' | 'splitSize' | 'lzma' | 'headerLength' | 'signatureLength'>): number {
-  return chunkDecoderRamBytes(h) + FIXED_HEADER_BYTES + h.headerLength + OLD_HASH_BLOCK + h.signatureLength;
+  return chunkDecoderRamBytes(h) + FIXED_HEADER_BYTES + h.headerLength + OLD_HASH_BLOCK + h.signatureLength + JS_ENGINE_BYTES;
 }
