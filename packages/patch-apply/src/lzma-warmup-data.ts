@@ -3,25 +3,27 @@
 // uses every kind of symbol: plain and matched literals, matches of every length coder branch and
 // distance slot range (direct bits included), all four repeated distances, short reps, runs of one
 // byte, long non-overlapping copies, copies across the wrap of a 4 KiB dictionary.
+import { Prng } from './flash/prng.js';
 import type { LzmaProps } from './lzma-decoder.js';
 
 export const WARMUP_PROPS: LzmaProps = { lc: 1, lp: 0, pb: 0, dictSize: 4096 };
 export const WARMUP_LENGTH = 10_000;
 
 export function warmupData(): Uint8Array {
-  let s = 12345;
-  const rnd = () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s;
-  };
+  const prng = new Prng(12345);
+  const rnd = () => prng.nextU32();
   const d = new Uint8Array(WARMUP_LENGTH);
   const n = d.length;
   let i = 0;
+  // Where the next copy that crosses the 4 KiB dictionary's wrap goes (its source is before the wrap).
+  let wrapAt = 4096;
   while (i < n) {
+    if (i >= wrapAt + 4) {
+      const dist = 150 + (i - wrapAt);
+      for (let j = 0; j < 250 && i < n; j++, i++) d[i] = d[i - dist];
+      wrapAt += 4096;
+      continue;
+    }
     const kind = rnd() % 7;
     if (kind === 0 || i < 64) {
       // Random literals.
