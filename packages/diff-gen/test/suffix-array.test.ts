@@ -105,6 +105,15 @@ describe('buildSuffixArray', () => {
     );
   });
 
+  it('equals a naive sort on Fibonacci words and squares (many recursion levels, equal LMS substrings)', () => {
+    let a = [0];
+    let b = [0, 1];
+    while (b.length < 3000) [a, b] = [b, [...b, ...a]];
+    const fib = Uint8Array.from(b);
+    const square = Uint8Array.from([...b.slice(0, 700), ...b.slice(0, 700)]);
+    for (const d of [fib, square, fib.map((x) => 255 - x)]) expect(Array.from(buildSuffixArray(d))).toEqual(naiveSuffixArray(d));
+  });
+
   it('sorts slices of a real firmware image and a large structured buffer', () => {
     // shared/ sits beside the repository checkout (locally and in CI).
     const file = new URL('../../../../shared/corpus/esp8266-at/at-v3.0.5.bin', import.meta.url);
