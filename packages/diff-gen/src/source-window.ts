@@ -3,7 +3,8 @@
  * in `inplace` mode chunk i sees new[0:B] ++ old[B:] with B = i*S, because the
  * chunks before it have already overwritten the start of the partition.
  */
-import { buildLcpArray, buildSuffixArray } from './suffix-array.js';
+import { buildSuffixArray } from './suffix-array.js';
+import { buildLcpArray, lcpOfSortedSuffixes } from './lcp-array.js';
 
 export class MatcherError extends Error {
   override name = 'MatcherError';
@@ -34,7 +35,8 @@ export interface ChunkWindow {
 /** Sort an image once so that every chunk's window can search it. */
 export function indexImage(data: Uint8Array): Required<SourceIndex> {
   const sa = buildSuffixArray(data);
-  return { data, sa, lcp: buildLcpArray(data, sa) };
+  // Our own suffix array: no need to check it is a permutation.
+  return { data, sa, lcp: lcpOfSortedSuffixes(data, sa) };
 }
 
 /** Byte p of the window; throws outside [0, W). */

@@ -1,6 +1,6 @@
 /**
  * Suffix array construction by induced sorting (SA-IS, Nong, Zhang & Chan 2009)
- * and the matching LCP array (Kasai et al. 2001). Both run in O(n).
+ * in O(n); the LCP array is in lcp-array.ts.
  *
  * Conventions: the text has an implicit sentinel at position n that is smaller
  * than every symbol; it is never stored in the result, so `sa` has exactly n
@@ -23,45 +23,6 @@ export function buildSuffixArray(data: Uint8Array): Int32Array {
   if (n === 0) return sa;
   sais(data, sa, n, 256);
   return sa;
-}
-
-/**
- * LCP array for `sa`: lcp[i] = length of the longest common prefix of the
- * suffixes at sa[i-1] and sa[i]; lcp[0] = 0. Linear time via the permuted LCP
- * array (Kärkkäinen, Manzini & Puglisi): computing it in text order keeps the
- * comparisons sequential, which is kinder to the cache than Kasai's rank order.
- */
-export function buildLcpArray(data: Uint8Array, sa: Int32Array): Int32Array {
-  const n = data.length;
-  if (sa.length !== n) throw new SuffixArrayError(`suffix array has ${sa.length} entries for ${n} bytes`);
-  // phi[p] = the suffix sorted just before p (-1 for the first), then reused
-  // in place for plcp[p] = LCP of p with that suffix.
-  const phi = new Int32Array(n);
-  const seen = new Uint8Array(n);
-  let prev = -1;
-  for (let i = 0; i < n; i++) {
-    const p = sa[i];
-    if (p < 0 || p >= n || seen[p] === 1) throw new SuffixArrayError(`suffix array entry ${i} = ${p} is out of range or repeated`);
-    seen[p] = 1;
-    phi[p] = prev;
-    prev = p;
-  }
-  // plcp[p+1] >= plcp[p] - 1, so h drops by at most one per position: O(n) in total.
-  let h = 0;
-  for (let p = 0; p < n; p++) {
-    const q = phi[p];
-    if (q < 0) {
-      h = 0;
-      phi[p] = 0;
-      continue;
-    }
-    while (p + h < n && q + h < n && data[p + h] === data[q + h]) h++;
-    phi[p] = h;
-    if (h > 0) h--;
-  }
-  const lcp = new Int32Array(n);
-  for (let i = 0; i < n; i++) lcp[i] = phi[sa[i]];
-  return lcp;
 }
 
 /** Text at one recursion level: bytes at the top, Int32 names below it. */

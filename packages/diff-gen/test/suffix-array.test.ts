@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { readFileSync, existsSync } from 'node:fs';
-import { buildLcpArray, buildSuffixArray, SuffixArrayError } from '../src/suffix-array.js';
+import { buildSuffixArray, SuffixArrayError } from '../src/suffix-array.js';
+import { buildLcpArray } from '../src/lcp-array.js';
 
 /** Reference: sort all suffixes by direct comparison (a proper prefix sorts first). */
 function naiveSuffixArray(d: Uint8Array): number[] {
