@@ -1,11 +1,16 @@
-// Sorting the sources is most of a diff's time; in place there are two images (OLD and NEW) to sort, so
-// the second is sorted on another core while this thread sorts the first.
+// Sorting the sources is most of a diff's time, so it uses both cores: with two images (OLD and NEW) the
+// second is sorted in a worker while this thread sorts the first; with one, a worker starts while this
+// thread sorts it and then shares the LCP passes.
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { lcpOfSortedSuffixes } from './lcp-array.js';
+import { allocateLcpJob, CTL_GO, shareLcpWork } from './lcp-share.js';
 import { indexImage, type SourceIndex } from './source-window.js';
+import { buildSuffixArray } from './suffix-array.js';
 
 const WORKER = new URL('./sa-worker.js', import.meta.url);
+const LCP_WORKER = new URL('./lcp-worker.js', import.meta.url);
 /** Below this, a worker's start-up costs more than it saves. */
 const MIN_PARALLEL_BYTES = 1 << 20;
 
@@ -22,10 +27,59 @@ export function indexInWorker(data: Uint8Array): Promise<Required<SourceIndex>> 
 }
 
 /**
- * Suffix and LCP arrays of every image, the second one in a worker thread when there are two large
- * images and the compiled worker is available (running from TypeScript sources, everything stays here).
+ * Sorts one image here while a worker starts; both threads then build the LCP array (the suffix, LCP
+ * and data arrays of the result live in shared memory). Falls back to this thread if the worker fails.
+ */
+export async function indexWithLcpHelper(data: Uint8Array, block?: number): Promise<Required<SourceIndex>> {
+  const job = allocateLcpJob(data, block);
+  const worker = new Worker(LCP_WORKER, { workerData: job });
+  const failed = new Promise<never>((_, reject) => {
+    worker.once('error', reject);
+    worker.once('exit', (code) => {
+      if (code !== 0) reject(new Error(`LCP worker exited with status ${code}`));
+    });
+  });
+  failed.catch(() => {}); // only observed through the race below
+  let sa: Int32Array;
+  try {
+    sa = buildSuffixArray(data);
+  } catch (e) {
+    // The worker is still waiting for the go signal.
+    void worker.terminate();
+    throw e;
+  }
+  job.sa.set(sa);
+  Atomics.store(job.ctl, CTL_GO, 1);
+  Atomics.notify(job.ctl, CTL_GO);
+  try {
+    await Promise.race([shareLcpWork(job, waitAsync), failed]);
+  } catch {
+    void worker.terminate();
+    return { data, sa, lcp: lcpOfSortedSuffixes(data, sa) };
+  }
+  // It exits by itself once it sees the last pass done; nothing to wait for.
+  worker.unref();
+  return { data, sa: job.sa, lcp: job.lcp };
+}
+
+function waitAsync(ctl: Int32Array, index: number, value: number): unknown {
+  const r = (Atomics as unknown as AtomicsWaitAsync).waitAsync(ctl, index, value);
+  return r.async ? r.value : undefined;
+}
+
+/** Atomics.waitAsync (Node >= 16), missing from the ES2022 lib typings. */
+interface AtomicsWaitAsync {
+  waitAsync(ctl: Int32Array, index: number, value: number): { async: false; value: string } | { async: true; value: Promise<string> };
+}
+
+/**
+ * Suffix and LCP arrays of every image, using a worker thread for large images when the compiled
+ * workers are available (running from TypeScript sources, everything stays on this thread).
  */
 export async function indexImages(images: Uint8Array[]): Promise<Required<SourceIndex>[]> {
+  if (images.length === 1 && images[0].length >= MIN_PARALLEL_BYTES && existsSync(fileURLToPath(LCP_WORKER))) {
+    return [await indexWithLcpHelper(images[0])];
+  }
   const parallel = images.length === 2 && images[1].length >= MIN_PARALLEL_BYTES && existsSync(fileURLToPath(WORKER));
   if (!parallel) return images.map(indexImage);
   const second = indexInWorker(images[1]);

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { buildSuffixArray } from '../src/suffix-array.js';
 import { lcpOfSortedSuffixes, lcpPass, phiPass, plcpPass } from '../src/lcp-array.js';
+import { allocateLcpJob, CTL_GO, shareLcpWork } from '../src/lcp-share.js';
 
 function naiveLcp(d: Uint8Array, sa: Int32Array): number[] {
   const out: number[] = sa.length > 0 ? [0] : [];
@@ -54,6 +55,22 @@ describe('LCP passes', () => {
         expect(Array.from(lcp)).toEqual(naiveLcp(d, sa));
       }),
       { numRuns: 300 },
+    );
+  });
+
+  it('shareLcpWork alone claims every block of every pass', async () => {
+    await fc.assert(
+      fc.asyncProperty(texts, fc.integer({ min: 1, max: 64 }), async (d, block) => {
+        const sa = buildSuffixArray(d);
+        const job = allocateLcpJob(d, block);
+        job.sa.set(sa);
+        Atomics.store(job.ctl, CTL_GO, 1);
+        await shareLcpWork(job, () => {
+          throw new Error('nobody else holds a block');
+        });
+        expect(Array.from(job.lcp)).toEqual(naiveLcp(d, sa));
+      }),
+      { numRuns: 100 },
     );
   });
 });
