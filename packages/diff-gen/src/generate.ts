@@ -3,7 +3,6 @@
 
 import {
   applyPackage,
-  crc32,
   chunkCountFor,
   MAX_DICT_SIZE,
   MAX_SPLIT_SIZE,
@@ -19,6 +18,8 @@ import {
   type ReleaseInfo,
 } from '@otadiff/patch-apply';
 import type { KeyObject } from 'node:crypto';
+// zlib's CRC-32 (the same polynomial) is native: ~30x faster than the portable one the device code uses.
+import { crc32 } from 'node:zlib';
 import { assemblePackage, trustedKeyOf } from './sign-package.js';
 import { encodeCommands } from './command-stream.js';
 import { compressRaw } from './lzma-compress.js';
