@@ -5,8 +5,9 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { lcpOfSortedSuffixes } from './lcp-array.js';
-import { allocateLcpJob, CTL_GO, shareLcpWork } from './lcp-share.js';
-import { indexImage, type SourceIndex } from './source-window.js';
+import { allocateLcpJob, CTL_GO, CTL_SIDE_JOB, shareLcpWork, type LcpJob } from './lcp-share.js';
+import { bucketWidthFor } from './prefix-buckets.js';
+import { indexImage, type BuiltIndex } from './source-window.js';
 import { buildSuffixArray } from './suffix-array.js';
 
 const WORKER = new URL('./sa-worker.js', import.meta.url);
@@ -15,7 +16,7 @@ const LCP_WORKER = new URL('./lcp-worker.js', import.meta.url);
 const MIN_PARALLEL_BYTES = 1 << 20;
 
 /** Sorts one image in a worker thread (needs the compiled worker). */
-export function indexInWorker(data: Uint8Array): Promise<Required<SourceIndex>> {
+export function indexInWorker(data: Uint8Array): Promise<BuiltIndex> {
   return new Promise((resolve, reject) => {
     const worker = new Worker(WORKER, { workerData: data });
     worker.once('message', (m: { sa: Int32Array; lcp: Int32Array }) => resolve({ data, sa: m.sa, lcp: m.lcp }));
@@ -26,12 +27,23 @@ export function indexInWorker(data: Uint8Array): Promise<Required<SourceIndex>> 
   });
 }
 
+/** What the helper worker gets: the LCP job plus the prefix bucket table it fills in first. */
+export interface HelperJob extends LcpJob {
+  bucketWidth: 2 | 3;
+  buckets: Int32Array;
+}
+
 /**
- * Sorts one image here while a worker starts; both threads then build the LCP array (the suffix, LCP
- * and data arrays of the result live in shared memory). Falls back to this thread if the worker fails.
+ * Sorts one image here while a worker builds its prefix bucket table; both threads then build the LCP
+ * array (the result's arrays live in shared memory). Falls back to this thread if the worker fails.
  */
-export async function indexWithLcpHelper(data: Uint8Array, block?: number): Promise<Required<SourceIndex>> {
-  const job = allocateLcpJob(data, block);
+export async function indexWithLcpHelper(data: Uint8Array, block?: number): Promise<BuiltIndex> {
+  const bucketWidth = bucketWidthFor(data.length);
+  const job: HelperJob = {
+    ...allocateLcpJob(data, block),
+    bucketWidth,
+    buckets: new Int32Array(new SharedArrayBuffer(4 * ((1 << (8 * bucketWidth)) + 1))),
+  };
   const worker = new Worker(LCP_WORKER, { workerData: job });
   const failed = new Promise<never>((_, reject) => {
     worker.once('error', reject);
@@ -53,13 +65,15 @@ export async function indexWithLcpHelper(data: Uint8Array, block?: number): Prom
   Atomics.notify(job.ctl, CTL_GO);
   try {
     await Promise.race([shareLcpWork(job, waitAsync), failed]);
+    // Normally long done: the table takes a fraction of the sort's time.
+    while (Atomics.load(job.ctl, CTL_SIDE_JOB) === 0) await Promise.race([waitAsync(job.ctl, CTL_SIDE_JOB, 0), failed]);
   } catch {
     void worker.terminate();
     return { data, sa, lcp: lcpOfSortedSuffixes(data, sa) };
   }
   // It exits by itself once it sees the last pass done; nothing to wait for.
   worker.unref();
-  return { data, sa: job.sa, lcp: job.lcp };
+  return { data, sa: job.sa, lcp: job.lcp, buckets: job.buckets };
 }
 
 function waitAsync(ctl: Int32Array, index: number, value: number): unknown {
@@ -76,7 +90,7 @@ interface AtomicsWaitAsync {
  * Suffix and LCP arrays of every image, using a worker thread for large images when the compiled
  * workers are available (running from TypeScript sources, everything stays on this thread).
  */
-export async function indexImages(images: Uint8Array[]): Promise<Required<SourceIndex>[]> {
+export async function indexImages(images: Uint8Array[]): Promise<BuiltIndex[]> {
   if (images.length === 1 && images[0].length >= MIN_PARALLEL_BYTES && existsSync(fileURLToPath(LCP_WORKER))) {
     return [await indexWithLcpHelper(images[0])];
   }

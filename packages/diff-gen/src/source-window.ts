@@ -16,6 +16,8 @@ export interface SourceIndex {
   sa: Int32Array;
   /** lcp[i] = common prefix of the suffixes at sa[i-1] and sa[i]; see buildLcpArray. */
   lcp?: Int32Array;
+  /** Prefix bucket starts of width bucketWidthFor(data.length); see prefix-buckets.ts. */
+  buckets?: Int32Array;
 }
 
 export interface ChunkWindow {
@@ -32,8 +34,11 @@ export interface ChunkWindow {
   length: number;
 }
 
+/** An index with its LCP array built (the bucket table may still come on first use). */
+export type BuiltIndex = SourceIndex & { lcp: Int32Array };
+
 /** Sort an image once so that every chunk's window can search it. */
-export function indexImage(data: Uint8Array): Required<SourceIndex> {
+export function indexImage(data: Uint8Array): BuiltIndex {
   const sa = buildSuffixArray(data);
   // Our own suffix array: no need to check it is a permutation.
   return { data, sa, lcp: lcpOfSortedSuffixes(data, sa) };

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { indexImage } from '../src/source-window.js';
+import { bucketWidthFor, prefixBucketStarts } from '../src/prefix-buckets.js';
 import { codeLike } from './edits.js';
 
 // The worker runs compiled JavaScript: this test uses the build that `npm ci` (prepare) makes.
@@ -34,6 +35,8 @@ describe('indexImages', () => {
       expect(w.data).toBe(a);
       expect(Buffer.compare(Buffer.from(new Uint8Array(w.sa.buffer)), Buffer.from(ra.sa.buffer))).toBe(0);
       expect(Buffer.compare(Buffer.from(new Uint8Array(w.lcp.buffer)), Buffer.from(ra.lcp.buffer))).toBe(0);
+      // The worker's side job: the prefix bucket table.
+      expect(w.buckets).toEqual(prefixBucketStarts(a, bucketWidthFor(a.length)));
     }
   });
 });
