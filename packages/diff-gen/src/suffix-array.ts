@@ -45,18 +45,20 @@ function sais(t: Text, sa: Int32Array, n: number, k: number): void {
     sa[0] = 0;
     return;
   }
-  // One bit per position, set for S suffixes; only read outside the induce loops.
-  const stype = new Uint8Array((n + 7) >> 3);
-  const m = classify(t, n, stype);
   const counts = new Int32Array(k);
-  for (let i = 0; i < n; i++) counts[t[i]]++;
+  // The LMS positions in text order: the only place types are needed outside the induce loops.
+  const lms = sa.slice(n - scanLms(t, n, sa, counts), n);
+  const m = lms.length;
   const bkt = new Int32Array(k);
 
   // Stage 1: seed LMS positions at their bucket ends (any order) and induce;
   // this sorts the LMS substrings.
   sa.fill(0, 0, n);
   bucketEnds(counts, bkt, k);
-  for (let i = n - 1; i >= 1; i--) if (isLms(stype, i)) sa[--bkt[t[i]]] = i;
+  for (let j = m - 1; j >= 0; j--) {
+    const p = lms[j];
+    sa[--bkt[t[p]]] = p;
+  }
   induceLmsOrder(t, sa, counts, bkt, n, k);
 
   // Gather the sorted LMS positions (the only entries left, as ~p) at the front.
@@ -69,12 +71,10 @@ function sais(t: Text, sa: Int32Array, n: number, k: number): void {
   // at least two apart, so slot m + (p >> 1) is unique per position and < n:
   // it first holds the substring's length, then its name.
   sa.fill(-1, m, n);
-  for (let i = n - 1, next = n; i >= 1; i--) {
-    if (isLms(stype, i)) {
-      // The last substring runs into the sentinel: its length says so (p + len > n).
-      sa[m + (i >> 1)] = next - i + 1;
-      next = i;
-    }
+  for (let j = 0; j < m; j++) {
+    const p = lms[j];
+    // The last substring runs into the sentinel: its length says so (p + len > n).
+    sa[m + (p >> 1)] = (j + 1 < m ? lms[j + 1] : n) - p + 1;
   }
   let names = 0;
   let prev = 0;
@@ -102,9 +102,8 @@ function sais(t: Text, sa: Int32Array, n: number, k: number): void {
   } else {
     for (let i = 0; i < m; i++) reducedSa[reduced[i]] = i;
   }
-  // Map reduced suffix indices back to text positions (reuse the reduced slots).
-  for (let i = n - 1, j = m; i >= 1; i--) if (isLms(stype, i)) reduced[--j] = i;
-  for (let i = 0; i < m; i++) reducedSa[i] = reduced[reducedSa[i]];
+  // Map reduced suffix indices back to text positions.
+  for (let i = 0; i < m; i++) reducedSa[i] = lms[reducedSa[i]];
 
   // Stage 3: seed the sorted LMS suffixes at their bucket ends, keeping their
   // order, then induce every other suffix from them.
@@ -118,25 +117,25 @@ function sais(t: Text, sa: Int32Array, n: number, k: number): void {
   induce(t, sa, counts, bkt, n, k);
 }
 
-/** Set the S-type bits (position n-1 is L: the sentinel is smaller); returns the number of LMS positions. */
-function classify(t: Text, n: number, stype: Uint8Array): number {
-  let m = 0;
+/**
+ * Classify suffixes right to left (position n-1 is L: the sentinel is smaller),
+ * counting symbols on the way. The LMS positions (S-type with an L-type
+ * predecessor) go to the end of `out` in text order; returns how many.
+ */
+function scanLms(t: Text, n: number, out: Int32Array, counts: Int32Array): number {
   let next = t[n - 1];
+  counts[next]++;
   let nextS = false;
+  let w = n;
   for (let i = n - 2; i >= 0; i--) {
     const c = t[i];
+    counts[c]++;
     const s: boolean = c < next || (c === next && nextS);
-    if (s) stype[i >> 3] |= 1 << (i & 7);
-    else if (nextS) m++;
+    if (!s && nextS) out[--w] = i + 1;
     next = c;
     nextS = s;
   }
-  return m;
-}
-
-/** Whether p is a leftmost S position: S-type with an L-type predecessor. */
-function isLms(stype: Uint8Array, p: number): boolean {
-  return p > 0 && ((stype[p >> 3] >> (p & 7)) & 1) === 1 && ((stype[(p - 1) >> 3] >> ((p - 1) & 7)) & 1) === 0;
+  return n - w;
 }
 
 /** Whether t[a..a+len) equals t[b..b+len). Equal symbols imply equal types when both end at an LMS position. */
