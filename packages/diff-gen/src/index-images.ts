@@ -35,7 +35,8 @@ export interface HelperJob extends LcpJob {
 
 /**
  * Sorts one image here while a worker builds its prefix bucket table; both threads then build the LCP
- * array (the result's arrays live in shared memory). Falls back to this thread if the worker fails.
+ * array. The result (a copy of the data too) lives in shared memory, so that other workers can search
+ * it without copying. Falls back to this thread, and ordinary memory, if the worker fails.
  */
 export async function indexWithLcpHelper(data: Uint8Array, block?: number): Promise<BuiltIndex> {
   const bucketWidth = bucketWidthFor(data.length);
@@ -73,7 +74,7 @@ export async function indexWithLcpHelper(data: Uint8Array, block?: number): Prom
   }
   // It exits by itself once it sees the last pass done; nothing to wait for.
   worker.unref();
-  return { data, sa: job.sa, lcp: job.lcp, buckets: job.buckets };
+  return { data: job.data, sa: job.sa, lcp: job.lcp, buckets: job.buckets };
 }
 
 function waitAsync(ctl: Int32Array, index: number, value: number): unknown {
