@@ -58,9 +58,15 @@ export class ChunkHelper {
     });
     const start: HelperStart = { ...job, count, next };
     this.worker.postMessage(start);
-    for (let i = Atomics.add(next, 0, 1); i < count; i = Atomics.add(next, 0, 1)) {
-      deliver(i, diffChunk(job, i));
-      await new Promise(setImmediate);
+    try {
+      for (let i = Atomics.add(next, 0, 1); i < count; i = Atomics.add(next, 0, 1)) {
+        deliver(i, diffChunk(job, i));
+        await new Promise(setImmediate);
+      }
+    } catch (e) {
+      // Whatever failed here (bad options, a throwing progress callback) is not the worker's to finish.
+      this.cancel();
+      throw e;
     }
     try {
       await Promise.race([finished, this.failed]);

@@ -122,7 +122,14 @@ export async function generatePackage(oldImage: Uint8Array, newImage: Uint8Array
   // A second thread for the chunks, booting while the sources are sorted (the sorting uses both
   // threads already when NEW is indexed too).
   const helper = !needNew && count > 1 && newImage.length >= MIN_HELPER_BYTES ? ChunkHelper.start() : undefined;
-  const indexes = await indexImages(needNew ? [oldImage, newImage] : [oldImage]);
+  let indexes: SourceIndex[];
+  try {
+    indexes = await indexImages(needNew ? [oldImage, newImage] : [oldImage]);
+  } catch (e) {
+    // The worker waits for its job and would keep the process alive.
+    helper?.cancel();
+    throw e;
+  }
   const old: SourceIndex = indexes[0];
   const newer: SourceIndex | undefined = needNew ? indexes[1] : undefined;
 

@@ -25,4 +25,15 @@ describe('chunks on two threads', () => {
       expect(chunkEvents).toBe(both.header.chunks.length);
     }
   });
+
+  it('stops the worker and reports the error when a chunk fails here', async () => {
+    const dist = (await import(DIST.href)) as typeof import('../src/index.js');
+    const old = codeLike(3 << 19, 7);
+    const neu = applyEdit(old, { kind: 'bump', at: 100_000, len: 9000, delta: 3 });
+    await expect(dist.generatePackage(old, neu, { match: { maxCandidates: 0 } })).rejects.toThrow(/maxCandidates/);
+    const boom = () => {
+      throw new Error('progress boom');
+    };
+    await expect(dist.generatePackage(old, neu, { onProgress: (e) => e.phase === 'chunk' && boom() })).rejects.toThrow('progress boom');
+  });
 });
