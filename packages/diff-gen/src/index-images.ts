@@ -55,13 +55,13 @@ export async function indexWithLcpHelper(data: Uint8Array, block?: number): Prom
   failed.catch(() => {}); // only observed through the race below
   let sa: Int32Array;
   try {
-    sa = buildSuffixArray(data);
+    // Straight into shared memory: no copy, and no second 4n-byte array.
+    sa = buildSuffixArray(data, job.sa);
   } catch (e) {
     // The worker is still waiting for the go signal.
     void worker.terminate();
     throw e;
   }
-  job.sa.set(sa);
   Atomics.store(job.ctl, CTL_GO, 1);
   Atomics.notify(job.ctl, CTL_GO);
   try {

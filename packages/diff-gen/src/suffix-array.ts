@@ -14,12 +14,16 @@ export class SuffixArrayError extends Error {
 /** Largest input we accept: positions and the recursion's name slots must fit an Int32. */
 export const MAX_SUFFIX_ARRAY_INPUT = 0x7fff_fff0;
 
-/** Suffix array of `data` (length n, no sentinel entry) in linear time: SA-IS. */
-export function buildSuffixArray(data: Uint8Array): Int32Array {
+/**
+ * Suffix array of `data` (length n, no sentinel entry) in linear time: SA-IS. Written into `out`
+ * (n entries, for example in shared memory) if given.
+ */
+export function buildSuffixArray(data: Uint8Array, out?: Int32Array): Int32Array {
   if (!(data instanceof Uint8Array)) throw new SuffixArrayError('buildSuffixArray expects a Uint8Array');
   const n = data.length;
   if (n > MAX_SUFFIX_ARRAY_INPUT) throw new SuffixArrayError(`input of ${n} bytes is too large for an Int32 suffix array`);
-  const sa = new Int32Array(n);
+  if (out !== undefined && (!(out instanceof Int32Array) || out.length !== n)) throw new SuffixArrayError(`output array must be an Int32Array of ${n} entries`);
+  const sa = out ?? new Int32Array(n);
   if (n === 0) return sa;
   sais(data, sa, n, 256);
   return sa;

@@ -57,8 +57,16 @@ describe('buildSuffixArray', () => {
     expect(Array.from(buildSuffixArray(new TextEncoder().encode('banana')))).toEqual([5, 3, 1, 0, 4, 2]);
   });
 
-  it('rejects non-byte input', () => {
+  it('rejects non-byte input and an output array of the wrong size', () => {
     expect(() => buildSuffixArray([1, 2, 3] as unknown as Uint8Array)).toThrow(SuffixArrayError);
+    expect(() => buildSuffixArray(Uint8Array.of(1, 2, 3), new Int32Array(2))).toThrow(SuffixArrayError);
+  });
+
+  it('writes into a given output array, shared memory included', () => {
+    const d = new TextEncoder().encode('mississippi$banana');
+    const out = new Int32Array(new SharedArrayBuffer(4 * d.length));
+    expect(buildSuffixArray(d, out)).toBe(out);
+    expect(Array.from(out)).toEqual(naiveSuffixArray(d));
   });
 
   it('equals a naive sort on random bytes', () => {
