@@ -36,7 +36,8 @@ export interface HelperJob extends LcpJob {
 /**
  * Sorts one image here while a worker builds its prefix bucket table; both threads then build the LCP
  * array. The result (a copy of the data too) lives in shared memory, so that other workers can search
- * it without copying. Falls back to this thread, and ordinary memory, if the worker fails.
+ * it without copying. If the worker fails, this thread builds the LCP array alone and returns the
+ * caller's data (nothing else then shares the index).
  */
 export async function indexWithLcpHelper(data: Uint8Array, block?: number): Promise<BuiltIndex> {
   const bucketWidth = bucketWidthFor(data.length);

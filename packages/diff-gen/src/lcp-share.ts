@@ -17,7 +17,7 @@ export interface LcpJob {
 
 /** ctl[CTL_GO] becomes 1 once `sa` is filled in; then the passes may start. */
 export const CTL_GO = 0;
-/** Per pass k (0..2): ctl[1 + 2k] = next block to claim, ctl[2 + 2k] = blocks finished. */
+// Per pass k (0..2): ctl[1 + 2k] = next block to claim, ctl[2 + 2k] = blocks finished.
 /** ctl[CTL_SIDE_JOB] becomes 1 when the worker's own job before the passes (index-images.ts) is done. */
 export const CTL_SIDE_JOB = 7;
 export const CTL_WORDS = 8;
