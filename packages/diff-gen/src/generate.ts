@@ -3,7 +3,6 @@
 
 import {
   applyPackage,
-  crc32,
   chunkCountFor,
   MAX_DICT_SIZE,
   MAX_SPLIT_SIZE,
@@ -13,7 +12,6 @@ import {
   nodeSha256,
   parseHeader,
   SPLIT_ALIGN,
-  windowBoundary,
   type ChunkEntry,
   type LzmaParams,
   type PackageHeader,
@@ -22,10 +20,11 @@ import {
 } from '@otadiff/patch-apply';
 import type { KeyObject } from 'node:crypto';
 import { assemblePackage, trustedKeyOf } from './sign-package.js';
-import { encodeCommands } from './command-stream.js';
 import { compressRaw } from './lzma-compress.js';
-import { matchChunk, type ChunkWindow, type MatchOptions, type SourceIndex } from './matcher.js';
+import type { MatchOptions, SourceIndex } from './matcher.js';
 import { indexImages } from './index-images.js';
+import { diffChunk, type ChunkDiff, type ChunkDiffJob } from './chunk-diff.js';
+import { ChunkHelper, isShared } from './chunk-helper.js';
 
 export class GenerateError extends Error {
   override readonly name = 'GenerateError';
@@ -76,6 +75,8 @@ export interface GenerateResult {
 export const DEFAULT_SPLIT_SIZE = 64 * 1024;
 export const DEFAULT_DICT_SIZE = 16 * 1024;
 const MAX_IMAGE_BYTES = 0xffff_0000;
+/** Below this, a chunk worker's start-up costs more than it saves. */
+const MIN_HELPER_BYTES = 1 << 20;
 
 /** The release fields of a header, validated. */
 export function releaseInfo(o: ReleaseOptions): ReleaseInfo {
@@ -120,29 +121,33 @@ export async function generatePackage(oldImage: Uint8Array, newImage: Uint8Array
   progress({ phase: 'sort' });
   // Only inplace chunks after the first can reference restored new bytes.
   const needNew = o.mode === 'inplace' && count > 1 && options.referenceNew === true;
-  const indexes = await indexImages(needNew ? [oldImage, newImage] : [oldImage]);
+  // A second thread for the chunks, booting while the sources are sorted (the sorting uses both
+  // threads already when NEW is indexed too).
+  const helper = !needNew && count > 1 && newImage.length >= MIN_HELPER_BYTES ? ChunkHelper.start() : undefined;
+  let indexes: SourceIndex[];
+  try {
+    indexes = await indexImages(needNew ? [oldImage, newImage] : [oldImage]);
+  } catch (e) {
+    // The worker waits for its job and would keep the process alive.
+    helper?.cancel();
+    throw e;
+  }
   const old: SourceIndex = indexes[0];
   const newer: SourceIndex | undefined = needNew ? indexes[1] : undefined;
 
-  // LZMA runs on a libuv thread while the next chunk is matched here; results keep chunk order.
-  const pending: Promise<{ record: Uint8Array; rawLength: number; crc: number }>[] = [];
-  for (let i = 0; i < count; i++) {
-    const start = i * S;
-    const target = newImage.subarray(start, Math.min(newImage.length, start + S));
-    const boundary = windowBoundary({ mode: o.mode, splitSize: S }, i);
-    const window: ChunkWindow = {
-      old,
-      newer: boundary > 0 && newer !== undefined ? newer : undefined,
-      boundary,
-      length: Math.max(boundary, oldImage.length),
-    };
-    // The patcher's source position starts at the chunk offset; aligning the matcher there keeps seeks small.
-    const startPos = Math.min(start, window.length);
-    const ops = matchChunk(target, window, { ...options.match, startPos });
-    const raw = encodeCommands(ops, target, window, startPos);
-    const crc = crc32(target) >>> 0;
-    pending.push(compressRaw(raw, lzma).then((record) => ({ record, rawLength: raw.length, crc })));
-    progress({ phase: 'chunk', done: i + 1, total: count });
+  // LZMA runs on libuv threads while further chunks are matched; results keep chunk order.
+  const pending: Promise<{ record: Uint8Array; rawLength: number; crc: number }>[] = new Array(count);
+  let done = 0;
+  const take = (i: number, { raw, crc }: ChunkDiff): void => {
+    pending[i] = compressRaw(raw, lzma).then((record) => ({ record, rawLength: raw.length, crc }));
+    progress({ phase: 'chunk', done: ++done, total: count });
+  };
+  const job: ChunkDiffJob = { mode: o.mode, splitSize: S, old, newer, newImage, match: options.match };
+  if (helper && isShared(old.data, old.sa, old.lcp, old.buckets)) {
+    await helper.run({ ...job, newImage: sharedCopy(newImage) }, count, take);
+  } else {
+    helper?.cancel();
+    for (let i = 0; i < count; i++) take(i, diffChunk(job, i));
   }
   const chunks: ChunkEntry[] = [];
   const records: Uint8Array[] = [];
@@ -187,6 +192,12 @@ export async function generatePackage(oldImage: Uint8Array, newImage: Uint8Array
       throw new GenerateError('internal error: the generated package does not restore NEW');
   }
   return { package: pkg, header: parseHeader(pkg) };
+}
+
+function sharedCopy(data: Uint8Array): Uint8Array {
+  const copy = new Uint8Array(new SharedArrayBuffer(data.length));
+  copy.set(data);
+  return copy;
 }
 
 function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {

@@ -13,10 +13,11 @@
  * pick the copy whose surroundings also match.
  *
  * Supporting tables, each built once per image and cached by its suffix
- * array: the LCP array, a two-byte bucket table (narrows the binary search to
- * suffixes sharing the first two bytes) and, for inplace chunks cut from the
+ * array: the LCP array, a prefix bucket table (narrows the binary search to
+ * suffixes sharing the first two or three bytes) and, for inplace chunks cut from the
  * new image, the inverse suffix array (locates the target's own suffix).
  */
+import { bucketWidthFor, prefixBucketStarts } from './prefix-buckets.js';
 import { lcpOf, type ChunkWindow, type SourceIndex } from './source-window.js';
 
 /** Search result, reused across calls to keep the hot loop allocation-free. */
@@ -169,7 +170,9 @@ export class WindowSearcher {
 
   /**
    * Binary search: suffix(sa[lo]) < target[from..from+tl) <= suffix(sa[hi]), with their LCPs.
-   * The two-byte bucket table narrows the range first, saving most of the steps.
+   * The prefix bucket table narrows the range first, saving most of the steps. The result is the
+   * same for either table width: a bound still at the two-byte bucket's edge reports LCP 0 (a lower
+   * bound), any other bound its exact LCP, so three-byte buckets only start the search closer.
    */
   private locate(data: Uint8Array, sa: Int32Array, buckets: Int32Array, target: Uint8Array, from: number, tl: number): void {
     const n = data.length;
@@ -179,8 +182,26 @@ export class WindowSearcher {
     let lcpHi = 0;
     if (tl >= 2) {
       const key = (target[from] << 8) | target[from + 1];
-      lo = buckets[key] - 1;
-      hi = buckets[key + 1];
+      if (buckets.length === (1 << 16) + 1) {
+        lo = buckets[key] - 1;
+        hi = buckets[key + 1];
+      } else {
+        lo = buckets[key << 8] - 1;
+        hi = buckets[(key + 1) << 8];
+        if (tl >= 3) {
+          const key3 = (key << 8) | target[from + 2];
+          const lo3 = buckets[key3] - 1;
+          const hi3 = buckets[key3 + 1];
+          if (lo3 > lo) {
+            lo = lo3;
+            lcpLo = commonPrefix(data, sa[lo], target, from, tl);
+          }
+          if (hi3 < hi) {
+            hi = hi3;
+            lcpHi = commonPrefix(data, sa[hi], target, from, tl);
+          }
+        }
+      }
     }
     while (hi - lo > 1) {
       const mid = (lo + hi) >>> 1;
@@ -260,26 +281,26 @@ export class WindowSearcher {
   }
 }
 
-// Two-byte bucket starts of suffix arrays, built on demand like the LCP arrays.
+// Prefix bucket tables of suffix arrays, built on demand like the LCP arrays.
 const bucketCache = new WeakMap<Int32Array, Int32Array>();
 
-/**
- * starts[k] = first rank whose suffix begins with the two bytes k (big-endian;
- * the one-byte suffix "x" counts as "x\0", where it also sorts first), so the
- * suffixes starting with k occupy ranks [starts[k], starts[k + 1]).
- */
+/** The index's prefix bucket table (width bucketWidthFor(n)), computing and caching it if not supplied. */
 function bucketsOf(index: SourceIndex): Int32Array {
+  if (index.buckets) return index.buckets;
   let starts = bucketCache.get(index.sa);
   if (!starts) {
-    const d = index.data;
-    const n = d.length;
-    const counts = new Int32Array(65537);
-    for (let p = 0; p < n; p++) counts[((d[p] << 8) | (p + 1 < n ? d[p + 1] : 0)) + 1]++;
-    for (let k = 1; k <= 65536; k++) counts[k] += counts[k - 1];
-    starts = counts;
+    starts = prefixBucketStarts(index.data, bucketWidthFor(index.data.length));
     bucketCache.set(index.sa, starts);
   }
   return starts;
+}
+
+/** Common prefix length of suffix p and target[from..from+tl). */
+function commonPrefix(data: Uint8Array, p: number, target: Uint8Array, from: number, tl: number): number {
+  const lim = tl < data.length - p ? tl : data.length - p;
+  let k = 0;
+  while (k < lim && data[p + k] === target[from + k]) k++;
+  return k;
 }
 
 // Inverse suffix arrays, built on demand and kept as long as their suffix array lives.

@@ -3,7 +3,8 @@
  * in `inplace` mode chunk i sees new[0:B] ++ old[B:] with B = i*S, because the
  * chunks before it have already overwritten the start of the partition.
  */
-import { buildLcpArray, buildSuffixArray } from './suffix-array.js';
+import { buildSuffixArray } from './suffix-array.js';
+import { buildLcpArray, lcpOfSortedSuffixes } from './lcp-array.js';
 
 export class MatcherError extends Error {
   override name = 'MatcherError';
@@ -15,6 +16,8 @@ export interface SourceIndex {
   sa: Int32Array;
   /** lcp[i] = common prefix of the suffixes at sa[i-1] and sa[i]; see buildLcpArray. */
   lcp?: Int32Array;
+  /** Prefix bucket starts of width bucketWidthFor(data.length); see prefix-buckets.ts. */
+  buckets?: Int32Array;
 }
 
 export interface ChunkWindow {
@@ -31,10 +34,14 @@ export interface ChunkWindow {
   length: number;
 }
 
+/** An index with its LCP array built (the bucket table may still come on first use). */
+export type BuiltIndex = SourceIndex & { lcp: Int32Array };
+
 /** Sort an image once so that every chunk's window can search it. */
-export function indexImage(data: Uint8Array): Required<SourceIndex> {
+export function indexImage(data: Uint8Array): BuiltIndex {
   const sa = buildSuffixArray(data);
-  return { data, sa, lcp: buildLcpArray(data, sa) };
+  // Our own suffix array: no need to check it is a permutation.
+  return { data, sa, lcp: lcpOfSortedSuffixes(data, sa) };
 }
 
 /** Byte p of the window; throws outside [0, W). */

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { indexImage } from '../src/source-window.js';
+import { bucketWidthFor, prefixBucketStarts } from '../src/prefix-buckets.js';
 import { codeLike } from './edits.js';
 
 // The worker runs compiled JavaScript: this test uses the build that `npm ci` (prepare) makes.
@@ -22,5 +23,20 @@ describe('indexImages', () => {
     // The worker itself (indexImages falls back to this thread when it cannot start one).
     const w = await indexInWorker(a);
     expect(Buffer.compare(Buffer.from(w.sa.buffer), Buffer.from(ra.sa.buffer))).toBe(0);
+  });
+
+  it('sorts one image here and shares its LCP passes with a worker, with the same result as one thread', async () => {
+    expect(existsSync(DIST), 'packages/diff-gen/dist is missing: run `npm run build`').toBe(true);
+    const { indexImages, indexWithLcpHelper } = (await import(DIST.href)) as typeof import('../src/index-images.js');
+    const a = codeLike((1 << 20) + 77, 3);
+    const ra = indexImage(a);
+    // Small blocks: both threads get many, and plcp restarts at many block starts.
+    for (const w of [await indexWithLcpHelper(a, 4096), (await indexImages([a]))[0]]) {
+      expect(Buffer.compare(Buffer.from(w.data), Buffer.from(a))).toBe(0);
+      expect(Buffer.compare(Buffer.from(new Uint8Array(w.sa.buffer)), Buffer.from(ra.sa.buffer))).toBe(0);
+      expect(Buffer.compare(Buffer.from(new Uint8Array(w.lcp.buffer)), Buffer.from(ra.lcp.buffer))).toBe(0);
+      // The worker's side job: the prefix bucket table.
+      expect(w.buckets).toEqual(prefixBucketStarts(a, bucketWidthFor(a.length)));
+    }
   });
 });

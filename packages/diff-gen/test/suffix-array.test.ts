@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { readFileSync, existsSync } from 'node:fs';
-import { buildLcpArray, buildSuffixArray, SuffixArrayError } from '../src/suffix-array.js';
+import { buildSuffixArray, SuffixArrayError } from '../src/suffix-array.js';
+import { buildLcpArray } from '../src/lcp-array.js';
 
 /** Reference: sort all suffixes by direct comparison (a proper prefix sorts first). */
 function naiveSuffixArray(d: Uint8Array): number[] {
@@ -56,8 +57,16 @@ describe('buildSuffixArray', () => {
     expect(Array.from(buildSuffixArray(new TextEncoder().encode('banana')))).toEqual([5, 3, 1, 0, 4, 2]);
   });
 
-  it('rejects non-byte input', () => {
+  it('rejects non-byte input and an output array of the wrong size', () => {
     expect(() => buildSuffixArray([1, 2, 3] as unknown as Uint8Array)).toThrow(SuffixArrayError);
+    expect(() => buildSuffixArray(Uint8Array.of(1, 2, 3), new Int32Array(2))).toThrow(SuffixArrayError);
+  });
+
+  it('writes into a given output array, shared memory included', () => {
+    const d = new TextEncoder().encode('mississippi$banana');
+    const out = new Int32Array(new SharedArrayBuffer(4 * d.length));
+    expect(buildSuffixArray(d, out)).toBe(out);
+    expect(Array.from(out)).toEqual(naiveSuffixArray(d));
   });
 
   it('equals a naive sort on random bytes', () => {
@@ -103,6 +112,15 @@ describe('buildSuffixArray', () => {
       ),
       { numRuns: 300 },
     );
+  });
+
+  it('equals a naive sort on Fibonacci words and squares (many recursion levels, equal LMS substrings)', () => {
+    let a = [0];
+    let b = [0, 1];
+    while (b.length < 3000) [a, b] = [b, [...b, ...a]];
+    const fib = Uint8Array.from(b);
+    const square = Uint8Array.from([...b.slice(0, 700), ...b.slice(0, 700)]);
+    for (const d of [fib, square, fib.map((x) => 255 - x)]) expect(Array.from(buildSuffixArray(d))).toEqual(naiveSuffixArray(d));
   });
 
   it('sorts slices of a real firmware image and a large structured buffer', () => {
