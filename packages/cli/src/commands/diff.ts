@@ -64,7 +64,7 @@ export async function diffCommand(oldPath: string, newPath: string, opts: DiffOp
     process.stdout.write(
       `${opts.output}: ${formatBytes(summary.patchBytes)} (${(summary.ratio * 100).toFixed(2)}% of NEW), ` +
         `${summary.chunks} chunks of ${formatBytes(summary.splitSize)}, ${summary.mode}, ` +
-        `dictionary ${formatBytes(summary.dictSize)}, device RAM ${formatBytes(summary.ramBytes)}, ` +
+        `dictionary ${formatBytes(summary.dictSize)}, patcher RAM ${formatBytes(summary.ramBytes)}, ` +
         `${summary.signature === null ? 'unsigned' : `signed (${summary.signature})`}, ${summary.seconds.toFixed(2)} s\n`,
     );
   }

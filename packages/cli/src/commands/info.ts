@@ -1,4 +1,4 @@
-import { packageLength, parseHeader, signatureAlgorithmOf, streamPatcherRamBytes, chunkLength } from '@otadiff/patch-apply';
+import { packageLength, parseHeader, signatureAlgorithmOf, streamPatcherRamBytes, chunkLength, JS_ENGINE_BYTES } from '@otadiff/patch-apply';
 import { readInput } from '../files.js';
 import { formatBytes } from '../size-arg.js';
 
@@ -56,7 +56,7 @@ export async function infoCommand(patchPath: string, opts: { json?: boolean }): 
     `  release       version "${info.firmwareVersion}", security counter ${info.securityCounter}${info.allowDowngrade ? ', downgrade allowed' : ''}`,
     `  signature     ${info.signature === null ? 'none' : `${info.signature} (${info.signatureBytes} bytes; check it with \`otadiff verify\`)`}`,
     `  package       ${info.packageBytes} bytes (header ${info.headerBytes}, signature ${info.signatureBytes}, records ${info.payloadBytes})`,
-    `  device RAM    ${formatBytes(info.ramBytes)}`,
+    `  patcher RAM   ${formatBytes(info.ramBytes)} (buffers ${formatBytes(info.ramBytes - JS_ENGINE_BYTES)} + ${formatBytes(JS_ENGINE_BYTES)} for the JavaScript engine's objects; a C patcher needs only the buffers)`,
   ];
   if (pkg.length !== declared) lines.push(`  warning: file is ${pkg.length} bytes, header declares ${declared}`);
   lines.push('  chunk   new offset   length   record off   record len   raw len   crc32');
