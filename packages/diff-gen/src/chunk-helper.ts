@@ -76,8 +76,3 @@ export class ChunkHelper {
     }
   }
 }
-
-/** Whether every array of an index lives in shared memory, so a worker can read it without a copy. */
-export function isShared(...arrays: (ArrayBufferView | undefined)[]): boolean {
-  return arrays.every((a) => a !== undefined && a.buffer instanceof SharedArrayBuffer);
-}

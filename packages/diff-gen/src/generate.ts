@@ -24,7 +24,8 @@ import { compressRaw } from './lzma-compress.js';
 import type { MatchOptions, SourceIndex } from './matcher.js';
 import { indexImages } from './index-images.js';
 import { diffChunk, type ChunkDiff, type ChunkDiffJob } from './chunk-diff.js';
-import { ChunkHelper, isShared } from './chunk-helper.js';
+import { ChunkHelper } from './chunk-helper.js';
+import { isShared, sharedCopy } from './shared-memory.js';
 
 export class GenerateError extends Error {
   override readonly name = 'GenerateError';
@@ -192,12 +193,6 @@ export async function generatePackage(oldImage: Uint8Array, newImage: Uint8Array
       throw new GenerateError('internal error: the generated package does not restore NEW');
   }
   return { package: pkg, header: parseHeader(pkg) };
-}
-
-function sharedCopy(data: Uint8Array): Uint8Array {
-  const copy = new Uint8Array(new SharedArrayBuffer(data.length));
-  copy.set(data);
-  return copy;
 }
 
 function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {

@@ -1,6 +1,7 @@
 // The LCP passes split into blocks that two threads claim from a shared counter, so whichever thread
 // is free (or started first) takes the next block and neither waits on a fixed half.
 import { lcpPass, phiPass, plcpPass } from './lcp-array.js';
+import { sharedCopy } from './shared-memory.js';
 
 /** Everything both threads see: shared memory only. */
 export interface LcpJob {
@@ -51,10 +52,8 @@ export async function shareLcpWork(job: LcpJob, wait: Waiter): Promise<void> {
 /** Shared-memory buffers for an LCP job over n bytes (`data` is copied in; `sa` is filled later). */
 export function allocateLcpJob(data: Uint8Array, block = BLOCK): LcpJob {
   const n = data.length;
-  const shared = new Uint8Array(new SharedArrayBuffer(n));
-  shared.set(data);
   return {
-    data: shared,
+    data: sharedCopy(data),
     sa: new Int32Array(new SharedArrayBuffer(4 * n)),
     phi: new Int32Array(new SharedArrayBuffer(4 * n)),
     lcp: new Int32Array(new SharedArrayBuffer(4 * n)),

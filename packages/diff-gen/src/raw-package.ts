@@ -1,6 +1,6 @@
 // NEW alone -> an OTA_RAW package: the full image stored chunk by chunk behind the same signed header
 // as a diff, so the device checks a full image exactly as it checks a delta.
-import { applyPackage, chunkCountFor, crc32, nodeCrc32, nodeSha256, STORED_PARAMS, trustCheck, type ChunkEntry } from '@otadiff/patch-apply';
+import { applyPackage, chunkCountFor, nodeCrc32, nodeSha256, STORED_PARAMS, trustCheck, type ChunkEntry } from '@otadiff/patch-apply';
 import { GenerateError, releaseInfo, DEFAULT_SPLIT_SIZE, type GenerateResult, type ReleaseOptions } from './generate.js';
 import { assemblePackage, trustedKeyOf } from './sign-package.js';
 import { parseHeader, SPLIT_ALIGN, MAX_SPLIT_SIZE } from '@otadiff/patch-apply';
@@ -20,7 +20,7 @@ export function packRaw(image: Uint8Array, options: RawPackageOptions = {}): Gen
   const chunks: ChunkEntry[] = [];
   for (let i = 0; i < chunkCountFor(image.length, S); i++) {
     const chunk = image.subarray(i * S, Math.min(image.length, (i + 1) * S));
-    chunks.push({ recordOffset: i * S, recordLength: chunk.length, rawLength: chunk.length, crc32: crc32(chunk) >>> 0 });
+    chunks.push({ recordOffset: i * S, recordLength: chunk.length, rawLength: chunk.length, crc32: nodeCrc32(chunk) });
   }
   const sha = nodeSha256();
   sha.update(image);

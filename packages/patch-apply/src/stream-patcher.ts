@@ -79,7 +79,7 @@ export class StreamPatcher {
   private readonly limits: PatcherLimits;
   private readonly fixedBuf = new Uint8Array(FIXED_HEADER_BYTES);
   private fixed: FixedHeader | null = null;
-  /** The whole signed header (fixed part, chunk table, CRC), kept until the signature is checked. */
+  /** The whole signed header (fixed part, chunk table, CRC) until the signature is checked; `table` then keeps a view of it. */
   private headBuf: Uint8Array | null = null;
   private filled = 0;
   private hdr: FixedHeader | null = null;
