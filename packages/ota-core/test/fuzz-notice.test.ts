@@ -6,7 +6,7 @@
 // documented constraints and rebuilds to itself, or throw MessageError, quickly; a string and its UTF-8
 // bytes must parse alike; nothing may touch Object.prototype.
 // CI runs 1000 cases with a fixed seed; `npm run fuzz` runs many more (OTADIFF_FUZZ_RUNS, OTADIFF_FUZZ_SEED).
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import {
   buildInformMessage,
@@ -24,11 +24,11 @@ import {
 } from '../src/messages.js';
 import { isValidVersion } from '../src/version.js';
 import { informTopic, isValidDeviceName, isValidProductKey, otaTopic, parseOtaTopic, progressTopic, TopicError, upgradeTopic, type OtaTopicKind } from '../src/topics.js';
-import { HangWatchdog } from '../../patch-apply/test/fuzz-watchdog.js';
+import { FUZZ_SEED, fuzzRuns, suiteWatchdog, type HangGuard } from '../../patch-apply/test/fuzz-watchdog.js';
 import { baseUpgrade, MD5, SHA } from './helpers/sample-notices.js';
 
-const RUNS = Number(process.env.OTADIFF_FUZZ_RUNS ?? 1000);
-const SEED = Number(process.env.OTADIFF_FUZZ_SEED ?? 0x07ad1ff);
+const RUNS = fuzzRuns(1000);
+const SEED = FUZZ_SEED;
 /** Parsing a notice of at most 16 KiB takes well under a millisecond. */
 const SLOW_MS = 250;
 const HANG_MS = 15_000;
@@ -341,7 +341,7 @@ function invalid(kind: Kind, v: UpgradeInfo | InformMessage | ProgressMessage): 
 }
 
 /** Parses with `kind`'s parser; fails the property on anything but a valid value or a MessageError. */
-function parse(kind: Kind, payload: string | Uint8Array, watchdog: HangWatchdog, input: Uint8Array): Parsed {
+function parse(kind: Kind, payload: string | Uint8Array, watchdog: HangGuard, input: Uint8Array): Parsed {
   const t0 = performance.now();
   let out: Parsed;
   try {
@@ -369,16 +369,9 @@ const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 const startsWithBom = (b: Uint8Array) => b.length >= 3 && b[0] === 0xef && b[1] === 0xbb && b[2] === 0xbf;
 
 describe('notice fuzz', () => {
-  let watchdog: HangWatchdog;
+  const watchdog = suiteWatchdog('fuzz-notice', HANG_MS, () => 256 * 1024);
   const seen = new Map<string, number>();
   const count = (k: string) => seen.set(k, (seen.get(k) ?? 0) + 1);
-
-  beforeAll(() => {
-    watchdog = new HangWatchdog('fuzz-notice', HANG_MS, 256 * 1024);
-  });
-  afterAll(async () => {
-    await watchdog?.stop();
-  });
 
   it('every sample is a real notice its parser accepts', () => {
     for (const s of SAMPLES) {

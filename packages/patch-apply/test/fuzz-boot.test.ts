@@ -18,7 +18,7 @@
 // The gaps of boot-restore.ts it found are pinned in 'known gaps (reported)' at the end.
 // CI runs 300 cases with a fixed seed; `npm run fuzz` runs many more (OTADIFF_FUZZ_RUNS, OTADIFF_FUZZ_SEED;
 // OTADIFF_FUZZ_DEBUG=1 prints what the cases reached).
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { createHash } from 'node:crypto';
 import { generatePackage, generateKeyPair, loadPrivateKey, packRaw, trustedKeyOf } from '@otadiff/diff-gen';
@@ -35,11 +35,11 @@ import { openPartition, type Partition, type PartitionLayout } from '../src/flas
 import { checkHandoverFits, encodeHandover, readHandover, type Handover, type Slot } from '../src/flash/handover.js';
 import { deriveUpdateId, encodeJournalEntry, Journal, JOURNAL_RECORD_SIZE, type JournalEntry } from '../src/flash/journal.js';
 import { applyMutations, HANDOVER_CODEC, JOURNAL_CODEC, mutationsArb, readLE, type FlashMutation, type MutationContext, type RecordSite } from './helpers/flash-mutations.js';
-import { HangWatchdog } from './fuzz-watchdog.js';
+import { FUZZ_SEED, fuzzRuns, suiteWatchdog } from './fuzz-watchdog.js';
 import { image, pair } from './helpers/images.js';
 
-const RUNS = Number(process.env.OTADIFF_FUZZ_RUNS ?? 300);
-const SEED = Number(process.env.OTADIFF_FUZZ_SEED ?? 0x07ad1ff);
+const RUNS = fuzzRuns(300);
+const SEED = FUZZ_SEED;
 /** One boot of these ~10 KB images takes a few milliseconds. */
 const SLOW_MS = 2_000;
 const HANG_MS = 15_000;
@@ -208,17 +208,13 @@ async function makeBases(): Promise<Base[]> {
 
 describe('boot fuzz: mutated hand-over and journal', () => {
   let bases: Base[] = [];
-  let watchdog: HangWatchdog;
   const seen = new Map<string, number>();
   const count = (k: string) => seen.set(k, (seen.get(k) ?? 0) + 1);
 
   beforeAll(async () => {
     bases = await makeBases();
-    watchdog = new HangWatchdog('fuzz-boot', HANG_MS, 4 * SECTOR);
   });
-  afterAll(async () => {
-    await watchdog?.stop();
-  });
+  const watchdog = suiteWatchdog('fuzz-boot', HANG_MS, () => 4 * SECTOR);
 
   it('the unmutated devices boot as expected', () => {
     const kinds = Object.fromEntries(bases.map((b) => [b.name, b.baseline.outcome.kind]));

@@ -5,7 +5,7 @@
 // independent decoder) and re-encode canonically, or throw HandoverError; the store must pick the
 // documented copy and keep the newest one through the next write.
 // CI runs a fixed seed; `npm run fuzz` runs many more (OTADIFF_FUZZ_RUNS, OTADIFF_FUZZ_SEED).
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { crc32 as zlibCrc32 } from 'node:zlib';
 import { MemoryFlash } from '../src/flash/memory-flash.js';
@@ -23,10 +23,10 @@ import {
   type HandoverInput,
 } from '../src/flash/handover.js';
 import { applyMutations, HANDOVER_CODEC, mutationsArb, readLE, type MutationContext } from './helpers/flash-mutations.js';
-import { HangWatchdog } from './fuzz-watchdog.js';
+import { FUZZ_SEED, fuzzRuns, suiteWatchdog } from './fuzz-watchdog.js';
 
-const RUNS = Number(process.env.OTADIFF_FUZZ_RUNS ?? 1000);
-const SEED = Number(process.env.OTADIFF_FUZZ_SEED ?? 0x07ad1ff);
+const RUNS = fuzzRuns(1000);
+const SEED = FUZZ_SEED;
 const HANG_MS = 15_000;
 const SLOW_MS = 500;
 
@@ -117,16 +117,9 @@ const LAYOUT = defaultLayout({ appSize: 1 << 16, otaSize: 1 << 17, splitSize: 40
 const LAYOUT_INPLACE = defaultLayout({ appSize: 1 << 16, otaSize: 1 << 17, splitSize: 4096 });
 
 describe('hand-over fuzz', () => {
-  let watchdog: HangWatchdog;
+  const watchdog = suiteWatchdog('fuzz-handover', HANG_MS, () => 2 * 512);
   const seen = new Map<string, number>();
   const count = (k: string) => seen.set(k, (seen.get(k) ?? 0) + 1);
-
-  beforeAll(() => {
-    watchdog = new HangWatchdog('fuzz-handover', HANG_MS, 2 * 512);
-  });
-  afterAll(async () => {
-    await watchdog?.stop();
-  });
 
   it('the reference decoder agrees with the encoder on honest records', () => {
     const h: Handover = {

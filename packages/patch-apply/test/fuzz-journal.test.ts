@@ -5,7 +5,7 @@
 // decoder), canonically, and the journal must pick the documented latest record, stay appendable, and
 // never throw (an exhausted sequence number, which only forgery reaches, starts the journal over).
 // CI runs 1000 cases with a fixed seed; `npm run fuzz` runs many more (OTADIFF_FUZZ_RUNS, OTADIFF_FUZZ_SEED).
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { crc32 as zlibCrc32 } from 'node:zlib';
 import { MemoryFlash } from '../src/flash/memory-flash.js';
@@ -20,10 +20,10 @@ import {
   type RestoreStateName,
 } from '../src/flash/journal.js';
 import { applyMutations, JOURNAL_CODEC, mutationsArb, readLE, type MutationContext } from './helpers/flash-mutations.js';
-import { HangWatchdog } from './fuzz-watchdog.js';
+import { FUZZ_SEED, fuzzRuns, suiteWatchdog } from './fuzz-watchdog.js';
 
-const RUNS = Number(process.env.OTADIFF_FUZZ_RUNS ?? 1000);
-const SEED = Number(process.env.OTADIFF_FUZZ_SEED ?? 0x07ad1ff);
+const RUNS = fuzzRuns(1000);
+const SEED = FUZZ_SEED;
 const HANG_MS = 15_000;
 /** A scan of two small sectors takes microseconds. */
 const SLOW_MS = 500;
@@ -89,16 +89,9 @@ const inputArb: fc.Arbitrary<JournalInput> = fc.record({
 const same = (a: Uint8Array, b: Uint8Array) => a.length === b.length && Buffer.compare(a, b) === 0;
 
 describe('journal fuzz', () => {
-  let watchdog: HangWatchdog;
+  const watchdog = suiteWatchdog('fuzz-journal', HANG_MS, () => 2 * 512);
   const seen = new Map<string, number>();
   const count = (k: string) => seen.set(k, (seen.get(k) ?? 0) + 1);
-
-  beforeAll(() => {
-    watchdog = new HangWatchdog('fuzz-journal', HANG_MS, 2 * 512);
-  });
-  afterAll(async () => {
-    await watchdog?.stop();
-  });
 
   it('the reference decoder agrees with the encoder on honest records', () => {
     const buf = new Uint8Array(JOURNAL_RECORD_SIZE);

@@ -1,7 +1,7 @@
 // Fuzz of the package parser and patcher: random mutations of real packages must give a clear
 // PackageError or exactly NEW, never another exception, a wrong image or a hang.
 // CI runs ~300 cases with a fixed seed; `npm run fuzz` runs many more (OTADIFF_FUZZ_RUNS, OTADIFF_FUZZ_SEED).
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { crc32 } from '../src/crc32.js';
 import { generatePackage } from '../../diff-gen/src/generate.js';
@@ -11,10 +11,10 @@ import { CHUNK_ENTRY_BYTES, FIXED_HEADER_BYTES, parseHeader, type PatchMode } fr
 import { trustCheck, type TrustCheck } from '../src/signature.js';
 import type { KeyObject } from 'node:crypto';
 import { generateKeyPair, loadPrivateKey, trustedKeyOf } from '../../diff-gen/src/sign-package.js';
-import { HangWatchdog } from './fuzz-watchdog.js';
+import { FUZZ_SEED, fuzzRuns, suiteWatchdog, type HangGuard } from './fuzz-watchdog.js';
 
-const RUNS = Number(process.env.OTADIFF_FUZZ_RUNS ?? 300);
-const SEED = Number(process.env.OTADIFF_FUZZ_SEED ?? 0x07ad1ff);
+const RUNS = fuzzRuns(300);
+const SEED = FUZZ_SEED;
 /** One apply of a ~10-30 KB package takes milliseconds; anything near this is a bug. */
 const SLOW_MS = 2_000;
 /** Past this the watchdog kills the process: a real hang. */
@@ -224,7 +224,7 @@ const equal = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length &
 type Outcome = { ok: true } | { ok: false; code: PackageErrorCode };
 
 /** Applies a package and classifies the outcome; throws (failing the property) on anything but NEW or a PackageError. */
-function check(b: Base, pkg: Uint8Array, pieceSize: number, watchdog: HangWatchdog): Outcome {
+function check(b: Base, pkg: Uint8Array, pieceSize: number, watchdog: HangGuard): Outcome {
   const t0 = performance.now();
   let outcome: Outcome;
   try {
@@ -244,7 +244,6 @@ function check(b: Base, pkg: Uint8Array, pieceSize: number, watchdog: HangWatchd
 
 describe('package fuzz', () => {
   const bases: Base[] = [];
-  let watchdog: HangWatchdog;
 
   beforeAll(async () => {
     const rand = prng(0x5eed);
@@ -260,12 +259,9 @@ describe('package fuzz', () => {
     bases.push(await makeBase('inplace-tail', oldC, concat(headC, headC.subarray(100, 1400)), 'inplace', undefined, true));
     const key = loadPrivateKey(generateKeyPair('ed25519').privateKey);
     bases.push(await makeBase('inplace-signed', oldC, concat(headC, headC.subarray(100, 1400)), 'inplace', key));
-    watchdog = new HangWatchdog('fuzz-package', HANG_MS, Math.max(...bases.map((b) => b.pkg.length)) + 64 * 64);
   });
-
-  afterAll(async () => {
-    await watchdog?.stop();
-  });
+  // Room for the largest base package and what the mutations may add to it.
+  const watchdog = suiteWatchdog('fuzz-package', HANG_MS, () => Math.max(...bases.map((b) => b.pkg.length)) + 64 * 64);
 
   it('the base packages are real multi-chunk packages that restore NEW', () => {
     for (const b of bases) {

@@ -5,6 +5,15 @@
 import { Worker } from 'node:worker_threads';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
+
+/** Cases per property: OTADIFF_FUZZ_RUNS (`npm run fuzz`), else the suite's own count for CI. */
+export function fuzzRuns(ciRuns: number): number {
+  return Number(process.env.OTADIFF_FUZZ_RUNS ?? ciRuns);
+}
+
+/** The seed of every fuzz suite: OTADIFF_FUZZ_SEED, else a fixed one, so CI runs the same cases each time. */
+export const FUZZ_SEED = Number(process.env.OTADIFF_FUZZ_SEED ?? 0x07ad1ff);
 
 // Plain CommonJS for an eval worker: it must not depend on the TypeScript transform of the test runner.
 const WATCHER = `
@@ -60,4 +69,21 @@ export class HangWatchdog {
   async stop(): Promise<void> {
     await this.worker.terminate();
   }
+}
+
+export type HangGuard = Pick<HangWatchdog, 'guard'>;
+
+/**
+ * A HangWatchdog for the enclosing describe block: made before its tests, after the hooks registered
+ * earlier (so its input size may depend on what they built), and stopped after them.
+ */
+export function suiteWatchdog(label: string, hangMs: number, maxInputBytes: () => number): HangGuard {
+  let watchdog: HangWatchdog | undefined;
+  beforeAll(() => {
+    watchdog = new HangWatchdog(label, hangMs, maxInputBytes());
+  });
+  afterAll(async () => {
+    await watchdog?.stop();
+  });
+  return { guard: (input, fn) => watchdog!.guard(input, fn) };
 }
