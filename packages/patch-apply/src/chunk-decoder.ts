@@ -261,20 +261,13 @@ export class ChunkDecoder {
           break;
         }
         case Step.Extra: {
+          // Through the stage like every other byte: one path, so the optimiser never meets a branch the
+          // first chunks left unrun (a long literal run in a later chunk would deoptimise this loop).
           while (this.remaining > 0) {
-            let got: number;
-            if (this.stagePos < this.stageEnd) {
-              got = Math.min(this.remaining, this.stageEnd - this.stagePos);
-              out.set(this.stage.subarray(this.stagePos, this.stagePos + got), this.outPos);
-              this.stagePos += got;
-            } else {
-              // Long literal runs go from the decoder straight into the chunk.
-              const want = Math.min(this.remaining, rawLength - this.rawRead);
-              if (want === 0) this.bad('command stream ends inside extra bytes');
-              got = lz.read(out, this.outPos, want);
-              if (got === 0) return;
-              this.rawRead += got;
-            }
+            if (!this.fill('extra bytes')) return;
+            const got = Math.min(this.remaining, this.stageEnd - this.stagePos);
+            out.set(this.stage.subarray(this.stagePos, this.stagePos + got), this.outPos);
+            this.stagePos += got;
             this.outPos += got;
             this.remaining -= got;
           }
