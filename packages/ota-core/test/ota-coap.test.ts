@@ -67,7 +67,7 @@ describe('the cloud serves packages over CoAP', () => {
       // The first notice's capability path is no longer served.
       const url = new URL((first as { info: { url: string } }).info.url);
       url.port = String(rig.cloud.coap.port);
-      const gone = await coapDownload({ url: url.href, sink: () => {}, hash: 'sha256', expectedSize: 10, expectedDigest: '0'.repeat(64), ackTimeoutMs: 200 }).catch((e: unknown) => e);
+      const gone = await coapDownload({ url: url.href, sink: async () => {}, hash: 'sha256', expectedSize: 10, expectedDigest: '0'.repeat(64), ackTimeoutMs: 200 }).catch((e: unknown) => e);
       expect(gone).toMatchObject({ code: 'COAP_STATUS', message: expect.stringMatching(/4\.04/) });
     } finally {
       await rig.close();
