@@ -57,7 +57,7 @@ export async function powercutCommand(oldPath: string, patchPath: string, opts: 
         `  cuts ${report.cuts} (${report.doubleCuts} with a second cut during the resume), tear ${tear}`,
         `  recovered ${report.recovered}, failed ${report.failed}`,
         `  wear of one update: ${w.erases} erases (at most ${w.maxErasesPerSector} on one sector), ${w.programs} programs, ${formatBytes(w.bytesProgrammed)} programmed`,
-        `  restore RAM ${formatBytes(report.ramBytes)}`,
+        `  restore RAM ${formatBytes(report.ramBytes)} of buffers (what a bootloader in C allocates)`,
         ...report.failures.slice(0, 10).map((f) => `  FAILED at op ${f.op}: ${f.detail}`),
       ].join('\n') + '\n',
     );

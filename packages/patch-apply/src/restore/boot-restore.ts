@@ -89,7 +89,12 @@ export function backupBytes(p: Pick<PackageHeader, 'splitSize' | 'chunks'>): num
   return p.chunks.length > 1 ? 2 * p.splitSize : p.splitSize;
 }
 
-/** RAM the restore needs for a package: the chunk decoder + an I/O block + the signed header and signature. */
+/**
+ * RAM the restore's buffers take for a package: the chunk decoder + an I/O block + the signed header and
+ * signature, i.e. what a bootloader in C allocates. Unlike streamPatcherRamBytes it has no
+ * JS_ENGINE_BYTES: the TypeScript restore's engine overhead is not measured, and the boot fuzz bounds
+ * every flash read by this figure.
+ */
 export function restoreRamBytes(h: PackageHeader): number {
   return chunkDecoderRamBytes(h) + IO_BLOCK + FIXED_HEADER_BYTES + h.headerLength + h.signatureLength;
 }

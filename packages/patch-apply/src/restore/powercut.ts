@@ -70,6 +70,7 @@ export interface PowercutReport {
   failures: CutFailure[];
   /** Flash wear of a clean restore. */
   wear: { erases: number; programs: number; bytesProgrammed: number; maxErasesPerSector: number; erasesBySector: Record<string, number> };
+  /** restoreRamBytes: the restore's buffers. */
   ramBytes: number;
 }
 
