@@ -1,3 +1,4 @@
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync, existsSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -67,6 +68,10 @@ describe('otadiff diff / apply / info', () => {
     ['a bad size', ['diff', `${CORPUS}boot_v1.6.bin`, `${CORPUS}boot_v1.7.bin`, '-o', 'X', '--split-size', '64Q'], /invalid size "64Q"/],
     ['a split that is not a multiple of 4K', ['diff', `${CORPUS}boot_v1.6.bin`, `${CORPUS}boot_v1.7.bin`, '-o', 'X', '--split-size', '5000'], /split size 5000/],
     ['a bad mode', ['diff', `${CORPUS}boot_v1.6.bin`, `${CORPUS}boot_v1.7.bin`, '-o', 'X', '--mode', 'xy'], /--mode must be inplace or ab/],
+    ['apply: a missing OLD', ['apply', '/nonexistent/old', `${CORPUS}boot_v1.7.bin`, '-o', 'X'], /cannot read OLD \/nonexistent\/old: no such file/],
+    ['apply: a directory as PATCH', ['apply', `${CORPUS}boot_v1.6.bin`, CORPUS, '-o', 'X'], /cannot read PATCH .*: is a directory/],
+    ['apply: a missing OLD and a missing key', ['apply', '/nonexistent/old', '/nonexistent/patch', '-o', 'X', '--pubkey', '/nonexistent/key'], /cannot read public key \/nonexistent\/key/],
+    ['apply: a missing PATCH', ['apply', `${CORPUS}boot_v1.6.bin`, '/nonexistent/patch', '-o', 'X'], /cannot read PATCH \/nonexistent\/patch: no such file/],
     ['not a package', ['apply', `${CORPUS}boot_v1.6.bin`, `${CORPUS}boot_v1.7.bin`, '-o', 'X'], /not an otadiff package/],
     ['an output in a missing directory', ['diff', `${CORPUS}boot_v1.6.bin`, `${CORPUS}boot_v1.7.bin`, '-o', '/nonexistent-dir/p.bin'], /cannot write \/nonexistent-dir\/p\.bin: no such directory/],
     ['an unknown option', ['diff', 'a', 'b', '-o', 'X', '--frobnicate'], /unknown option/],
@@ -83,6 +88,23 @@ describe('otadiff diff / apply / info', () => {
       expect(existsSync(target)).toBe(false);
     });
   }
+
+  it('apply reads OLD and PATCH from pipes too (no size to read up to)', async () => {
+    const patch = join(dir, 'p-fifo.bin');
+    expect((await run('diff', `${CORPUS}at-v3.0.4.bin`, `${CORPUS}at-v3.0.5.bin`, '-o', patch)).code).toBe(0);
+    const oldFifo = join(dir, 'old.fifo');
+    const patchFifo = join(dir, 'patch.fifo');
+    execFileSync('mkfifo', [oldFifo, patchFifo]);
+    // Writers in another process: opening a FIFO blocks until both ends are open.
+    const writer = spawn('sh', ['-c', `cat "$0" > "$1" & cat "$2" > "$3"; wait`, `${CORPUS}at-v3.0.4.bin`, oldFifo, patch, patchFifo], { stdio: 'ignore' });
+    const written = new Promise((resolve) => writer.on('exit', resolve));
+    const out = join(dir, 'n-fifo.bin');
+    const a = await run('apply', oldFifo, patchFifo, '-o', out, '--json');
+    expect(await written).toBe(0);
+    expect(a.err).toBe('');
+    expect(a.code).toBe(0);
+    expect(Buffer.compare(readFileSync(out), readFileSync(`${CORPUS}at-v3.0.5.bin`))).toBe(0);
+  });
 
   it('a wrong old image or a corrupt package fails without leaving a partial output', async () => {
     const patch = join(dir, 'p2.bin');

@@ -1,5 +1,5 @@
-import { applyPackage, DEFAULT_LIMITS, nodeCrc32, nodeSha256, streamPatcherRamBytes, type ApplyOptions as PatchOptions } from '@otadiff/patch-apply/host-apply';
-import { readInput, writeOutputAtomic } from '../files.js';
+import type { ApplyOptions as PatchOptions } from '@otadiff/patch-apply/host-apply';
+import { readInputLater, writeOutputAtomic } from '../files.js';
 import { Progress } from '../progress.js';
 import { formatBytes, parseSize } from '../size-arg.js';
 
@@ -12,9 +12,14 @@ export interface ApplyOptions {
 }
 
 export async function applyCommand(oldPath: string, patchPath: string, opts: ApplyOptions): Promise<void> {
+  // The files are read on the thread pool while the patcher's modules load here (a cold start is most
+  // of an apply). Each read settles to a CliError, which counts after a bad --pubkey, OLD before PATCH.
+  const reads = [readInputLater(oldPath, 'OLD'), readInputLater(patchPath, 'PATCH')];
+  for (const r of reads) r.catch(() => {}); // awaited below, unless --pubkey fails first
+  const { applyPackage, DEFAULT_LIMITS, nodeCrc32, nodeSha256, streamPatcherRamBytes } = await import('@otadiff/patch-apply/host-apply');
   const trust = opts.pubkey === undefined || opts.pubkey.length === 0 ? undefined : await trustOf(opts.pubkey);
-  const oldImage = readInput(oldPath, 'OLD');
-  const pkg = readInput(patchPath, 'PATCH');
+  const oldImage = await reads[0];
+  const pkg = await reads[1];
   const limits = opts.maxDict === undefined ? DEFAULT_LIMITS : { ...DEFAULT_LIMITS, maxDictSize: parseSize(opts.maxDict) };
   const progress = new Progress(!opts.json);
   const started = performance.now();
