@@ -9,7 +9,7 @@ import { diffArgs } from './sizes.js';
 
 export interface TimingRow {
   pair: Pair;
-  runs: number;
+  runs: { diff: number; apply: number };
   oursDiff: number;
   oursApply: number;
   /** null when bsdiff/bspatch are not installed. */
@@ -17,6 +17,11 @@ export interface TimingRow {
   bspatch: number | null;
   /** `node -e 0`, measured between the applies: the floor every otadiff process starts from. */
   nodeStart: number;
+  /**
+   * `otadiff apply` of an OLD→OLD package, measured between the applies: everything an apply does
+   * (start-up, modules, reading, SHA-256 of OLD and NEW, CRC-32, copying, writing) but decoding.
+   */
+  identityApply: number;
   /** `ramBytes` the CLI reported (diff --json). */
   cliRamBytes: number;
   cliPatchBytes: number;
@@ -27,7 +32,7 @@ interface CliDiffJson {
   ramBytes: number;
 }
 
-export function measureTimes(pair: Pair, runs: number, workDir: string, tag: string): TimingRow {
+export function measureTimes(pair: Pair, runs: { diff: number; apply: number }, workDir: string, tag: string): TimingRow {
   const bsdiff = findExecutable('bsdiff');
   const bspatch = findExecutable('bspatch');
   const node = process.execPath;
@@ -37,11 +42,15 @@ export function measureTimes(pair: Pair, runs: number, workDir: string, tag: str
   const bsOut = join(workDir, `${tag}.timing.bspatched`);
   const dArgs = diffArgs(pair, 'inplace', ourPatch);
   const applyArgs = [cliBin, 'apply', pair.oldPath, ourPatch, '-o', ourOut, '--json'];
+  const identityPatch = join(workDir, `${tag}.identity.otad`);
+  const identityOut = join(workDir, `${tag}.identity.new`);
+  run(node, diffArgs({ ...pair, newPath: pair.oldPath }, 'inplace', identityPatch));
+  const identityArgs = [cliBin, 'apply', pair.oldPath, identityPatch, '-o', identityOut, '--json'];
 
   let oursDiff = Infinity;
   let bsDiffT = Infinity;
   let json: CliDiffJson | null = null;
-  for (let r = 0; r < runs; r++) {
+  for (let r = 0; r < runs.diff; r++) {
     const d = run(node, dArgs);
     oursDiff = Math.min(oursDiff, d.seconds);
     json = JSON.parse(d.stdout.toString()) as CliDiffJson;
@@ -50,12 +59,15 @@ export function measureTimes(pair: Pair, runs: number, workDir: string, tag: str
   let oursApply = Infinity;
   let bsApplyT = Infinity;
   let nodeStart = Infinity;
-  for (let r = 0; r < runs; r++) {
+  let identityApply = Infinity;
+  for (let r = 0; r < runs.apply; r++) {
     oursApply = Math.min(oursApply, run(node, applyArgs).seconds);
     nodeStart = Math.min(nodeStart, run(node, ['-e', '0']).seconds);
+    identityApply = Math.min(identityApply, run(node, identityArgs).seconds);
     if (bspatch && bsdiff) bsApplyT = Math.min(bsApplyT, run(bspatch, [pair.oldPath, bsOut, bsPatch]).seconds);
   }
   if (!sameFile(ourOut, pair.newPath)) throw new Error(`otadiff apply did not restore NEW for ${pair.name}`);
+  if (!sameFile(identityOut, pair.oldPath)) throw new Error(`otadiff apply of the OLD→OLD package did not give OLD for ${pair.name}`);
   if (bspatch && bsdiff && !sameFile(bsOut, pair.newPath)) throw new Error(`bspatch did not restore NEW for ${pair.name}`);
   return {
     pair,
@@ -65,6 +77,7 @@ export function measureTimes(pair: Pair, runs: number, workDir: string, tag: str
     bsdiff: bsdiff ? bsDiffT : null,
     bspatch: bspatch && bsdiff ? bsApplyT : null,
     nodeStart,
+    identityApply,
     cliRamBytes: json!.ramBytes,
     cliPatchBytes: json!.patchBytes,
   };
