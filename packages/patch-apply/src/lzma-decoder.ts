@@ -10,8 +10,8 @@
 // done, decoding continues in the caller's buffer. At the final piece the stash is zero-padded and any
 // read into the padding is reported as truncated input.
 
-import { WARMUP_LENGTH, WARMUP_PROPS } from './lzma-warmup-data.js';
-import { WARMUP_STREAM } from './lzma-warmup-stream.js';
+// The generated stream only: the data generator behind it (lzma-warmup-data.ts) stays out of a device build.
+import { WARMUP_STREAM, WARMUP_STREAM_LENGTH, WARMUP_STREAM_PROPS } from './lzma-warmup-stream.js';
 
 export class LzmaError extends Error {
   constructor(message: string) {
@@ -111,7 +111,7 @@ function validateProps(p: LzmaProps): void {
 let warmedUp = false;
 
 /**
- * Decodes a built-in ~10 KB stream (lzma-warmup-stream.ts) that takes every branch of run(), once per
+ * Decodes a built-in 1.9 KB stream of 10 KB (lzma-warmup-stream.ts) that takes every branch of run(), once per
  * process, before the first real stream. V8 optimises run() for what it saw while interpreting it; a
  * branch first taken later (a rare match kind, a copy across the dictionary's wrap) has no type
  * feedback, so it throws the optimised code away, and recompiling this large function costs tens of
@@ -121,11 +121,11 @@ let warmedUp = false;
  */
 function warmUp(): void {
   warmedUp = true;
-  const d = new LzmaDecoder(WARMUP_PROPS);
+  const d = new LzmaDecoder(WARMUP_STREAM_PROPS);
   // Reads shorter than the dictionary and input in two pieces take the stash and cut-match paths too.
   const out = new Uint8Array(1000);
   const split = WARMUP_STREAM.length >> 1;
-  d.reset(WARMUP_LENGTH);
+  d.reset(WARMUP_STREAM_LENGTH);
   d.feed(WARMUP_STREAM, 0, split, false);
   for (let i = 0; i < 100 && !d.done; i++) {
     if (d.needsInput) d.feed(WARMUP_STREAM, split, WARMUP_STREAM.length, true);

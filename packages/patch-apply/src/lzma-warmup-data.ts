@@ -1,5 +1,6 @@
 // The data behind the decoder's warm-up stream (lzma-warmup-stream.ts, made by
-// scripts/make-lzma-warmup.mjs): deterministic, about 10 KB, and shaped so that its LZMA encoding
+// scripts/make-lzma-warmup.mjs, which copies these props and length into it: the decoder imports only
+// that file): deterministic, about 10 KB, and shaped so that its LZMA encoding
 // uses every kind of symbol: plain and matched literals, matches of every length coder branch and
 // distance slot range (direct bits included), all four repeated distances, short reps, runs of one
 // byte, long non-overlapping copies, copies across the wrap of a 4 KiB dictionary.

@@ -326,9 +326,9 @@ class Restore {
     const backup = openPartition(this.opts.flash, this.opts.layout, 'backup');
     const n = p.chunks.length;
     const slots = Math.min(2, n);
+    const last = chunkLength(p, n - 1);
     for (let k = 0; k < slots; k++) {
       const full = this.crcOf(backup, k * p.splitSize, p.splitSize);
-      const last = chunkLength(p, n - 1);
       const tail = last === p.splitSize ? full : this.crcOf(backup, k * p.splitSize, last);
       for (let i = k; i < n; i += 2) if (p.chunks[i].crc32 === (i === n - 1 ? tail : full)) return true;
     }
@@ -444,13 +444,13 @@ class Restore {
   }
 
   private crcOf(view: Flash, offset: number, length: number): number {
-    let crc: number | undefined; // undefined, not 0, is the initial state of a running CRC
+    let crc = 0; // the CRC of nothing, which a running CRC continues from
     for (let off = 0; off < length; off += IO_BLOCK) {
       const k = Math.min(IO_BLOCK, length - off);
       view.read(offset + off, this.block, 0, k);
       crc = crc32(this.block.subarray(0, k), crc);
     }
-    return crc ?? crc32(new Uint8Array(0));
+    return crc;
   }
 
   /** Erase, then copy `length` bytes from one flash area to another through the I/O block; read back. */
