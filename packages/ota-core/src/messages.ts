@@ -341,8 +341,11 @@ export function parseUpgradeMessage(payload: string | Uint8Array, opts: UpgradeP
 function checkAddressee(root: Json, data: Json, device: { productKey: string; deviceName: string }): void {
   for (const [o, where] of [[root, 'upgrade'], [data, 'upgrade.data']] as const) {
     for (const key of ['productKey', 'deviceName'] as const) {
-      if (has(o, key) && o[key] !== device[key]) {
-        throw new MessageError(`${where}.${key} ${JSON.stringify(String(o[key]).slice(0, 64))} is not this device (${device.productKey}/${device.deviceName})`);
+      const v = o[key];
+      if (has(o, key) && v !== device[key]) {
+        // preview() for an array or object: String() of arrays nested thousands deep overflows the stack.
+        const shown = typeof v === 'object' && v !== null ? preview(v) : JSON.stringify(String(v).slice(0, 64));
+        throw new MessageError(`${where}.${key} ${shown} is not this device (${device.productKey}/${device.deviceName})`);
       }
     }
   }

@@ -441,6 +441,11 @@ describe('notice fuzz', () => {
       expect(e).toBeInstanceOf(MessageError);
       expect(e.message.length).toBeLessThan(100);
     }
+    // The same for the addressee check (found in review): String() of the nested arrays overflowed.
+    const addressed = `{"code":"1000","message":"success","id":1,"deviceName":${deep},"data":{}}`;
+    const e = err(() => parseUpgradeMessage(addressed, { device: { productKey: 'pk', deviceName: 'dn' } }));
+    expect(e).toBeInstanceOf(MessageError);
+    expect(e.message).toMatch(/^upgrade\.deviceName an array is not this device/);
   });
 
   // Regression, found by this fuzz (seed 0x07ad1ff): a step of "-0" (or a JSON -0, or isDiff -0) came
