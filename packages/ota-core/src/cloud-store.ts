@@ -15,7 +15,7 @@
 import { createHash, createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { generatePackage, packRaw } from '@otadiff/diff-gen';
+import { generatePackage, packRaw, type GenerateResult } from '@otadiff/diff-gen';
 import { FIRMWARE_VERSION_BYTES, parseHeader, type PackageHeader, type PatchMode } from '@otadiff/patch-apply';
 import { DeviceRegistry, generateSecret, type DeviceRecord, type ProductRecord } from './device-registry.js';
 import type { ServiceCredential } from './broker.js';
@@ -130,8 +130,8 @@ function checkVersion(v: string): string {
 
 /** A version that goes into a signed package header: printable ASCII, at most 32 bytes. */
 function checkReleaseVersion(v: string): string {
-  checkVersion(v);
-  if (!/^[\x20-\x7e]*$/.test(v) || v.length > FIRMWARE_VERSION_BYTES)
+  checkVersion(v); // letters, digits and . _ + - only: printable ASCII already
+  if (v.length > FIRMWARE_VERSION_BYTES)
     throw new CloudStoreError(`version ${JSON.stringify(v)} is too long: a package's signed header holds at most ${FIRMWARE_VERSION_BYTES} printable ASCII characters`);
   return v;
 }
@@ -192,12 +192,16 @@ export class CloudStore {
   private secrets!: CloudSecrets;
   private readonly generating = new Map<string, Promise<StoredPackage>>();
   private stamp = '';
+  /** keyTag(signingKey), in the names of cached packages. */
+  private readonly keyTag: string;
 
   private constructor(
     readonly dataDir: string,
     /** Signs the packages the store generates (see CloudStoreOptions). */
     readonly signingKey: KeyObject | undefined,
-  ) {}
+  ) {
+    this.keyTag = keyTag(signingKey);
+  }
 
   get filesDir(): string {
     return join(this.dataDir, 'files');
@@ -314,9 +318,8 @@ export class CloudStore {
     if (!this.products.has(productKey)) throw new CloudStoreError(`unknown product ${productKey}`);
     checkReleaseVersion(version);
     if (image.length === 0) throw new CloudStoreError('empty firmware image');
-    const existing = this.firmwareVersions(productKey);
-    if (existing.some((v) => compareVersions(v, version) === 0)) throw new CloudStoreError(`${productKey} already has firmware ${version}`);
-    const releases = existing.map((v) => this.firmwareRelease(productKey, v)!);
+    const releases = this.firmwareReleases(productKey);
+    if (releases.some((r) => compareVersions(r.version, version) === 0)) throw new CloudStoreError(`${productKey} already has firmware ${version}`);
     const older = releases.filter((r) => compareVersions(r.version, version) < 0);
     const newer = releases.filter((r) => compareVersions(r.version, version) > 0);
     const allowDowngrade = o.allowDowngrade ?? false;
@@ -341,8 +344,22 @@ export class CloudStore {
 
   /** The release of a stored version (a store from before releases had none: counter 0). */
   firmwareRelease(productKey: string, version: string): FirmwareRelease | undefined {
-    const v = this.firmwareVersions(productKey).find((x) => compareVersions(x, version) === 0);
-    if (v === undefined) return undefined;
+    const v = this.storedVersion(productKey, version);
+    return v === undefined ? undefined : this.releaseOf(productKey, v);
+  }
+
+  /** The releases of every stored version, oldest first. */
+  firmwareReleases(productKey: string): FirmwareRelease[] {
+    return this.firmwareVersions(productKey).map((v) => this.releaseOf(productKey, v));
+  }
+
+  /** The stored spelling of `version` (compared as a version: "1.0" finds "1.0.0"). */
+  private storedVersion(productKey: string, version: string): string | undefined {
+    return this.firmwareVersions(productKey).find((x) => compareVersions(x, version) === 0);
+  }
+
+  /** The release of stored version `v`. */
+  private releaseOf(productKey: string, v: string): FirmwareRelease {
     const file = join(this.fwDir(productKey), `${v}.json`);
     if (!existsSync(file)) return { version: v, securityCounter: 0, allowDowngrade: false };
     return parseRelease(readJson(file, 'firmware release'), v, file);
@@ -360,8 +377,11 @@ export class CloudStore {
 
   /** The stored file for `version` (compared as a version: "1.0" finds "1.0.0"). */
   firmware(productKey: string, version: string): StoredPackage | undefined {
-    const v = this.firmwareVersions(productKey).find((x) => compareVersions(x, version) === 0);
-    if (v === undefined) return undefined;
+    const v = this.storedVersion(productKey, version);
+    return v === undefined ? undefined : this.readFirmware(productKey, v);
+  }
+
+  private readFirmware(productKey: string, v: string): StoredPackage {
     const bytes = new Uint8Array(readFileSync(join(this.fwDir(productKey), `${v}.bin`)));
     return { path: `/fw/${productKey}/${v}.bin`, size: bytes.length, bytes };
   }
@@ -375,15 +395,13 @@ export class CloudStore {
     const cfg = this.products.get(productKey);
     if (cfg === undefined || cfg.mode === 'full') return undefined;
     const mode = cfg.mode;
-    const oldFw = this.firmware(productKey, from);
-    const newFw = this.firmware(productKey, to);
-    if (oldFw === undefined || newFw === undefined) return undefined;
-    const fromV = oldFw.path.slice(oldFw.path.lastIndexOf('/') + 1, -4);
-    const toV = newFw.path.slice(newFw.path.lastIndexOf('/') + 1, -4);
-    const release = this.firmwareRelease(productKey, toV)!;
-    const name = `${fromV}_to_${toV}.${mode}.s${cfg.splitSize}.d${cfg.dictSize}.${keyTag(this.signingKey)}.otad`;
-    return this.cached(productKey, name, async () => {
-      const r = await generatePackage(oldFw.bytes, newFw.bytes, {
+    const fromV = this.storedVersion(productKey, from);
+    const toV = this.storedVersion(productKey, to);
+    if (fromV === undefined || toV === undefined) return undefined;
+    const release = this.releaseOf(productKey, toV);
+    const name = `${fromV}_to_${toV}.${mode}.s${cfg.splitSize}.d${cfg.dictSize}.${this.keyTag}.otad`;
+    return this.cached(productKey, name, async () =>
+      generatePackage(this.readFirmware(productKey, fromV).bytes, this.readFirmware(productKey, toV).bytes, {
         mode,
         splitSize: cfg.splitSize,
         dictSize: cfg.dictSize,
@@ -391,9 +409,8 @@ export class CloudStore {
         securityCounter: release.securityCounter,
         allowDowngrade: release.allowDowngrade,
         signingKey: this.signingKey,
-      });
-      return r.package;
-    });
+      }),
+    );
   }
 
   /**
@@ -401,25 +418,24 @@ export class CloudStore {
    * as a diff, with its release. Generated on first use and cached. Undefined when the store lacks it.
    */
   async rawPackage(productKey: string, version: string): Promise<StoredPackage | undefined> {
-    const fw = this.firmware(productKey, version);
-    if (fw === undefined) return undefined;
-    const v = fw.path.slice(fw.path.lastIndexOf('/') + 1, -4);
-    const release = this.firmwareRelease(productKey, v)!;
+    const v = this.storedVersion(productKey, version);
+    if (v === undefined) return undefined;
+    const release = this.releaseOf(productKey, v);
     const split = this.products.get(productKey)?.splitSize ?? DEFAULT_SPLIT;
-    const name = `${v}.raw.s${split}.${keyTag(this.signingKey)}.otad`;
+    const name = `${v}.raw.s${split}.${this.keyTag}.otad`;
     return this.cached(productKey, name, async () =>
-      packRaw(fw.bytes, {
+      packRaw(this.readFirmware(productKey, v).bytes, {
         splitSize: split,
         firmwareVersion: release.version,
         securityCounter: release.securityCounter,
         allowDowngrade: release.allowDowngrade,
         signingKey: this.signingKey,
-      }).package,
+      }),
     );
   }
 
   /** files/pkg/PK/NAME, made by `make` once (concurrent callers share the work) and kept. */
-  private async cached(productKey: string, name: string, make: () => Promise<Uint8Array>): Promise<StoredPackage> {
+  private async cached(productKey: string, name: string, make: () => Promise<GenerateResult>): Promise<StoredPackage> {
     const file = join(this.filesDir, 'pkg', productKey, name);
     const path = `/pkg/${productKey}/${name}`;
     if (existsSync(file)) {
@@ -429,10 +445,10 @@ export class CloudStore {
     let p = this.generating.get(file);
     if (p === undefined) {
       p = (async () => {
-        const bytes = await make();
+        const { package: bytes, header } = await make();
         mkdirSync(join(this.filesDir, 'pkg', productKey), { recursive: true });
         writeAtomic(file, bytes);
-        return { path, size: bytes.length, bytes, header: parseHeader(bytes) };
+        return { path, size: bytes.length, bytes, header };
       })();
       this.generating.set(file, p);
       p.finally(() => this.generating.delete(file)).catch(() => {});

@@ -22,6 +22,7 @@ import {
   openPartition,
   parseFixedHeader,
   readBytes,
+  recordsOffset,
   roundUp,
   runningSlot,
   setBoot as stageSetBoot,
@@ -260,7 +261,7 @@ export function createFlashDirPort(dir: string, opts: FlashDirPortOptions = {}):
       } catch (e) {
         throw new FlashPortError(`set_boot: not a usable package: ${(e as Error).message}`);
       }
-      if (fixed.headerLength + fixed.signatureLength > p.packageLength) throw new FlashPortError('set_boot: package shorter than its header');
+      if (recordsOffset(fixed) > p.packageLength) throw new FlashPortError('set_boot: package shorter than its header');
       if ((fixed.mode === 'raw') !== (p.firmwareType === 'raw'))
         throw new FlashPortError(`set_boot: a ${p.firmwareType} update cannot hand over a ${fixed.mode} package`);
       if (p.firmwareType === 'diff') {

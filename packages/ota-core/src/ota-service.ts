@@ -179,6 +179,13 @@ interface HeadCheck {
  * Bytes of the signed head (header + signature block) that a fixed header announces; refuses a header
  * that does not parse or declares another package length than the notice.
  */
+/** A signed head that passed checkHead: its header, the algorithm that verified it, the slot its image goes to. */
+interface CheckedHead {
+  header: PackageHeader;
+  signature: SignatureAlgorithm | null;
+  target: Slot;
+}
+
 function headLength(fixedBytes: Uint8Array, info: UpgradeInfo): number {
   let f;
   try {
@@ -651,7 +658,7 @@ class Service implements OtaService {
       const header = checked.header;
       if (header.mode !== 'raw') await this.checkOldImage(header, running.slot);
       if (fetched !== undefined) this.emit({ type: 'header', header, fetched: fetched.bytes, rangeHonoured: fetched.rangeHonoured, signature: checked.signature });
-      const target = this.targetOf(header, running.slot);
+      const target = checked.target;
 
       // Prepare the OTA partition (AliOS' init: 0 erases, a breakpoint resumes).
       if (cp === undefined) {
@@ -786,13 +793,16 @@ class Service implements OtaService {
     let bytes = first.bytes;
     if (bytes.length < need) {
       const rest = await fetchPackageHead({ ...common, offset: bytes.length, length: need - bytes.length });
-      bytes = new Uint8Array(Buffer.concat([bytes, rest.bytes]));
+      const whole = new Uint8Array(bytes.length + rest.bytes.length);
+      whole.set(bytes);
+      whole.set(rest.bytes, bytes.length);
+      bytes = whole;
     }
     return { bytes, need, etag: first.etag, rangeHonoured: first.rangeHonoured };
   }
 
   /** The signed head as the flash holds it after the download, checked again (it is what set_boot hands over). */
-  private async checkFlashedHead(c: HeadCheck): Promise<{ header: PackageHeader; signature: SignatureAlgorithm | null }> {
+  private async checkFlashedHead(c: HeadCheck): Promise<CheckedHead> {
     try {
       const need = headLength(await this.port.read(0, FIXED_HEADER_BYTES), c.info);
       return this.checkHead(await this.port.read(0, need), c);
@@ -813,7 +823,7 @@ class Service implements OtaService {
    * counter, the notice and this device; throws Refusal. Trust first: nothing else in a header no
    * trusted key signed means anything.
    */
-  private checkHead(bytes: Uint8Array, c: HeadCheck): { header: PackageHeader; signature: SignatureAlgorithm | null } {
+  private checkHead(bytes: Uint8Array, c: HeadCheck): CheckedHead {
     const refuse = (why: string, step: OtaStepError = OtaStep.UPGRADE_FAILED): never => {
       throw new Refusal(step, `refused: ${why}`);
     };
@@ -839,7 +849,7 @@ class Service implements OtaService {
     if (c.downgrade && !h.allowDowngrade) {
       refuse(`version ${info.version} is not newer than the running ${c.runningVersion}, and the signed package does not allow a downgrade`);
     }
-    if (packageLength(h) !== info.size) refuse(`the package header declares ${packageLength(h)} bytes, the notice ${info.size}`);
+    // Its length against the notice's: headLength() checked it on these same bytes before they were fetched.
     const raw = h.mode === 'raw';
     if (raw !== (info.isDiff === 0)) {
       refuse(info.isDiff === 1 ? 'the notice announces a diff, the package is a full image (raw)' : `the notice announces a full image, the package is a ${h.mode} diff`);
@@ -852,7 +862,7 @@ class Service implements OtaService {
     const room = pi.slotSize[target] ?? 0;
     if (raw) {
       if (h.newSize > room) refuse(`a ${h.newSize}-byte image does not fit slot ${target} (${room} bytes)`);
-      return { header: h, signature: algorithm };
+      return { header: h, signature: algorithm, target };
     }
     if (info.splitSize !== undefined && info.splitSize !== h.splitSize) refuse(`the notice's split size ${info.splitSize} differs from the package's ${h.splitSize}`);
     if (h.splitSize % pi.sectorSize !== 0) refuse(`split size ${h.splitSize} is not a multiple of the ${pi.sectorSize}-byte sector`);
@@ -863,7 +873,7 @@ class Service implements OtaService {
     if (!ab && pi.backupSize < backup) refuse(`an in-place restore of ${h.splitSize}-byte chunks needs ${backup} bytes of backup, this device has ${pi.backupSize}`);
     if (h.newSize > room || (!ab && h.oldSize > room)) refuse(`the image does not fit slot ${target} (${room} bytes)`);
     if (h.oldSize > (pi.slotSize[c.running] ?? 0)) refuse(`the package's old image is larger than slot ${c.running}`);
-    return { header: h, signature: algorithm };
+    return { header: h, signature: algorithm, target };
   }
 
   private async checkOldImage(h: PackageHeader, running: Slot): Promise<void> {

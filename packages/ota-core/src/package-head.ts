@@ -24,8 +24,9 @@ export interface PackageHead {
 }
 
 /**
- * Bytes a device asks for first: the fixed header, a chunk table of up to ~50 chunks and the largest
- * signature block (RSA-2048) fit, so one request usually brings the whole signed head.
+ * Bytes a device asks for first: the fixed header and a chunk table of up to 36 chunks with the largest
+ * signature block (RSA-2048), 48 with an Ed25519 or ECDSA one, so one request usually brings the
+ * whole signed head.
  */
 export const HEAD_FETCH_BYTES = 1024;
 

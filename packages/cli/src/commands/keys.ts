@@ -17,6 +17,7 @@ import {
 import type { KeyObject } from 'node:crypto';
 import { readInput, writeOutputAtomic } from '../files.js';
 import { loadTrustedKeys } from '../trusted-keys.js';
+import { parseSecurityCounter } from '../counter-arg.js';
 import { CliError } from '../size-arg.js';
 
 export function loadSigningKey(path: string): KeyObject {
@@ -65,11 +66,7 @@ export interface VerifyOptions {
  */
 export function verifyCommand(patchPath: string, opts: VerifyOptions): void {
   const keys = loadTrustedKeys(opts.pubkey);
-  let recorded: number | undefined;
-  if (opts.securityCounter !== undefined) {
-    recorded = Number(opts.securityCounter);
-    if (!/^\d+$/.test(opts.securityCounter) || recorded > 0xffff_ffff) throw new CliError('--security-counter must be an integer from 0 to 4294967295');
-  }
+  const recorded = opts.securityCounter === undefined ? undefined : parseSecurityCounter(opts.securityCounter);
   const pkg = readInput(patchPath, 'PATCH');
   const limits = { ...DEFAULT_LIMITS, maxDictSize: 1 << 28 };
   const h = parseHeader(pkg, limits);

@@ -7,6 +7,7 @@ import { CloudStore, CloudStoreError, startOtaCloud, type PackageMode } from '@o
 import { algorithmOf } from '@otadiff/diff-gen';
 import { readInput } from '../files.js';
 import { loadSigningKey as loadPackageKey } from './keys.js';
+import { parseSecurityCounter } from '../counter-arg.js';
 import { CliError, formatBytes, parseSize } from '../size-arg.js';
 import { untilStopped, type Out, stdout } from './run-until.js';
 
@@ -155,11 +156,7 @@ export async function addFirmwareCommand(
   file: string,
   opts: DataOption & { productKey: string; version: string; securityCounter?: string; allowDowngrade?: boolean; json?: boolean },
 ): Promise<void> {
-  let securityCounter: number | undefined;
-  if (opts.securityCounter !== undefined) {
-    if (!/^\d{1,10}$/.test(opts.securityCounter) || Number(opts.securityCounter) > 0xffff_ffff) throw new CliError('--security-counter must be an integer from 0 to 4294967295');
-    securityCounter = Number(opts.securityCounter);
-  }
+  const securityCounter = opts.securityCounter === undefined ? undefined : parseSecurityCounter(opts.securityCounter);
   const image = readInput(file, 'firmware');
   const s = await openStore(opts.data);
   const r = await store(() => s.addFirmware(opts.productKey, opts.version, image, { securityCounter, allowDowngrade: opts.allowDowngrade === true }));
@@ -178,15 +175,12 @@ export async function statusCommand(opts: DataOption & { json?: boolean }): Prom
   const s = await openStore(opts.data);
   const st = s.readStatus();
   if (opts.json) {
-    const firmware = Object.fromEntries(s.productList().map((p) => [p.productKey, s.firmwareVersions(p.productKey).map((v) => s.firmwareRelease(p.productKey, v))]));
+    const firmware = Object.fromEntries(s.productList().map((p) => [p.productKey, s.firmwareReleases(p.productKey)]));
     stdout(JSON.stringify({ products: s.productList(), firmware, jobs: s.jobs(), devices: st.devices }));
     return;
   }
   for (const p of s.productList()) {
-    const fw = s.firmwareVersions(p.productKey).map((v) => {
-      const r = s.firmwareRelease(p.productKey, v);
-      return r === undefined ? v : `${v} (counter ${r.securityCounter}${r.allowDowngrade ? ', downgrade allowed' : ''})`;
-    });
+    const fw = s.firmwareReleases(p.productKey).map((r) => `${r.version} (counter ${r.securityCounter}${r.allowDowngrade ? ', downgrade allowed' : ''})`);
     stdout(`product ${p.productKey} (${p.mode}): firmware ${fw.join(', ') || '-'}`);
   }
   for (const j of s.jobs()) stdout(`job ${j.id}: ${j.productKey} -> ${j.version} for ${j.devices === 'all' ? 'all' : j.devices.join(', ')}`);
