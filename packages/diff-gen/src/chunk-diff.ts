@@ -1,6 +1,6 @@
 // One chunk of NEW against the window the device will have when it restores that chunk: match, encode
 // and checksum. Pure given its inputs, so either thread may do any chunk (chunk-helper.ts).
-import { nodeCrc32, windowBoundary, type PatchMode } from '@otadiff/patch-apply';
+import { chunkLength, nodeCrc32, windowBoundary, windowLength, type PatchMode } from '@otadiff/patch-apply';
 import { encodeCommands } from './command-stream.js';
 import { matchChunk, type ChunkWindow, type MatchOptions, type SourceIndex } from './matcher.js';
 
@@ -22,15 +22,16 @@ export interface ChunkDiff {
 }
 
 export function diffChunk(job: ChunkDiffJob, i: number): ChunkDiff {
-  const S = job.splitSize;
-  const start = i * S;
-  const target = job.newImage.subarray(start, Math.min(job.newImage.length, start + S));
-  const boundary = windowBoundary({ mode: job.mode, splitSize: S }, i);
+  // The patcher's rules for the chunk and its window (package-format.ts), so that both sides agree.
+  const h = { mode: job.mode, splitSize: job.splitSize, oldSize: job.old.data.length, newSize: job.newImage.length };
+  const start = i * h.splitSize;
+  const target = job.newImage.subarray(start, start + chunkLength(h, i));
+  const boundary = windowBoundary(h, i);
   const window: ChunkWindow = {
     old: job.old,
     newer: boundary > 0 && job.newer !== undefined ? job.newer : undefined,
     boundary,
-    length: Math.max(boundary, job.old.data.length),
+    length: windowLength(h, i),
   };
   // The patcher's source position starts at the chunk offset; aligning the matcher there keeps seeks small.
   const startPos = Math.min(start, window.length);

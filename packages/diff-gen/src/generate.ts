@@ -12,6 +12,7 @@ import {
   nodeSha256,
   parseHeader,
   SPLIT_ALIGN,
+  windowBoundary,
   type ChunkEntry,
   type LzmaParams,
   type PackageHeader,
@@ -22,10 +23,10 @@ import type { KeyObject } from 'node:crypto';
 import { assemblePackage, trustedKeyOf } from './sign-package.js';
 import { compressRaw } from './lzma-compress.js';
 import type { MatchOptions, SourceIndex } from './matcher.js';
-import { indexImages } from './index-images.js';
+import { indexesInSharedMemory, indexImages } from './index-images.js';
 import { diffChunk, type ChunkDiff, type ChunkDiffJob } from './chunk-diff.js';
 import { ChunkHelper } from './chunk-helper.js';
-import { isShared, sharedCopy } from './shared-memory.js';
+import { isShared } from './shared-memory.js';
 
 export class GenerateError extends Error {
   override readonly name = 'GenerateError';
@@ -120,14 +121,15 @@ export async function generatePackage(oldImage: Uint8Array, newImage: Uint8Array
   const count = chunkCountFor(newImage.length, S);
 
   progress({ phase: 'sort' });
-  // Only inplace chunks after the first can reference restored new bytes.
-  const needNew = o.mode === 'inplace' && count > 1 && options.referenceNew === true;
-  // A second thread for the chunks, booting while the sources are sorted (the sorting uses both
-  // threads already when NEW is indexed too).
-  const helper = !needNew && count > 1 && newImage.length >= MIN_HELPER_BYTES ? ChunkHelper.start() : undefined;
+  // Only a chunk whose window starts with restored NEW bytes can reference them (inplace, from chunk 2 on).
+  const needNew = options.referenceNew === true && windowBoundary({ mode: o.mode, splitSize: S }, count - 1) > 0;
+  const sources = needNew ? [oldImage, newImage] : [oldImage];
+  // A second thread for the chunks, booting while the sources are sorted; it searches the index where it
+  // is, so only when that is in shared memory (the sorting uses both threads already when NEW is indexed too).
+  const helper = count > 1 && newImage.length >= MIN_HELPER_BYTES && indexesInSharedMemory(sources) ? ChunkHelper.start() : undefined;
   let indexes: SourceIndex[];
   try {
-    indexes = await indexImages(needNew ? [oldImage, newImage] : [oldImage]);
+    indexes = await indexImages(sources);
   } catch (e) {
     // The worker waits for its job and would keep the process alive.
     helper?.cancel();
@@ -145,7 +147,7 @@ export async function generatePackage(oldImage: Uint8Array, newImage: Uint8Array
   };
   const job: ChunkDiffJob = { mode: o.mode, splitSize: S, old, newer, newImage, match: options.match };
   if (helper && isShared(old.data, old.sa, old.lcp, old.buckets)) {
-    await helper.run({ ...job, newImage: sharedCopy(newImage) }, count, take);
+    await helper.run(job, count, take);
   } else {
     helper?.cancel();
     for (let i = 0; i < count; i++) take(i, diffChunk(job, i));

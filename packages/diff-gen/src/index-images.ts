@@ -89,13 +89,19 @@ interface AtomicsWaitAsync {
 }
 
 /**
+ * Whether indexImages(images) will build its index in shared memory (one large image, compiled workers),
+ * where other workers can search it. It may still fall back to ordinary memory if its worker fails.
+ */
+export function indexesInSharedMemory(images: Uint8Array[]): boolean {
+  return images.length === 1 && images[0].length >= MIN_PARALLEL_BYTES && existsSync(fileURLToPath(LCP_WORKER));
+}
+
+/**
  * Suffix and LCP arrays of every image, using a worker thread for large images when the compiled
  * workers are available (running from TypeScript sources, everything stays on this thread).
  */
 export async function indexImages(images: Uint8Array[]): Promise<BuiltIndex[]> {
-  if (images.length === 1 && images[0].length >= MIN_PARALLEL_BYTES && existsSync(fileURLToPath(LCP_WORKER))) {
-    return [await indexWithLcpHelper(images[0])];
-  }
+  if (indexesInSharedMemory(images)) return [await indexWithLcpHelper(images[0])];
   const parallel = images.length === 2 && images[1].length >= MIN_PARALLEL_BYTES && existsSync(fileURLToPath(WORKER));
   if (!parallel) return images.map(indexImage);
   const second = indexInWorker(images[1]);

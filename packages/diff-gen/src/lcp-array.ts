@@ -6,7 +6,7 @@
  * rank order.
  *
  * Three passes, each over an index range so that two threads can share them
- * (lcp-parallel.ts); every pass must finish before the next one starts:
+ * (lcp-share.ts); every pass must finish before the next one starts:
  *   1. phiPass:  phi[sa[i]] = sa[i-1], the suffix sorted just before (-1: none);
  *   2. plcpPass: phi[p] is replaced in place by plcp[p], the LCP of p and phi[p];
  *   3. lcpPass:  lcp[i] = plcp[sa[i]].

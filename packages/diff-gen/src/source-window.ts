@@ -80,6 +80,10 @@ function checkIndex(index: SourceIndex | undefined, what: string): void {
   if (index.lcp !== undefined && (!(index.lcp instanceof Int32Array) || index.lcp.length !== index.data.length)) {
     throw new MatcherError(`${what}: lcp array must be an Int32Array of ${index.data.length} entries`);
   }
+  // Either width is valid for any size (bucketWidthFor only picks the faster one); the search tells
+  // them apart by length.
+  if (index.buckets !== undefined && (!(index.buckets instanceof Int32Array) || (index.buckets.length !== (1 << 16) + 1 && index.buckets.length !== (1 << 24) + 1)))
+    throw new MatcherError(`${what}: prefix buckets must be an Int32Array of 2^16+1 or 2^24+1 entries`);
 }
 
 /** Reject windows whose fields disagree, before any position is trusted. */

@@ -35,5 +35,18 @@ describe('chunks on two threads', () => {
       throw new Error('progress boom');
     };
     await expect(dist.generatePackage(old, neu, { onProgress: (e) => e.phase === 'chunk' && boom() })).rejects.toThrow('progress boom');
+    // Throwing from the 40th chunk on: most of those are the worker's, delivered in its message
+    // listener, where a throw used to escape as an uncaught exception instead of rejecting here.
+    const uncaught: unknown[] = [];
+    const onUncaught = (e: unknown) => void uncaught.push(e);
+    process.on('uncaughtException', onUncaught);
+    try {
+      let seen = 0;
+      await expect(dist.generatePackage(old, neu, { splitSize: 4096, onProgress: (e) => e.phase === 'chunk' && ++seen >= 40 && boom() })).rejects.toThrow('progress boom');
+      await new Promise((resolve) => setTimeout(resolve, 100)); // messages still in flight
+    } finally {
+      process.off('uncaughtException', onUncaught);
+    }
+    expect(uncaught).toEqual([]);
   });
 });
