@@ -5,15 +5,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { packRaw } from '@otadiff/diff-gen';
-import { openPartition, readHandover } from '@otadiff/patch-apply';
 import { openNetworkHandles, recordNetworkBaseline } from './helpers/handles.js';
 import { DN, firmwarePair, packageKeys, PK, same, startRig, type Rig, type RigOptions } from './helpers/ota-rig.js';
 import { testBytes } from './helpers/http.js';
-import { connectOtaCloud, type OtaCloudClient } from '../src/ota-mqtt.js';
+import type { OtaCloudClient } from '../src/ota-mqtt.js';
+import { deviceState, handover, testCloud, untilIdle } from './helpers/refusal.js';
 import { buildUpgradeMessage, OtaStep, type UpgradeInfo } from '../src/messages.js';
 import { upgradeTopic } from '../src/topics.js';
 import { fileDigest } from '../src/signature.js';
-import { parseDeviceState } from '../src/device-state.js';
 import { HEAD_FETCH_BYTES } from '../src/package-head.js';
 import { startCoapFileServer } from '../src/coap-transfer.js';
 import { createOtaService, OtaServiceError } from '../src/ota-service.js';
@@ -28,16 +27,9 @@ const v3 = firmwarePair(96 * 1024, 43).neu;
 const owner = packageKeys('ed25519');
 const stranger = packageKeys('ed25519');
 
-const handover = (rig: Rig) => readHandover(openPartition(rig.port.flash, rig.port.layout, 'params'));
-const deviceState = async (rig: Rig) => parseDeviceState((await rig.port.loadState())!);
-
 /** A rig whose cloud signs with `owner` (unless told otherwise) and whose device trusts `owner`. */
 function signedRig(o: Partial<RigOptions> = {}): Promise<Rig> {
   return startRig({ ...pair, packageSigningKey: owner.privateKey, trustedKeys: [owner.publicKey], ...o });
-}
-
-async function testCloud(rig: Rig): Promise<OtaCloudClient> {
-  return connectOtaCloud(rig.cloud.brokerUrl, rig.cloud.store.serviceCredential, { clientId: 'test-signing-notices' });
 }
 
 let noticeId = 100;
@@ -73,7 +65,7 @@ async function refusal(rig: Rig, cloud: OtaCloudClient, info: UpgradeInfo): Prom
   const f = await failed;
   if (f.type !== 'failed') throw new Error('unreachable');
   // The service reports the failure after the event: let it finish before the next notice.
-  for (let i = 0; i < 200 && rig.svc.updating; i++) await new Promise((r) => setTimeout(r, 5));
+  await untilIdle(rig);
   return { step: f.step, message: f.error.message };
 }
 
@@ -352,7 +344,7 @@ describe('the signed head on the wire and on the boot side', () => {
       expect(() => createOtaService({ ...base, trustedKeys: ['-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----'] })).toThrow(OtaServiceError);
       expect(() => createOtaService({ ...base, trustedKeys: [join(rig.dir, 'missing.pub')] })).toThrow(/cannot read the public key .*no such file/);
       expect(() => createOtaService({ ...base, trustedKeys: [] })).toThrow(/trustedKeys is empty/);
-      expect(createOtaService({ ...base, trustedKeys: [owner.publicKey + stranger.publicKey] })).toBeDefined();
+      expect(() => createOtaService({ ...base, trustedKeys: [owner.publicKey + stranger.publicKey] })).not.toThrow();
     } finally {
       await rig.close();
     }

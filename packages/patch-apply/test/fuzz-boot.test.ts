@@ -6,8 +6,7 @@
 //  - every access stays inside the flash and inside one partition, no program needs a missing erase, no
 //    single read is larger than the RAM the restore declares, and the hand-over is never written;
 //  - boot() returns a well-formed outcome consistent with the hand-over it read, within SLOW_MS. The
-//    simulated flash never fails, so an exception can only be boot() giving up: none is allowed except
-//    the known gaps below, and those only with forged records;
+//    simulated flash never fails, so an exception can only be boot() giving up: none is allowed;
 //  - no slot or backup byte changes unless the journal already said this update was under way, or the
 //    package in the OTA partition matches the hand-over's SHA-256 and the old image matches the package
 //    (and no app slot before a 'verified' record for this update reached the journal); a package that
@@ -340,23 +339,10 @@ describe('boot fuzz: mutated hand-over and journal', () => {
 
     // Honest contents: trial means the target holds NEW; params that read as before boot as before.
     if (!forged && outcome.kind === 'trial') expect(same(sha256(bytesOf(post, target, base.header.newSize)), base.header.newSha256), 'on trial with an image that is not NEW').toBe(true);
-    // Honest contents, in place: 'old' means the old image boots, so the slot must hold it. Left over
-    // (the restore now resumes when a backup slot shows it under way): when the journal loses more than the newest record of an update under way (beyond the
-    // power-cut model, where only the record being written can be lost), boot() resumes from too early a
-    // state: from scratch, the old-image check fails on the half-restored slot ('oldImage'); from an
-    // earlier chunk, the decoder reads sources already overwritten ('badPackage', chunk 0). Either way it
-    // answers 'old' instead of resuming by inspection or halting.
-    let gap = '';
-    if (!forged && outcome.kind === 'old' && h !== null && h.targetSlot === h.activeSlot && !same(bytesOf(post, active, base.old.length), base.old)) {
-      const written = new Journal(openPartition(new MemoryFlash(geometry, { contents: base.contents }), layout, 'params')).entries();
-      const top = Math.max(0, ...written.filter((e) => e.updateId === id).map((e) => e.seq));
-      const lost = top - (latest !== null && latest.updateId === id ? latest.seq : 0);
-      expect({ lostMoreThanNewest: lost >= 2, reason: ['oldImage', 'badPackage'].includes(outcome.reason) }, 'in place, old outcome with a slot that is not OLD').toEqual({
-        lostMoreThanNewest: true,
-        reason: true,
-      });
-      gap = ' KNOWN-old-without-OLD';
-    }
+    // Honest contents, in place: 'old' means the old image boots, so the slot must hold it (a restore
+    // whose journal lost its records resumes from what the backup slots show; see the gaps below).
+    if (!forged && outcome.kind === 'old' && h !== null && h.targetSlot === h.activeSlot)
+      expect(same(bytesOf(post, active, base.old.length), base.old), 'in place, old outcome with a slot that is not OLD').toBe(true);
     const unchanged = JSON.stringify([h, latest]) === JSON.stringify([orig.h, orig.latest]);
     if (unchanged) {
       expect(outcome).toEqual(base.baseline.outcome);
@@ -364,7 +350,7 @@ describe('boot fuzz: mutated hand-over and journal', () => {
       const [c, d] = outsideParams(base.baseline.after, layout);
       expect(same(a, c) && same(b, d), 'slots differ from the unmutated boot').toBe(true);
     }
-    return `${forged ? 'forged' : 'corrupt'} ${unchanged ? 'same' : pending ? (underWay ? 'under-way' : 'from-scratch') : 'not-pending'} ${outcome.kind}${'reason' in outcome ? `:${outcome.reason}` : ''}${slotWrites.length > 0 ? ' wrote' : ''}${gap}`;
+    return `${forged ? 'forged' : 'corrupt'} ${unchanged ? 'same' : pending ? (underWay ? 'under-way' : 'from-scratch') : 'not-pending'} ${outcome.kind}${'reason' in outcome ? `:${outcome.reason}` : ''}${slotWrites.length > 0 ? ' wrote' : ''}`;
   }
 
   it(
@@ -386,10 +372,8 @@ describe('boot fuzz: mutated hand-over and journal', () => {
     Math.max(60_000, RUNS * 100),
   );
 
-  // Gaps of boot-restore.ts this fuzz found; reported to the owner of the restore, not fixed here (the
-  // restore is being rewritten). Each states the behaviour wanted and is marked `fails` while the gap is
-  // open: when one starts to pass, drop its `.fails` and the matching tolerance in check() above.
-  describe('gaps it found (the passing ones are fixed; `fails` marks the open ones)', () => {
+  // Gaps of boot-restore.ts this fuzz found, all fixed since: each test states the behaviour wanted.
+  describe('gaps it found, fixed', () => {
     const pick = (prefix: string) => {
       const all = bases.filter((b) => b.name.startsWith(prefix));
       return all[Math.floor(all.length / 2)];
@@ -417,7 +401,7 @@ describe('boot fuzz: mutated hand-over and journal', () => {
       const b = pick('ab cut@');
       const mem = onCopy(b);
       rewriteHandover(mem, b.layout, { packageOffset: b.layout.ota.size - 64 });
-      expect(() => runBoot(mem, b)).not.toThrow();
+      expect(runBoot(mem, b)).toMatchObject({ kind: 'old', reason: 'handover' });
     });
 
     it('an A/B hand-over rewritten under way to target the running slot is refused and leaves that slot alone', () => {

@@ -41,7 +41,11 @@ export async function fullImageNotice(rig: Rig, over: Partial<UpgradeInfo> = {},
   return packageNotice(rig, pkg, { version, ...over });
 }
 
-/** Runs `push`, waits for the 'failed' event and the negative progress report; both must carry `step`. */
+/**
+ * Runs `push`, waits for the 'failed' event and the negative progress report (both must carry `step`),
+ * then for the service to finish with the update, so that the next notice is not taken for a second
+ * update while this one is still reporting.
+ */
 export async function expectFailure(rig: Rig, push: () => Promise<void>, step: number): Promise<Error | undefined> {
   const failed = rig.svc.waitFor((e) => e.type === 'failed', 10_000);
   const progress = rig.svc.waitFor((e) => e.type === 'progress' && e.step < 0, 10_000);
@@ -50,7 +54,17 @@ export async function expectFailure(rig: Rig, push: () => Promise<void>, step: n
   const p = await progress;
   expect(f).toMatchObject({ step });
   expect(p).toMatchObject({ step });
+  await untilIdle(rig);
   return f.type === 'failed' ? f.error : undefined;
+}
+
+/** Waits until the service has no update under way (it reports a failure after its 'failed' event). */
+export async function untilIdle(rig: Rig, timeoutMs = 10_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (rig.svc.updating) {
+    if (Date.now() > until) throw new Error(`the service was still updating after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
 }
 
 /** Records the OTA partition writes the service makes from now on. */
