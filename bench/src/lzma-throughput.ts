@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { compressRaw } from '@otadiff/diff-gen';
 import { LzmaDecoder } from '@otadiff/patch-apply';
+import { espDir } from './corpus.js';
 
 const PROPS = { lc: 3, lp: 0, pb: 2, dictSize: 64 * 1024 };
 const READ_SIZE = 4096;
@@ -83,7 +84,7 @@ function mbps(dec: LzmaDecoder, stream: Uint8Array, size: number, piece: number)
 }
 
 async function main(): Promise<void> {
-  const corpus = process.argv[2] ?? '/work/shared/corpus/esp8266-at';
+  const corpus = process.argv[2] ?? espDir;
   const fw = join(corpus, 'at-v3.0.6.bin');
   const firmware = existsSync(fw) ? new Uint8Array(readFileSync(fw)) : patchLike(450_000, new Uint8Array(64).fill(7));
   const r = xorshift(99);

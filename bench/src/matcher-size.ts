@@ -11,8 +11,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { buildSuffixArray, compressRaw, encodeCommands, matchChunk, type ChunkWindow, type SourceIndex } from '@otadiff/diff-gen';
+import { espDir } from './corpus.js';
 
 type Mode = 'ab' | 'inplace';
 
@@ -131,8 +131,7 @@ async function main(): Promise<void> {
     const v = flag(f);
     if (v !== undefined) tuning[k] = v;
   }
-  const here = fileURLToPath(new URL('.', import.meta.url));
-  const dir = args[0] ?? join(here, '../../../shared/corpus/esp8266-at');
+  const dir = args[0] ?? espDir;
   const files = readdirSync(dir)
     .filter((f) => /^at-v.*\.bin$/.test(f))
     .sort(compareVersions);

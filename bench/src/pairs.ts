@@ -1,8 +1,9 @@
-// The image pairs the bench diffs: consecutive ESP8266 AT releases and one multi-MB executable pair.
-import { execFileSync } from 'node:child_process';
+// The image pairs the bench diffs: consecutive ESP8266 AT releases, consecutive micro:bit CODAL runtimes
+// and one multi-MB executable pair.
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { cacheDir, corpusDir, ensureDir } from './paths.js';
+import { MICROBIT_VARIANTS, MICROBIT_VERSIONS, ensureMicrobitCorpus, esbuildBinary, microbitImage } from './corpus.js';
+import { corpusDir } from './paths.js';
 
 export interface Pair {
   name: string;
@@ -46,28 +47,24 @@ export function espPairs(): Pair[] {
   return out;
 }
 
-const ESBUILD_PACKAGE = '@esbuild/linux-arm';
+/** Consecutive pxt-microbit versions of each micro:bit runtime build (Cortex-M0 v1a/v1b, Cortex-M4 v2a/v2b). */
+export function microbitPairs(): Pair[] {
+  ensureMicrobitCorpus((line) => process.stderr.write(`${line}\n`));
+  const out: Pair[] = [];
+  for (const variant of MICROBIT_VARIANTS)
+    for (let i = 1; i < MICROBIT_VERSIONS.length; i++) {
+      const from = MICROBIT_VERSIONS[i - 1];
+      const to = MICROBIT_VERSIONS[i];
+      out.push(pair(`microbit ${variant} ${from}→${to}`, microbitImage(variant, from), microbitImage(variant, to)));
+    }
+  return out;
+}
+
 const ESBUILD_OLD = '0.23.0';
 const ESBUILD_NEW = '0.23.1';
 
-/** `bin/esbuild` of one @esbuild/linux-arm version, fetched with `npm pack` into bench/cache on first use. */
-function esbuildBinary(version: string): string {
-  const dir = ensureDir(join(cacheDir, `esbuild-linux-arm-${version}`));
-  const bin = join(dir, 'package', 'bin', 'esbuild');
-  if (existsSync(bin)) return bin;
-  const tarball = join(cacheDir, `esbuild-linux-arm-${version}.tgz`);
-  if (!existsSync(tarball)) {
-    process.stderr.write(`fetching ${ESBUILD_PACKAGE}@${version} with npm pack…\n`);
-    execFileSync('npm', ['pack', `${ESBUILD_PACKAGE}@${version}`, '--silent'], { cwd: cacheDir, stdio: ['ignore', 'ignore', 'inherit'] });
-  }
-  if (!existsSync(tarball)) throw new Error(`npm pack did not produce ${tarball}`);
-  execFileSync('tar', ['-xzf', tarball, '-C', dir, 'package/bin/esbuild']);
-  if (!existsSync(bin)) throw new Error(`${tarball} has no package/bin/esbuild`);
-  return bin;
-}
-
-/** The ~9.5 MB ARM executables of esbuild 0.23.0 and 0.23.1. */
+/** The ~9.5 MB ARM executables of esbuild 0.23.0 and 0.23.1 (fetched into bench/cache on first use, pinned). */
 export function esbuildPair(): Pair {
-  ensureDir(cacheDir);
-  return pair(`esbuild linux-arm ${ESBUILD_OLD}→${ESBUILD_NEW}`, esbuildBinary(ESBUILD_OLD), esbuildBinary(ESBUILD_NEW));
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  return pair(`esbuild linux-arm ${ESBUILD_OLD}→${ESBUILD_NEW}`, esbuildBinary(ESBUILD_OLD, log), esbuildBinary(ESBUILD_NEW, log));
 }

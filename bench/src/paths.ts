@@ -10,10 +10,10 @@ export const cacheDir = join(benchDir, 'cache');
 export const resultsDir = join(benchDir, 'results');
 export const cliBin = join(repoRoot, 'packages', 'cli', 'bin', 'otadiff.js');
 
-/** The ESP8266 AT corpus: OTADIFF_CORPUS, else ../shared/corpus/esp8266-at beside the repository. */
+/** The ESP8266 AT corpus: OTADIFF_CORPUS, else the vendored corpus/esp8266-at. */
 export function corpusDir(): string {
   const env = process.env.OTADIFF_CORPUS;
-  return env !== undefined && env !== '' ? resolve(env) : resolve(repoRoot, '..', 'shared', 'corpus', 'esp8266-at');
+  return env !== undefined && env !== '' ? resolve(env) : resolve(repoRoot, 'corpus', 'esp8266-at');
 }
 
 export function ensureDir(dir: string): string {

@@ -6,7 +6,7 @@ import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../src/main.js';
 import { parseSize } from '../src/size-arg.js';
 
-const CORPUS = new URL('../../../../shared/corpus/esp8266-at/', import.meta.url).pathname;
+const CORPUS = new URL('../../../corpus/esp8266-at/', import.meta.url).pathname;
 let dir: string;
 
 async function run(...args: string[]): Promise<{ code: number; out: string; err: string }> {

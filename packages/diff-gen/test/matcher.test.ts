@@ -346,7 +346,7 @@ describe('matchChunk: quality', () => {
 
 describe('matchChunk: real firmware', () => {
   it('rebuilds an ESP8266 AT firmware update in both modes', () => {
-    const dir = new URL('../../../../shared/corpus/esp8266-at/', import.meta.url);
+    const dir = new URL('../../../corpus/esp8266-at/', import.meta.url);
     const a = new URL('at-v3.0.4.bin', dir);
     const b = new URL('at-v3.0.5.bin', dir);
     // Without the corpus, a synthetic pair with the same kind of edits stands in.

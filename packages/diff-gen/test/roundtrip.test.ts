@@ -5,7 +5,7 @@ import { applyPackage, ChunkDecoder, crc32, FIXED_HEADER_BYTES, JS_ENGINE_BYTES,
 import { generatePackage, GenerateError } from '../src/generate.js';
 import { applyEdit, codeLike, editArb } from './edits.js';
 
-const CORPUS = new URL('../../../../shared/corpus/esp8266-at/', import.meta.url);
+const CORPUS = new URL('../../../corpus/esp8266-at/', import.meta.url);
 const corpus = (v: string) => new Uint8Array(readFileSync(new URL(`at-v${v}.bin`, CORPUS)));
 
 function expectSame(a: Uint8Array, b: Uint8Array) {

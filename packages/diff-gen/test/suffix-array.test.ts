@@ -124,8 +124,8 @@ describe('buildSuffixArray', () => {
   });
 
   it('sorts slices of a real firmware image and a large structured buffer', () => {
-    // shared/ sits beside the repository checkout (locally and in CI).
-    const file = new URL('../../../../shared/corpus/esp8266-at/at-v3.0.5.bin', import.meta.url);
+    // The vendored ESP8266 corpus (corpus/esp8266-at).
+    const file = new URL('../../../corpus/esp8266-at/at-v3.0.5.bin', import.meta.url);
     let image: Uint8Array;
     if (existsSync(file)) {
       image = new Uint8Array(readFileSync(file));

@@ -13,7 +13,7 @@ afterAll(async () => {
 
 // The README pair, cut to its first 160 KiB for speed (the corpus sits beside the repo);
 // a synthetic pair where the corpus is not checked out.
-const corpus = fileURLToPath(new URL('../../../../shared/corpus/esp8266-at/', import.meta.url));
+const corpus = fileURLToPath(new URL('../../../corpus/esp8266-at/', import.meta.url));
 function slicePair(): { old: Uint8Array; neu: Uint8Array; real: boolean } {
   if (!existsSync(`${corpus}at-v3.0.4.bin`)) return { ...firmwarePair(160 * 1024, 31), real: false };
   const cut = 160 * 1024;

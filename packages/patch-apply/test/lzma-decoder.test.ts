@@ -13,7 +13,7 @@ import { drive, firstDiff, mixedData, randomBytes, rng } from './helpers/lzma-dr
 import { lzmaNativeDecode, lzmaNativeEncode, type EncodeParams } from './helpers/lzma-oracle.js';
 import { TinyLzmaEncoder, tinyCompress } from './helpers/tiny-lzma-encoder.js';
 
-const CORPUS = '/work/shared/corpus/esp8266-at';
+const CORPUS = new URL('../../../corpus/esp8266-at', import.meta.url).pathname;
 
 /** All lc/lp/pb with lc+lp <= 4 and pb <= 4. */
 const ALL_PROPS: { lc: number; lp: number; pb: number }[] = [];

@@ -14,7 +14,7 @@ import { readHandover, writeHandover } from '../src/flash/handover.js';
 import { Journal, deriveUpdateId } from '../src/flash/journal.js';
 import { image, pair } from './helpers/images.js';
 
-const CORPUS = new URL('../../../../shared/corpus/esp8266-at/', import.meta.url);
+const CORPUS = new URL('../../../corpus/esp8266-at/', import.meta.url);
 const corpus = (v: string) => new Uint8Array(readFileSync(new URL(`at-v${v}.bin`, CORPUS)));
 
 

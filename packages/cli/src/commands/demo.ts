@@ -22,8 +22,8 @@ export interface DemoCliOptions {
 
 // src/commands/demo.ts and dist/commands/demo.js both sit four levels below the repo root.
 const repoRoot = fileURLToPath(new URL('../../../../', import.meta.url));
-export const DEFAULT_OLD = `${repoRoot}../shared/corpus/esp8266-at/at-v3.0.4.bin`;
-export const DEFAULT_NEW = `${repoRoot}../shared/corpus/esp8266-at/at-v3.0.5.bin`;
+export const DEFAULT_OLD = `${repoRoot}corpus/esp8266-at/at-v3.0.4.bin`;
+export const DEFAULT_NEW = `${repoRoot}corpus/esp8266-at/at-v3.0.5.bin`;
 
 /** "at-v3.0.4.bin" -> "3.0.4"; undefined when the name carries no version. */
 export function versionFromName(path: string): string | undefined {

@@ -139,8 +139,8 @@ and anything below the security counter it has recorded.`,
   program
     .command('demo')
     .description('the whole update on loopback: cloud + device, a signed diff through a dropped download and a power cut in the restore')
-    .option('--old <FILE>', 'old image (default ../shared/corpus/esp8266-at/at-v3.0.4.bin beside the repo)')
-    .option('--new <FILE>', 'new image (default ../shared/corpus/esp8266-at/at-v3.0.5.bin)')
+    .option('--old <FILE>', 'old image (default: the vendored corpus/esp8266-at/at-v3.0.4.bin)')
+    .option('--new <FILE>', 'new image (default: corpus/esp8266-at/at-v3.0.5.bin)')
     .option('--old-version <V>', 'version of OLD (default: from its file name)')
     .option('--new-version <V>', 'version of NEW (default: from its file name)')
     .addOption(new Option('--mode <mode>', 'restore mode').choices(['inplace', 'ab']).default('inplace'))
