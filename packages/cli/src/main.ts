@@ -36,8 +36,8 @@ function program(): Command {
   const diff = p
     .command('diff')
     .description('make a package that turns OLD into NEW')
-    .argument('<OLD>', 'old firmware image')
-    .argument('<NEW>', 'new firmware image')
+    .argument('<OLD>', 'old firmware image: a flat binary, or Intel HEX (.hex)')
+    .argument('<NEW>', 'new firmware image: a flat binary, or Intel HEX (.hex)')
     .requiredOption('-o, --output <PATCH>', 'package file to write')
     .addOption(new Option('--mode <mode>', 'inplace: restore over the old image; ab: into another slot').default('inplace'))
     .option('--split-size <size>', 'chunk size of the new image, a multiple of 4K', '64K')
@@ -49,7 +49,7 @@ function program(): Command {
   const pack = p
     .command('pack')
     .description('make an OTA_RAW package: the full IMAGE behind the same (signed) header as a diff')
-    .argument('<IMAGE>', 'new firmware image')
+    .argument('<IMAGE>', 'new firmware image: a flat binary, or Intel HEX (.hex)')
     .requiredOption('-o, --output <PATCH>', 'package file to write')
     .option('--split-size <size>', 'chunk size of the CRC table, a multiple of 4K', '64K')
     .option('--json', 'print one JSON object')

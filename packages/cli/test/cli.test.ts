@@ -1,10 +1,11 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync, existsSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../src/main.js';
 import { parseSize } from '../src/size-arg.js';
+import { microbitHex, microbitImage } from '../../../bench/src/corpus.js';
 
 const CORPUS = new URL('../../../corpus/esp8266-at/', import.meta.url).pathname;
 let dir: string;
@@ -253,5 +254,55 @@ describe('otadiff keygen / sign / verify / pack', () => {
     const r = await run('restore', dev, '--json', '--pubkey', `${ed}.pub`, '-o', img);
     expect(JSON.parse(r.out)).toMatchObject({ kind: 'old', slot: 'A', reason: 'signature' });
     expect(Buffer.compare(readFileSync(img).subarray(0, 413444), readFileSync(OLD))).toBe(0);
+  });
+});
+
+describe('Intel HEX input', () => {
+  const hex = (name: string) => microbitHex('v1b', name);
+  it('diff and pack take .hex files and say which address range they took', async () => {
+    const patch = join(dir, 'hex.otad');
+    const d = await run('diff', hex('7.0.6'), hex('8.1.32'), '-o', patch, '--json');
+    expect(d.code).toBe(0);
+    const j = JSON.parse(d.out);
+    expect(j).toMatchObject({ oldBytes: 261152, newBytes: 261152, oldHex: { base: 0, start: 0, end: 261152 }, newHex: { base: 0, start: 0, end: 261152 } });
+    expect(j.newHex.leftOut).toHaveLength(1);
+    const out = join(dir, 'hex-new.bin');
+    expect((await run('apply', microbitImage('v1b', '7.0.6'), patch, '-o', out)).code).toBe(0);
+    expect(Buffer.compare(readFileSync(out), readFileSync(microbitImage('v1b', '8.1.32')))).toBe(0);
+    const human = await run('diff', hex('7.0.6'), hex('8.1.32'), '-o', patch);
+    expect(human.out).toMatch(/^OLD .*v1b-7\.0\.6\.hex: Intel HEX, took 0x00000000-0x0003fc1f \(261,152 bytes\).*; left out 0x1000/m);
+    const p = await run('pack', hex('8.1.32'), '-o', join(dir, 'hex-raw.otad'), '--json');
+    expect(JSON.parse(p.out)).toMatchObject({ mode: 'raw', newBytes: 261152, hex: { base: 0, end: 261152 } });
+  });
+
+  it('a damaged .hex is one error line and no output file', async () => {
+    const bad = join(dir, 'bad.hex');
+    writeFileSync(bad, readFileSync(hex('8.1.32'), 'latin1').slice(0, 5000), 'latin1');
+    const patch = join(dir, 'bad-hex.otad');
+    const r = await run('diff', bad, hex('8.1.32'), '-o', patch);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/^error: OLD .*bad\.hex is not a valid Intel HEX file: /);
+    expect(r.err.trim().split('\n')).toHaveLength(1);
+    expect(existsSync(patch)).toBe(false);
+  });
+});
+
+describe('a closed stdout', () => {
+  const bin = new URL('../bin/otadiff.js', import.meta.url).pathname;
+  // The reader closes the pipe before otadiff writes (`exec 0<&-`) or after one line (`head -1`): either way
+  // otadiff ends quietly with status 0, no EPIPE stack trace.
+  const pipe = (args: string, reader: string) => {
+    const r = spawnSync('bash', ['-c', `node "${bin}" ${args} 2>"$0/stderr" | ${reader}; echo "status \${PIPESTATUS[0]}" >"$0/status"`, dir], { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    return { err: readFileSync(join(dir, 'stderr'), 'utf8'), status: readFileSync(join(dir, 'status'), 'utf8').trim() };
+  };
+  it.each(['--help', 'serve --help', 'diff --help'])('otadiff %s | head -1, and into a pipe closed at once', (args) => {
+    for (const reader of ['head -1 >/dev/null', '(exec 0<&-; sleep 1)']) expect(pipe(args, reader)).toEqual({ err: '', status: 'status 0' });
+  });
+  it('a long listing (info of a 101-chunk package) into head -1', async () => {
+    const patch = join(dir, 'many.otad');
+    await run('diff', `${CORPUS}at-v3.0.4.bin`, `${CORPUS}at-v3.0.5.bin`, '-o', patch, '--split-size', '4K');
+    expect(pipe(`info "${patch}"`, 'head -1 >/dev/null')).toEqual({ err: '', status: 'status 0' });
+    expect(pipe(`info "${patch}"`, '(exec 0<&-; sleep 1)')).toEqual({ err: '', status: 'status 0' });
   });
 });

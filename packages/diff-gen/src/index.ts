@@ -12,5 +12,5 @@ export { packRaw } from './raw-package.js';
 export type { RawPackageOptions } from './raw-package.js';
 export { generateKeyPair, loadPrivateKey, algorithmOf, trustedKeyOf, signPackage, assemblePackage, headerFieldsOf, SigningError, KEY_TYPES } from './sign-package.js';
 export type { KeyType } from './sign-package.js';
-export { readIntelHex, looksLikeIntelHex, describeRange, IntelHexError } from './intel-hex.js';
+export { readIntelHex, describeRange, IntelHexError } from './intel-hex.js';
 export type { HexImage, HexLimits, AddressRange } from './intel-hex.js';

@@ -49,13 +49,6 @@ interface Run {
 
 const hexValue = (c: number): number => (c >= 48 && c <= 57 ? c - 48 : c >= 65 && c <= 70 ? c - 55 : c >= 97 && c <= 102 ? c - 87 : -1);
 
-/** True when `bytes` looks like Intel HEX text: optional whitespace, then ':' and hex digits. */
-export function looksLikeIntelHex(bytes: Uint8Array): boolean {
-  let i = 0;
-  while (i < bytes.length && (bytes[i] === 0x20 || bytes[i] === 0x09 || bytes[i] === 0x0d || bytes[i] === 0x0a)) i++;
-  return i + 11 <= bytes.length && bytes[i] === 0x3a && hexValue(bytes[i + 1]) >= 0 && hexValue(bytes[i + 2]) >= 0;
-}
-
 /** Every data record of an Intel HEX file, with its absolute address; checks syntax, checksums and the end record. */
 function readRecords(text: Uint8Array): { runs: Run[]; entry?: number } {
   const runs: Run[] = [];

@@ -4,6 +4,7 @@ import fc from 'fast-check';
 import { applyPackage, ChunkDecoder, crc32, FIXED_HEADER_BYTES, JS_ENGINE_BYTES, memorySource, PackageError, parseHeader, recordsOffset, StreamPatcher, type PatchMode } from '@otadiff/patch-apply';
 import { generatePackage, GenerateError } from '../src/generate.js';
 import { applyEdit, codeLike, editArb } from './edits.js';
+import { MICROBIT_VARIANTS, MICROBIT_VERSIONS, microbitImage } from '../../../bench/src/corpus.js';
 
 const CORPUS = new URL('../../../corpus/esp8266-at/', import.meta.url);
 const corpus = (v: string) => new Uint8Array(readFileSync(new URL(`at-v${v}.bin`, CORPUS)));
@@ -87,6 +88,17 @@ describe('generate + apply round trips', () => {
       await roundTrip(old, neu, 'inplace', 65536);
       await roundTrip(old, neu, 'ab', 16384);
     }
+  });
+
+  it('restores the micro:bit CODAL pairs (Cortex-M0 and M4) in both modes', async () => {
+    const image = (variant: string, version: string) => new Uint8Array(readFileSync(microbitImage(variant, version)));
+    for (const variant of MICROBIT_VARIANTS)
+      for (let i = 0; i + 1 < MICROBIT_VERSIONS.length; i++) {
+        const old = image(variant, MICROBIT_VERSIONS[i]);
+        const neu = image(variant, MICROBIT_VERSIONS[i + 1]);
+        await roundTrip(old, neu, i % 2 === 0 ? 'inplace' : 'ab', 65536);
+        await roundTrip(old, neu, i % 2 === 0 ? 'ab' : 'inplace', 16384);
+      }
   });
 
   it('streams: the package fed one byte at a time gives the same image', async () => {

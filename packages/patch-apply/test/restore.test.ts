@@ -13,6 +13,7 @@ import { openPartition, type PartitionLayout } from '../src/flash/partition-layo
 import { readHandover, writeHandover } from '../src/flash/handover.js';
 import { Journal, deriveUpdateId } from '../src/flash/journal.js';
 import { image, pair } from './helpers/images.js';
+import { microbitImage } from '../../../bench/src/corpus.js';
 
 const CORPUS = new URL('../../../corpus/esp8266-at/', import.meta.url);
 const corpus = (v: string) => new Uint8Array(readFileSync(new URL(`at-v${v}.bin`, CORPUS)));
@@ -104,6 +105,17 @@ describe('boot-side restore under power cuts', () => {
       expect(r.cuts).toBe(24);
       // Wear: in place, a chunk costs its region plus the backup; no sector is erased more than the chunks touching it.
       expect(r.wear.maxErasesPerSector).toBeLessThanOrEqual(mode === 'inplace' ? 7 : 2);
+    });
+  }
+
+  for (const [variant, a, b, mode] of [['v1a', '7.0.6', '8.1.32', 'inplace'], ['v2b', '4.0.24', '7.0.6', 'ab'], ['v2a', '7.0.6', '8.1.32', 'inplace']] as const) {
+    it(`micro:bit ${variant} ${a} -> ${b} (${mode}): a seeded sample of cuts`, async () => {
+      const old = new Uint8Array(readFileSync(microbitImage(variant, a)));
+      const neu = new Uint8Array(readFileSync(microbitImage(variant, b)));
+      const { package: pkg } = await generatePackage(old, neu, { mode, splitSize: 65536 });
+      const r = runPowercut(old, neu, pkg, { sectorSize: 4096, sample: 16, seed: 11 });
+      expect(r.failures).toEqual([]);
+      expect(r.cuts).toBe(16);
     });
   }
 });

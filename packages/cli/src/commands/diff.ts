@@ -1,6 +1,7 @@
 import { generatePackage } from '@otadiff/diff-gen';
 import { signatureAlgorithmOf, streamPatcherRamBytes } from '@otadiff/patch-apply';
-import { readInput, writeOutputAtomic } from '../files.js';
+import { writeOutputAtomic } from '../files.js';
+import { describeImage, imageJson, readImage } from '../image-input.js';
 import { releaseOptions, type ReleaseArgs } from '../release-args.js';
 import { Progress } from '../progress.js';
 import { CliError, formatBytes, parseSize } from '../size-arg.js';
@@ -19,8 +20,12 @@ export async function diffCommand(oldPath: string, newPath: string, opts: DiffOp
   const release = releaseOptions(opts);
   const splitSize = parseSize(opts.splitSize);
   const dictSize = parseSize(opts.dictSize);
-  const oldImage = readInput(oldPath, 'OLD');
-  const newImage = readInput(newPath, 'NEW');
+  const oldInput = readImage(oldPath, 'OLD');
+  const newInput = readImage(newPath, 'NEW');
+  const oldImage = oldInput.bytes;
+  const newImage = newInput.bytes;
+  if (!opts.json)
+    for (const line of [describeImage('OLD', oldPath, oldInput), describeImage('NEW', newPath, newInput)]) if (line) process.stdout.write(`${line}\n`);
   const progress = new Progress(!opts.json);
   const started = performance.now();
   let result;
@@ -57,6 +62,8 @@ export async function diffCommand(oldPath: string, newPath: string, opts: DiffOp
     ratio: newImage.length === 0 ? 0 : result.package.length / newImage.length,
     ramBytes: streamPatcherRamBytes(h),
     seconds: (performance.now() - started) / 1000,
+    oldHex: imageJson(oldInput),
+    newHex: imageJson(newInput),
   };
   if (opts.json) {
     process.stdout.write(`${JSON.stringify(summary)}\n`);

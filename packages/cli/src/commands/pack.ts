@@ -1,6 +1,7 @@
 import { packRaw } from '@otadiff/diff-gen';
 import { signatureAlgorithmOf } from '@otadiff/patch-apply';
-import { readInput, writeOutputAtomic } from '../files.js';
+import { writeOutputAtomic } from '../files.js';
+import { describeImage, imageJson, readImage } from '../image-input.js';
 import { releaseOptions, type ReleaseArgs } from '../release-args.js';
 import { formatBytes, parseSize } from '../size-arg.js';
 
@@ -13,7 +14,10 @@ export interface PackOptions extends ReleaseArgs {
 /** NEW alone -> an OTA_RAW package: the full image behind the same (signed) header as a diff. */
 export function packCommand(imagePath: string, opts: PackOptions): void {
   const release = releaseOptions(opts);
-  const image = readInput(imagePath, 'IMAGE');
+  const input = readImage(imagePath, 'IMAGE');
+  const image = input.bytes;
+  const hexLine = opts.json ? undefined : describeImage('IMAGE', imagePath, input);
+  if (hexLine) process.stdout.write(`${hexLine}\n`);
   const { package: pkg, header: h } = packRaw(image, { ...release, splitSize: parseSize(opts.splitSize) });
   writeOutputAtomic(opts.output, pkg);
   const summary = {
@@ -27,6 +31,7 @@ export function packCommand(imagePath: string, opts: PackOptions): void {
     firmwareVersion: h.firmwareVersion,
     securityCounter: h.securityCounter,
     signature: signatureAlgorithmOf(h.signatureType),
+    hex: imageJson(input),
   };
   if (opts.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
   else
