@@ -25,11 +25,17 @@ export function summarizeSizes(rows: SizeRow[], peers: Peer[]): SizeSummary {
   };
 }
 
+/** A geometric-mean row of the ratios over some of the table's rows (one corpus). */
+export interface MeanRow {
+  label: string;
+  rows: SizeRow[];
+}
+
 /**
  * Size table with one column per listed peer (missing peers are left out), ratios to bsdiff and a
- * geometric-mean row of the ratios over `mean.rows` (default: all rows).
+ * geometric-mean row of the ratios for each of `means` (default: one over all rows).
  */
-export function sizeTable(rows: SizeRow[], peers: Peer[], peerIds: string[], mean: { label: string; rows: SizeRow[] } = { label: 'geometric mean', rows }): string {
+export function sizeTable(rows: SizeRow[], peers: Peer[], peerIds: string[], means: MeanRow[] = [{ label: 'geometric mean', rows }]): string {
   const shown = peerIds.map((id) => peers.find((p) => p.id === id)).filter((p): p is Peer => p !== undefined && p.available);
   const ref = bsdiffReference(peers);
   const head = ['pair', 'NEW', 'ours inplace', 'ours ab', ...shown.map((p) => p.label)];
@@ -39,20 +45,21 @@ export function sizeTable(rows: SizeRow[], peers: Peer[], peerIds: string[], mea
     if (ref) cells.push(ratio(r.inplace.bytes / r.peers[ref.id]), ratio(r.ab.bytes / r.peers[ref.id]));
     return cells;
   });
-  if (ref && mean.rows.length > 1) {
-    const s = summarizeSizes(mean.rows, peers);
-    body.push([`**${mean.label}**`, '', '', '', ...shown.map(() => ''), `**${ratio(s.inplaceGeo)}**`, `**${ratio(s.abGeo)}**`]);
-  }
+  if (ref)
+    for (const mean of means.filter((m) => m.rows.length > 1)) {
+      const s = summarizeSizes(mean.rows, peers);
+      body.push([`**${mean.label}**`, '', '', '', ...shown.map(() => ''), `**${ratio(s.inplaceGeo)}**`, `**${ratio(s.abGeo)}**`]);
+    }
   return table(head, body);
 }
 
 const COLORS = ['#1f77b4', '#6baed6', '#ff7f0e', '#2ca02c', '#9467bd', '#8c564b'];
 
 /**
- * Bars of ours/peer per pair: below the dashed 1.0 line the otadiff package is the smaller one. With
- * `meanOf`, a last group shows the geometric mean of each ratio over those rows.
+ * Bars of ours/peer per pair: below the dashed 1.0 line the otadiff package is the smaller one. Each of
+ * `means` adds a last group with the geometric mean of each ratio over its rows.
  */
-export function sizeChart(rows: SizeRow[], peers: Peer[], meanOf?: { label: string; rows: SizeRow[] }): string {
+export function sizeChart(rows: SizeRow[], peers: Peer[], means: MeanRow[] = []): string {
   const ref = bsdiffReference(peers);
   const ratios: { label: string; f: (r: SizeRow) => number }[] = [];
   if (ref) {
@@ -63,12 +70,12 @@ export function sizeChart(rows: SizeRow[], peers: Peer[], meanOf?: { label: stri
   const series: Series[] = ratios.map((x, i) => ({
     label: x.label,
     color: COLORS[i % COLORS.length],
-    values: [...rows.map(x.f), ...(meanOf ? [geometricMean(meanOf.rows.map(x.f))] : [])],
+    values: [...rows.map(x.f), ...means.map((m) => geometricMean(m.rows.map(x.f)))],
   }));
   return renderBarChart({
     title: 'otadiff package size relative to each peer (lower is better; dashed line = same size)',
     yLabel: 'size ratio (ours / peer)',
-    groups: [...rows.map((r) => r.pair.name), ...(meanOf ? [meanOf.label] : [])],
+    groups: [...rows.map((r) => r.pair.name), ...means.map((m) => m.label)],
     series,
     reference: 1,
   });

@@ -1,9 +1,10 @@
-// `npm run bench:size`: package sizes on the ESP8266 AT pairs only (ours inplace/ab, bsdiff, xz -9e of NEW).
+// `npm run bench:size`: package sizes on the ESP8266 AT pairs (Xtensa) and the micro:bit CODAL pairs
+// (Cortex-M0/M4): ours inplace/ab, bsdiff, xz -9e of NEW, every patch restored and compared with NEW.
 // Prints the markdown table and writes it to bench/results/sizes.md.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { espPairs } from './pairs.js';
+import { espPairs, microbitPairs, type Pair } from './pairs.js';
 import { ensureDir, resultsDir } from './paths.js';
 import { detectPeers } from './peers.js';
 import { sizeTable } from './size-report.js';
@@ -17,22 +18,27 @@ async function main(): Promise<void> {
   const peers = all.filter((p) => wanted.includes(p.id) || (useNode && p.id === 'bsdiff-node'));
   const missing = peers.filter((p) => !p.available).map((p) => `${p.label} (${p.install})`);
   const workDir = mkdtempSync(join(tmpdir(), 'otadiff-size-'));
-  const rows: SizeRow[] = [];
+  const corpora: { label: string; pairs: Pair[]; rows: SizeRow[] }[] = [
+    { label: 'geometric mean, ESP8266', pairs: espPairs(), rows: [] },
+    { label: 'geometric mean, micro:bit', pairs: microbitPairs(), rows: [] },
+  ];
   try {
-    for (const pair of espPairs()) {
-      process.stderr.write(`${pair.name}…\n`);
-      rows.push(await measureSizes(pair, peers, workDir, `s${rows.length}`));
-    }
+    for (const c of corpora)
+      for (const pair of c.pairs) {
+        process.stderr.write(`${pair.name}…\n`);
+        c.rows.push(await measureSizes(pair, peers, workDir, `s${c.rows.length}${c.label.length}`));
+      }
   } finally {
     rmSync(workDir, { recursive: true, force: true });
   }
   const md = [
-    '# otadiff package size, ESP8266 AT pairs',
+    '# otadiff package size, ESP8266 AT and micro:bit CODAL pairs',
     '',
-    'Split 64 KiB, LZMA dictionary 16 KiB. Ratios are ours/bsdiff; the last row is their geometric mean.',
+    'Split 64 KiB, LZMA dictionary 16 KiB. Ratios are ours/bsdiff; the last rows are their geometric means per corpus.',
+    'Every patch (ours and each peer\'s) was restored and compared with NEW.',
     ...(missing.length ? [`Missing: ${missing.join(', ')}.`] : []),
     '',
-    sizeTable(rows, peers, ['bsdiff', 'bsdiff-node', 'xz']),
+    sizeTable(corpora.flatMap((c) => c.rows), peers, ['bsdiff', 'bsdiff-node', 'xz'], corpora),
     '',
   ].join('\n');
   ensureDir(resultsDir);

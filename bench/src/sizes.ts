@@ -2,7 +2,7 @@
 // every available peer.
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseHeader, type LzmaParams, type PatchMode } from '@otadiff/patch-apply';
+import { applyPackage, nodeCrc32, nodeSha256, parseHeader, type LzmaParams, type PatchMode } from '@otadiff/patch-apply';
 import type { Pair } from './pairs.js';
 import { cliBin } from './paths.js';
 import { sameFile, type Peer } from './peers.js';
@@ -34,17 +34,22 @@ export function diffArgs(pair: Pair, mode: PatchMode, out: string): string[] {
   return [cliBin, 'diff', pair.oldPath, pair.newPath, '-o', out, '--mode', mode, '--split-size', String(SPLIT_SIZE), '--dict-size', String(DICT_SIZE), '--json'];
 }
 
-/** Runs `otadiff diff` (which verifies its package restores NEW before writing it). */
+/**
+ * Runs `otadiff diff` (which verifies its package restores NEW before writing it), then restores the
+ * written package here once more and compares it with NEW, as every peer's patch is.
+ */
 function ours(pair: Pair, mode: PatchMode, workDir: string, tag: string): OurPackage {
   const path = join(workDir, `${tag}.${mode}.otad`);
   const json = JSON.parse(run(process.execPath, diffArgs(pair, mode, path)).stdout.toString()) as { patchBytes: number; ramBytes: number };
   const bytes = statSync(path).size;
   if (bytes !== json.patchBytes) throw new Error(`otadiff diff reported ${json.patchBytes} bytes but wrote ${bytes}`);
-  const h = parseHeader(new Uint8Array(readFileSync(path)));
-  return { mode, path, bytes, ramBytes: json.ramBytes, lzma: h.lzma };
+  const pkg = new Uint8Array(readFileSync(path));
+  const restored = applyPackage(new Uint8Array(readFileSync(pair.oldPath)), pkg, { sha256: nodeSha256, crc32: nodeCrc32 }).image;
+  if (Buffer.compare(restored, readFileSync(pair.newPath)) !== 0) throw new Error(`our ${mode} package did not restore NEW for ${pair.name}`);
+  return { mode, path, bytes, ramBytes: json.ramBytes, lzma: parseHeader(pkg).lzma };
 }
 
-/** Sizes for one pair; every peer patch is restored once and compared with NEW, so no size is taken on trust. */
+/** Sizes for one pair; every patch, ours included, is restored once and compared with NEW, so no size is taken on trust. */
 export async function measureSizes(pair: Pair, peers: Peer[], workDir: string, tag: string): Promise<SizeRow> {
   const inplace = ours(pair, 'inplace', workDir, tag);
   const ab = ours(pair, 'ab', workDir, tag);

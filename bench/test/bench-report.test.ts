@@ -78,7 +78,7 @@ describe('bench helpers', () => {
 
   it('chart: one bar per available value, a mean group, escaped labels, bars scaled to the axis', () => {
     const rows = [row('a<b', 90, 80, 100, 500), row('c', 40, 30, 50, 300)];
-    const svg = sizeChart(rows, [peer('bsdiff'), peer('xz')], { label: 'mean', rows });
+    const svg = sizeChart(rows, [peer('bsdiff'), peer('xz')], [{ label: 'mean', rows }]);
     expect(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"')).toBe(true);
     expect(svg.trimEnd().endsWith('</svg>')).toBe(true);
     // 3 series (inplace/bsdiff, ab/bsdiff, inplace/xz) x 3 groups (2 pairs + mean) bars, plus background and 3 legend swatches.
