@@ -68,10 +68,14 @@ function writeAtomic(path: string, data: Uint8Array): void {
 /** `npm pack` of spec into dir, checked against its pinned sha512 integrity; returns the tarball's path. */
 function npmPack(spec: string, integrity: string, dir: string): string {
   try {
-    execFileSync('npm', ['pack', spec, '--silent'], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+    execFileSync('npm', ['pack', spec, '--loglevel=error'], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
   } catch (e) {
-    const err = String((e as { stderr?: Buffer }).stderr ?? '').trim().split('\n').filter(Boolean).pop();
-    throw new CorpusError(`cannot fetch ${spec} from the npm registry${err ? `: ${err}` : ''}`);
+    // npm's first own line of error text (not its code/errno lines, nor a stack trace).
+    const why = String((e as { stderr?: Buffer }).stderr ?? '')
+      .split('\n')
+      .map((l) => l.replace(/^npm (error|ERR!) ?/, ''))
+      .find((l) => l.trim() !== '' && !/^(code|syscall|errno) /.test(l) && !/^\s/.test(l));
+    throw new CorpusError(`cannot fetch ${spec} from the npm registry${why ? `: ${why.trim()}` : ''}`);
   }
   const tgz = readdirSync(dir).find((f) => f.endsWith('.tgz'));
   if (!tgz) throw new CorpusError(`npm pack ${spec} wrote no tarball`);
@@ -90,14 +94,15 @@ export function microbitHex(variant: string, version: string): string {
 }
 
 /**
- * Makes sure every micro:bit image is in corpus/microbit-codal with its pinned SHA-256, fetching the
- * pxt-microbit versions whose images are missing or damaged. Offline once fetched. Returns the folder.
+ * Makes sure every micro:bit image is in `dir` (corpus/microbit-codal, whose SHA256SUMS pins them) with
+ * its pinned SHA-256, fetching the pxt-microbit versions whose images are missing or damaged. Offline
+ * once fetched. Returns the folder.
  */
-export function ensureMicrobitCorpus(log: (line: string) => void = () => {}): string {
-  const sums = readSums(microbitDir);
+export function ensureMicrobitCorpus(log: (line: string) => void = () => {}, dir = microbitDir): string {
+  const sums = readSums(dir);
   for (const version of MICROBIT_VERSIONS) {
     const names = MICROBIT_VARIANTS.map((v) => `${v}-${version}`);
-    const ok = names.every((n) => intact(join(microbitDir, `${n}.bin`), sums.get(`${n}.bin`) ?? '') && existsSync(join(microbitDir, 'hex', `${n}.hex`)));
+    const ok = names.every((n) => intact(join(dir, `${n}.bin`), sums.get(`${n}.bin`) ?? '') && existsSync(join(dir, 'hex', `${n}.hex`)));
     if (ok) continue;
     const spec = `pxt-microbit@${version}`;
     log(`fetching ${spec} from the npm registry…`);
@@ -110,7 +115,7 @@ export function ensureMicrobitCorpus(log: (line: string) => void = () => {}): st
         throw new CorpusError(`${spec}: its tarball has no package/built/hexcache`);
       }
       const hexDir = join(tmp, 'package', 'built', 'hexcache');
-      mkdirSync(join(microbitDir, 'hex'), { recursive: true });
+      mkdirSync(join(dir, 'hex'), { recursive: true });
       const found = new Set<string>();
       for (const file of readdirSync(hexDir)) {
         const name = HEXCACHE_KEYS[basename(file).slice(0, 8)];
@@ -119,8 +124,8 @@ export function ensureMicrobitCorpus(log: (line: string) => void = () => {}): st
         const { bytes } = readIntelHex(text);
         const want = sums.get(`${name}.bin`);
         if (sha256(bytes) !== want) throw new CorpusError(`${spec}: ${name}.bin hashes to ${sha256(bytes)}, not the pinned ${want}`);
-        writeAtomic(join(microbitDir, 'hex', `${name}.hex`), text);
-        writeAtomic(join(microbitDir, `${name}.bin`), bytes);
+        writeAtomic(join(dir, 'hex', `${name}.hex`), text);
+        writeAtomic(join(dir, `${name}.bin`), bytes);
         found.add(name);
       }
       const lacking = names.filter((n) => !found.has(n));
@@ -129,7 +134,7 @@ export function ensureMicrobitCorpus(log: (line: string) => void = () => {}): st
       rmSync(tmp, { recursive: true, force: true });
     }
   }
-  return microbitDir;
+  return dir;
 }
 
 /** The esbuild executables the bench uses as its multi-MB pair, pinned. */
