@@ -55,6 +55,6 @@ export function measureScaling(pair: Pair, factor: number, applyRuns: number, wo
   }
   if (!sameFile(`${tag}.ours`, pair.newPath)) throw new Error(`otadiff apply did not restore NEW for ${pair.name}`);
   if (peer && !sameFile(`${tag}.theirs`, pair.newPath)) throw new Error(`bspatch did not restore NEW for ${pair.name}`);
-  const warm = measureThroughput(pair.oldPath, `${tag}.otad`, 1000);
+  const warm = measureThroughput(pair.oldPath, `${tag}.otad`, 3000);
   return { pair, factor, bspatch: peer ? bsApply : null, coldApply, nodeStart, warmHostApply: warm.hostApplySeconds };
 }
