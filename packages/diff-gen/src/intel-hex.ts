@@ -73,6 +73,7 @@ function readRecords(text: Uint8Array): { runs: Run[]; entry?: number } {
     const digits = b - a - 1;
     if (digits < 10 || digits % 2 !== 0) throw new IntelHexError(`line ${line}: a record has an even number of hex digits, at least 10`);
     const n = digits / 2;
+    if (n > rec.length) throw new IntelHexError(`line ${line}: a record holds at most 255 data bytes`);
     for (let i = 0; i < n; i++) {
       const hi = hexValue(text[a + 1 + 2 * i]);
       const lo = hexValue(text[a + 2 + 2 * i]);

@@ -93,6 +93,7 @@ describe('Intel HEX reader', () => {
     ['no end record', record(0, 0, [1]), /no end-of-file record/],
     ['a bad checksum', ':0100000001FF\n:00000001FF', /line 1: checksum mismatch/],
     ['a wrong byte count', ':0200000001FD\n:00000001FF', /line 1: byte count 2/],
+    ['an over-long record', `:FF000000${'00'.repeat(300)}00\n:00000001FF`, /at most 255 data bytes/],
     ['a non-hex digit', ':01000000G1FE\n:00000001FF', /not a hex digit/],
     ['a line without a colon', '0100000001FE\n:00000001FF', /must start with ':'/],
     ['an odd number of digits', ':0100000001F\n:00000001FF', /even number of hex digits/],
