@@ -47,14 +47,14 @@ describe('validateLayout', () => {
 });
 
 describe('defaultLayout', () => {
-  it('packs the partitions and sizes the backup ring to two chunks and six sectors in place (or a third of the slot)', () => {
+  it('packs the partitions and sizes the backup ring to two chunks and eight sectors in place (or a third of the slot)', () => {
     const l = defaultLayout({ appSize: 100_000, otaSize: 50_000, splitSize: 65536 });
     expect(l.appA).toEqual({ name: 'appA', offset: 0, size: 25 * SS });
     expect(l.appB).toBeUndefined();
     expect(l.ota).toEqual({ name: 'ota', offset: 25 * SS, size: 13 * SS });
     expect(l.params).toEqual({ name: 'params', offset: 38 * SS, size: PARAMS_MIN_SECTORS * SS });
-    expect(l.backup).toEqual({ name: 'backup', offset: 42 * SS, size: 38 * SS });
-    expect(l.flash).toEqual(makeGeometry({ size: 80 * SS, sectorSize: SS, programUnit: 1 }));
+    expect(l.backup).toEqual({ name: 'backup', offset: 42 * SS, size: 40 * SS });
+    expect(l.flash).toEqual(makeGeometry({ size: 82 * SS, sectorSize: SS, programUnit: 1 }));
     expect(defaultLayout({ appSize: 3_000_000, otaSize: 1, splitSize: 65536 }).backup.size).toBe(Math.ceil(1_000_000 / SS) * SS);
     expect(defaultLayout({ appSize: 100_000, otaSize: 1, splitSize: 65536, backupSize: 5 * SS }).backup.size).toBe(5 * SS);
   });

@@ -118,10 +118,10 @@ export interface DefaultLayoutOptions {
 /**
  * The default backup ring of an in-place device: a third of the slot, so one update erases each ring
  * sector about three times at most (an update saves at most the old image once), and never less than
- * two groups of sectors and chunks plus six sectors (record headers, the sector being filled, one lost to a cut) (what the restore needs at once).
+ * two groups of sectors and chunks plus eight sectors (record headers and marks, partly filled sectors, one lost to a cut).
  */
 export function defaultBackupBytes(appSize: number, splitSize: number, largestSectorBytes: number): number {
-  return Math.max(Math.ceil(appSize / 3), 2 * Math.max(splitSize, largestSectorBytes) + 6 * largestSectorBytes);
+  return Math.max(Math.ceil(appSize / 3), 2 * Math.max(splitSize, largestSectorBytes) + 8 * largestSectorBytes);
 }
 
 /** Packs appA, [appB], ota, params, backup back to back from offset 0, each on sector boundaries. */

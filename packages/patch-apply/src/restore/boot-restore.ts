@@ -66,11 +66,11 @@ export interface BootOptions {
 
 /**
  * Backup ring an in-place restore needs at least on flash whose sectors are no larger than `sectorBytes`
- * and divide the split size: the old bytes two neighbouring chunks may keep at once, plus six sectors (record headers, the sector being filled, one lost to a cut).
+ * and divide the split size: the old bytes two neighbouring chunks may keep at once, plus eight sectors (record headers and marks, partly filled sectors, one lost to a cut).
  * The bootloader checks the exact figure for the package and the device before its first erase.
  */
 export function backupBytes(p: Pick<PackageHeader, 'splitSize' | 'chunks'>, sectorBytes = 4096): number {
-  return (p.chunks.length > 1 ? 2 * p.splitSize : p.splitSize) + 6 * sectorBytes;
+  return (p.chunks.length > 1 ? 2 * p.splitSize : p.splitSize) + 8 * sectorBytes;
 }
 
 /**
