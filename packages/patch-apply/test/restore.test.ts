@@ -12,6 +12,7 @@ import { FlashError, PowerCutError, eraseRange, readBytes, uniformSectorSize, ty
 import { openPartition, type PartitionLayout } from '../src/flash/partition-layout.js';
 import { readHandover, writeHandover } from '../src/flash/handover.js';
 import { Journal, deriveUpdateId } from '../src/flash/journal.js';
+import { BackupRing } from '../src/restore/backup-ring.js';
 import { image, pair } from './helpers/images.js';
 
 const CORPUS = new URL('../../../corpus/esp8266-at/', import.meta.url);
@@ -247,13 +248,14 @@ describe('untrusted journal contents', () => {
   });
 });
 
-describe('in place: the delayed write and its backup slots', () => {
-  it('a backup partition left by an earlier update (holding one of our chunks) does not mislead the resume', async () => {
+describe('in place: the backup ring and the resume probes', () => {
+  it('a backup ring left by an earlier update (records of old bytes of this very slot) does not mislead the restore', async () => {
     const { old, neu } = pair(14000);
     const { package: pkg } = await generatePackage(old, neu, { mode: 'inplace', splitSize: 4096 });
-    const dev = prepareDevice(old, pkg, { sectorSize: 1024 });
-    // Stale bytes that happen to equal new chunk 1 in slot 1: a resume probe would take them for ours.
-    dev.flash.raw.set(neu.subarray(4096, 8192), dev.layout.backup.offset + 4096);
+    const dev = prepareDevice(old, pkg, { sectorSize: 1024, usedBackup: false });
+    // Another update's records, over the slot offsets this one reads, holding bytes that are not OLD.
+    const ring = new BackupRing(openPartition(dev.flash, dev.layout, 'backup'), 0x5eed);
+    for (let at = 0; at < 12 * 1024; at += 1024) ring.save(at, neu.subarray(at + 100, at + 1124), 0, () => true);
     expect(boot({ flash: dev.flash, layout: dev.layout })).toMatchObject({ kind: 'trial', slot: 'A' });
     expect(same(readBytes(slotView(dev.flash, dev.layout, 'A'), 0, neu.length), neu)).toBe(true);
   });

@@ -46,8 +46,6 @@ export interface InPlaceContext {
   progress(chunk: number): void;
 }
 
-type Resume = { group: number; phase: 'save' | 'write'; step: number };
-
 /** Groups of the slot for this package (the slot geometry decides them). */
 export function inPlaceGroups(p: PackageHeader, slot: FlashGeometry): WriteGroup[] {
   return writeGroups(slot, p.splitSize, p.newSize);
