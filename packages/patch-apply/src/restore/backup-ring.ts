@@ -129,6 +129,19 @@ export class BackupRing {
     return null;
   }
 
+  /** The lowest slot offset above `offset` where a record starts (Infinity when none does). */
+  nextStart(offset: number): number {
+    const r = this.records;
+    let lo = 0;
+    let hi = r.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (r[mid].slotOffset <= offset) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo < r.length ? r[lo].slotOffset : Infinity;
+  }
+
   /** Slot bytes of [start, start + length) that no record covers, as runs (block-aligned input gives block-aligned runs). */
   uncovered(start: number, length: number): { offset: number; length: number }[] {
     const out: { offset: number; length: number }[] = [];

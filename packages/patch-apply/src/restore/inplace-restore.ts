@@ -294,8 +294,8 @@ export class InPlaceRestore {
             ring.read(rec, at, dst, dstOffset + (at - offset), n);
             at += n;
           } else {
-            // Up to the next save block, where a record may start.
-            const n = Math.min(end, (Math.floor(at / SAVE_BLOCK) + 1) * SAVE_BLOCK) - at;
+            // Up to where the next record starts.
+            const n = Math.min(end, ring.nextStart(at)) - at;
             target.read(at, dst, dstOffset + (at - offset), n);
             at += n;
           }
