@@ -8,12 +8,13 @@ import { join } from 'node:path';
 import { bytes, kib, ratio, seconds, table } from './format.js';
 import { measureHeap, type HeapReport } from './heap.js';
 import { measureThroughput, type ThroughputRow } from './inprocess.js';
+import { readFileSync } from 'node:fs';
 import { esbuildPair, espPairs, microbitPairs, type Pair } from './pairs.js';
 import { ensureDir, resultsDir } from './paths.js';
 import { detectPeers } from './peers.js';
-import { measureRestore, SECTOR_SIZE, type RestoreRow } from './restore.js';
 import { measureScaling, repeatedPair, type ScalingRow } from './scaling.js';
 import { sizeChart, sizeTable, summarizeSizes, type MeanRow } from './size-report.js';
+import { measureWear, wearSummary, wearTable, wearTargets, type WearRow } from './wear.js';
 import { DICT_SIZE, measureSizes, SPLIT_SIZE, type SizeRow } from './sizes.js';
 import { measureTimes, type TimingRow } from './timing.js';
 
@@ -30,7 +31,7 @@ interface PairResult {
   time: TimingRow;
   speed: ThroughputRow;
   heap: HeapReport[];
-  restore: RestoreRow[];
+  wear: WearRow[];
 }
 
 async function main(): Promise<void> {
@@ -70,9 +71,10 @@ async function main(): Promise<void> {
       const speed = measureThroughput(pair.oldPath, size.inplace.path, quick ? 200 : 1000);
       log(`[${i + 1}/${pairs.length}] ${pair.name}: heap growth…`);
       const heap = [size.inplace, size.ab].map((p) => measureHeap(pair.oldPath, p.path, pair.newPath, join(workDir, `${tag}.${p.mode}.heap`)));
-      log(`[${i + 1}/${pairs.length}] ${pair.name}: boot-side restore on simulated flash…`);
-      const restore = [size.inplace, size.ab].map((p) => measureRestore(pair.oldPath, p.path, pair.newPath));
-      results.push({ pair, corpus, size, time, speed, heap, restore });
+      log(`[${i + 1}/${pairs.length}] ${pair.name}: boot-side restore on every flash profile…`);
+      const packages = { inplace: new Uint8Array(readFileSync(size.inplace.path)), ab: new Uint8Array(readFileSync(size.ab.path)) };
+      const wear = measureWear(pair, corpus === 'esp8266' ? 'esp' : corpus, packages);
+      results.push({ pair, corpus, size, time, speed, heap, wear });
     }
     const big = results.find((r) => r.corpus === 'big');
     if (big) {
@@ -221,34 +223,17 @@ function render(results: PairResult[], scaling: ScalingRow[], peers: ReturnType<
   );
   out.push(`\`ramBytes\` printed by \`otadiff diff --json\` equals the streaming patcher's own figure (\`patcher.ramBytes\`): ${results.every((r) => r.heap.every((h, k) => h.ramBytes === [r.size.inplace, r.size.ab][k].ramBytes)) ? 'yes' : 'NO'}.`, '');
 
-  out.push(`## Flash erases and programs per update (boot-side restore, simulated NOR flash, ${kib(SECTOR_SIZE)} sectors)`, '');
+  const wear = results.flatMap((r) => r.wear);
+  out.push('## Flash wear per update (boot-side restore on every flash profile, `npm run bench:wear` alone)', '');
   out.push(
-    'One clean restore (no power cut) of each package by the bootloader state machine, after which the device must boot exactly NEW. ' +
-      'Counts cover the whole restore: journal records, backups (inplace) and the image. "NEW sectors" is what writing the full image would erase once each.',
+    'One clean restore (no power cut) of each package by the bootloader state machine on each profile (`otadiff flash profiles`), after which the device must boot exactly NEW; ' +
+      'the backup ring starts as an earlier update left it (not erased). Counts cover the whole restore: journal records, the backup ring (in place) and the image. ' +
+      '"NEW sectors": sectors of the target slot holding NEW. Modelled time: the profile\'s typical erase and program times (reads and decoding not modelled).',
     '',
   );
-  out.push(
-    table(
-      ['pair', 'mode', 'erases', 'NEW sectors', 'erases/NEW sector', 'max erases of one sector', 'programs', 'bytes programmed', 'bytes programmed/NEW', 'restore ramBytes'],
-      results.flatMap(({ pair, restore }) =>
-        restore.map((r) => [
-          pair.name,
-          r.mode,
-          bytes(r.erases),
-          bytes(r.newSectors),
-          ratio(r.erases / r.newSectors),
-          String(r.maxErasesPerSector),
-          bytes(r.programs),
-          bytes(r.bytesProgrammed),
-          ratio(r.bytesProgrammed / pair.newSize),
-          bytes(r.ramBytes),
-        ]),
-      ),
-    ),
-    '',
-  );
+  out.push(wearSummary(wear), '', wearTable(wear), '');
 
-  out.push('## Targets', '', '```', ...targets(results, scaling, peers), '```', '');
+  out.push('## Targets', '', '```', ...targets(results, scaling, peers), ...wearTargets(wear), '```', '');
   return out.join('\n');
 }
 

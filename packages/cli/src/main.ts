@@ -1,5 +1,6 @@
 import { Command, CommanderError, Option } from 'commander';
 import { registerOtaCommands } from './commands/ota.js';
+import { addFlashOptions } from './flash-args.js';
 import { CliError } from './size-arg.js';
 
 // Commands load their modules when they run: `apply` should not pay for lzma-native or the MQTT stack.
@@ -97,12 +98,12 @@ function program(): Command {
     .option('--json', 'print one JSON object')
     .action(infoCommand);
 
-  p.command('powercut')
+  const powercut = p
+    .command('powercut')
     .description('simulate the boot-side restore of PATCH on flash, cutting power at every operation (or a sample)')
     .argument('<OLD>', 'old firmware image')
-    .argument('<PATCH>', 'package')
-    .option('--sector-size <size>', 'flash sector (erase) size', '4K')
-    .option('--program-unit <size>', 'flash program granularity', '1')
+    .argument('<PATCH>', 'package');
+  addFlashOptions(powercut)
     .option('--sample <n>', 'cut a seeded random sample of n operations instead of all')
     .option('--seed <s>', 'seed for sampling and torn writes', '1')
     .option('--tear <mode>', 'what a cut operation leaves: random, prefix, bits or none', 'random')
@@ -122,7 +123,7 @@ function program(): Command {
     });
 
   const flashCmd = p.command('flash').description('a simulated device flash in a directory, for scripts and the Linux-host device');
-  flashCmd
+  const init = flashCmd
     .command('init')
     .description('create DIR with an erased flash and IMAGE in slot A')
     .argument('<DIR>', 'directory to create')
@@ -130,10 +131,13 @@ function program(): Command {
     .option('--ab', 'two application slots (A/B) instead of one (in place)')
     .option('--app-size <size>', 'size of an application slot (default: twice the image, at least 64K)')
     .option('--ota-size <size>', 'size of the OTA download partition (default: the slot size)')
-    .option('--split-size <size>', 'largest split size of in-place packages (the backup partition holds two chunks)', '64K')
-    .option('--sector-size <size>', 'flash sector size', '4K')
-    .option('--program-unit <size>', 'flash program granularity', '1')
-    .action(async (dir: string, o) => (await flash()).flashInitCommand(dir, o));
+    .option('--split-size <size>', 'largest split size of in-place packages (sizes the default backup ring)', '64K');
+  addFlashOptions(init).action(async (dir: string, o) => (await flash()).flashInitCommand(dir, o));
+  flashCmd
+    .command('profiles')
+    .description('list the flash profiles --flash accepts, with their sector maps and datasheet figures')
+    .option('--json', 'print one JSON object')
+    .action(async (o) => (await flash()).flashProfilesCommand(o));
   flashCmd
     .command('stage')
     .description("store PATCH in DIR's OTA partition and write the hand-over record, as the OTA service's set_boot does")

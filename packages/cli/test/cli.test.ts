@@ -137,6 +137,52 @@ describe('otadiff powercut / flash / restore', () => {
     expect(j.operations).toBeGreaterThan(5);
   });
 
+  it('powercut --flash PROFILE runs on the part, reports its wear and modelled time; bad or mixed flash options are refused', async () => {
+    const patch = join(dir, 'boot-ecc.bin');
+    await run('diff', `${CORPUS}boot_v1.6.bin`, `${CORPUS}boot_v1.7.bin`, '-o', patch, '--split-size', '4K');
+    const r = await run('powercut', `${CORPUS}boot_v1.6.bin`, patch, '--flash', 'stm32l4', '--json');
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.out);
+    expect(j).toMatchObject({ flash: 'stm32l4', geometry: { programUnit: 8, overwrite: 'program-once', erasedValue: 255 }, failed: 0 });
+    expect(j.cuts).toBe(j.operations);
+    expect(j.wear.restoreMs).toBeGreaterThan(0);
+    expect(j.wear.erasesPerNewSector).toBeGreaterThan(0);
+    const text = await run('powercut', `${CORPUS}boot_v1.6.bin`, patch, '--flash', 'nrf52', '--sample', '5');
+    expect(text.out).toMatch(/inplace restore on nrf52 .*\n.*cuts 5 .*\n.*recovered 5, failed 0\n.*per sector of NEW.*\n.*\n  modelled flash time: [\d.]+ ms/);
+    const custom = JSON.parse((await run('powercut', `${CORPUS}boot_v1.6.bin`, patch, '--sector-size', '1K', '--program-unit', '16', '--erased-value', '0x00', '--overwrite', 'program-once', '--json')).out);
+    expect(custom).toMatchObject({ flash: 'custom', geometry: { programUnit: 16, erasedValue: 0, overwrite: 'program-once' }, failed: 0 });
+    for (const [args, msg] of [
+      [['--flash', 'stm32f9'], /^error: unknown flash profile 'stm32f9' \(known: spi-nor-4k/],
+      [['--flash', 'nrf52', '--sector-size', '1K'], /^error: --flash names a part with its own geometry/],
+      [['--erased-value', '0x55'], /^error: --erased-value must be 0xFF or 0x00/],
+      [['--overwrite', 'maybe'], /^error: --overwrite must be one of error, and, program-once/],
+      [['--program-unit', '64'], /^error: .*programUnit must be a power of two <= 32/],
+    ] as const) {
+      const bad = await run('powercut', `${CORPUS}boot_v1.6.bin`, patch, ...args);
+      expect(bad.code).toBe(1);
+      expect(bad.err).toMatch(msg);
+    }
+  });
+
+  it('flash profiles lists the parts; flash init --flash lays the device out on the part', async () => {
+    const list = await run('flash', 'profiles', '--json');
+    expect(JSON.parse(list.out).profiles.map((p: { name: string }) => p.name)).toEqual(['spi-nor-4k', 'stm32f4', 'stm32l4', 'stm32h7', 'nrf52']);
+    expect((await run('flash', 'profiles')).out).toMatch(/stm32f4 .*\n\s+sectors 4x16K, 64K, 128K, \.\.\./);
+    const dev = join(dir, 'dev-f4');
+    const init = await run('flash', 'init', dev, '--image', `${CORPUS}at-v3.0.4.bin`, '--flash', 'stm32f4');
+    expect(init.code).toBe(0);
+    expect(init.out).toMatch(/stm32f4 flash of \d+ bytes \(sectors 4x16K, 64K, \d+x128K\)/);
+    const layout = JSON.parse(readFileSync(join(dev, 'layout.json'), 'utf8'));
+    expect(layout.flash).toMatchObject({ programUnit: 4, erasedValue: 255, overwrite: 'and', profile: 'stm32f4' });
+    // A 64 KiB-split in-place package restores on its 128 KiB sectors.
+    const patch = join(dir, 'f4.bin');
+    await run('diff', `${CORPUS}at-v3.0.4.bin`, `${CORPUS}at-v3.0.5.bin`, '-o', patch);
+    expect((await run('flash', 'stage', dev, patch)).code).toBe(0);
+    const img = join(dir, 'f4-booted.bin');
+    expect(JSON.parse((await run('restore', dev, '--json', '-o', img)).out)).toEqual({ kind: 'trial', slot: 'A', attempt: 1 });
+    expect(Buffer.compare(readFileSync(img), readFileSync(`${CORPUS}at-v3.0.5.bin`))).toBe(0);
+  });
+
   it('flash init / stage / restore / confirm on a directory', async () => {
     const patch = join(dir, 'flow.bin');
     await run('diff', `${CORPUS}at-v3.0.4.bin`, `${CORPUS}at-v3.0.5.bin`, '-o', patch, '--mode', 'ab');

@@ -21,10 +21,16 @@ import {
   openFlashDir,
   openPartition,
   parseFixedHeader,
+  padToUnit,
   readBytes,
   recordsOffset,
   roundUp,
   runningSlot,
+  sectorAt,
+  sectorCount,
+  sectorLength,
+  sectorStart,
+  smallestSector,
   setBoot as stageSetBoot,
   writeHandover,
   readHandover,
@@ -83,13 +89,13 @@ export interface OtaFlashPort {
 export interface OtaPortInfo {
   /** Bytes of the OTA partition (the largest package). */
   readonly otaSize: number;
-  /** Erase sector of the flash; a diff's split size must be a multiple of it. */
+  /** Smallest erase sector of the flash (informational: any split size restores on any sector map). */
   readonly sectorSize: number;
   /** Application slots: ['A'] for in-place devices, ['A', 'B'] for A/B devices. */
   readonly slots: readonly Slot[];
   /** Bytes of each slot. */
   readonly slotSize: Readonly<Partial<Record<Slot, number>>>;
-  /** Bytes of the in-place restore's backup area (two chunk slots; one chunk for a one-chunk image). */
+  /** Bytes of the in-place restore's backup ring (patch-apply's backupBytes is the least a package needs). */
   readonly backupSize: number;
 }
 
@@ -145,7 +151,8 @@ export function createFlashDirPort(dir: string, opts: FlashDirPortOptions = {}):
   const flash = opts.wrapFlash ? opts.wrapFlash(fd.flash) : fd.flash;
   const layout = fd.layout;
   const ota = openPartition(flash, layout, 'ota');
-  const { sectorSize: ss, programUnit: pu } = layout.flash;
+  const pu = layout.flash.programUnit;
+  const og = ota.geometry;
   const otaSize = layout.ota.size;
   const statePath = join(dir, DEVICE_STATE_FILE);
   let booted: Slot | undefined;
@@ -161,14 +168,12 @@ export function createFlashDirPort(dir: string, opts: FlashDirPortOptions = {}):
   };
   // Erase only sectors that hold anything: less wear, and a clean partition costs no erase.
   const eraseDirtyFrom = (firstSector: number): void => {
-    for (let s = firstSector; s * ss < otaSize; s++) if (!isErased(ota, s * ss, ss)) ota.erase(s);
+    for (let s = firstSector; s < sectorCount(og); s++) if (!isErased(ota, sectorStart(og, s), sectorLength(og, s))) ota.erase(s);
   };
   // Program `data` at a program-unit-aligned offset, padding the last unit with erased bytes.
   const programPadded = (offset: number, data: Uint8Array): void => {
     if (data.length === 0) return;
-    const padded = new Uint8Array(roundUp(data.length, pu)).fill(0xff);
-    padded.set(data);
-    ota.program(offset, padded);
+    ota.program(offset, padToUnit(data, og));
   };
 
   const port: FlashDirPort = {
@@ -180,7 +185,7 @@ export function createFlashDirPort(dir: string, opts: FlashDirPortOptions = {}):
     },
     info: {
       otaSize,
-      sectorSize: ss,
+      sectorSize: smallestSector(og),
       slots: layout.appB === undefined ? ['A'] : ['A', 'B'],
       slotSize: layout.appB === undefined ? { A: layout.appA.size } : { A: layout.appA.size, B: layout.appB.size },
       backupSize: layout.backup.size,
@@ -190,16 +195,18 @@ export function createFlashDirPort(dir: string, opts: FlashDirPortOptions = {}):
       live();
       checkSpan(offset, 0, 'init');
       if (offset === 0) return eraseDirtyFrom(0);
+      if (offset >= otaSize) return;
       // A write after the breakpoint may have reached the flash (torn or whole) before the
       // power went: bytes past the breakpoint must read erased before they are programmed.
-      const s0 = Math.floor(offset / ss);
-      const rest = Math.min((s0 + 1) * ss, otaSize) - offset;
-      if (offset % ss !== 0 && !isErased(ota, offset, rest)) {
-        const prefix = readBytes(ota, s0 * ss, offset - s0 * ss);
+      const s0 = sectorAt(og, offset);
+      const start = sectorStart(og, s0);
+      const rest = start + sectorLength(og, s0) - offset;
+      if (offset !== start && !isErased(ota, offset, rest)) {
+        const prefix = readBytes(ota, start, offset - start);
         ota.erase(s0);
-        programPadded(s0 * ss, prefix);
+        programPadded(start, prefix);
       }
-      eraseDirtyFrom(Math.ceil(offset / ss));
+      eraseDirtyFrom(offset === start ? s0 : s0 + 1);
     },
 
     async write(offset, bytes) {
@@ -247,7 +254,7 @@ export function createFlashDirPort(dir: string, opts: FlashDirPortOptions = {}):
         };
         const params = openPartition(flash, layout, 'params');
         if (p.firmwareType === 'raw') writeHandover(params, { ...base, firmwareType: 'raw', imageSize: p.packageLength });
-        else writeHandover(params, { ...base, firmwareType: 'diff', splitSize: p.splitSize ?? ss, diffVersion: p.diffVersion ?? 0 });
+        else writeHandover(params, { ...base, firmwareType: 'diff', splitSize: p.splitSize ?? smallestSector(og), diffVersion: p.diffVersion ?? 0 });
         return;
       }
       if (p.result !== 'finish') throw new FlashPortError(`set_boot: unknown result ${String(p.result)}`);
@@ -359,9 +366,7 @@ export function createDeviceFlashDir(dir: string, o: DeviceFlashOptions): Partit
   try {
     const appA = openPartition(fd.flash, layout, 'appA');
     eraseRange(appA, 0, appA.geometry.size);
-    const padded = new Uint8Array(roundUp(o.image.length, layout.flash.programUnit)).fill(0xff);
-    padded.set(o.image);
-    appA.program(0, padded);
+    appA.program(0, padToUnit(o.image, layout.flash));
   } finally {
     fd.close();
   }

@@ -865,10 +865,11 @@ class Service implements OtaService {
       return { header: h, signature: algorithm, target };
     }
     if (info.splitSize !== undefined && info.splitSize !== h.splitSize) refuse(`the notice's split size ${info.splitSize} differs from the package's ${h.splitSize}`);
-    if (h.splitSize % pi.sectorSize !== 0) refuse(`split size ${h.splitSize} is not a multiple of the ${pi.sectorSize}-byte sector`);
+    // Any split size restores on any sector map (the bootloader groups sectors and chunks; it refuses,
+    // before its first erase, a package its flash cannot restore).
     const ab = h.mode === 'ab';
     if (ab && !pi.slots.includes('B')) refuse('an A/B package needs a second slot, this device restores in place');
-    // In place, a restored chunk waits in one of two backup slots while the next is decoded.
+    // In place, the old bytes the restore still reads wait in the backup ring: at least two chunks' worth.
     const backup = backupBytes(h);
     if (!ab && pi.backupSize < backup) refuse(`an in-place restore of ${h.splitSize}-byte chunks needs ${backup} bytes of backup, this device has ${pi.backupSize}`);
     if (h.newSize > room || (!ab && h.oldSize > room)) refuse(`the image does not fit slot ${target} (${room} bytes)`);

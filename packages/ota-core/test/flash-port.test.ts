@@ -51,8 +51,8 @@ describe('flash-directory port: the five callbacks', () => {
         off += n;
       }
       expect(Buffer.compare(await port.read(0, data.length), data)).toBe(0);
-      // In place: the backup holds two chunk slots.
-      expect(port.info).toMatchObject({ otaSize: 64 * 1024, sectorSize: 4096, slots: ['A'], backupSize: 32 * 1024 });
+      // In place: the backup ring holds two chunks and eight sectors (patch-apply's defaultBackupBytes).
+      expect(port.info).toMatchObject({ otaSize: 64 * 1024, sectorSize: 4096, slots: ['A'], backupSize: 2 * 16 * 1024 + 8 * 4096 });
     });
   }
 

@@ -25,8 +25,8 @@ export interface ApplyOptions {
 /**
  * Restores NEW from OLD and a package. `inplace` packages are restored over a copy of OLD, chunk by
  * chunk, exactly as on a device's partition: chunk i is written over its region once chunk i+1 has
- * been decoded (the device keeps it in its backup partition meanwhile), so a package that reads bytes
- * the device would already have overwritten fails here too.
+ * been decoded (the window of docs/FORMAT.md: the device keeps region i-1's old bytes readable until
+ * then), so a package that reads bytes the device would already have overwritten fails here too.
  */
 export function applyPackage(old: Uint8Array, pkg: Uint8Array, opts: ApplyOptions = {}): { image: Uint8Array; result: PatchResult } {
   // A plain view even of a Buffer: the copy loops then see one array type (monomorphic).

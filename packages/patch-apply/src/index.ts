@@ -20,7 +20,7 @@ export * from './flash/index.js';
 export { boot, backupBytes, restoreRamBytes, DEFAULT_MAX_BOOT_ATTEMPTS, FailCode } from './restore/boot-restore.js';
 export type { BootOptions, BootOutcome, FailReason } from './restore/boot-restore.js';
 export { prepareDevice, runPowercut } from './restore/powercut.js';
-export type { PowercutOptions, PowercutReport, SimulatedDevice, CutFailure } from './restore/powercut.js';
+export type { DeviceOptions, PowercutOptions, PowercutReport, SimulatedDevice, CutFailure, UpdateWear } from './restore/powercut.js';
 export { stageUpdate, setBoot, confirmBoot, runningSlot } from './restore/stage.js';
 export type { StageOptions } from './restore/stage.js';
 export { pureSha256 } from './sha256.js';

@@ -21,8 +21,9 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 describe('geometry', () => {
   it('fills defaults and freezes', () => {
     const g = makeGeometry({ size: 8192 });
-    expect(g).toEqual({ size: 8192, sectorSize: 4096, programUnit: 1 });
+    expect(g).toEqual({ size: 8192, sectors: [{ count: 2, size: 4096 }], programUnit: 1, erasedValue: 0xff });
     expect(Object.isFrozen(g)).toBe(true);
+    expect(Object.isFrozen(g.sectors)).toBe(true);
   });
 
   it.each([

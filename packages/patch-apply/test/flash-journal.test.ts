@@ -16,7 +16,7 @@ import {
 } from '../src/flash/journal.js';
 import { Prng } from '../src/flash/prng.js';
 
-const STATES: RestoreStateName[] = ['idle', 'verified', 'backed-up', 'chunk-done', 'image-verified', 'boot-switched', 'failed'];
+const STATES: RestoreStateName[] = ['idle', 'verified', 'saved', 'chunk-done', 'image-verified', 'boot-switched', 'failed'];
 
 function input(i: number, updateId = 0xabcd1234): JournalInput {
   return { state: STATES[i % STATES.length], chunk: i, aux: Math.imul(i + 1, 0x9e3779b1) >>> 0, updateId };
@@ -158,7 +158,7 @@ describe('Journal', () => {
   it('checks its geometry', () => {
     expect(() => new Journal(params(256, 8), 3)).toThrow(FlashError);
     expect(() => new Journal(params(256, 8), -1)).toThrow(FlashError);
-    expect(() => new Journal(new MemoryFlash({ size: 4 * 64, sectorSize: 64, programUnit: 64 }))).toThrow(/fewer than 2/);
+    expect(() => new Journal(new MemoryFlash({ size: 4 * 32, sectorSize: 32, programUnit: 32 }))).toThrow(/fewer than 2/);
   });
 });
 

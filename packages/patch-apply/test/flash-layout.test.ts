@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FlashError, PowerCutError, readBytes } from '../src/flash/flash.js';
+import { FlashError, makeGeometry, PowerCutError, readBytes } from '../src/flash/flash.js';
 import { MemoryFlash } from '../src/flash/memory-flash.js';
 import { FaultyFlash } from '../src/flash/faulty-flash.js';
 import {
@@ -14,7 +14,7 @@ import {
 
 const SS = 4096;
 const good: PartitionLayout = {
-  flash: { size: 16 * SS, sectorSize: SS, programUnit: 4 },
+  flash: makeGeometry({ size: 16 * SS, sectorSize: SS, programUnit: 4 }),
   appA: { name: 'appA', offset: 0, size: 6 * SS },
   ota: { name: 'ota', offset: 6 * SS, size: 4 * SS },
   params: { name: 'params', offset: 10 * SS, size: 4 * SS },
@@ -24,21 +24,21 @@ const good: PartitionLayout = {
 describe('validateLayout', () => {
   it('accepts a good layout, with or without slot B', () => {
     validateLayout(good);
-    validateLayout({ ...good, flash: { ...good.flash, size: 20 * SS }, appB: { name: 'appB', offset: 16 * SS, size: 4 * SS } });
+    validateLayout({ ...good, flash: makeGeometry({ size: 20 * SS, sectorSize: SS, programUnit: 4 }), appB: { name: 'appB', offset: 16 * SS, size: 4 * SS } });
   });
 
   const bad: Array<[string, PartitionLayout, RegExp]> = [
     ['overlap', { ...good, ota: { name: 'ota', offset: 5 * SS, size: 4 * SS } }, /'appA' and 'ota' overlap/],
     ['overlap with B', { ...good, appB: { name: 'appB', offset: 13 * SS, size: 2 * SS } }, /overlap/],
     ['contained', { ...good, backup: { name: 'backup', offset: SS, size: SS } }, /overlap/],
-    ['misaligned offset', { ...good, backup: { name: 'backup', offset: 14 * SS + 512, size: SS } }, /not aligned/],
-    ['misaligned size', { ...good, backup: { name: 'backup', offset: 14 * SS, size: SS + 1 } }, /not aligned/],
+    ['misaligned offset', { ...good, backup: { name: 'backup', offset: 14 * SS + 512, size: SS } }, /sector boundaries/],
+    ['misaligned size', { ...good, backup: { name: 'backup', offset: 14 * SS, size: SS + 1 } }, /sector boundaries/],
     ['out of bounds', { ...good, backup: { name: 'backup', offset: 14 * SS, size: 3 * SS } }, /past the flash end/],
     ['negative', { ...good, backup: { name: 'backup', offset: -SS, size: SS } }, /bad offset/],
     ['empty', { ...good, backup: { name: 'backup', offset: 14 * SS, size: 0 } }, /bad size/],
     ['fractional', { ...good, backup: { name: 'backup', offset: 14 * SS + 0.5, size: SS } }, /bad offset/],
     ['params too small', { ...good, params: { name: 'params', offset: 10 * SS, size: 3 * SS } }, /at least 4 sectors/],
-    ['bad geometry', { ...good, flash: { size: 16 * SS, sectorSize: SS, programUnit: 3 } }, /geometry/],
+    ['bad geometry', { ...good, flash: { ...good.flash, programUnit: 3 } }, /geometry/],
   ];
   it.each(bad)('rejects %s', (_name, layout, msg) => {
     expect(() => validateLayout(layout)).toThrow(LayoutError);
@@ -47,14 +47,16 @@ describe('validateLayout', () => {
 });
 
 describe('defaultLayout', () => {
-  it('packs the partitions and sizes backup to two chunks in place', () => {
+  it('packs the partitions and sizes the backup ring to two chunks and eight sectors in place (or a third of the slot)', () => {
     const l = defaultLayout({ appSize: 100_000, otaSize: 50_000, splitSize: 65536 });
     expect(l.appA).toEqual({ name: 'appA', offset: 0, size: 25 * SS });
     expect(l.appB).toBeUndefined();
     expect(l.ota).toEqual({ name: 'ota', offset: 25 * SS, size: 13 * SS });
     expect(l.params).toEqual({ name: 'params', offset: 38 * SS, size: PARAMS_MIN_SECTORS * SS });
-    expect(l.backup).toEqual({ name: 'backup', offset: 42 * SS, size: 32 * SS });
-    expect(l.flash).toEqual({ size: 74 * SS, sectorSize: SS, programUnit: 1 });
+    expect(l.backup).toEqual({ name: 'backup', offset: 42 * SS, size: 40 * SS });
+    expect(l.flash).toEqual(makeGeometry({ size: 82 * SS, sectorSize: SS, programUnit: 1 }));
+    expect(defaultLayout({ appSize: 3_000_000, otaSize: 1, splitSize: 65536 }).backup.size).toBe(Math.ceil(1_000_000 / SS) * SS);
+    expect(defaultLayout({ appSize: 100_000, otaSize: 1, splitSize: 65536, backupSize: 5 * SS }).backup.size).toBe(5 * SS);
   });
 
   it('A/B adds a second slot of the same size', () => {
@@ -77,7 +79,7 @@ describe('PartitionView', () => {
   it('translates offsets and sectors and stays inside the partition', () => {
     const mem = new MemoryFlash(layout.flash);
     const ota = openPartition(mem, layout, 'ota');
-    expect(ota.geometry).toEqual({ size: 1024, sectorSize: 512, programUnit: 4 });
+    expect(ota.geometry).toEqual(makeGeometry({ size: 1024, sectorSize: 512, programUnit: 4 }));
     ota.program(516, Uint8Array.of(1, 2, 3, 4));
     expect([...mem.raw.subarray(layout.ota.offset + 516, layout.ota.offset + 520)]).toEqual([1, 2, 3, 4]);
     expect([...readBytes(ota, 514, 8)]).toEqual([255, 255, 1, 2, 3, 4, 255, 255]);

@@ -3,8 +3,10 @@
 // whose params partition (the two hand-over copies and the two journal sectors) is then corrupted or
 // forged (see helpers/flash-mutations.ts), then boot() runs on a flash that checks and records every
 // access. Whatever the params say:
-//  - every access stays inside the flash and inside one partition, no program needs a missing erase, no
-//    single read is larger than the RAM the restore declares, and the hand-over is never written;
+//  - every access stays inside the flash and inside one partition, no program touches a unit that is not
+//    entirely erased (the program-once rule of ECC flash, held on every device), no single read is larger
+//    than the RAM the restore declares, and the hand-over is never written;
+// Devices: 1 KiB sectors of 0xFF NOR with 1-byte units, and of 0x00 program-once flash with 8-byte units.
 //  - boot() returns a well-formed outcome consistent with the hand-over it read, within SLOW_MS. The
 //    simulated flash never fails, so an exception can only be boot() giving up: none is allowed;
 //  - no slot or backup byte changes unless the journal already said this update was under way, or the
@@ -25,11 +27,12 @@ import { chunkLength, parseHeader, type PackageHeader } from '../src/package-for
 import { crc32 } from '../src/crc32.js';
 import type { TrustedKey } from '../src/signature.js';
 import { boot, FailCode, restoreRamBytes, type BootOutcome } from '../src/restore/boot-restore.js';
-import { prepareDevice } from '../src/restore/powercut.js';
+import { prepareDevice, type DeviceOptions } from '../src/restore/powercut.js';
 import { confirmBoot } from '../src/restore/stage.js';
 import { FaultyFlash } from '../src/flash/faulty-flash.js';
+import { BackupRing } from '../src/restore/backup-ring.js';
 import { MemoryFlash } from '../src/flash/memory-flash.js';
-import { PowerCutError, roundUp, type Flash, type FlashGeometry, type OverwriteMode } from '../src/flash/flash.js';
+import { PowerCutError, roundUp, sectorLength, sectorStart, uniformSectorSize, type Flash, type FlashGeometry, type OverwriteMode } from '../src/flash/flash.js';
 import { openPartition, type Partition, type PartitionLayout } from '../src/flash/partition-layout.js';
 import { checkHandoverFits, encodeHandover, readHandover, type Handover, type Slot } from '../src/flash/handover.js';
 import { deriveUpdateId, encodeJournalEntry, Journal, JOURNAL_RECORD_SIZE, type JournalEntry } from '../src/flash/journal.js';
@@ -83,9 +86,10 @@ class CheckingFlash implements Flash {
   program(offset: number, data: Uint8Array): void {
     this.note('program', offset, data.length, data.slice());
     const old = this.base.raw.subarray(offset, offset + data.length);
-    for (let i = 0; i < old.length; i++) {
-      if ((old[i] & data[i]) !== data[i]) {
-        this.violations.push(`program at ${offset + i} needs a 0 -> 1 transition (no erase before it)`);
+    const unit = this.geometry.programUnit;
+    for (let u = 0; u < old.length; u += unit) {
+      if (old.subarray(u, u + unit).some((b) => b !== this.geometry.erasedValue)) {
+        this.violations.push(`program at ${offset + u} over a unit that is not erased (programmed twice)`);
         break;
       }
     }
@@ -93,7 +97,7 @@ class CheckingFlash implements Flash {
   }
 
   erase(sector: number): void {
-    this.note('erase', sector * this.geometry.sectorSize, this.geometry.sectorSize);
+    this.note('erase', sectorStart(this.geometry, sector), sectorLength(this.geometry, sector));
     this.base.erase(sector);
   }
 }
@@ -107,6 +111,7 @@ interface Base {
   old: Uint8Array;
   neu: Uint8Array;
   trustedKeys?: TrustedKey[];
+  overwrite: OverwriteMode;
   /** boot() on the unmutated contents. */
   baseline: { outcome: BootOutcome; after: Uint8Array };
 }
@@ -137,7 +142,7 @@ type Region = 'params' | 'journal' | 'handover';
 
 /** The mutated bytes and their record sites: the whole params partition, or only the journal's or the hand-over's two sectors. */
 function paramsRegion(params: Uint8Array, layout: PartitionLayout, region: Region): { bytes: Uint8Array; ctx: MutationContext } {
-  const ss = layout.flash.sectorSize;
+  const ss = uniformSectorSize(layout.flash)!;
   const slot = roundUp(JOURNAL_RECORD_SIZE, layout.flash.programUnit);
   const sites: RecordSite[] = [];
   if (region !== 'journal') for (const offset of [0, ss]) sites.push({ offset, span: ss, codec: HANDOVER_CODEC });
@@ -169,26 +174,31 @@ async function makeBases(): Promise<Base[]> {
     },
   ];
   const bases: Base[] = [];
-  for (const p of packages) {
-    const dev = prepareDevice(old, p.pkg, { sectorSize: SECTOR });
+  const devices: { name: string; opts: DeviceOptions }[] = [
+    { name: '', opts: { sectorSize: SECTOR } },
+    { name: ' ecc0', opts: { sectorSize: SECTOR, programUnit: 8, erasedValue: 0, overwrite: 'program-once' } },
+  ];
+  for (const device of devices)
+  for (const p of device.name === '' ? packages : packages.filter((q) => q.name === 'inplace' || q.name === 'ab')) {
+    const dev = prepareDevice(old, p.pkg, device.opts);
     const header = parseHeader(p.pkg);
     const states: [string, Uint8Array][] = [['staged', dev.flash.snapshot()]];
     // Part-way through the restore: power cut at a quarter, half and three quarters of a clean run's operations.
-    const clean = new FaultyFlash(new MemoryFlash(dev.flash.geometry, { contents: dev.flash.snapshot() }));
+    const clean = new FaultyFlash(new MemoryFlash(dev.flash.geometry, { contents: dev.flash.snapshot(), onOverwrite: dev.overwrite }));
     runBoot(clean, { layout: dev.layout, trustedKeys: p.trustedKeys });
     for (const frac of p.name === 'inplace-signed' ? [0.5] : [0.25, 0.5, 0.75]) {
       const k = Math.floor(clean.ops * frac);
-      const mem = new MemoryFlash(dev.flash.geometry, { contents: dev.flash.snapshot() });
+      const mem = new MemoryFlash(dev.flash.geometry, { contents: dev.flash.snapshot(), onOverwrite: dev.overwrite });
       const cut = new FaultyFlash(mem, { cutAt: k, tear: 'random', seed: k });
       expect(() => runBoot(cut, { layout: dev.layout, trustedKeys: p.trustedKeys })).toThrow(PowerCutError);
       states.push([`cut@${k}/${clean.ops}`, mem.snapshot()]);
     }
     if (p.name !== 'inplace-signed') {
-      const mem = new MemoryFlash(dev.flash.geometry, { contents: dev.flash.snapshot() });
+      const mem = new MemoryFlash(dev.flash.geometry, { contents: dev.flash.snapshot(), onOverwrite: dev.overwrite });
       expect(runBoot(mem, { layout: dev.layout }).kind).toBe('trial');
       states.push(['trial', mem.snapshot()]);
       if (dev.layout.appB !== undefined) {
-        const confirmed = new MemoryFlash(dev.flash.geometry, { contents: mem.snapshot() });
+        const confirmed = new MemoryFlash(dev.flash.geometry, { contents: mem.snapshot(), onOverwrite: dev.overwrite });
         confirmBoot(confirmed, dev.layout, dev.targetSlot);
         states.push(['confirmed', confirmed.snapshot()]);
         for (let i = 0; i < 3; i++) runBoot(mem, { layout: dev.layout });
@@ -197,9 +207,9 @@ async function makeBases(): Promise<Base[]> {
       }
     }
     for (const [state, contents] of states) {
-      const mem = new MemoryFlash(dev.flash.geometry, { contents });
+      const mem = new MemoryFlash(dev.flash.geometry, { contents, onOverwrite: dev.overwrite });
       const outcome = runBoot(mem, { layout: dev.layout, trustedKeys: p.trustedKeys });
-      bases.push({ name: `${p.name} ${state}`, layout: dev.layout, contents, pkg: p.pkg, header, old, neu, trustedKeys: p.trustedKeys, baseline: { outcome, after: mem.snapshot() } });
+      bases.push({ name: `${p.name}${device.name} ${state}`, overwrite: dev.overwrite, layout: dev.layout, contents, pkg: p.pkg, header, old, neu, trustedKeys: p.trustedKeys, baseline: { outcome, after: mem.snapshot() } });
     }
   }
   return bases;
@@ -228,7 +238,7 @@ describe('boot fuzz: mutated hand-over and journal', () => {
   function check(base: Base, where: Region, muts: FlashMutation[]): string {
     const { layout } = base;
     const geometry = layout.flash;
-    const mem = new MemoryFlash(geometry, { contents: base.contents });
+    const mem = new MemoryFlash(geometry, { contents: base.contents, onOverwrite: base.overwrite });
     const params = mem.raw.subarray(layout.params.offset, layout.params.offset + layout.params.size);
     // Some cases mutate only the journal (on a staged device the hand-over holds most live bytes), some
     // only the hand-over (so that its fields, the SHA-256 included, get forged often).
@@ -245,16 +255,13 @@ describe('boot fuzz: mutated hand-over and journal', () => {
     const pkgMatches = pkgFits && same(sha256(pre.subarray(layout.ota.offset + h.packageOffset, layout.ota.offset + h.packageOffset + h.packageLength)), h.packageSha256);
     const active = h === null ? undefined : slotPartition(layout, h.activeSlot);
     const oldMatches = h !== null && (h.firmwareType === 'raw' || (active !== undefined && same(sha256(bytesOf(pre, active, base.header.oldSize)), base.header.oldSha256)));
-    // In place, a backup slot holding a chunk of this package shows a restore under way even when the
-    // journal lost it: the restore resumes from the flash then (chunk i lives in slot i % 2).
+    // In place, a backup ring holding records of this update shows a restore under way even when the
+    // journal lost it: the restore resumes from the flash then.
     const backupShowsOurs =
       h !== null &&
       h.targetSlot === h.activeSlot &&
       h.firmwareType === 'diff' &&
-      base.header.chunks.some((c, i) => {
-        const at = layout.backup.offset + (i % 2) * base.header.splitSize;
-        return crc32(pre.subarray(at, at + chunkLength(base.header, i))) === c.crc32;
-      });
+      new BackupRing(openPartition(new MemoryFlash(geometry, { contents: pre }), layout, 'backup'), id).hasRecords();
 
     // The hand-over was rewritten under the same update id (same SHA-256 and seq) as the original one.
     const orig = paramsState(base.contents, geometry, layout);
@@ -277,7 +284,7 @@ describe('boot fuzz: mutated hand-over and journal', () => {
 
     // Every access inside the flash and inside one partition; nothing writes the hand-over.
     expect(flash.violations).toEqual([]);
-    const ss = geometry.sectorSize;
+    const ss = uniformSectorSize(geometry)!;
     const writes = flash.ops.filter((o) => o.kind !== 'read');
     for (const w of writes) {
       if (w.partition === 'params') expect(w.offset - layout.params.offset, 'a write to the hand-over copies').toBeGreaterThanOrEqual(2 * ss);
@@ -378,7 +385,7 @@ describe('boot fuzz: mutated hand-over and journal', () => {
       const all = bases.filter((b) => b.name.startsWith(prefix));
       return all[Math.floor(all.length / 2)];
     };
-    const onCopy = (b: Base) => new MemoryFlash(b.layout.flash, { contents: b.contents });
+    const onCopy = (b: Base) => new MemoryFlash(b.layout.flash, { contents: b.contents, onOverwrite: b.overwrite });
     /** Rewrites hand-over copy 0 in place with the same seq (so the same update id) and a valid CRC. */
     const rewriteHandover = (mem: MemoryFlash, layout: PartitionLayout, change: Partial<Handover>) => {
       const params = openPartition(mem, layout, 'params');
@@ -423,7 +430,7 @@ describe('boot fuzz: mutated hand-over and journal', () => {
       const params = openPartition(mem, b.layout, 'params');
       const rec = new Uint8Array(JOURNAL_RECORD_SIZE);
       encodeJournalEntry({ seq: 0xffffffff, updateId: 1, state: 'failed', chunk: 0, aux: 0 }, rec);
-      params.program(2 * b.layout.flash.sectorSize, rec);
+      params.program(2 * uniformSectorSize(b.layout.flash)!, rec);
       expect(() => runBoot(mem, b)).not.toThrow();
     });
   });

@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { crc32 as zlibCrc32 } from 'node:zlib';
 import { MemoryFlash } from '../src/flash/memory-flash.js';
+import type { ErasedValue, OverwriteMode } from '../src/flash/flash.js';
 import { defaultLayout } from '../src/flash/partition-layout.js';
 import {
   checkHandoverFits,
@@ -77,11 +78,15 @@ function decode(bytes: Uint8Array): Handover | HandoverError {
   }
 }
 
-/** [sectorSize, programUnit] of the params partition: records padded to 80, 96 and 128 bytes. */
-const GEOMETRIES: readonly (readonly [number, number])[] = [
-  [128, 1],
-  [256, 32],
-  [512, 64],
+/**
+ * [sectorSize, programUnit, erased value, overwrite rule] of the params partition: records padded to 80
+ * and 96 bytes, on 0xFF and 0x00 flash, program-once (ECC) or not.
+ */
+const GEOMETRIES: readonly (readonly [number, number, ErasedValue, OverwriteMode])[] = [
+  [128, 1, 0xff, 'error'],
+  [256, 32, 0x00, 'program-once'],
+  [512, 16, 0xff, 'program-once'],
+  [256, 4, 0x00, 'error'],
 ];
 
 const U32 = fc.integer({ min: 0, max: 0xffffffff });
@@ -159,8 +164,8 @@ describe('hand-over fuzz', () => {
           mutationsArb(4),
           inputArb,
           (gi, history, muts, next) => {
-            const [ss, pu] = GEOMETRIES[gi];
-            const flash = new MemoryFlash({ size: 4 * ss, sectorSize: ss, programUnit: pu });
+            const [ss, pu, erasedValue, onOverwrite] = GEOMETRIES[gi];
+            const flash = new MemoryFlash({ size: 4 * ss, sectorSize: ss, programUnit: pu, erasedValue }, { onOverwrite });
             const written = history.map((h) => writeHandover(flash, h));
             expect(readHandover(flash)).toEqual(written.at(-1) ?? null);
             const region = flash.raw.subarray(0, 2 * ss);
@@ -192,7 +197,7 @@ describe('hand-over fuzz', () => {
                 // Corruption cannot invent records: a valid copy is one that was really written.
                 if (!forged && ref !== null) expect(ref).toEqual(written[ref.seq - 1]);
                 count(ref === null ? 'copy refused' : 'copy accepted');
-                return { ref, erased: bytes.every((x) => x === 0xff) };
+                return { ref, erased: bytes.every((x) => x === erasedValue) };
               });
 
               const copies = inspectHandover(flash);

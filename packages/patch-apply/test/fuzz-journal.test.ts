@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { crc32 as zlibCrc32 } from 'node:zlib';
 import { MemoryFlash } from '../src/flash/memory-flash.js';
-import { roundUp } from '../src/flash/flash.js';
+import { roundUp, type ErasedValue, type OverwriteMode } from '../src/flash/flash.js';
 import {
   decodeJournalEntry,
   encodeJournalEntry,
@@ -28,7 +28,7 @@ const HANG_MS = 15_000;
 /** A scan of two small sectors takes microseconds. */
 const SLOW_MS = 500;
 
-const STATES: readonly RestoreStateName[] = ['idle', 'verified', 'backed-up', 'chunk-done', 'image-verified', 'boot-switched', 'failed'];
+const STATES: readonly RestoreStateName[] = ['idle', 'verified', 'saved', 'chunk-done', 'image-verified', 'boot-switched', 'failed'];
 const MAGIC = 0x4a41544f;
 
 /** The record format of journal.ts's header comment, decoded independently of the module. */
@@ -62,13 +62,16 @@ function refScan(raw: Uint8Array, ss: number, slot: number): RefScan {
   return { valid, best };
 }
 
-/** [sectorSize, programUnit]: slots of 28, 32 and 64 bytes; 4 to 9 slots a sector, some with unused tails. */
-const GEOMETRIES: readonly (readonly [number, number])[] = [
-  [128, 1],
-  [256, 1],
-  [256, 8],
-  [256, 16],
-  [512, 64],
+/**
+ * [sectorSize, programUnit, erased value, overwrite rule]: slots of 28 and 32 bytes, 4 to 16 slots a
+ * sector, some with unused tails; 0xFF and 0x00 flash; program-once (ECC) units of 8, 16 and 32 bytes.
+ */
+const GEOMETRIES: readonly (readonly [number, number, ErasedValue, OverwriteMode])[] = [
+  [128, 1, 0xff, 'error'],
+  [256, 1, 0x00, 'error'],
+  [256, 8, 0xff, 'program-once'],
+  [256, 16, 0x00, 'program-once'],
+  [512, 32, 0xff, 'program-once'],
 ];
 
 function context(ss: number, slot: number): MutationContext {
@@ -95,7 +98,7 @@ describe('journal fuzz', () => {
 
   it('the reference decoder agrees with the encoder on honest records', () => {
     const buf = new Uint8Array(JOURNAL_RECORD_SIZE);
-    const e: JournalEntry = { seq: 7, updateId: 0xfeedbeef, state: 'backed-up', chunk: 3, aux: 0xffffffff };
+    const e: JournalEntry = { seq: 7, updateId: 0xfeedbeef, state: 'saved', chunk: 3, aux: 0xffffffff };
     encodeJournalEntry(e, buf);
     expect(refDecode(buf)).toEqual(e);
     expect(decodeJournalEntry(buf)).toEqual(e);
@@ -158,9 +161,9 @@ describe('journal fuzz', () => {
           mutationsArb(4),
           inputArb,
           (gi, history, muts, next) => {
-            const [ss, pu] = GEOMETRIES[gi];
+            const [ss, pu, erasedValue, onOverwrite] = GEOMETRIES[gi];
             const slot = roundUp(JOURNAL_RECORD_SIZE, pu);
-            const flash = new MemoryFlash({ size: 4 * ss, sectorSize: ss, programUnit: pu });
+            const flash = new MemoryFlash({ size: 4 * ss, sectorSize: ss, programUnit: pu, erasedValue }, { onOverwrite });
             const writer = new Journal(flash);
             const written = history.map((h) => writer.append(h));
             expect(new Journal(flash).latest()).toEqual(written.at(-1) ?? null);

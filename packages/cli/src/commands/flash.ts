@@ -5,6 +5,10 @@ import {
   confirmBoot,
   createFlashDir,
   defaultLayout,
+  describeSectors,
+  FLASH_PROFILES,
+  padToUnit,
+  uniformPattern,
   openFlashDir,
   FIXED_HEADER_BYTES,
   openPartition,
@@ -16,6 +20,7 @@ import {
   type BootOutcome,
   type FlashDir,
 } from '@otadiff/patch-apply';
+import { parseFlashArgs, type FlashArgs } from '../flash-args.js';
 import { loadTrustedKeys } from '../trusted-keys.js';
 import { readInput, writeOutputAtomic } from '../files.js';
 import { CliError, parseSize } from '../size-arg.js';
@@ -34,45 +39,68 @@ function withDir<T>(dir: string, fn: (d: FlashDir) => T): T {
   }
 }
 
-export interface FlashInitOptions {
+export interface FlashInitOptions extends FlashArgs {
   image: string;
   ab?: boolean;
   appSize?: string;
   otaSize?: string;
   splitSize: string;
-  sectorSize: string;
-  programUnit: string;
 }
 
 export function flashInitCommand(dir: string, opts: FlashInitOptions): void {
   if (existsSync(`${dir}/layout.json`)) throw new CliError(`${dir} already holds a device flash`);
+  const choice = parseFlashArgs(opts);
   const image = readInput(opts.image, 'image');
   const appSize = opts.appSize ? parseSize(opts.appSize) : Math.max(image.length * 2, 65536);
   if (image.length > appSize) throw new CliError(`the image (${image.length} bytes) does not fit --app-size ${appSize}`);
+  const profile = 'profile' in choice ? choice.profile : null;
   let layout;
   try {
     layout = defaultLayout({
       appSize,
       otaSize: opts.otaSize ? parseSize(opts.otaSize) : appSize,
       splitSize: parseSize(opts.splitSize),
-      sectorSize: parseSize(opts.sectorSize),
-      programUnit: parseSize(opts.programUnit),
+      sectors: profile?.sectors ?? uniformPattern('sectorSize' in choice ? choice.sectorSize : 4096),
+      programUnit: profile?.programUnit ?? ('programUnit' in choice ? choice.programUnit : undefined),
+      erasedValue: profile?.erasedValue ?? ('erasedValue' in choice ? choice.erasedValue : undefined),
+      backupSize: choice.backupSize,
       ab: opts.ab === true,
     });
   } catch (e) {
     throw new CliError((e as Error).message);
   }
-  const d = createFlashDir(dir, layout);
+  const overwrite = profile?.overwrite ?? ('overwrite' in choice ? choice.overwrite : 'error');
+  const d = createFlashDir(dir, layout, { overwrite, ...(profile !== null ? { profile: profile.name } : {}) });
   try {
-    const slot = openPartition(d.flash, layout, 'appA');
-    const unit = layout.flash.programUnit;
-    const padded = new Uint8Array(Math.ceil(image.length / unit) * unit).fill(0xff);
-    padded.set(image);
-    if (padded.length > 0) slot.program(0, padded);
+    if (image.length > 0) openPartition(d.flash, layout, 'appA').program(0, padToUnit(image, layout.flash));
   } finally {
     d.close();
   }
-  process.stdout.write(`${dir}: flash of ${layout.flash.size} bytes, ${layout.appB ? 'A/B slots' : 'one slot (in place)'}, image in slot A\n`);
+  process.stdout.write(
+    `${dir}: ${profile?.name ?? 'custom'} flash of ${layout.flash.size} bytes (sectors ${describeSectors(layout.flash)}), ${layout.appB ? 'A/B slots' : 'one slot (in place)'}, image in slot A\n`,
+  );
+}
+
+/** `otadiff flash profiles`: what --flash accepts. */
+export function flashProfilesCommand(opts: { json?: boolean }): void {
+  const rows = FLASH_PROFILES.map((p) => ({
+    name: p.name,
+    part: p.part,
+    sectors: describeSectors({ sectors: [...p.sectors.runs, { count: 1, size: p.sectors.then }] }) + ', ...',
+    programUnit: p.programUnit,
+    erasedValue: p.erasedValue,
+    overwrite: p.overwrite,
+    eraseMs: p.timing.eraseMs(p.sectors.then),
+    programUs: { bytes: p.timing.programPageBytes, us: p.timing.programPageUs },
+    endurance: p.endurance,
+  }));
+  if (opts.json) return void process.stdout.write(`${JSON.stringify({ profiles: rows })}\n`);
+  for (const r of rows) {
+    process.stdout.write(
+      `${r.name.padEnd(11)} ${r.part}\n            sectors ${r.sectors}; ${r.programUnit}-byte program unit; overwrite ${r.overwrite}; erased 0x${r.erasedValue.toString(16).toUpperCase()}; ` +
+        `erase ${r.eraseMs} ms (largest sector), program ${r.programUs.us} µs per ${r.programUs.bytes} B; ${r.endurance} cycles\n`,
+    );
+  }
 }
 
 export function flashStageCommand(dir: string, patchPath: string, opts: { raw?: boolean }): void {

@@ -2,10 +2,11 @@ import {
   checkProgram,
   checkRead,
   checkSector,
-  ERASED_BYTE,
   FlashError,
   PowerCutError,
   sectorCount,
+  sectorLength,
+  sectorStart,
   type Flash,
   type FlashGeometry,
   type OverwriteMode,
@@ -18,8 +19,13 @@ import { Prng } from './prng.js';
  *  'prefix' - the first k program units were done, k uniform in [0, units];
  *  'random' - a random subset of bytes was done (each byte independently);
  *  'bits'   - every bit transition happened or not independently (the nastiest:
- *             a program clears only some of the bits it should, an erase sets only
- *             some bits back to 1), modelling cells left at intermediate charge.
+ *             a program moves only some of the bits it should, an erase returns only
+ *             some bits to the erased value), modelling cells left at intermediate charge.
+ * On program-once (ECC) flash the unit is what tears: 'prefix' leaves the units before
+ * the k-th done, the k-th undefined and the rest untouched; 'random' leaves each unit done,
+ * untouched or undefined; 'bits' leaves every unit of the operation undefined. An undefined
+ * unit reads back as fresh random bytes on every read (its cells and ECC disagree) and
+ * refuses any program until its sector is erased, like an unerased unit.
  */
 export type TearMode = 'none' | 'prefix' | 'random' | 'bits';
 
@@ -82,6 +88,8 @@ export class FaultyFlash implements Flash {
   lastCut: CutRecord | null = null;
   private down = false;
   private readonly prng: Prng;
+  /** Program-once flash: start offsets of units a cut left undefined. */
+  private readonly undefinedUnits = new Set<number>();
 
   constructor(
     readonly inner: Flash,
@@ -98,6 +106,11 @@ export class FaultyFlash implements Flash {
     this.tear = options.tear ?? 'random';
     this.countReads = options.countReads ?? false;
     this.prng = new Prng(options.seed ?? 1);
+  }
+
+  /** Units a cut left undefined (program-once flash), for tests. */
+  get undefinedUnitCount(): number {
+    return this.undefinedUnits.size;
   }
 
   get isDown(): boolean {
@@ -136,11 +149,18 @@ export class FaultyFlash implements Flash {
       this.reads++;
     }
     this.inner.read(offset, dst, dstOffset, len);
+    if (this.undefinedUnits.size > 0) this.scrambleUndefined(offset, dst, dstOffset ?? 0, len);
   }
 
   program(offset: number, data: Uint8Array): void {
     this.ensureUp();
     checkProgram(this.geometry, offset, data.length);
+    if (this.undefinedUnits.size > 0) {
+      const unit = this.geometry.programUnit;
+      for (let u = offset; u < offset + data.length; u += unit) {
+        if (this.undefinedUnits.has(u)) throw new FlashError(`program: the ${unit}-byte unit at ${u} was torn by a power cut and is not erased (PROGERR)`);
+      }
+    }
     if (this.ops === this.cutAt) {
       this.tornProgram(offset, data);
       this.count('program', data.length);
@@ -153,13 +173,15 @@ export class FaultyFlash implements Flash {
   erase(sector: number): void {
     this.ensureUp();
     checkSector(this.geometry, sector);
-    const size = this.geometry.sectorSize;
+    const start = sectorStart(this.geometry, sector);
+    const size = sectorLength(this.geometry, sector);
     if (this.ops === this.cutAt) {
-      this.tornErase(sector);
+      this.tornErase(sector, start, size);
       this.count('erase', sector);
-      this.goDown({ op: this.ops - 1, kind: 'erase', offset: sector * size, length: size });
+      this.goDown({ op: this.ops - 1, kind: 'erase', offset: start, length: size });
     }
     this.inner.erase(sector);
+    this.forgetUndefined(start, size);
     this.count('erase', sector);
   }
 
@@ -184,63 +206,157 @@ export class FaultyFlash implements Flash {
     throw new PowerCutError(`power cut during ${cut.kind} #${cut.op} at ${cut.offset} (+${cut.length})`);
   }
 
+  /** Overwrites the bytes of undefined units in a read with random bytes (fresh on every read). */
+  private scrambleUndefined(offset: number, dst: Uint8Array, dstOffset: number, len: number): void {
+    const unit = this.geometry.programUnit;
+    for (let u = offset - (offset % unit); u < offset + len; u += unit) {
+      if (!this.undefinedUnits.has(u)) continue;
+      for (let i = Math.max(u, offset); i < Math.min(u + unit, offset + len); i++) dst[dstOffset + i - offset] = this.prng.nextU32() & 0xff;
+    }
+  }
+
+  private forgetUndefined(start: number, size: number): void {
+    if (this.undefinedUnits.size === 0) return;
+    for (const u of [...this.undefinedUnits]) if (u >= start && u < start + size) this.undefinedUnits.delete(u);
+  }
+
+  /** Random bytes for a unit left undefined, programmed into the inner flash so it no longer reads erased there. */
+  private randomUnit(torn: Uint8Array, at: number, unit: number): void {
+    for (let i = at; i < at + unit; i++) torn[i] = this.prng.nextU32() & 0xff;
+    // The inner device must see the unit as programmed: all-erased random bytes would let it accept a second program.
+    if (torn.subarray(at, at + unit).every((b) => b === this.geometry.erasedValue)) torn[at] ^= 0x01;
+  }
+
   /** Applies the part of a program that made it before the cut. */
   private tornProgram(offset: number, data: Uint8Array): void {
     const n = data.length;
+    const g = this.geometry;
     const old = new Uint8Array(n);
     this.inner.read(offset, old, 0, n);
-    if (this.onOverwrite === 'error') {
+    const ones = g.erasedValue === 0xff;
+    const merge = (a: number, b: number) => (ones ? a & b : a | b);
+    if (this.onOverwrite === 'error' || this.onOverwrite === 'program-once') {
       // The real device would have rejected the whole call: do the same; the call is
       // not counted, so the cut stays armed for the next operation.
       for (let i = 0; i < n; i++) {
-        if ((old[i] & data[i]) !== data[i]) {
-          throw new FlashError(`program: byte at ${offset + i} is not erased (strict mode)`);
-        }
+        const bad = this.onOverwrite === 'program-once' ? old[i] !== g.erasedValue : merge(old[i], data[i]) !== data[i];
+        if (bad) throw new FlashError(`program: byte at ${offset + i} is not erased (${this.onOverwrite} mode)`);
       }
     }
     if (this.tear === 'none' || n === 0) return;
+    if (this.onOverwrite === 'program-once') return this.tornProgramOnce(offset, data, old);
     const torn = old.slice();
     switch (this.tear) {
       case 'prefix': {
-        const pu = this.geometry.programUnit;
+        const pu = g.programUnit;
         const upto = this.prng.nextInt(n / pu + 1) * pu;
-        for (let i = 0; i < upto; i++) torn[i] = old[i] & data[i];
+        for (let i = 0; i < upto; i++) torn[i] = merge(old[i], data[i]);
         break;
       }
       case 'random':
-        for (let i = 0; i < n; i++) if (this.prng.nextBool()) torn[i] = old[i] & data[i];
+        for (let i = 0; i < n; i++) if (this.prng.nextBool()) torn[i] = merge(old[i], data[i]);
         break;
       case 'bits':
-        // A bit ends cleared if it was already 0, or if it should be cleared and the
-        // (random) transition happened.
-        for (let i = 0; i < n; i++) torn[i] = old[i] & (data[i] | (this.prng.nextU32() & 0xff));
+        // A bit ends programmed if it already was, or if it should be and the (random) transition happened.
+        for (let i = 0; i < n; i++) {
+          const r = this.prng.nextU32() & 0xff;
+          torn[i] = ones ? old[i] & (data[i] | r) : old[i] | (data[i] & r);
+        }
         break;
     }
     this.inner.program(offset, torn);
   }
 
+  /** Program-once: units done, untouched (erased) or undefined, per the tear mode. */
+  private tornProgramOnce(offset: number, data: Uint8Array, old: Uint8Array): void {
+    const unit = this.geometry.programUnit;
+    const units = data.length / unit;
+    const torn = old.slice();
+    const fate = (k: number): 'done' | 'erased' | 'undefined' => {
+      switch (this.tear) {
+        case 'prefix':
+          return k < cutUnit ? 'done' : k === cutUnit ? 'undefined' : 'erased';
+        case 'random':
+          return (['done', 'erased', 'undefined'] as const)[this.prng.nextInt(3)];
+        default:
+          return 'undefined';
+      }
+    };
+    const cutUnit = this.tear === 'prefix' ? this.prng.nextInt(units + 1) : 0;
+    const undefinedAt: number[] = [];
+    for (let k = 0; k < units; k++) {
+      const at = k * unit;
+      const f = fate(k);
+      if (f === 'done') torn.set(data.subarray(at, at + unit), at);
+      else if (f === 'undefined') {
+        this.randomUnit(torn, at, unit);
+        undefinedAt.push(offset + at);
+      }
+    }
+    // Program only the units that changed: an all-erased program would still count as one on real ECC flash.
+    for (let k = 0; k < units; k++) {
+      const at = k * unit;
+      if (torn.subarray(at, at + unit).some((b) => b !== this.geometry.erasedValue)) this.inner.program(offset + at, torn.subarray(at, at + unit));
+    }
+    for (const u of undefinedAt) this.undefinedUnits.add(u);
+  }
+
   /** Leaves the sector partly erased: erase it for real, then re-program the survivors. */
-  private tornErase(sector: number): void {
+  private tornErase(sector: number, start: number, size: number): void {
     if (this.tear === 'none') return;
-    const size = this.geometry.sectorSize;
-    const start = sector * size;
+    const g = this.geometry;
+    const erased = g.erasedValue;
     const torn = new Uint8Array(size);
     this.inner.read(start, torn, 0, size);
+    if (this.onOverwrite === 'program-once') return this.tornEraseOnce(sector, start, torn);
     switch (this.tear) {
       case 'prefix': {
-        const pu = this.geometry.programUnit;
+        const pu = g.programUnit;
         const upto = this.prng.nextInt(size / pu + 1) * pu;
-        torn.fill(ERASED_BYTE, 0, upto);
+        torn.fill(erased, 0, upto);
         break;
       }
       case 'random':
-        for (let i = 0; i < size; i++) if (this.prng.nextBool()) torn[i] = ERASED_BYTE;
+        for (let i = 0; i < size; i++) if (this.prng.nextBool()) torn[i] = erased;
         break;
       case 'bits':
-        for (let i = 0; i < size; i++) torn[i] |= this.prng.nextU32() & 0xff;
+        for (let i = 0; i < size; i++) {
+          const r = this.prng.nextU32() & 0xff;
+          torn[i] = erased === 0xff ? torn[i] | r : torn[i] & ~r & 0xff;
+        }
         break;
     }
     this.inner.erase(sector);
     this.inner.program(start, torn);
+  }
+
+  /** Program-once: each unit erased, left as it was, or undefined, per the tear mode. */
+  private tornEraseOnce(sector: number, start: number, torn: Uint8Array): void {
+    const unit = this.geometry.programUnit;
+    const units = torn.length / unit;
+    const cutUnit = this.tear === 'prefix' ? this.prng.nextInt(units + 1) : 0;
+    const keptUndefined: number[] = [];
+    const newUndefined: number[] = [];
+    for (let k = 0; k < units; k++) {
+      const at = k * unit;
+      const f =
+        this.tear === 'prefix'
+          ? k < cutUnit ? 'erased' : k === cutUnit ? 'undefined' : 'old'
+          : this.tear === 'random'
+            ? (['erased', 'old', 'undefined'] as const)[this.prng.nextInt(3)]
+            : 'undefined';
+      if (f === 'erased') torn.fill(this.geometry.erasedValue, at, at + unit);
+      else if (f === 'undefined') {
+        this.randomUnit(torn, at, unit);
+        newUndefined.push(start + at);
+      } else if (this.undefinedUnits.has(start + at)) keptUndefined.push(start + at);
+    }
+    this.inner.erase(sector);
+    this.forgetUndefined(start, torn.length);
+    for (let k = 0; k < units; k++) {
+      const at = k * unit;
+      if (torn.subarray(at, at + unit).some((b) => b !== this.geometry.erasedValue)) this.inner.program(start + at, torn.subarray(at, at + unit));
+    }
+    for (const u of [...keptUndefined, ...newUndefined]) this.undefinedUnits.add(u);
   }
 }

@@ -3,12 +3,15 @@ import {
   checkProgram,
   checkRead,
   checkSector,
-  ERASED_BYTE,
   FlashError,
+  largestSector,
   makeGeometry,
-  norProgramInto,
+  programInto,
+  sectorLength,
+  sectorStart,
   type Flash,
   type FlashGeometry,
+  type GeometryInput,
   type OverwriteMode,
 } from './flash.js';
 
@@ -19,8 +22,8 @@ export interface FileFlashOptions {
 }
 
 /**
- * A NOR flash backed by an image file (the format a host-side simulator or a
- * programmer dump uses: raw bytes, erased = 0xFF). All I/O is synchronous.
+ * A flash backed by an image file (the format a host-side simulator or a programmer dump
+ * uses: raw bytes, erased bytes hold the geometry's erased value). All I/O is synchronous.
  */
 export class FileFlash implements Flash {
   readonly geometry: FlashGeometry;
@@ -37,17 +40,17 @@ export class FileFlash implements Flash {
     this.geometry = geometry;
     this.onOverwrite = options.onOverwrite ?? 'error';
     this.fsync = options.fsync ?? false;
-    this.erasedSector = new Uint8Array(geometry.sectorSize).fill(ERASED_BYTE);
-    this.scratch = new Uint8Array(geometry.sectorSize);
+    this.erasedSector = new Uint8Array(largestSector(geometry)).fill(geometry.erasedValue);
+    this.scratch = new Uint8Array(4096);
   }
 
   /**
    * Opens an existing image (its size must equal `geometry.size`) or creates one filled
-   * with 0xFF.
+   * with the erased value.
    */
   static open(
     path: string,
-    geometry: { size: number; sectorSize?: number; programUnit?: number },
+    geometry: GeometryInput,
     options: FileFlashOptions = {},
   ): FileFlash {
     const g = makeGeometry(geometry);
@@ -63,7 +66,7 @@ export class FileFlash implements Flash {
     const flash = new FileFlash(path, fd, g, options);
     try {
       if (created) {
-        for (let off = 0; off < g.size; off += g.sectorSize) writeFully(fd, flash.erasedSector, off);
+        for (let off = 0; off < g.size; off += flash.erasedSector.length) writeFully(fd, flash.erasedSector.subarray(0, Math.min(flash.erasedSector.length, g.size - off)), off);
         fs.fsyncSync(fd);
       } else {
         const actual = fs.fstatSync(fd).size;
@@ -99,7 +102,7 @@ export class FileFlash implements Flash {
     if (this.scratch.length < data.length) this.scratch = new Uint8Array(data.length);
     const cur = this.scratch.subarray(0, data.length);
     readFully(fd, cur, offset);
-    norProgramInto(cur, data, this.onOverwrite, offset);
+    programInto(cur, data, this.onOverwrite, offset, this.geometry);
     writeFully(fd, cur, offset);
     if (this.fsync) fs.fsyncSync(fd);
   }
@@ -107,7 +110,7 @@ export class FileFlash implements Flash {
   erase(sector: number): void {
     checkSector(this.geometry, sector);
     const fd = this.handle();
-    writeFully(fd, this.erasedSector, sector * this.geometry.sectorSize);
+    writeFully(fd, this.erasedSector.subarray(0, sectorLength(this.geometry, sector)), sectorStart(this.geometry, sector));
     if (this.fsync) fs.fsyncSync(fd);
   }
 

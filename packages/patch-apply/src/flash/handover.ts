@@ -36,7 +36,7 @@
  * that was already superseded.
  */
 import { crc32 } from '../crc32.js';
-import { FlashError, readBytes, roundUp, type Flash } from './flash.js';
+import { FlashError, padToUnit, readBytes, roundUp, sectorCount, sectorLength, sectorStart, type Flash } from './flash.js';
 import type { PartitionLayout } from './partition-layout.js';
 import { PARAMS_HANDOVER_SECTOR } from './partition-layout.js';
 
@@ -251,22 +251,24 @@ export type HandoverCopy =
 function storeSectors(params: Flash, opts: HandoverStoreOptions): [number, number] {
   const first = opts.firstSector ?? PARAMS_HANDOVER_SECTOR;
   const g = params.geometry;
-  const sectors = g.size / g.sectorSize;
+  const sectors = sectorCount(g);
   if (!Number.isSafeInteger(first) || first < 0 || first + 2 > sectors) {
     throw new FlashError(`hand-over store needs sectors ${first} and ${first + 1}; the partition has ${sectors}`);
   }
-  if (roundUp(HANDOVER_SIZE, g.programUnit) > g.sectorSize) {
-    throw new FlashError(`sector size ${g.sectorSize} cannot hold a ${HANDOVER_SIZE}-byte hand-over record`);
+  for (const s of [first, first + 1]) {
+    if (roundUp(HANDOVER_SIZE, g.programUnit) > sectorLength(g, s)) {
+      throw new FlashError(`sector size ${sectorLength(g, s)} cannot hold a ${HANDOVER_SIZE}-byte hand-over record`);
+    }
   }
   return [first, first + 1];
 }
 
 /** Reads and classifies both copies (for diagnostics; readHandover picks one). */
 export function inspectHandover(params: Flash, opts: HandoverStoreOptions = {}): [HandoverCopy, HandoverCopy] {
-  const ss = params.geometry.sectorSize;
+  const g = params.geometry;
   return storeSectors(params, opts).map((s): HandoverCopy => {
-    const bytes = readBytes(params, s * ss, HANDOVER_SIZE);
-    if (bytes.every((b) => b === 0xff)) return { status: 'erased' };
+    const bytes = readBytes(params, sectorStart(g, s), HANDOVER_SIZE);
+    if (bytes.every((b) => b === g.erasedValue)) return { status: 'erased' };
     try {
       return { status: 'valid', record: decodeHandover(bytes) };
     } catch (e) {
@@ -303,9 +305,9 @@ export function writeHandover(params: Flash, rec: HandoverInput, opts: HandoverS
   // goes; with neither valid, copy 0.
   const target = newest < 0 || seqs[0] < seqs[1] ? 0 : 1;
   const g = params.geometry;
-  const padded = new Uint8Array(roundUp(HANDOVER_SIZE, g.programUnit)).fill(0xff);
-  padded.set(encoded);
-  const offset = sectors[target] * g.sectorSize;
+  const padded = padToUnit(encoded, g);
+  const offset = sectorStart(g, sectors[target]);
+  // Erased first, programmed once: no unit of the copy is ever programmed twice.
   params.erase(sectors[target]);
   params.program(offset, padded);
   const back = readBytes(params, offset, HANDOVER_SIZE);

@@ -3,7 +3,7 @@
  * survives power cuts at any point, torn writes included.
  *
  * Record (JOURNAL_RECORD_SIZE = 28 bytes, little-endian), stored in slots of
- * roundUp(28, programUnit) bytes; padding stays 0xFF:
+ * roundUp(28, programUnit) bytes, each programmed once; padding holds the erased value:
  *    0  u32  magic 'OTAJ'
  *    4  u32  sequence number (strictly increasing over the journal's life)
  *    8  u32  update id (which update this record belongs to)
@@ -15,8 +15,9 @@
  *   24  u32  CRC-32 of bytes 0..23
  *
  * Rules that make it power-safe:
- *  - A record is only ever programmed into a slot that is entirely 0xFF, after the
- *    last non-erased slot of the sector (a torn slot is never reused or "repaired").
+ *  - A record is only ever programmed into a slot that is entirely erased, after the
+ *    last non-erased slot of the sector (a torn slot is never reused or "repaired"), in
+ *    one program call: no unit is ever programmed twice (program-once ECC flash).
  *  - When the current sector is full, the other sector is erased and the record goes
  *    to its slot 0. The full sector, which holds the newest good record, is not
  *    touched until the *next* wrap.
@@ -28,7 +29,7 @@
  * appends cost floor((N - 1) / slotsPerSector) erases).
  */
 import { crc32 } from '../crc32.js';
-import { FlashError, roundUp, type Flash } from './flash.js';
+import { FlashError, roundUp, sectorCount, sectorLength, sectorStart, type Flash } from './flash.js';
 import { PARAMS_JOURNAL_SECTOR } from './partition-layout.js';
 
 /**
@@ -37,9 +38,10 @@ import { PARAMS_JOURNAL_SECTOR } from './partition-layout.js';
  *  - 'idle':           nothing done yet for this update (written by reset()).
  *  - 'verified':       the package in the OTA partition matched the hand-over
  *                      SHA-256; destructive work may start.
- *  - 'backed-up':      chunk `chunk` of NEW is saved in backup slot `chunk % 2`, waiting
- *                      to be written over its region; aux = its CRC-32.
- *  - 'chunk-done':     chunk `chunk` of the new image is fully written; aux = its CRC-32.
+ *  - 'saved':          in place: every old byte the restore of the group of sectors and
+ *                      chunks starting at chunk `chunk` will read after its sectors are
+ *                      erased is in the backup ring; its sectors may now be rewritten.
+ *  - 'chunk-done':     chunks up to `chunk` of the new image are fully written; aux = its CRC-32.
  *  - 'image-verified': the whole new image is written and checked; aux = CRC-32 or a
  *                      digest prefix of the image.
  *  - 'boot-switched':  the hand-over / boot selection now points at the new image.
@@ -48,16 +50,17 @@ import { PARAMS_JOURNAL_SECTOR } from './partition-layout.js';
 export type RestoreStateName =
   | 'idle'
   | 'verified'
-  | 'backed-up'
+  | 'saved'
   | 'chunk-done'
   | 'image-verified'
   | 'boot-switched'
   | 'failed';
 
+/** Codes are index + 1 ('saved' took the code of the former 'backed-up'). */
 const STATES: readonly RestoreStateName[] = [
   'idle',
   'verified',
-  'backed-up',
+  'saved',
   'chunk-done',
   'image-verified',
   'boot-switched',
@@ -139,11 +142,13 @@ export function deriveUpdateId(packageSha256: Uint8Array, handoverSeq: number): 
 
 export class Journal {
   readonly slotSize: number;
+  /** Slots of the smaller of the two sectors (the journal's capacity per sector). */
   readonly slotsPerSector: number;
   private readonly sectors: readonly [number, number];
-  private readonly sectorBuf: Uint8Array;
+  private readonly slots: readonly [number, number];
   private readonly slotBuf: Uint8Array;
   private readonly readBack: Uint8Array;
+  private readonly erased: number;
   /** Index (0/1) of the sector holding the newest valid record. */
   private current: 0 | 1 = 0;
   /** First slot after the last non-erased slot, per sector. */
@@ -159,17 +164,18 @@ export class Journal {
     firstSector: number = PARAMS_JOURNAL_SECTOR,
   ) {
     const g = flash.geometry;
-    const count = g.size / g.sectorSize;
+    const count = sectorCount(g);
     if (!Number.isSafeInteger(firstSector) || firstSector < 0 || firstSector + 2 > count) {
       throw new FlashError(`journal needs sectors ${firstSector} and ${firstSector + 1}; the partition has ${count}`);
     }
     this.sectors = [firstSector, firstSector + 1];
     this.slotSize = roundUp(JOURNAL_RECORD_SIZE, g.programUnit);
-    this.slotsPerSector = Math.floor(g.sectorSize / this.slotSize);
+    this.slots = [Math.floor(sectorLength(g, firstSector) / this.slotSize), Math.floor(sectorLength(g, firstSector + 1) / this.slotSize)];
+    this.slotsPerSector = Math.min(this.slots[0], this.slots[1]);
     if (this.slotsPerSector < 2) {
-      throw new FlashError(`sector size ${g.sectorSize} holds fewer than 2 journal slots of ${this.slotSize} bytes`);
+      throw new FlashError(`sector size ${sectorLength(g, firstSector)} holds fewer than 2 journal slots of ${this.slotSize} bytes`);
     }
-    this.sectorBuf = new Uint8Array(g.sectorSize);
+    this.erased = g.erasedValue;
     this.slotBuf = new Uint8Array(this.slotSize);
     this.readBack = new Uint8Array(this.slotSize);
     this.scan();
@@ -215,19 +221,19 @@ export class Journal {
       aux: input.aux,
       updateId: input.updateId,
     };
-    this.slotBuf.fill(0xff);
+    this.slotBuf.fill(this.erased);
     encodeJournalEntry(entry, this.slotBuf);
     this.stale = true; // until the write below is known to be complete
     let sector = this.current;
     let slot = this.nextFree[sector];
-    if (slot >= this.slotsPerSector) {
+    if (slot >= this.slots[sector]) {
       sector = sector === 0 ? 1 : 0;
       this.flash.erase(this.sectors[sector]);
       this.erasesDone++;
       this.nextFree[sector] = 0;
       slot = 0;
     }
-    const offset = this.sectors[sector] * this.flash.geometry.sectorSize + slot * this.slotSize;
+    const offset = sectorStart(this.flash.geometry, this.sectors[sector]) + slot * this.slotSize;
     this.flash.program(offset, this.slotBuf);
     this.flash.read(offset, this.readBack);
     for (let i = 0; i < this.slotSize; i++) {
@@ -263,36 +269,38 @@ export class Journal {
   /** Every valid record, oldest first (diagnostics and tests). */
   entries(): JournalEntry[] {
     const out: JournalEntry[] = [];
-    for (const s of this.sectors) {
-      this.flash.read(s * this.flash.geometry.sectorSize, this.sectorBuf);
-      for (let i = 0; i < this.slotsPerSector; i++) {
-        const e = decodeJournalEntry(this.sectorBuf.subarray(i * this.slotSize, (i + 1) * this.slotSize));
+    for (const idx of [0, 1] as const) {
+      for (let i = 0; i < this.slots[idx]; i++) {
+        const e = decodeJournalEntry(this.readSlot(idx, i));
         if (e !== null) out.push(e);
       }
     }
     return out.sort((a, b) => a.seq - b.seq);
   }
 
+  /** Slot `i` of sector `idx`, read into the slot buffer (slot by slot: RAM stays one slot whatever the sector). */
+  private readSlot(idx: 0 | 1, i: number): Uint8Array {
+    this.flash.read(sectorStart(this.flash.geometry, this.sectors[idx]) + i * this.slotSize, this.readBack);
+    return this.readBack;
+  }
+
   private scan(): void {
     let best: JournalEntry | null = null;
     let bestSector: 0 | 1 = 0;
-    const ss = this.flash.geometry.sectorSize;
     for (const idx of [0, 1] as const) {
-      this.flash.read(this.sectors[idx] * ss, this.sectorBuf);
       let next = 0;
-      for (let i = 0; i < this.slotsPerSector; i++) {
-        const start = i * this.slotSize;
-        const end = start + this.slotSize;
+      for (let i = 0; i < this.slots[idx]; i++) {
+        const slot = this.readSlot(idx, i);
         let erased = true;
-        for (let j = start; j < end; j++) {
-          if (this.sectorBuf[j] !== 0xff) {
+        for (let j = 0; j < this.slotSize; j++) {
+          if (slot[j] !== this.erased) {
             erased = false;
             break;
           }
         }
         if (erased) continue;
         next = i + 1;
-        const e = decodeJournalEntry(this.sectorBuf.subarray(start, end));
+        const e = decodeJournalEntry(slot);
         if (e !== null && (best === null || e.seq > best.seq)) {
           best = e;
           bestSector = idx;

@@ -2,32 +2,34 @@ import {
   checkProgram,
   checkRead,
   checkSector,
-  ERASED_BYTE,
   FlashError,
   makeGeometry,
-  norProgramInto,
+  programInto,
+  sectorLength,
+  sectorStart,
   type Flash,
   type FlashGeometry,
+  type GeometryInput,
   type OverwriteMode,
 } from './flash.js';
 
 export interface MemoryFlashOptions {
-  /** Initial contents (copied); must be exactly `size` bytes. Default: all 0xFF. */
+  /** Initial contents (copied); must be exactly `size` bytes. Default: all erased. */
   contents?: Uint8Array;
   onOverwrite?: OverwriteMode;
 }
 
-/** A NOR flash held in a Uint8Array. */
+/** A flash held in a Uint8Array. */
 export class MemoryFlash implements Flash {
   readonly geometry: FlashGeometry;
   readonly onOverwrite: OverwriteMode;
   /**
    * The backing store. Exposed for test tooling (bit flips, snapshots); writing to it
-   * bypasses NOR semantics on purpose.
+   * bypasses flash semantics on purpose.
    */
   readonly raw: Uint8Array;
 
-  constructor(geometry: { size: number; sectorSize?: number; programUnit?: number }, options: MemoryFlashOptions = {}) {
+  constructor(geometry: GeometryInput, options: MemoryFlashOptions = {}) {
     this.geometry = makeGeometry(geometry);
     this.onOverwrite = options.onOverwrite ?? 'error';
     this.raw = new Uint8Array(this.geometry.size);
@@ -37,7 +39,7 @@ export class MemoryFlash implements Flash {
       }
       this.raw.set(options.contents);
     } else {
-      this.raw.fill(ERASED_BYTE);
+      this.raw.fill(this.geometry.erasedValue);
     }
   }
 
@@ -48,13 +50,13 @@ export class MemoryFlash implements Flash {
 
   program(offset: number, data: Uint8Array): void {
     checkProgram(this.geometry, offset, data.length);
-    norProgramInto(this.raw.subarray(offset, offset + data.length), data, this.onOverwrite, offset);
+    programInto(this.raw.subarray(offset, offset + data.length), data, this.onOverwrite, offset, this.geometry);
   }
 
   erase(sector: number): void {
     checkSector(this.geometry, sector);
-    const start = sector * this.geometry.sectorSize;
-    this.raw.fill(ERASED_BYTE, start, start + this.geometry.sectorSize);
+    const start = sectorStart(this.geometry, sector);
+    this.raw.fill(this.geometry.erasedValue, start, start + sectorLength(this.geometry, sector));
   }
 
   /** A copy of the whole device. */

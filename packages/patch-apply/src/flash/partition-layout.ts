@@ -4,14 +4,21 @@ import {
   checkSector,
   DEFAULT_PROGRAM_UNIT,
   DEFAULT_SECTOR_SIZE,
+  describeSectors,
   FlashError,
-  makeGeometry,
-  roundUp,
+  isSectorBoundary,
+  sameGeometry,
+  sectorAt,
+  sectorCount,
+  subGeometry,
   validateGeometry,
+  type ErasedValue,
   type Flash,
   type FlashGeometry,
   type OverwriteMode,
 } from './flash.js';
+import { patternAdvance, patternCeil, patternGeometry, patternLargest, uniformPattern, type SectorPattern } from './sector-pattern.js';
+
 
 /** A named, sector-aligned window of the flash. */
 export interface Partition {
@@ -30,10 +37,10 @@ export interface Partition {
  *      sectors 0-1  hand-over record, two copies (handover.ts)
  *      sectors 2-3  restore journal, two sectors (journal.ts)
  *    Any further sectors are unused (reserved).
- *  - backup: two chunk slots (2 * splitSize bytes): in place, a restored chunk waits in one while the
- *    next chunk is decoded, and is then copied over its region. It has
- *    no header: the journal's 'backed-up' entry records the chunk index and the CRC-32
- *    of the backed-up bytes, which is all a header would say.
+ *  - backup: in place, a ring of sectors where the restore saves the old bytes it will still
+ *    read after their sector is erased (restore/backup-ring.ts); its size bounds the wear of
+ *    one update (each ring sector is erased about saved bytes / ring size times). A/B and
+ *    OTA_RAW restores do not use it.
  */
 export interface PartitionLayout {
   readonly flash: FlashGeometry;
@@ -65,17 +72,16 @@ export function validateLayout(l: PartitionLayout): void {
   } catch (e) {
     throw new LayoutError(`bad flash geometry: ${(e as Error).message}`);
   }
-  const ss = l.flash.sectorSize;
   const parts = partitionsOf(l);
   for (const p of parts) {
     const what = `partition '${p.name}'`;
     if (!Number.isSafeInteger(p.offset) || p.offset < 0) throw new LayoutError(`${what}: bad offset ${p.offset}`);
     if (!Number.isSafeInteger(p.size) || p.size <= 0) throw new LayoutError(`${what}: bad size ${p.size}`);
-    if (p.offset % ss !== 0 || p.size % ss !== 0) {
-      throw new LayoutError(`${what}: [${p.offset}, +${p.size}) is not aligned to sectors of ${ss}`);
-    }
     if (p.offset + p.size > l.flash.size) {
       throw new LayoutError(`${what}: ends at ${p.offset + p.size}, past the flash end ${l.flash.size}`);
+    }
+    if (!isSectorBoundary(l.flash, p.offset) || !isSectorBoundary(l.flash, p.offset + p.size)) {
+      throw new LayoutError(`${what}: [${p.offset}, +${p.size}) does not start and end on sector boundaries (${describeSectors(l.flash)})`);
     }
   }
   for (let i = 0; i < parts.length; i++) {
@@ -87,7 +93,7 @@ export function validateLayout(l: PartitionLayout): void {
       }
     }
   }
-  if (l.params.size < PARAMS_MIN_SECTORS * ss) {
+  if (sectorCount(subGeometry(l.flash, l.params.offset, l.params.size)) < PARAMS_MIN_SECTORS) {
     throw new LayoutError(`partition '${l.params.name}' needs at least ${PARAMS_MIN_SECTORS} sectors`);
   }
 }
@@ -95,40 +101,64 @@ export function validateLayout(l: PartitionLayout): void {
 export interface DefaultLayoutOptions {
   appSize: number;
   otaSize: number;
-  /** Largest chunk size of an in-place restore; the backup partition holds two chunks. */
+  /** Largest chunk size of an in-place restore (sizes the default backup ring). */
   splitSize: number;
+  /** Uniform sectors of this size (default 4 KiB), unless `sectors` gives a map. */
   sectorSize?: number;
+  /** The part's sector map from offset 0 (e.g. a profile's). */
+  sectors?: SectorPattern;
   programUnit?: number;
+  erasedValue?: ErasedValue;
   /** Two app slots (A/B) instead of in-place. */
   ab?: boolean;
+  /** Bytes of the backup ring (in place); default: see defaultBackupBytes. */
+  backupSize?: number;
 }
 
-/** Packs appA, [appB], ota, params, backup back to back from offset 0. */
+/**
+ * The default backup ring of an in-place device: a third of the slot, so one update erases each ring
+ * sector about three times at most (an update saves at most the old image once), and never less than
+ * two groups of sectors and chunks plus eight sectors (record headers and marks, partly filled sectors, one lost to a cut).
+ */
+export function defaultBackupBytes(appSize: number, splitSize: number, largestSectorBytes: number): number {
+  return Math.max(Math.ceil(appSize / 3), 2 * Math.max(splitSize, largestSectorBytes) + 8 * largestSectorBytes);
+}
+
+/** Packs appA, [appB], ota, params, backup back to back from offset 0, each on sector boundaries. */
 export function defaultLayout(opts: DefaultLayoutOptions): PartitionLayout {
-  const ss = opts.sectorSize ?? DEFAULT_SECTOR_SIZE;
+  const pattern = opts.sectors ?? uniformPattern(opts.sectorSize ?? DEFAULT_SECTOR_SIZE);
+  if (opts.sectors !== undefined && opts.sectorSize !== undefined) throw new LayoutError('give a sector size or a sector map, not both');
   const pu = opts.programUnit ?? DEFAULT_PROGRAM_UNIT;
   for (const [k, v] of [
     ['appSize', opts.appSize],
     ['otaSize', opts.otaSize],
     ['splitSize', opts.splitSize],
+    ...(opts.backupSize !== undefined ? [['backupSize', opts.backupSize] as const] : []),
   ] as const) {
     if (!Number.isSafeInteger(v) || v <= 0) throw new LayoutError(`${k} must be a positive integer, got ${v}`);
   }
   let cursor = 0;
-  const take = (name: string, bytes: number): Partition => {
-    const p = { name, offset: cursor, size: roundUp(bytes, ss) };
-    cursor += p.size;
+  const place = (name: string, end: number): Partition => {
+    const p = { name, offset: cursor, size: end - cursor };
+    cursor = end;
     return p;
   };
-  const appA = take('appA', opts.appSize);
-  const appB = opts.ab === true ? take('appB', opts.appSize) : undefined;
-  const ota = take('ota', opts.otaSize);
-  const params = take('params', PARAMS_MIN_SECTORS * ss);
-  // A/B never rewrites a slot it runs from: one chunk is enough there (the OTA_RAW copy unit).
-  const backup = take('backup', opts.ab ? opts.splitSize : 2 * opts.splitSize);
+  let appA: Partition, appB: Partition | undefined, ota: Partition, params: Partition, backup: Partition;
+  try {
+    const take = (name: string, bytes: number): Partition => place(name, patternCeil(pattern, cursor + bytes));
+    appA = take('appA', opts.appSize);
+    appB = opts.ab === true ? take('appB', opts.appSize) : undefined;
+    ota = take('ota', opts.otaSize);
+    params = place('params', patternAdvance(pattern, cursor, PARAMS_MIN_SECTORS));
+    // A/B and OTA_RAW restores never use the backup: one sector keeps the layout's shape.
+    const backupBytes = opts.ab ? 1 : (opts.backupSize ?? defaultBackupBytes(opts.appSize, opts.splitSize, patternLargest(pattern)));
+    backup = take('backup', backupBytes);
+  } catch (e) {
+    throw new LayoutError(`bad sector map: ${(e as Error).message}`);
+  }
   let flash: FlashGeometry;
   try {
-    flash = makeGeometry({ size: cursor, sectorSize: ss, programUnit: pu });
+    flash = patternGeometry(pattern, cursor, pu, opts.erasedValue ?? 0xff);
   } catch (e) {
     throw new LayoutError(`bad flash geometry: ${(e as Error).message}`);
   }
@@ -156,13 +186,13 @@ export class PartitionView implements Flash {
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(size) || offset < 0 || size <= 0) {
       throw new FlashError(`partition '${name}': bad offset/size ${offset}/${size}`);
     }
-    if (offset % g.sectorSize !== 0 || size % g.sectorSize !== 0) {
-      throw new FlashError(`partition '${name}' is not aligned to sectors of ${g.sectorSize}`);
-    }
     if (offset + size > g.size) throw new FlashError(`partition '${name}' ends past the flash end ${g.size}`);
-    this.geometry = Object.freeze({ size, sectorSize: g.sectorSize, programUnit: g.programUnit });
+    if (!isSectorBoundary(g, offset) || !isSectorBoundary(g, offset + size)) {
+      throw new FlashError(`partition '${name}' does not start and end on sector boundaries (${describeSectors(g)})`);
+    }
+    this.geometry = subGeometry(g, offset, size);
     this.onOverwrite = base.onOverwrite;
-    this.firstSector = offset / g.sectorSize;
+    this.firstSector = sectorAt(g, offset);
   }
 
   read(offset: number, dst: Uint8Array, dstOffset?: number, length?: number): void {
@@ -190,7 +220,7 @@ export function openPartition(
   const p = layout[which];
   if (p === undefined) throw new LayoutError(`layout has no '${which}' partition`);
   const g = flash.geometry;
-  if (g.sectorSize !== layout.flash.sectorSize || g.programUnit !== layout.flash.programUnit || g.size < layout.flash.size) {
+  if (g.size < layout.flash.size || !isSectorBoundary(g, layout.flash.size) || !sameGeometry(subGeometry(g, 0, layout.flash.size), layout.flash)) {
     throw new LayoutError('the flash geometry does not match the layout');
   }
   return new PartitionView(flash, p);

@@ -2,19 +2,19 @@
 // in place or into the other slot, resumable after a power cut at any flash operation.
 //
 // Every state is persisted in the journal (flash/journal.ts) before the next step depends on it:
-//   idle ──verify──▶ verified ──▶ [backed-up i ──▶ chunk-done i]* ──▶ image-verified ──▶ boot-switched(n)
+//   idle ──verify──▶ verified ──▶ [group: saved a? ──▶ chunk-done k+]* ──▶ image-verified ──▶ boot-switched(n)
 //     └──────────────┴──── any check fails before destruction ──▶ failed (the old image boots)
+// In place the groups are restore/inplace-restore.ts's ('saved' once a group's old bytes are in the backup
+// ring); A/B and OTA_RAW restores only log 'chunk-done' (restore/copy-restore.ts).
 // The hand-over record is read-only here; the application's confirmation is a new hand-over record.
 // Only the package and the images are judged: a flash error (or a power cut) propagates out of boot()
 // and the next boot resumes from the journal, as after any reset.
 import { sha256 } from '@noble/hashes/sha2.js';
-import { ChunkDecoder, chunkDecoderRamBytes } from '../chunk-decoder.js';
-import { crc32 } from '../crc32.js';
+import { chunkDecoderRamBytes } from '../chunk-decoder.js';
 import { PackageError } from '../package-error.js';
 import {
   DEFAULT_LIMITS,
   FIXED_HEADER_BYTES,
-  chunkLength,
   packageLength,
   parseChunkTable,
   parseFixedHeader,
@@ -24,32 +24,21 @@ import {
 } from '../package-format.js';
 import { checkSecurityCounter, checkTrust, type TrustedKey } from '../signature.js';
 import { digestEquals } from '../stream-patcher.js';
-import type { Flash } from '../flash/flash.js';
+import { describeSectors, type Flash } from '../flash/flash.js';
 import { readHandover, checkHandoverFits, type Handover, type Slot } from '../flash/handover.js';
 import { Journal, deriveUpdateId, type JournalEntry } from '../flash/journal.js';
 import { openPartition, type PartitionLayout, type PartitionView } from '../flash/partition-layout.js';
+import { BackupRing } from './backup-ring.js';
+import { ChunkReader, zeroSource } from './chunk-reader.js';
+import { restoreByCopy } from './copy-restore.js';
+import { FlashIo, IO_BLOCK } from './flash-io.js';
+import { InPlaceRestore, planInPlace, type InPlacePlan } from './inplace-restore.js';
+import { FailCode, reasonOf, RestoreFailure, type FailReason } from './restore-failure.js';
+
+export { FailCode, type FailReason } from './restore-failure.js';
 
 /** Boots of an unconfirmed new image before an A/B device rolls back (AliOS' boot counter). */
 export const DEFAULT_MAX_BOOT_ATTEMPTS = 3;
-const IO_BLOCK = 4096;
-
-/** Why a restore gave up; stored in the journal's aux field of a 'failed' record. */
-export const FailCode = {
-  badPackage: 1,
-  packageHash: 2,
-  oldImage: 3,
-  layout: 4,
-  newImage: 5,
-  backup: 6,
-  rolledBack: 7,
-  signature: 8,
-  securityCounter: 9,
-  /** The hand-over no longer fits the device or its package while the restore was under way. */
-  handover: 10,
-} as const;
-export type FailReason = keyof typeof FailCode;
-const reasonOf = (aux: number): FailReason =>
-  (Object.keys(FailCode) as FailReason[]).find((k) => FailCode[k] === aux) ?? 'badPackage';
 
 /** What the bootloader does at the end of this boot. */
 export type BootOutcome =
@@ -75,18 +64,13 @@ export interface BootOptions {
   onProgress?: (event: { chunk: number; chunks: number }) => void;
 }
 
-class RestoreFailure extends Error {
-  constructor(
-    readonly reason: FailReason,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-/** Backup an in-place restore needs: two chunk slots (one chunk waits while the next is decoded). */
-export function backupBytes(p: Pick<PackageHeader, 'splitSize' | 'chunks'>): number {
-  return p.chunks.length > 1 ? 2 * p.splitSize : p.splitSize;
+/**
+ * Backup ring an in-place restore needs at least on flash whose sectors are no larger than `sectorBytes`
+ * and divide the split size: the old bytes two neighbouring chunks may keep at once, plus eight sectors (record headers and marks, partly filled sectors, one lost to a cut).
+ * The bootloader checks the exact figure for the package and the device before its first erase.
+ */
+export function backupBytes(p: Pick<PackageHeader, 'splitSize' | 'chunks'>, sectorBytes = 4096): number {
+  return (p.chunks.length > 1 ? 2 * p.splitSize : p.splitSize) + 8 * sectorBytes;
 }
 
 /**
@@ -118,8 +102,13 @@ export function boot(opts: BootOptions): BootOutcome {
 
 class Restore {
   private readonly ota: PartitionView;
-  private readonly block = new Uint8Array(IO_BLOCK);
+  private readonly io = new FlashIo();
+  private readonly block = this.io.block;
   private readonly maxAttempts: number;
+  /** In place, the old-image check found a restore of this update under way (its journal lost). */
+  private resumedFromFlash = false;
+  /** In place, the plan made by the check before destruction (made again on a resume). */
+  private plan: InPlacePlan | null = null;
 
   constructor(
     private readonly opts: BootOptions,
@@ -142,7 +131,7 @@ class Restore {
         this.verifyBeforeDestruction();
         e = this.log('verified');
       }
-      if (e.state === 'verified' || e.state === 'backed-up' || e.state === 'chunk-done') {
+      if (e.state === 'verified' || e.state === 'saved' || e.state === 'chunk-done') {
         // The hand-over is flash contents too, and was only checked when the restore began: check its
         // structure again before trusting it with a write (the hashes were verified then).
         if (entry.state !== 'idle') this.recheckStructure();
@@ -262,18 +251,15 @@ class Restore {
       if (h.targetSlot === h.activeSlot && layout.appB !== undefined) throw new RestoreFailure('layout', 'a full image is copied into the other slot of an A/B device');
       return;
     }
-    const ss = layout.flash.sectorSize;
     const inplace = h.targetSlot === h.activeSlot;
     if (p.mode !== (inplace ? 'inplace' : 'ab'))
       throw new RestoreFailure('layout', `a ${p.mode} package cannot restore slot ${h.targetSlot} from slot ${h.activeSlot}`);
     if (p.splitSize !== h.splitSize || p.diffVersion !== h.diffVersion)
       throw new RestoreFailure('badPackage', 'split size or diff_version differ between the package and the hand-over');
-    if (p.splitSize % ss !== 0) throw new RestoreFailure('layout', `split size ${p.splitSize} is not a multiple of the ${ss}-byte sector`);
     if (Math.max(p.newSize, inplace ? p.oldSize : 0) > target.geometry.size)
       throw new RestoreFailure('layout', `the image does not fit slot ${h.targetSlot}`);
     const active = slotView(flash, layout, h.activeSlot);
     if (p.oldSize > active.geometry.size) throw new RestoreFailure('oldImage', 'the old image is larger than its slot');
-    if (inplace && layout.backup.size < backupBytes(p)) throw new RestoreFailure('layout', `the backup partition is smaller than the ${backupBytes(p)} bytes (two chunks) an in-place restore needs`);
   }
 
   private verifyBeforeDestruction(): void {
@@ -312,219 +298,45 @@ class Restore {
     const active = slotView(flash, layout, h.activeSlot);
     if (!digestEquals(this.hashOf(active, 0, p.oldSize), p.oldSha256)) {
       // In place, a slot that is no longer OLD may be this very restore, half done, whose journal was lost
-      // (more than the one record a power cut can take). Its backup slots then hold chunks of this
-      // package: resume from what the flash shows rather than boot a half-written image as the old one.
-      if (inplace && this.backupHoldsOurChunk(p)) return;
+      // (more than the one record a power cut can take). Its backup ring then holds records of this
+      // update: resume from what the flash shows rather than boot a half-written image as the old one.
+      if (inplace && new BackupRing(openPartition(flash, layout, 'backup'), this.id).hasRecords()) {
+        this.resumedFromFlash = true;
+        return;
+      }
       throw new RestoreFailure('oldImage', `slot ${h.activeSlot} does not hold the old image this package was made for`);
     }
-    // Backup slots are probed on resume: nothing left by an earlier update may look like one of ours.
-    if (inplace) this.eraseRegion(openPartition(flash, layout, 'backup'), 0, backupBytes(p));
+    // In place, refuse (before the first erase) a flash on which this package cannot be restored.
+    if (inplace) this.plan = this.planInPlace(p);
   }
 
-  /** Whether either backup slot holds a chunk of `p` that belongs in it (chunk i lives in slot i % 2). */
-  private backupHoldsOurChunk(p: PackageHeader): boolean {
-    const backup = openPartition(this.opts.flash, this.opts.layout, 'backup');
-    const n = p.chunks.length;
-    const slots = Math.min(2, n);
-    const last = chunkLength(p, n - 1);
-    for (let k = 0; k < slots; k++) {
-      const full = this.crcOf(backup, k * p.splitSize, p.splitSize);
-      const tail = last === p.splitSize ? full : this.crcOf(backup, k * p.splitSize, last);
-      for (let i = k; i < n; i += 2) if (p.chunks[i].crc32 === (i === n - 1 ? tail : full)) return true;
-    }
-    return false;
+  private planInPlace(p: PackageHeader): InPlacePlan {
+    const { flash, layout } = this.opts;
+    const describe = `sector map ${describeSectors(layout.flash)}, ${layout.flash.programUnit}-byte program unit`;
+    return planInPlace(p, new ChunkReader(p, this.ota, this.h.packageOffset), slotView(flash, layout, this.h.activeSlot).geometry, openPartition(flash, layout, 'backup').geometry, describe);
   }
 
   // ---- the restore proper -----------------------------------------------------------------
 
   private restoreFrom(e: JournalEntry): void {
-    if (this.h.firmwareType === 'raw') return this.copyRaw(e);
     const h = this.h;
     const { flash, layout } = this.opts;
     const p = this.readPackageHeader();
-    const source = slotView(flash, layout, h.activeSlot);
     const target = slotView(flash, layout, h.targetSlot);
-    const decoder = new ChunkDecoder(p, { read: (off, dst, dstOff, len) => source.read(off, dst, dstOff, len) });
-    // The journal is flash contents too: a chunk index it names must exist in this package.
-    if (e.state !== 'verified' && e.chunk >= p.chunks.length) throw new RestoreFailure('backup', `the journal names chunk ${e.chunk} of ${p.chunks.length}`);
-    if (h.targetSlot === h.activeSlot) this.restoreInPlace(p, decoder, target, e);
-    else this.restoreOtherSlot(p, decoder, target, e);
+    const chunks = new ChunkReader(p, this.ota, h.packageOffset);
+    const log = (state: JournalEntry['state'], chunk: number, aux: number) => void this.log(state, chunk, aux);
+    const progress = (k: number) => this.opts.onProgress?.({ chunk: k + 1, chunks: p.chunks.length });
+    if (h.firmwareType === 'raw') {
+      restoreByCopy({ p, chunks, source: zeroSource, target, io: this.io, log, progress }, e);
+    } else if (h.targetSlot === h.activeSlot) {
+      const ring = new BackupRing(openPartition(flash, layout, 'backup'), this.id);
+      const plan = this.plan ?? this.planInPlace(p);
+      new InPlaceRestore({ p, chunks, target, ring, io: this.io, log, progress }, plan, e.state !== 'verified' || this.resumedFromFlash).run(e);
+    } else {
+      const source = slotView(flash, layout, h.activeSlot);
+      restoreByCopy({ p, chunks, source: { read: (off, dst, dstOff, len) => source.read(off, dst, dstOff, len) }, target, io: this.io, log, progress }, e);
+    }
     if (!digestEquals(this.hashOf(target, 0, p.newSize), p.newSha256))
       throw new RestoreFailure('newImage', `slot ${h.targetSlot} does not match the new image's SHA-256 after the restore`);
-  }
-
-  /** Decodes chunk i, judging a bad record as the package's fault (a flash error propagates). */
-  private decode(p: PackageHeader, decoder: ChunkDecoder, i: number, destroyed: boolean): Uint8Array {
-    const entry = p.chunks[i];
-    const recordsAt = this.h.packageOffset + recordsOffset(p);
-    try {
-      return decoder.decodeChunk(i, entry, (off, dst, dstOff, len) => this.ota.read(recordsAt + entry.recordOffset + off, dst, dstOff, len));
-    } catch (err) {
-      if (!(err instanceof PackageError)) throw err;
-      // Sources are intact by construction; a record that fails here is a bad package. Until the
-      // first region is rewritten nothing is lost; after that, in place, the image is half new.
-      throw new RestoreFailure(destroyed ? 'newImage' : 'badPackage', err.message);
-    }
-  }
-
-  /** A/B: the old slot stays intact, so each chunk is decoded and written straight into the other slot. */
-  private restoreOtherSlot(p: PackageHeader, decoder: ChunkDecoder, target: Flash, e: JournalEntry): void {
-    for (let i = e.state === 'verified' ? 0 : e.chunk + 1; i < p.chunks.length; i++) {
-      const data = this.decode(p, decoder, i, false);
-      if (!this.regionEquals(target, i * p.splitSize, data)) this.writeRegion(target, i * p.splitSize, data);
-      this.log('chunk-done', i, p.chunks[i].crc32);
-      this.opts.onProgress?.({ chunk: i + 1, chunks: p.chunks.length });
-    }
-  }
-
-  /**
-   * In place, with the write of each chunk delayed by one: chunk i is decoded while region i-1 still
-   * holds its old bytes (the window of docs/FORMAT.md), saved to backup slot i % 2 ('backed-up i'),
-   * and only then is chunk i-1 copied from its slot over region i-1 ('chunk-done i-1').
-   * Invariant: regions before m hold NEW, regions after m hold OLD, region m is OLD or being rewritten
-   * from its slot, and chunk m+1 may wait in its slot. The journal gives a lower bound on m; resume
-   * finds the rest from the flash (CRCs of regions and slots), so a lost newest record costs nothing.
-   */
-  private restoreInPlace(p: PackageHeader, decoder: ChunkDecoder, target: Flash, e: JournalEntry): void {
-    const n = p.chunks.length;
-    const S = p.splitSize;
-    const backup = openPartition(this.opts.flash, this.opts.layout, 'backup');
-    const slotAt = (i: number) => (i % 2) * S;
-    const holds = (view: Flash, offset: number, i: number) => this.crcOf(view, offset, chunkLength(p, i)) === p.chunks[i].crc32;
-    /** Copies chunk i from its slot over region i (the slot must hold it). */
-    const flush = (i: number) => {
-      if (!holds(backup, slotAt(i), i)) throw new RestoreFailure('backup', `the backup of chunk ${i} is corrupt`);
-      this.copyRegion(backup, slotAt(i), target, i * S, chunkLength(p, i));
-      this.log('chunk-done', i, p.chunks[i].crc32);
-      this.opts.onProgress?.({ chunk: i + 1, chunks: n });
-    };
-
-    // Where are we? Start from the journal's lower bound, then believe the flash.
-    let m = e.state === 'verified' ? 0 : e.state === 'backed-up' ? Math.max(0, e.chunk - 1) : e.chunk + 1;
-    while (m < n && holds(target, m * S, m)) m++;
-    let pending = -1;
-    let destroyed = m > 0;
-    if (m < n) {
-      // A slot can hold bytes equal to a chunk by coincidence (a repeated chunk saved earlier), so a
-      // probe only counts when the whole state it implies is on flash; bytes that merely equal the chunk
-      // are then the right bytes anyway.
-      if (m + 1 < n && holds(backup, slotAt(m + 1), m + 1) && holds(backup, slotAt(m), m)) {
-        // Chunks m and m+1 are saved: chunk m was being (or about to be) written from its slot.
-        flush(m);
-        pending = m + 1;
-        destroyed = true;
-        m += 2;
-      } else if (holds(backup, slotAt(m), m)) {
-        // Chunk m is saved and region m still old: it waits for chunk m+1 to be decoded.
-        pending = m;
-        m += 1;
-      }
-    }
-
-    for (let i = m; i < n; i++) {
-      const data = this.decode(p, decoder, i, destroyed);
-      const unchanged = this.regionEquals(target, i * S, data);
-      if (!unchanged) {
-        this.writeRegion(backup, slotAt(i), data);
-        this.log('backed-up', i, p.chunks[i].crc32);
-      }
-      if (pending >= 0) {
-        flush(pending);
-        destroyed = true;
-      }
-      pending = -1;
-      if (unchanged) {
-        this.log('chunk-done', i, p.chunks[i].crc32);
-        this.opts.onProgress?.({ chunk: i + 1, chunks: n });
-      } else {
-        pending = i;
-      }
-    }
-    if (pending >= 0) flush(pending);
-  }
-
-  private crcOf(view: Flash, offset: number, length: number): number {
-    let crc = 0; // the CRC of nothing, which a running CRC continues from
-    for (let off = 0; off < length; off += IO_BLOCK) {
-      const k = Math.min(IO_BLOCK, length - off);
-      view.read(offset + off, this.block, 0, k);
-      crc = crc32(this.block.subarray(0, k), crc);
-    }
-    return crc;
-  }
-
-  /** Erase, then copy `length` bytes from one flash area to another through the I/O block; read back. */
-  private copyRegion(from: Flash, fromOffset: number, to: Flash, toOffset: number, length: number): void {
-    for (let attempt = 0; ; attempt++) {
-      this.eraseRegion(to, toOffset, length);
-      for (let off = 0; off < length; off += IO_BLOCK) {
-        const k = Math.min(IO_BLOCK, length - off);
-        from.read(fromOffset + off, this.block, 0, k);
-        this.program(to, toOffset + off, this.block.subarray(0, k));
-      }
-      if (this.crcOf(to, toOffset, length) === this.crcOf(from, fromOffset, length)) return;
-      if (attempt === 1) throw new RestoreFailure('backup', `flash at ${toOffset} does not read back what was written`);
-    }
-  }
-
-  /** OTA_RAW: the package's records are the image; copy them unit by unit (the OTA partition stays intact). */
-  private copyRaw(e: JournalEntry): void {
-    const h = this.h;
-    if (h.firmwareType !== 'raw') return;
-    const p = this.readPackageHeader();
-    const imageAt = h.packageOffset + recordsOffset(p);
-    const target = slotView(this.opts.flash, this.opts.layout, h.targetSlot);
-    const unit = this.opts.layout.backup.size;
-    const units = Math.ceil(h.imageSize / unit);
-    for (let i = e.state === 'verified' ? 0 : e.chunk + 1; i < units; i++) {
-      const start = i * unit;
-      const len = Math.min(unit, h.imageSize - start);
-      this.eraseRegion(target, start, len);
-      for (let off = 0; off < len; off += IO_BLOCK) {
-        const n = Math.min(IO_BLOCK, len - off);
-        this.ota.read(imageAt + start + off, this.block, 0, n);
-        this.program(target, start + off, this.block.subarray(0, n));
-      }
-      this.log('chunk-done', i, 0);
-      this.opts.onProgress?.({ chunk: i + 1, chunks: units });
-    }
-    if (!digestEquals(this.hashOf(target, 0, h.imageSize), p.newSha256))
-      throw new RestoreFailure('newImage', `slot ${h.targetSlot} does not match the image's SHA-256 after the copy`);
-  }
-
-  private regionEquals(view: Flash, offset: number, data: Uint8Array): boolean {
-    for (let off = 0; off < data.length; off += IO_BLOCK) {
-      const n = Math.min(IO_BLOCK, data.length - off);
-      view.read(offset + off, this.block, 0, n);
-      for (let k = 0; k < n; k++) if (this.block[k] !== data[off + k]) return false;
-    }
-    return true;
-  }
-
-  private eraseRegion(view: Flash, offset: number, length: number): void {
-    const ss = view.geometry.sectorSize;
-    for (let s = offset / ss; s * ss < offset + length; s++) view.erase(s);
-  }
-
-  /** Programs `data` at `offset` (a program-unit multiple), padding the tail with erased bytes. */
-  private program(view: Flash, offset: number, data: Uint8Array): void {
-    const unit = view.geometry.programUnit;
-    const whole = data.length - (data.length % unit);
-    if (whole > 0) view.program(offset, data.subarray(0, whole));
-    if (whole < data.length) {
-      const tail = new Uint8Array(unit).fill(0xff);
-      tail.set(data.subarray(whole));
-      view.program(offset + whole, tail);
-    }
-  }
-
-  /** Erase, program and read back; a mismatch (worn or failing flash) is retried once, then fatal. */
-  private writeRegion(view: Flash, offset: number, data: Uint8Array): void {
-    for (let attempt = 0; ; attempt++) {
-      this.eraseRegion(view, offset, data.length);
-      this.program(view, offset, data);
-      if (this.regionEquals(view, offset, data)) return;
-      if (attempt === 1) throw new RestoreFailure('backup', `flash at ${offset} does not read back what was written`);
-    }
   }
 }

@@ -1,11 +1,16 @@
 // Power-cut simulation of the boot-side restore: cut at flash operation k, reboot, resume, and check
-// that every boot starts either the old image untouched or the complete new one.
-import { PowerCutError, readBytes } from '../flash/flash.js';
+// that every boot starts either the old image untouched or the complete new one. The device is a named
+// flash profile (flash/profiles.ts) or a custom geometry; the clean run's wear and modelled time come
+// with the report.
+import { describeSectors, PowerCutError, readBytes, sectorAt, sectorCeil, sectorLength, sectorStart, type ErasedValue, type OverwriteMode } from '../flash/flash.js';
 import { FaultyFlash, type TearMode } from '../flash/faulty-flash.js';
 import type { Slot } from '../flash/handover.js';
 import { MemoryFlash } from '../flash/memory-flash.js';
 import { defaultLayout, openPartition, type PartitionLayout } from '../flash/partition-layout.js';
+import { flashProfile, type FlashProfile } from '../flash/profiles.js';
 import { Prng } from '../flash/prng.js';
+import { uniformPattern } from '../flash/sector-pattern.js';
+import { WearMeter, type WearFigures } from '../flash/wear-meter.js';
 import { parseHeader, type PackageHeader } from '../package-format.js';
 import { boot, restoreRamBytes, type BootOutcome } from './boot-restore.js';
 import { stageUpdate } from './stage.js';
@@ -16,33 +21,62 @@ export interface SimulatedDevice {
   flash: MemoryFlash;
   header: PackageHeader;
   targetSlot: Slot;
+  /** The profile the device follows, or null for a custom geometry. */
+  profile: FlashProfile | null;
+  overwrite: OverwriteMode;
+}
+
+/** A device: a named profile, or a custom geometry (uniform sectors, program unit, erased value, overwrite rule). */
+export interface DeviceOptions {
+  /** A profile name (see FLASH_PROFILES) or a profile; excludes the custom geometry fields. */
+  profile?: string | FlashProfile;
+  sectorSize?: number;
+  programUnit?: number;
+  erasedValue?: ErasedValue;
+  /** Default 'error' for a custom geometry (the strict simulator); a profile brings its own. */
+  overwrite?: OverwriteMode;
+  otaSize?: number;
+  /** Bytes of the backup ring (in place); default: defaultBackupBytes. */
+  backupSize?: number;
+  /**
+   * Leave the backup partition as an earlier update would (not erased), so an update's wear counts the
+   * ring erases a device in service pays. Default true; false starts from a factory-erased ring.
+   */
+  usedBackup?: boolean;
+}
+
+function resolveProfile(opts: DeviceOptions): FlashProfile | null {
+  if (opts.profile === undefined) return null;
+  if (opts.sectorSize !== undefined || opts.programUnit !== undefined || opts.erasedValue !== undefined || opts.overwrite !== undefined)
+    throw new RangeError('a flash profile brings its own geometry: give a profile or a custom geometry, not both');
+  return typeof opts.profile === 'string' ? flashProfile(opts.profile) : opts.profile;
 }
 
 /** Lays out a device the way the OTA service leaves it before the reboot into the bootloader. */
-export function prepareDevice(
-  old: Uint8Array,
-  pkg: Uint8Array,
-  opts: { sectorSize?: number; programUnit?: number; otaSize?: number } = {},
-): SimulatedDevice {
+export function prepareDevice(old: Uint8Array, pkg: Uint8Array, opts: DeviceOptions = {}): SimulatedDevice {
   const header = parseHeader(pkg);
   const ab = header.mode !== 'inplace';
+  const profile = resolveProfile(opts);
   const layout = defaultLayout({
     appSize: Math.max(old.length, header.newSize, 1),
     otaSize: Math.max(pkg.length, opts.otaSize ?? 1),
     splitSize: header.splitSize,
-    sectorSize: opts.sectorSize,
-    programUnit: opts.programUnit,
+    sectors: profile?.sectors ?? uniformPattern(opts.sectorSize ?? 4096),
+    programUnit: profile?.programUnit ?? opts.programUnit,
+    erasedValue: profile?.erasedValue ?? opts.erasedValue,
+    backupSize: opts.backupSize,
     ab,
   });
-  const flash = new MemoryFlash({ size: layout.flash.size, sectorSize: layout.flash.sectorSize, programUnit: layout.flash.programUnit });
+  const overwrite = profile?.overwrite ?? opts.overwrite ?? 'error';
+  const flash = new MemoryFlash(layout.flash, { onOverwrite: overwrite });
   flash.raw.set(old, layout.appA.offset);
+  // An earlier update's leftovers: bytes that are not erased (and are no record of this update).
+  if (opts.usedBackup ?? true) flash.raw.fill(layout.flash.erasedValue ^ 0x5a, layout.backup.offset, layout.backup.offset + layout.backup.size);
   const targetSlot = stageUpdate(flash, layout, pkg).targetSlot;
-  return { layout, flash, header, targetSlot };
+  return { layout, flash, header, targetSlot, profile, overwrite };
 }
 
-export interface PowercutOptions {
-  sectorSize?: number;
-  programUnit?: number;
+export interface PowercutOptions extends DeviceOptions {
   /** Cut a seeded random sample of this many operations instead of every one. */
   sample?: number;
   seed?: number;
@@ -59,8 +93,23 @@ export interface CutFailure {
   detail: string;
 }
 
+/** Flash wear of one clean update, and what it means per sector of NEW. */
+export interface UpdateWear extends WearFigures {
+  /** Sectors of the target slot that hold NEW's bytes. */
+  newSectors: number;
+  erasesPerNewSector: number;
+  /** Sectors of NEW whose bytes already equal NEW in OLD at the same offset (in place), and their erases. */
+  unchangedSectors: number;
+  unchangedSectorErases: number;
+  /** eraseMs + programMs (null without a profile's timings). */
+  restoreMs: number | null;
+}
+
 export interface PowercutReport {
   mode: PackageHeader['mode'];
+  /** The profile's name, or 'custom'. */
+  flash: string;
+  geometry: { sectors: string; programUnit: number; erasedValue: number; overwrite: OverwriteMode };
   /** Counted flash operations (program + erase) of a clean restore. */
   operations: number;
   cuts: number;
@@ -69,7 +118,7 @@ export interface PowercutReport {
   failed: number;
   failures: CutFailure[];
   /** Flash wear of a clean restore. */
-  wear: { erases: number; programs: number; bytesProgrammed: number; maxErasesPerSector: number; erasesBySector: Record<string, number> };
+  wear: UpdateWear;
   /** restoreRamBytes: the restore's buffers. */
   ramBytes: number;
 }
@@ -109,11 +158,46 @@ function runUntilBoot(dev: SimulatedDevice, faulty: FaultyFlash, neu: Uint8Array
   return `no boot decision after ${MAX_BOOTS} power cycles`;
 }
 
+/** A fresh copy of the staged device's flash. */
+function copyOf(dev: SimulatedDevice): MemoryFlash {
+  return new MemoryFlash(dev.flash.geometry, { contents: dev.flash.snapshot(), onOverwrite: dev.overwrite });
+}
+
+/** Wear of the clean run, per sector of NEW in the target slot. */
+function updateWear(dev: SimulatedDevice, meter: WearMeter, old: Uint8Array, neu: Uint8Array): UpdateWear {
+  const f = meter.figures();
+  const slot = dev.targetSlot === 'A' ? dev.layout.appA : dev.layout.appB!;
+  const g = dev.layout.flash;
+  const first = sectorAt(g, slot.offset);
+  const end = neu.length === 0 ? first : sectorAt(g, sectorCeil(g, slot.offset + neu.length) - 1) + 1;
+  let unchanged = 0;
+  let unchangedErases = 0;
+  if (dev.header.mode === 'inplace') {
+    for (let s = first; s < end; s++) {
+      const lo = sectorStart(g, s) - slot.offset;
+      const hi = Math.min(lo + sectorLength(g, s), neu.length);
+      if (hi > old.length || Buffer.compare(old.subarray(lo, hi), neu.subarray(lo, hi)) !== 0) continue;
+      unchanged++;
+      unchangedErases += meter.erases[s];
+    }
+  }
+  const newSectors = end - first;
+  return {
+    ...f,
+    newSectors,
+    erasesPerNewSector: newSectors === 0 ? 0 : f.erases / newSectors,
+    unchangedSectors: unchanged,
+    unchangedSectorErases: unchangedErases,
+    restoreMs: f.eraseMs === null || f.programMs === null ? null : f.eraseMs + f.programMs,
+  };
+}
+
 export function runPowercut(old: Uint8Array, neu: Uint8Array, pkg: Uint8Array, opts: PowercutOptions = {}): PowercutReport {
   const dev = prepareDevice(old, pkg, opts);
   const tear = opts.tear ?? 'random';
   const countReads = opts.countReads ?? false;
-  const clean = new FaultyFlash(new MemoryFlash(dev.flash.geometry, { contents: dev.flash.snapshot() }), { cutAt: 'never', countReads });
+  const meter = new WearMeter(copyOf(dev), dev.profile?.timing ?? null);
+  const clean = new FaultyFlash(meter, { cutAt: 'never', countReads });
   const cleanFailure = runUntilBoot(dev, clean, neu, old, null);
   if (cleanFailure !== null) throw new Error(`the restore fails without any power cut: ${cleanFailure}`);
   const operations = clean.ops;
@@ -131,8 +215,7 @@ export function runPowercut(old: Uint8Array, neu: Uint8Array, pkg: Uint8Array, o
   const failures: CutFailure[] = [];
   let doubleCuts = 0;
   cutOps.forEach((k, n) => {
-    const mem = new MemoryFlash(dev.flash.geometry, { contents: dev.flash.snapshot() });
-    const faulty = new FaultyFlash(mem, { cutAt: k, tear, countReads, seed: (opts.seed ?? 1) * 1_000_003 + k });
+    const faulty = new FaultyFlash(copyOf(dev), { cutAt: k, tear, countReads, seed: (opts.seed ?? 1) * 1_000_003 + k });
     const double = doubleEvery > 0 && n % doubleEvery === doubleEvery - 1;
     if (double) doubleCuts++;
     const failure = runUntilBoot(dev, faulty, neu, old, double ? rng : null);
@@ -140,22 +223,18 @@ export function runPowercut(old: Uint8Array, neu: Uint8Array, pkg: Uint8Array, o
     opts.onCut?.(n + 1, cutOps.length);
   });
 
-  const erasesBySector: Record<string, number> = {};
-  let maxErases = 0;
-  clean.erases.forEach((count, sector) => {
-    if (count === 0) return;
-    erasesBySector[String(sector)] = count;
-    maxErases = Math.max(maxErases, count);
-  });
+  const g = dev.layout.flash;
   return {
     mode: dev.header.mode,
+    flash: dev.profile?.name ?? 'custom',
+    geometry: { sectors: describeSectors(g), programUnit: g.programUnit, erasedValue: g.erasedValue, overwrite: dev.overwrite },
     operations,
     cuts: cutOps.length,
     doubleCuts,
     recovered: cutOps.length - failures.length,
     failed: failures.length,
     failures,
-    wear: { erases: clean.totalErases, programs: clean.programs, bytesProgrammed: clean.bytesProgrammed, maxErasesPerSector: maxErases, erasesBySector },
+    wear: updateWear(dev, meter, old, neu),
     ramBytes: restoreRamBytes(dev.header),
   };
 }

@@ -1,7 +1,7 @@
 // What the OTA service's set_boot leaves for the bootloader: the package in the OTA partition and a
 // hand-over record naming it. Also the application's confirmation of a good boot.
 import { sha256 } from '@noble/hashes/sha2.js';
-import { eraseRange, readBytes, type Flash } from '../flash/flash.js';
+import { eraseRange, padToUnit, readBytes, sectorCeil, type Flash } from '../flash/flash.js';
 import { readHandover, writeHandover, type Handover, type Slot, type UpdateType } from '../flash/handover.js';
 import { openPartition, type PartitionLayout } from '../flash/partition-layout.js';
 import { FIXED_HEADER_BYTES, parseFixedHeader, parseHeader } from '../package-format.js';
@@ -24,10 +24,8 @@ export function runningSlot(flash: Flash, layout: PartitionLayout): Slot {
 export function stageUpdate(flash: Flash, layout: PartitionLayout, pkg: Uint8Array, opts: StageOptions = {}): Handover {
   const ota = openPartition(flash, layout, 'ota');
   if (pkg.length > ota.geometry.size) throw new RangeError(`package of ${pkg.length} bytes does not fit the ${ota.geometry.size}-byte OTA partition`);
-  eraseRange(ota, 0, Math.ceil(pkg.length / ota.geometry.sectorSize) * ota.geometry.sectorSize);
-  const unit = ota.geometry.programUnit;
-  const padded = new Uint8Array(Math.ceil(pkg.length / unit) * unit).fill(0xff);
-  padded.set(pkg);
+  eraseRange(ota, 0, sectorCeil(ota.geometry, pkg.length));
+  const padded = padToUnit(pkg, ota.geometry);
   if (padded.length > 0) ota.program(0, padded);
   return setBoot(flash, layout, pkg.length, sha256(pkg), pkg, opts);
 }

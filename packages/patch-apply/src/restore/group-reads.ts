@@ -1,0 +1,259 @@
+// Which old bytes of a write group must be saved before its sectors are erased, worked out from the
+// reads its chunks' decoding actually made.
+//
+// The fact it rests on: the command stream alone decides which source byte each output byte comes from
+// (seeks, copy lengths and gaps are numbers of the stream), so a chunk decoded again after some of its
+// source sectors were rewritten is still right at every output byte whose source bytes are intact or
+// saved. Sectors are then rewritten one by one in a planned order, and only the old bytes of a sector that
+// a later step, the sector itself, or a chunk of another group decoded later (the next group's first
+// chunk: its look-back) will still read are saved. Firmware that moves code by less
+// than a sector needs the sector's own bytes only.
+//
+// Granularity: blocks of SAVE_BLOCK bytes (the ring pads each record to the program unit).
+import { sectorAt, sectorLength, sectorStart, type FlashGeometry } from '../flash/flash.js';
+import type { WriteGroup } from './write-groups.js';
+
+export const SAVE_BLOCK = 8;
+/**
+ * How far (bytes) an output byte's dependence reaches past the source byte copied to it. The decoder
+ * copies each source byte straight to its output position (plus a difference from the stream), so 0; a
+ * decoding step that mixed neighbouring output bytes (an instruction-aware transform) would need its reach
+ * here, or outputs near a sector boundary would be decoded again from rewritten sources.
+ */
+export const DEPENDENCY_MARGIN = 0;
+
+/** A saved run of old bytes: slot offset and length, both SAVE_BLOCK multiples. */
+export interface SaveRun {
+  readonly offset: number;
+  readonly length: number;
+  /** The chunk whose completion ends the run's use (the last of its readers to be written). */
+  readonly keepUntil: number;
+}
+
+/** Old bytes of a group read by one other chunk, in SAVE_BLOCK blocks (to weigh one chunk order against another). */
+export class BlockSet {
+  readonly bits: Uint8Array;
+
+  constructor(readonly group: WriteGroup) {
+    this.bits = new Uint8Array(Math.ceil((group.end - group.start) / SAVE_BLOCK));
+  }
+
+  read(src: number, len: number): void {
+    const lo = Math.max(src, this.group.start);
+    const hi = Math.min(src + len, this.group.end);
+    if (lo < hi) markBits(this.bits, Math.floor((lo - this.group.start) / SAVE_BLOCK), Math.ceil((hi - this.group.start) / SAVE_BLOCK));
+  }
+
+  get blocks(): number {
+    return count(this.bits);
+  }
+
+  runs(keepUntil: number): SaveRun[] {
+    const tags = new Int32Array(this.bits.length).fill(-1);
+    for (let b = 0; b < tags.length; b++) if (this.bits[b] !== 0) tags[b] = keepUntil;
+    return runsOf(tags, this.group, () => true);
+  }
+}
+
+/**
+ * Unsaved bytes between two runs with the same tag below which the runs are saved as one: a record's
+ * header costs about as much as this many bytes of data.
+ */
+const MERGE_GAP = 32;
+
+/** Runs of blocks of a group tagged with the same chunk (-1: not saved) and for which `keep(offset)` holds. */
+function runsOf(tags: Int32Array, group: WriteGroup, keep: (at: number) => boolean): SaveRun[] {
+  const runs = exactRuns(tags, group, keep);
+  const out: SaveRun[] = [];
+  for (const r of runs) {
+    const last = out[out.length - 1];
+    // Merged only inside one sector's keep-set: the bytes in between are kept too, which is harmless.
+    if (last !== undefined && last.keepUntil === r.keepUntil && r.offset - (last.offset + last.length) <= MERGE_GAP && keep(last.offset + last.length))
+      out[out.length - 1] = { offset: last.offset, length: r.offset + r.length - last.offset, keepUntil: r.keepUntil };
+    else out.push(r);
+  }
+  return out;
+}
+
+function exactRuns(tags: Int32Array, group: WriteGroup, keep: (at: number) => boolean): SaveRun[] {
+  const runs: SaveRun[] = [];
+  let runStart = -1;
+  let runTag = -1;
+  for (let b = 0; b <= tags.length; b++) {
+    const at = group.start + b * SAVE_BLOCK;
+    const tag = b < tags.length && keep(at) ? tags[b] : -1;
+    if (runStart >= 0 && tag !== runTag) {
+      runs.push({ offset: runStart, length: Math.min(at, group.end) - runStart, keepUntil: runTag });
+      runStart = -1;
+    }
+    if (tag >= 0 && runStart < 0) {
+      runStart = at;
+      runTag = tag;
+    }
+  }
+  return runs;
+}
+
+/** Above this many sectors in one group the order is plain ascending or descending (the greedy plan is quadratic). */
+const GREEDY_MAX_SECTORS = 256;
+
+export class GroupReads {
+  /** Per source sector of the group: the blocks each output sector reads from it (bit per block). */
+  private readonly readers: Map<number, Uint8Array>[];
+  /** Per block of the group: read as old bytes by the group's own chunks in a way every order must serve (multi-chunk groups, unknown outputs). */
+  private readonly any: Uint8Array;
+  /** Old bytes read by chunks of other groups decoded after this one is written, in the order they will be written. */
+  private readonly others: { chunk: number; set: BlockSet }[] = [];
+  private readonly sectors: number;
+  private readonly blocksPerGroup: number;
+  private planned: number[] | null = null;
+
+  constructor(
+    private readonly slot: FlashGeometry,
+    readonly group: WriteGroup,
+  ) {
+    this.blocksPerGroup = Math.ceil((group.end - group.start) / SAVE_BLOCK);
+    this.any = new Uint8Array(this.blocksPerGroup);
+    this.sectors = group.lastSector - group.firstSector + 1;
+    this.readers = Array.from({ length: this.sectors }, () => new Map<number, Uint8Array>());
+  }
+
+  /**
+   * The group's slot sectors in the order steps rewrite them: greedily, the sector whose old bytes the
+   * sectors not yet written read least goes next (ties: the lower one), so a sector is destroyed when
+   * little of it is still needed. Depends on the read positions only, so a resume finds the same order.
+   */
+  order(): number[] {
+    if (this.planned !== null) return this.planned;
+    const all = Array.from({ length: this.sectors }, (_, k) => this.group.firstSector + k);
+    if (this.sectors > GREEDY_MAX_SECTORS) {
+      const up = this.costOf(all);
+      const down = this.costOf([...all].reverse());
+      this.planned = up <= down ? all : all.reverse();
+      return this.planned;
+    }
+    const remaining = new Set(all);
+    const out: number[] = [];
+    while (remaining.size > 0) {
+      let best = -1;
+      let bestCost = Infinity;
+      for (const z of remaining) {
+        const c = count(this.neededOf(z, remaining));
+        if (c < bestCost) {
+          bestCost = c;
+          best = z;
+        }
+      }
+      out.push(best);
+      remaining.delete(best);
+    }
+    this.planned = out;
+    return out;
+  }
+
+  /**
+   * A read of the group's own chunk (a one-chunk group) of old bytes [src, src + len) for output slot
+   * bytes [out, out + len); `out` null when the output position is unknown (then every sector depends on it).
+   */
+  ownRead(src: number, len: number, out: number | null): void {
+    const g = this.group;
+    if (Math.max(src, g.start) >= Math.min(src + len, g.end)) return;
+    if (out === null) return this.oldRead(src, len);
+    // Output byte out + i comes from source byte src + i: split the read at output sector boundaries so
+    // each output sector depends only on its own share (widened by DEPENDENCY_MARGIN).
+    for (let o = out; o < out + len; ) {
+      const y = sectorAt(this.slot, o);
+      const yEnd = Math.min(out + len, sectorStart(this.slot, y) + sectorLength(this.slot, y));
+      const lo = Math.max(out, o - DEPENDENCY_MARGIN);
+      const hi = Math.min(out + len, yEnd + DEPENDENCY_MARGIN);
+      this.sourceRead(src + (lo - out), src + (hi - out), y);
+      o = yEnd;
+    }
+  }
+
+  /** Old bytes [src, src + len) read by something every order must serve (look-back, multi-chunk groups). */
+  oldRead(src: number, len: number): void {
+    const lo = Math.max(src, this.group.start);
+    const hi = Math.min(src + len, this.group.end);
+    if (lo < hi) markBits(this.any, Math.floor((lo - this.group.start) / SAVE_BLOCK), Math.ceil((hi - this.group.start) / SAVE_BLOCK));
+  }
+
+  /**
+   * The old-byte reads of `chunk`, of another group, decoded after this group is rewritten. Give them in the
+   * order their chunks will be written: a block several need is kept until the last of them is done.
+   */
+  otherReader(chunk: number): BlockSet {
+    const set = new BlockSet(this.group);
+    this.others.push({ chunk, set });
+    return set;
+  }
+
+  /**
+   * The runs to save when the sectors for which `destroyed` holds are rewritten in order(), each tagged
+   * with the chunk whose completion ends its use.
+   */
+  saveRuns(destroyed: (sector: number) => boolean): SaveRun[] {
+    const order = this.order();
+    const own = this.group.lastChunk;
+    const tags = new Int32Array(this.blocksPerGroup).fill(-1);
+    for (let b = 0; b < tags.length; b++) if (this.any[b] !== 0) tags[b] = own;
+    order.forEach((z, step) => {
+      if (!destroyed(z)) return;
+      const bits = this.neededOf(z, new Set(order.slice(step)));
+      const first = (sectorStart(this.slot, z) - this.group.start) / SAVE_BLOCK;
+      for (let b = 0; b < bits.length; b++) if (bits[b] !== 0) tags[first + b] = own;
+    });
+    for (const { chunk, set } of this.others) for (let b = 0; b < tags.length; b++) if (set.bits[b] !== 0) tags[b] = chunk;
+    return runsOf(tags, this.group, (at) => destroyed(sectorAt(this.slot, at)));
+  }
+
+  /** Blocks of sector z read by the output sectors in `by` (z's own bit map, one entry per block). */
+  private neededOf(z: number, by: ReadonlySet<number>): Uint8Array {
+    const bits = new Uint8Array(sectorLength(this.slot, z) / SAVE_BLOCK);
+    for (const [y, b] of this.readers[z - this.group.firstSector]) if (by.has(y)) for (let i = 0; i < b.length; i++) bits[i] |= b[i];
+    return bits;
+  }
+
+  /** Blocks saved when every sector is rewritten in `order`. */
+  private costOf(order: number[]): number {
+    let n = 0;
+    order.forEach((z, step) => (n += count(this.neededOf(z, new Set(order.slice(step))))));
+    return n;
+  }
+
+  /** Source bytes [lo, hi) (clamped to the group) read for outputs in sector y. */
+  private sourceRead(lo0: number, hi0: number, y: number): void {
+    const lo = Math.max(lo0, this.group.start);
+    const hi = Math.min(hi0, this.group.end);
+    for (let at = lo; at < hi; ) {
+      const z = sectorAt(this.slot, at);
+      const zStart = sectorStart(this.slot, z);
+      const zEnd = Math.min(hi, zStart + sectorLength(this.slot, z));
+      const map = this.readers[z - this.group.firstSector];
+      let bits = map.get(y);
+      if (bits === undefined) {
+        bits = new Uint8Array(sectorLength(this.slot, z) / SAVE_BLOCK);
+        map.set(y, bits);
+      }
+      markBits(bits, Math.floor((at - zStart) / SAVE_BLOCK), Math.ceil((zEnd - zStart) / SAVE_BLOCK));
+      at = zEnd;
+    }
+  }
+}
+
+function markBits(bits: Uint8Array, b0: number, b1: number): void {
+  bits.fill(1, b0, b1);
+}
+
+function count(bits: Uint8Array): number {
+  let n = 0;
+  for (const b of bits) n += b;
+  return n;
+}
+
+/** Bytes of a list of runs. */
+export function runBytes(runs: readonly SaveRun[]): number {
+  let n = 0;
+  for (const r of runs) n += r.length;
+  return n;
+}
