@@ -26,3 +26,8 @@ export type { StageOptions } from './restore/stage.js';
 export { pureSha256 } from './sha256.js';
 export type { Sha256, Sha256Factory } from './sha256.js';
 export { nodeSha256 } from './node-sha256.js';
+export { thumb2Encode, thumb2Decode, thumb2Predict, forEachThumb2Reference, TRANSFORM_BLOCK } from './transform/thumb2.js';
+export type { Thumb2Prediction } from './transform/thumb2.js';
+export { mapLabel, labelMapRamBytes, encodeLabelMap, decodeLabelMap, encodedLabelMapLength, EMPTY_LABEL_MAP } from './transform/label-map.js';
+export type { LabelMap } from './transform/label-map.js';
+export { PredictedSource } from './transform/predicted-source.js';

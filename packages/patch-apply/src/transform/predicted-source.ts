@@ -1,0 +1,63 @@
+// The source a transformed chunk's commands read: OLD as the package predicts NEW (thumb2Predict), one
+// block at a time through a block-sized cache, so the command loop itself is unchanged.
+import type { SourceReader } from '../source-reader.js';
+import { copyBytes } from '../source-reader.js';
+import { TRANSFORM_BLOCK, thumb2Predict, type Thumb2Prediction } from './thumb2.js';
+
+/** RAM of the view beside the map: the cached block. */
+export const PREDICTED_SOURCE_BYTES = TRANSFORM_BLOCK;
+
+export class PredictedSource implements SourceReader {
+  private readonly block = new Uint8Array(TRANSFORM_BLOCK);
+  /** Start of the cached block, -1 when none. */
+  private cached = -1;
+  private cachedLength = 0;
+  /** Below this the window holds restored NEW bytes (in place), which are read as they are. */
+  private boundary = 0;
+
+  constructor(
+    private readonly raw: SourceReader,
+    private readonly prediction: Thumb2Prediction,
+  ) {}
+
+  /**
+   * Starts a chunk whose window switches to OLD at `boundary` (a block multiple). The cache is
+   * dropped: between chunks an in-place restore rewrites the region below the new boundary.
+   */
+  reset(boundary: number): void {
+    this.boundary = boundary;
+    this.cached = -1;
+  }
+
+  read(offset: number, dst: Uint8Array, dstOffset: number, length: number): void {
+    const oldSize = this.prediction.oldSize;
+    while (length > 0) {
+      // Restored NEW bytes below the boundary (a block multiple), and anything past OLD, are not OLD:
+      // they are read as they are.
+      if (offset < this.boundary || offset >= oldSize) {
+        const stop = offset < this.boundary ? Math.min(offset + length, this.boundary) : offset + length;
+        this.raw.read(offset, dst, dstOffset, stop - offset);
+        dstOffset += stop - offset;
+        length -= stop - offset;
+        offset = stop;
+        continue;
+      }
+      const start = offset - (offset % TRANSFORM_BLOCK);
+      if (start !== this.cached) this.load(start, Math.min(TRANSFORM_BLOCK, oldSize - start));
+      const n = Math.min(length, this.cached + this.cachedLength - offset);
+      copyBytes(this.block, offset - start, dst, dstOffset, n);
+      offset += n;
+      dstOffset += n;
+      length -= n;
+    }
+  }
+
+  private load(start: number, length: number): void {
+    // Mark the cache empty first: a failing read must not leave a half-loaded block looking valid.
+    this.cached = -1;
+    this.raw.read(start, this.block, 0, length);
+    thumb2Predict(this.block, length, start, this.prediction);
+    this.cached = start;
+    this.cachedLength = length;
+  }
+}

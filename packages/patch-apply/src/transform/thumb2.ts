@@ -1,0 +1,132 @@
+// The ARM Thumb-2 transform (docs/FORMAT.md, "Transform section"): pure functions over one buffer of
+// image bytes, in place, working block by block so that any chunk (or block of OLD) is transformed
+// without its neighbours.
+//
+// Sites are 32-bit BL and unconditional B.W instructions with J1 = J2 = 1 (every such branch within
+// +-4 MiB, i.e. all of them in a microcontroller image): first halfword 11110xxx xxxxxxxx, second
+// 1x111xxx xxxxxxxx. The test reads only the top five bits of each halfword and the transform changes
+// only the low eleven, so a transformed buffer has exactly the sites of the original: the NEW-side
+// transform is a bijection on any bytes. No two sites overlap (a second halfword has bit 11 set, a first
+// has it clear), so the sites do not depend on where parsing starts.
+import { mapLabel, type LabelMap } from './label-map.js';
+
+/** Transforms work in blocks of this many bytes of the image: a site or word never spans two. */
+export const TRANSFORM_BLOCK = 4096;
+const FIELD_MASK = 0x3f_ffff;
+
+/** Whether a Thumb-2 branch site starts at buf[s] (the caller keeps s + 4 inside the block). */
+function isSite(buf: Uint8Array, s: number): boolean {
+  return (buf[s + 1] & 0xf8) === 0xf0 && (buf[s + 3] & 0xb8) === 0xb8;
+}
+
+/** The 22-bit immediate S:imm10:imm11 of the site at s (a signed halfword offset from s + 4). */
+function field(buf: Uint8Array, s: number): number {
+  return ((buf[s + 1] & 0x07) << 19) | (buf[s] << 11) | ((buf[s + 3] & 0x07) << 8) | buf[s + 2];
+}
+
+function setField(buf: Uint8Array, s: number, v: number): void {
+  buf[s + 1] = (buf[s + 1] & 0xf8) | ((v >>> 19) & 0x07);
+  buf[s] = (v >>> 11) & 0xff;
+  buf[s + 3] = (buf[s + 3] & 0xf8) | ((v >>> 8) & 0x07);
+  buf[s + 2] = v & 0xff;
+}
+
+/**
+ * Calls `visit(s)` for every site in buf[0, len), whose first byte is image offset `offset` (a block
+ * boundary). A block at a time: a site lies wholly inside one block and inside [0, len).
+ */
+function forEachSite(buf: Uint8Array, len: number, visit: (s: number) => void): void {
+  for (let b = 0; b < len; b += TRANSFORM_BLOCK) {
+    const end = Math.min(b + TRANSFORM_BLOCK, len) - 3;
+    for (let s = b; s < end; s += 2) if (isSite(buf, s)) visit(s);
+  }
+}
+
+/** NEW side, before diffing: each branch's offset becomes its target (in halfwords, modulo 2^22). */
+export function thumb2Encode(buf: Uint8Array, len: number, offset: number): void {
+  checkOffset(offset);
+  forEachSite(buf, len, (s) => setField(buf, s, (field(buf, s) + ((offset + s + 4) >>> 1)) & FIELD_MASK));
+}
+
+/** The exact inverse of thumb2Encode: the patcher's pass over each restored chunk. */
+export function thumb2Decode(buf: Uint8Array, len: number, offset: number): void {
+  checkOffset(offset);
+  forEachSite(buf, len, (s) => setField(buf, s, (field(buf, s) - ((offset + s + 4) >>> 1)) & FIELD_MASK));
+}
+
+/** What the OLD side needs beside its bytes. */
+export interface Thumb2Prediction {
+  /** Where OLD's labels went in NEW. */
+  map: LabelMap;
+  /** Load address of image offset 0: a word in [base, base + oldSize) is an absolute address in OLD. */
+  base: number;
+  oldSize: number;
+}
+
+/**
+ * The references of buf[0, len) (image offset `offset`, a block boundary) that the OLD side rewrites:
+ * `branch(s, target)` for each branch site, with its target's image offset; then `word(w, x)` for each
+ * aligned 32-bit word at buf[w] holding the address base + x of a byte of the image (x < size) and
+ * overlapping no branch site of its block. Each is decided on the bytes as they were, so the callbacks
+ * may rewrite what they are given: a branch rewrite keeps every opcode bit, and a word is reported only
+ * once the next word's test (which reads this word's last byte) is done.
+ */
+export function forEachThumb2Reference(
+  buf: Uint8Array,
+  len: number,
+  offset: number,
+  base: number,
+  size: number,
+  branch: (s: number, target: number) => void,
+  word: (w: number, x: number) => void,
+): void {
+  checkOffset(offset);
+  forEachSite(buf, len, (s) => branch(s, offset + s + 4 + 2 * ((field(buf, s) << 10) >> 10)));
+  let pending = -1;
+  let pendingX = 0;
+  for (let w = 0; w + 4 <= len; w += 4) {
+    const inBlock = w % TRANSFORM_BLOCK;
+    const overlaps = (inBlock >= 2 && isSite(buf, w - 2)) || isSite(buf, w) || (inBlock <= TRANSFORM_BLOCK - 6 && w + 6 <= len && isSite(buf, w + 2));
+    const x = ((buf[w] | (buf[w + 1] << 8) | (buf[w + 2] << 16) | (buf[w + 3] << 24)) - base) >>> 0;
+    if (pending >= 0) word(pending, pendingX);
+    pending = -1;
+    if (!overlaps && x < size) {
+      pending = w;
+      pendingX = x;
+    }
+  }
+  if (pending >= 0) word(pending, pendingX);
+}
+
+/**
+ * OLD side, the patcher's view of its source: OLD's bytes with every reference rewritten as the package
+ * predicts NEW has it. A branch becomes its target carried through the map (in thumb2Encode's form);
+ * an address word becomes that address carried through the map.
+ */
+export function thumb2Predict(buf: Uint8Array, len: number, offset: number, p: Thumb2Prediction): void {
+  const { map, base } = p;
+  forEachThumb2Reference(
+    buf,
+    len,
+    offset,
+    base,
+    p.oldSize,
+    (s, target) => setField(buf, s, (mapLabel(map, target) >> 1) & FIELD_MASK),
+    (w, x) => {
+      const u = (base + mapLabel(map, x)) >>> 0;
+      buf[w] = u & 0xff;
+      buf[w + 1] = (u >>> 8) & 0xff;
+      buf[w + 2] = (u >>> 16) & 0xff;
+      buf[w + 3] = u >>> 24;
+    },
+  );
+}
+
+/**
+ * Every transform takes whole blocks from a block boundary (its buffer ends at a block boundary or at
+ * the image's end), so that a chunk or a block of OLD is transformed exactly as in the whole image.
+ */
+function checkOffset(offset: number): void {
+  if (!Number.isSafeInteger(offset) || offset < 0 || offset % TRANSFORM_BLOCK !== 0)
+    throw new RangeError(`Thumb-2 transform: image offset ${offset} is not a multiple of ${TRANSFORM_BLOCK}`);
+}
