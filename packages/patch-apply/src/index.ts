@@ -30,4 +30,6 @@ export { thumb2Encode, thumb2Decode, thumb2Predict, forEachThumb2Reference, TRAN
 export type { Thumb2Prediction } from './transform/thumb2.js';
 export { mapLabel, labelMapRamBytes, encodeLabelMap, decodeLabelMap, encodedLabelMapLength, EMPTY_LABEL_MAP } from './transform/label-map.js';
 export type { LabelMap } from './transform/label-map.js';
+export { chunkTransformed, chunkMaskOf, chunkMaskBytes, transformSectionLength, DEFAULT_MAX_MAP_ENTRIES } from './transform/transform-section.js';
+export type { PackageTransform, TransformKind } from './transform/transform-section.js';
 export { PredictedSource } from './transform/predicted-source.js';
