@@ -1,5 +1,8 @@
 export { generatePackage, GenerateError, DEFAULT_DICT_SIZE, DEFAULT_SPLIT_SIZE } from './generate.js';
-export type { GenerateOptions, GenerateProgress, GenerateResult } from './generate.js';
+export type { GenerateOptions, GenerateProgress, GenerateResult, TransformChoice } from './generate.js';
+export { TRANSFORM_CHOICES } from './generate.js';
+export { guessLoadAddress } from './load-address.js';
+export { looksLikeThumb2 } from './thumb2-pass.js';
 export { buildSuffixArray, SuffixArrayError } from './suffix-array.js';
 export { buildLcpArray } from './lcp-array.js';
 export { matchChunk, indexImage, windowByte, MatcherError } from './matcher.js';

@@ -286,9 +286,11 @@ export function parseFixedHeader(bytes: Uint8Array, limits: PatcherLimits = DEFA
   } else {
     // Version 3: the transform section fills the rest of the signed header.
     if (mode === 'raw') fail('bad-header', 'a raw package has no transform (diff_version 3)');
-    const { min, max } = transformSectionBounds(chunkCount, limits.maxMapEntries ?? DEFAULT_MAX_MAP_ENTRIES);
+    const maxMapEntries = limits.maxMapEntries ?? DEFAULT_MAX_MAP_ENTRIES;
+    const { min, max } = transformSectionBounds(chunkCount, maxMapEntries);
     const section = headerLength - headerLengthFor(chunkCount);
-    if (section < min || section > max) fail('bad-header', `header length ${headerLength} leaves ${section} bytes for a transform section of ${min} to ${max}`);
+    if (section < min) fail('bad-header', `header length ${headerLength} leaves ${section} bytes for a transform section of at least ${min}`);
+    if (section > max) fail('limit-exceeded', `a ${section}-byte transform section exceeds this device's limit of ${maxMapEntries} map segments`);
   }
   let lzma: LzmaParams;
   if (mode === 'raw') {

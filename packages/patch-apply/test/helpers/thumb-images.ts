@@ -43,10 +43,13 @@ function randomFn(r: () => number, count: number): Fn {
   return { body, calls, pool };
 }
 
-/** Lays the functions out from `base` (then a 256-byte string table) and resolves every reference. */
+/** Bytes of the vector table in front: initial SP, then 15 handlers (the first functions). */
+const VECTORS = 64;
+
+/** Lays the functions out from `base` behind a vector table (then a 256-byte string table) and resolves every reference. */
 function link(fns: Fn[], base: number, strings: Uint8Array): Uint8Array {
   const starts: number[] = [];
-  let at = 0;
+  let at = VECTORS;
   for (const f of fns) {
     starts.push(at);
     at += 2 * f.body.length;
@@ -57,6 +60,8 @@ function link(fns: Fn[], base: number, strings: Uint8Array): Uint8Array {
   const out = new Uint8Array(dataAt + strings.length);
   out.set(strings, dataAt);
   const v = new DataView(out.buffer);
+  v.setUint32(0, 0x2000_4000, true);
+  for (let k = 1; k < VECTORS / 4; k++) v.setUint32(4 * k, (base + starts[(k - 1) % fns.length] + 1) >>> 0, true);
   fns.forEach((f, i) => {
     let p = starts[i];
     f.body.forEach((h, k) => v.setUint16(p + 2 * k, h, true));
