@@ -13,6 +13,8 @@ import { openPartition, type PartitionLayout } from '../src/flash/partition-layo
 import { readHandover, writeHandover } from '../src/flash/handover.js';
 import { Journal, deriveUpdateId } from '../src/flash/journal.js';
 import { image, pair } from './helpers/images.js';
+import { thumbPair } from './helpers/thumb-images.js';
+import { chunkTransformed } from '../src/transform/transform-section.js';
 
 const CORPUS = new URL('../../../corpus/esp8266-at/', import.meta.url);
 const corpus = (v: string) => new Uint8Array(readFileSync(new URL(`at-v${v}.bin`, CORPUS)));
@@ -35,6 +37,22 @@ describe('boot-side restore under power cuts', () => {
         expect(r.recovered).toBe(r.cuts);
       });
     }
+  }
+
+  for (const mode of ['inplace', 'ab'] as const) {
+    it(`${mode}, Thumb-2 transformed package (diff_version 3): every flash operation and read cut, double cuts, every boot is OLD intact or NEW complete`, async () => {
+      const { old, neu } = thumbPair(170, 7);
+      const { package: pkg, header } = await generatePackage(old, neu, { mode, splitSize: 4096 });
+      expect(header.diffVersion).toBe(3);
+      expect(header.chunks.filter((_c, i) => chunkTransformed(header.transform, i)).length).toBeGreaterThan(1);
+      for (const countReads of [false, true]) {
+        const r = runPowercut(old, neu, pkg, { sectorSize: 1024, tear: 'random', seed: 6, doubleCutEvery: 2, countReads });
+        expect(r.failures).toEqual([]);
+        expect(r.cuts).toBe(r.operations);
+        expect(r.operations).toBeGreaterThan(countReads ? 60 : 20);
+        expect(r.recovered).toBe(r.cuts);
+      }
+    });
   }
 
   it('inplace with references to restored NEW bytes (referenceNew): every cut recovers', async () => {
