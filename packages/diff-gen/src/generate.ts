@@ -30,8 +30,8 @@ import { indexesInSharedMemory, indexImages } from './index-images.js';
 import type { ChunkDiffJob } from './chunk-diff.js';
 import { ChunkHelper } from './chunk-helper.js';
 import { diffChunks, type ChunkRecord } from './chunk-pass.js';
-import { guessLoadAddress } from './load-address.js';
-import { looksLikeThumb2, thumb2Pass } from './thumb2-pass.js';
+import { transformPass } from './transform-pass.js';
+import { planTransform, TRANSFORM_CHOICES, type TransformChoice } from './transform-plan.js';
 
 export class GenerateError extends Error {
   override readonly name = 'GenerateError';
@@ -66,12 +66,16 @@ export interface GenerateOptions extends ReleaseOptions {
   referenceNew?: boolean;
   /**
    * Executable-aware transform (docs/FORMAT.md, "Transform section"): `auto` (default) tries Thumb-2
-   * when both images look like Thumb-2 code, `thumb2` always tries it, `none` never does. A chunk keeps
-   * the transform only where its record gets smaller, and the package only when that pays for the
-   * transform section, so no package grows because of it.
+   * when both images look like Thumb-2 code and Xtensa when both are ESP8266 application images,
+   * `thumb2` or `xtensa` always tries that one, `none` never transforms. A chunk keeps the transform
+   * only where its record gets smaller, and the package only when that pays for the transform section,
+   * so no package grows because of it.
    */
   transform?: TransformChoice;
-  /** Load address of image offset 0 (e.g. 0x08000000); default: read off the vector table, else 0. */
+  /**
+   * Load address of image offset 0 (e.g. 0x08000000) for Thumb-2 (default: read off the vector table,
+   * else 0) and for a flat Xtensa image (an ESP8266 application image names its own addresses).
+   */
   base?: number;
   /** Transform every chunk, smaller or not (tests of the transformed restore path). */
   transformEveryChunk?: boolean;
@@ -81,9 +85,6 @@ export interface GenerateOptions extends ReleaseOptions {
   verify?: boolean;
   onProgress?: (event: GenerateProgress) => void;
 }
-
-export type TransformChoice = 'auto' | 'none' | 'thumb2';
-export const TRANSFORM_CHOICES: readonly TransformChoice[] = ['auto', 'none', 'thumb2'];
 
 export type GenerateProgress =
   | { phase: 'sort' }
@@ -231,15 +232,13 @@ async function transformChunks(
   options: GenerateOptions,
   onChunk: (done: number) => void,
 ): Promise<{ transform: PackageTransform | null; picked: ChunkRecord[] }> {
-  const oldImage = job.old.data;
   const none = { transform: null, picked: plain };
-  if (choice === 'none' || plain.length === 0 || oldImage.length === 0) return none;
-  if (choice === 'auto' && !(looksLikeThumb2(oldImage) && looksLikeThumb2(job.newImage))) return none;
-  const base = options.base ?? guessLoadAddress(oldImage);
-  const { map, records } = await thumb2Pass(job, plain, base, lzma, options.maxMapEntries ?? DEFAULT_MAX_MAP_ENTRIES, onChunk);
+  const plan = planTransform(job.old.data, job.newImage, choice, options.base);
+  if (plan === null) return none;
+  const { map, records } = await transformPass(plan, job, plain, lzma, options.maxMapEntries ?? DEFAULT_MAX_MAP_ENTRIES, onChunk);
   const every = options.transformEveryChunk === true;
   const use = records.map((r, i) => every || r.record.length < plain[i].record.length);
-  const transform: PackageTransform = { kind: 'thumb2', base, chunkMask: chunkMaskOf(plain.length, (i) => use[i]), map };
+  const transform: PackageTransform = { ...plan, chunkMask: chunkMaskOf(plain.length, (i) => use[i]), map };
   let saved = 0;
   for (let i = 0; i < plain.length; i++) if (use[i]) saved += plain[i].record.length - records[i].record.length;
   if (!use.some(Boolean) || (!every && saved <= transformSectionLength(transform, plain.length))) return none;

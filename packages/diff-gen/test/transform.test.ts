@@ -19,7 +19,8 @@ import {
 } from '@otadiff/patch-apply';
 import { generatePackage, GenerateError } from '../src/generate.js';
 import { guessLoadAddress } from '../src/load-address.js';
-import { looksLikeThumb2 } from '../src/thumb2-pass.js';
+import { looksLikeThumb2, planTransform } from '../src/transform-plan.js';
+import { esp8266Ranges } from '../src/esp8266-image.js';
 import { thumbPair } from '../../patch-apply/test/helpers/thumb-images.js';
 
 const MICROBIT = new URL('../../../corpus/microbit-codal/', import.meta.url);
@@ -88,18 +89,31 @@ describe('Thumb-2 transform in the generator', () => {
     }
   });
 
-  it('never grows a package: where the transform does not pay (non-Thumb images), the package is the plain one', async () => {
-    const old = esp('3.0.4');
-    const neu = esp('3.0.5');
-    const auto = await generatePackage(old, neu);
-    const none = await generatePackage(old, neu, { transform: 'none' });
-    const forced = await generatePackage(old, neu, { transform: 'thumb2' });
-    expect(auto.package.length).toBeLessThanOrEqual(none.package.length);
-    expect(forced.package.length).toBeLessThanOrEqual(none.package.length);
-    if (forced.header.transform === null) expect(same(forced.package, none.package)).toBe(true);
+  it('ESP8266 pairs get the Xtensa transform (address words), smaller, every chunk restoring alone', async () => {
+    const old = esp('3.0.2');
+    const neu = esp('3.0.3');
+    const plain = await generatePackage(old, neu, { transform: 'none' });
+    for (const mode of ['inplace', 'ab'] as const) {
+      const t = await generatePackage(old, neu, { mode });
+      // The segments' addresses: DRAM from 0x3FFE8000 to the end of irom0 (mapped at 0x40201010).
+      expect(t.header.transform).toMatchObject({ kind: 'xtensa', base: 0x3ffe_8000 });
+      // Measured: 0.86x of the plain package.
+      expect(t.package.length, mode).toBeLessThan(0.93 * plain.package.length);
+      eachChunkAlone(old, neu, t.package, t.header);
+    }
+  });
+
+  it('never grows a package: where a transform does not pay, the package is the plain one', async () => {
+    // Thumb-2 forced on Xtensa code, Xtensa forced on Thumb-2 code.
+    for (const [old, neu, transform] of [[esp('3.0.4'), esp('3.0.5'), 'thumb2'], [microbit('v1a-7.0.6'), microbit('v1a-8.1.32'), 'xtensa']] as const) {
+      const none = await generatePackage(old, neu, { transform: 'none' });
+      const forced = await generatePackage(old, neu, { transform });
+      expect(forced.package.length).toBeLessThanOrEqual(none.package.length);
+      if (forced.header.transform === null) expect(same(forced.package, none.package)).toBe(true);
+    }
     await fc.assert(
-      fc.asyncProperty(fc.uint8Array({ maxLength: 12000 }), fc.uint8Array({ maxLength: 12000 }), async (o, n) => {
-        const t = await generatePackage(o, n, { splitSize: 4096, transform: 'thumb2' });
+      fc.asyncProperty(fc.uint8Array({ maxLength: 12000 }), fc.uint8Array({ maxLength: 12000 }), fc.constantFrom('thumb2' as const, 'xtensa' as const, 'auto' as const), async (o, n, transform) => {
+        const t = await generatePackage(o, n, { splitSize: 4096, transform });
         const p = await generatePackage(o, n, { splitSize: 4096, transform: 'none' });
         expect(t.package.length).toBeLessThanOrEqual(p.package.length);
         expect(same(applyPackage(o, t.package).image, n)).toBe(true);
@@ -108,10 +122,10 @@ describe('Thumb-2 transform in the generator', () => {
     );
   });
 
-  it('transformEveryChunk transforms every chunk, whatever it costs, and still restores (both modes, random bytes)', async () => {
+  it('transformEveryChunk transforms every chunk, whatever it costs, and still restores (both modes, both kinds, random bytes)', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.uint8Array({ minLength: 1, maxLength: 20000 }), fc.uint8Array({ minLength: 1, maxLength: 20000 }), fc.constantFrom('inplace' as const, 'ab' as const), async (o, n, mode) => {
-        const t = await generatePackage(o, n, { mode, splitSize: 4096, transform: 'thumb2', transformEveryChunk: true });
+      fc.asyncProperty(fc.uint8Array({ minLength: 1, maxLength: 20000 }), fc.uint8Array({ minLength: 1, maxLength: 20000 }), fc.constantFrom('inplace' as const, 'ab' as const), fc.constantFrom('thumb2' as const, 'xtensa' as const), fc.option(fc.nat()), async (o, n, mode, transform, base) => {
+        const t = await generatePackage(o, n, { mode, splitSize: 4096, transform, transformEveryChunk: true, base: base ?? undefined });
         const h = t.header;
         expect(h.chunks.every((_c, i) => chunkTransformed(h.transform, i))).toBe(true);
         expect(same(applyPackage(o, t.package).image, n)).toBe(true);
@@ -121,7 +135,12 @@ describe('Thumb-2 transform in the generator', () => {
     );
   });
 
-  it('auto leaves non-Thumb images alone without trying, and finds Thumb code', () => {
+  it('auto picks the transform by what the images are, and leaves other images alone without trying', () => {
+    expect(planTransform(esp('3.0.4'), esp('3.0.5'), 'auto')?.kind).toBe('xtensa');
+    expect(planTransform(microbit('v2a-4.0.24'), microbit('v2a-7.0.6'), 'auto')).toEqual({ kind: 'thumb2', base: 0, span: 520995 });
+    expect(planTransform(new Uint8Array(5000), new Uint8Array(5000), 'auto')).toBeNull();
+    expect(planTransform(microbit('v2a-4.0.24'), microbit('v2a-7.0.6'), 'none')).toBeNull();
+    expect(planTransform(new Uint8Array(100), new Uint8Array(200), 'xtensa', 0x4000)).toEqual({ kind: 'xtensa', base: 0x4000, span: 200 });
     expect(looksLikeThumb2(esp('3.0.4'))).toBe(false);
     expect(looksLikeThumb2(new Uint8Array(100000).fill(0xff))).toBe(false);
     expect(looksLikeThumb2(microbit('v1a-4.0.24'))).toBe(true);
@@ -144,6 +163,21 @@ describe('Thumb-2 transform in the generator', () => {
     const wrong = await generatePackage(old, neu, { splitSize: 4096, base: 0x1000_0000, transform: 'thumb2', transformEveryChunk: true });
     expect(same(applyPackage(old, wrong.package).image, neu)).toBe(true);
     expect(wrong.package.length).toBeGreaterThan(given.package.length);
+  });
+
+  it('reads the address ranges of ESP8266 images, and nothing from other bytes', () => {
+    expect(esp8266Ranges(esp('2.2.0'))).toEqual([
+      { start: 0x4020_1010, end: 0x4020_1010 + 0x59f80 },
+      { start: 0x4010_0000, end: 0x4010_0000 + 0x6b40 },
+      { start: 0x3ffe_8000, end: 0x3ffe_8000 + 0x870 },
+      { start: 0x3ffe_8870, end: 0x3ffe_8870 + 0x258c },
+    ]);
+    expect(esp8266Ranges(microbit('v1a-4.0.24'))).toBeNull();
+    expect(esp8266Ranges(esp('2.2.0').subarray(0, 0x59f80))).toBeNull();
+    expect(esp8266Ranges(Uint8Array.of(0xe9, 0))).toBeNull();
+    fc.assert(fc.property(fc.uint8Array({ maxLength: 200 }), (b) => {
+      for (const r of esp8266Ranges(Uint8Array.of(0xe9, ...b)) ?? []) expect(r.end).toBeGreaterThanOrEqual(r.start);
+    }), { seed: 5, numRuns: 200 });
   });
 
   it('refuses bad transform options', async () => {

@@ -7,7 +7,7 @@ import { chunkLength, windowBoundary, windowLength, type ChunkEntry, type Packag
 import type { SourceReader } from './source-reader.js';
 import { labelMapRamBytes } from './transform/label-map.js';
 import { PREDICTED_SOURCE_BYTES, PredictedSource } from './transform/predicted-source.js';
-import { thumb2Decode } from './transform/thumb2.js';
+import { CODECS, type TransformCodec } from './transform/codecs.js';
 import { chunkTransformed } from './transform/transform-section.js';
 
 /** Decompressed command-stream bytes are staged through this buffer (numbers and changed bytes are read from it). */
@@ -48,8 +48,9 @@ export class ChunkDecoder {
   private stagePos = 0;
   private stageEnd = 0;
   private readonly scratchIn = new Uint8Array(RECORD_SCRATCH_BYTES);
-  /** OLD as the transform predicts NEW; null when the package has no transform. */
+  /** OLD as the transform predicts NEW, and the transform; null when the package has none. */
   private readonly predicted: PredictedSource | null;
+  private readonly codec: TransformCodec | null;
   /** What the current chunk's commands read: `source`, or `predicted` for a transformed chunk. */
   private src: SourceReader;
   private transformed = false;
@@ -79,7 +80,8 @@ export class ChunkDecoder {
     this.lzma = stored ? null : new LzmaDecoder(header.lzma);
     this.stage = new Uint8Array(stored ? 0 : STAGE_BYTES);
     const t = header.transform ?? null;
-    this.predicted = t === null ? null : new PredictedSource(source, { map: t.map, base: t.base, oldSize: header.oldSize });
+    this.codec = t === null ? null : CODECS[t.kind];
+    this.predicted = t === null ? null : new PredictedSource(source, this.codec!, { map: t.map, base: t.base, span: t.span }, header.oldSize);
     this.src = source;
   }
 
@@ -154,7 +156,7 @@ export class ChunkDecoder {
     }
     if (this.lzma.inputConsumed !== entry.recordLength) this.bad('record has trailing bytes after its compressed stream');
     // A separate pass over the finished chunk: the command loop stays the same for every package.
-    if (this.transformed) thumb2Decode(this.output, this.len, this.index * this.header.splitSize);
+    if (this.transformed) this.codec!.decode(this.output, this.len, this.index * this.header.splitSize);
     this.checkCrc(entry);
     return true;
   }

@@ -405,8 +405,6 @@ export function checkChunkTable(fixed: FixedHeader, table: Uint8Array, fixedByte
       : parseTransformSection(table.subarray(tableBytes, signedBytes), {
           mode: fixed.mode,
           chunkCount: count,
-          oldSize: fixed.oldSize,
-          newSize: fixed.newSize,
           maxMapEntries: limits.maxMapEntries ?? DEFAULT_MAX_MAP_ENTRIES,
         });
   return { entries: new DataView(table.buffer, table.byteOffset, tableBytes), transform };

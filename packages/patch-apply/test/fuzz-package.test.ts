@@ -100,12 +100,15 @@ function edited(rand: () => number, old: Uint8Array): Uint8Array {
   return out;
 }
 
-async function makeBase(name: string, old: Uint8Array, neu: Uint8Array, mode: Exclude<PatchMode, 'raw'>, signingKey?: KeyObject, referenceNew = false): Promise<Base> {
-  const { package: pkg, header } = await generatePackage(old, neu, { mode, splitSize: 4096, dictSize: 4096, signingKey, securityCounter: 2, referenceNew });
+async function makeBase(name: string, old: Uint8Array, neu: Uint8Array, mode: Exclude<PatchMode, 'raw'>, signingKey?: KeyObject, referenceNew = false, transform: 'auto' | 'xtensa' = 'auto'): Promise<Base> {
+  const { package: pkg, header } = await generatePackage(old, neu, { mode, splitSize: 4096, dictSize: 4096, signingKey, securityCounter: 2, referenceNew, transform, base: thumbBase });
   const trust = signingKey === undefined ? undefined : trustCheck({ keys: [trustedKeyOf(signingKey)], securityCounter: 2 });
   const section: [number, number] = [FIXED_HEADER_BYTES + header.chunks.length * CHUNK_ENTRY_BYTES, header.headerLength - 4];
   return { name, old, neu, pkg, headerLength: header.headerLength, chunkCount: header.chunks.length, section, trust };
 }
+
+/** Load address of the Thumb-like pair (given, as a .hex file would). */
+const thumbBase = 0x0800_0000;
 
 // ---- mutations ----
 
@@ -275,15 +278,17 @@ describe('package fuzz', () => {
     const key = loadPrivateKey(generateKeyPair('ed25519').privateKey);
     bases.push(await makeBase('inplace-signed', oldC, concat(headC, headC.subarray(100, 1400)), 'inplace', key));
     // Thumb-2 transformed packages (diff_version 3): the section, the prediction and the decode pass.
-    const thumb = thumbPair(150, 9);
+    const thumb = thumbPair(150, 9, thumbBase);
     bases.push(await makeBase('thumb2-inplace', thumb.old, thumb.neu, 'inplace'));
     bases.push(await makeBase('thumb2-ab', thumb.old, thumb.neu, 'ab'));
+    // The Xtensa transform (address words only) on the same pair: its words are addresses too.
+    bases.push(await makeBase('xtensa-inplace', thumb.old, thumb.neu, 'inplace', undefined, false, 'xtensa'));
   });
   // Room for the largest base package and what the mutations may add to it.
   const watchdog = suiteWatchdog('fuzz-package', HANG_MS, () => Math.max(...bases.map((b) => b.pkg.length)) + 64 * 64);
 
   it('the base packages are real multi-chunk packages that restore NEW', () => {
-    expect(bases.filter((b) => parseHeader(b.pkg).diffVersion === 3).map((b) => b.name)).toEqual(['thumb2-inplace', 'thumb2-ab']);
+    expect(bases.filter((b) => parseHeader(b.pkg).diffVersion === 3).map((b) => `${b.name} ${parseHeader(b.pkg).transform!.kind}`)).toEqual(['thumb2-inplace thumb2', 'thumb2-ab thumb2', 'xtensa-inplace xtensa']);
     for (const b of bases) {
       expect(parseHeader(b.pkg).chunks.length).toBe(b.chunkCount);
       expect(b.chunkCount).toBeGreaterThan(2);

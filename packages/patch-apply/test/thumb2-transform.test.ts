@@ -6,6 +6,7 @@ import fc from 'fast-check';
 import { forEachThumb2Reference, thumb2Decode, thumb2Encode, thumb2Predict, TRANSFORM_BLOCK } from '../src/transform/thumb2.js';
 import { EMPTY_LABEL_MAP, type LabelMap } from '../src/transform/label-map.js';
 import { PredictedSource } from '../src/transform/predicted-source.js';
+import { CODECS } from '../src/transform/codecs.js';
 import { memorySource } from '../src/source-reader.js';
 import { thumbPair } from './helpers/thumb-images.js';
 
@@ -111,7 +112,7 @@ describe('Thumb-2 transform: NEW side', () => {
   it('refuses a buffer that does not start on a block boundary', () => {
     expect(() => thumb2Encode(new Uint8Array(8), 8, 2)).toThrow(RangeError);
     expect(() => thumb2Decode(new Uint8Array(8), 8, TRANSFORM_BLOCK + 4)).toThrow(RangeError);
-    expect(() => thumb2Predict(new Uint8Array(8), 8, -TRANSFORM_BLOCK, { map: EMPTY_LABEL_MAP, base: 0, oldSize: 8 })).toThrow(RangeError);
+    expect(() => thumb2Predict(new Uint8Array(8), 8, -TRANSFORM_BLOCK, { map: EMPTY_LABEL_MAP, base: 0, span: 8 })).toThrow(RangeError);
   });
 });
 
@@ -119,7 +120,7 @@ describe('Thumb-2 transform: OLD side (the prediction)', () => {
   it('with an empty map it is the NEW-side encoding (address words stay)', () => {
     const { old, base } = thumbPair(60);
     const p = old.slice();
-    thumb2Predict(p, p.length, 0, { map: EMPTY_LABEL_MAP, base, oldSize: old.length });
+    thumb2Predict(p, p.length, 0, { map: EMPTY_LABEL_MAP, base, span: old.length });
     expect(same(p, encoded(old))).toBe(true);
   });
 
@@ -127,7 +128,7 @@ describe('Thumb-2 transform: OLD side (the prediction)', () => {
     const { old, base } = thumbPair(60);
     const shift: LabelMap = { starts: Int32Array.of(0), deltas: Int32Array.of(16) };
     const p = old.slice();
-    thumb2Predict(p, p.length, 0, { map: shift, base, oldSize: old.length });
+    thumb2Predict(p, p.length, 0, { map: shift, base, span: old.length });
     let words = 0;
     forEachThumb2Reference(old, old.length, 0, base, old.length, () => {}, (w, x) => {
       words++;
@@ -146,11 +147,11 @@ describe('Thumb-2 transform: OLD side (the prediction)', () => {
     const img = microbit('v1b-7.0.6');
     fc.assert(
       fc.property(aMap, fc.array(fc.tuple(fc.nat({ max: img.length - 1 }), fc.integer({ min: 1, max: 9000 })), { minLength: 1, maxLength: 20 }), fc.nat({ max: 40 }), (map, reads, boundaryBlocks) => {
-        const prediction = { map, base: 0, oldSize: img.length };
+        const prediction = { map, base: 0, span: img.length };
         const whole = img.slice();
         thumb2Predict(whole, whole.length, 0, prediction);
         const boundary = boundaryBlocks * TRANSFORM_BLOCK;
-        const src = new PredictedSource(memorySource(img), prediction);
+        const src = new PredictedSource(memorySource(img), CODECS.thumb2, prediction, img.length);
         src.reset(boundary);
         for (const [at, n] of reads) {
           const len = Math.min(n, img.length - at);
@@ -168,7 +169,7 @@ describe('Thumb-2 transform: OLD side (the prediction)', () => {
   it('is deterministic on any bytes: a block predicted alone equals it predicted inside the whole', () => {
     fc.assert(
       fc.property(siteRich, aMap, fc.nat(), (bytes, map, base) => {
-        const prediction = { map, base: base >>> 0, oldSize: bytes.length };
+        const prediction = { map, base: base >>> 0, span: bytes.length };
         const whole = bytes.slice();
         thumb2Predict(whole, whole.length, 0, prediction);
         for (let at = 0; at < bytes.length; at += TRANSFORM_BLOCK) {

@@ -14,6 +14,15 @@ export interface LabelMap {
 
 export const EMPTY_LABEL_MAP: LabelMap = { starts: new Int32Array(0), deltas: new Int32Array(0) };
 
+/** What the OLD side of a transform needs beside OLD's bytes. */
+export interface Prediction {
+  /** Where OLD's labels went in NEW. */
+  map: LabelMap;
+  /** An aligned word holding base + x with x < span is an address of the image (labels are such x). */
+  base: number;
+  span: number;
+}
+
 /** RAM a patcher holds for a map of `count` segments (two 32-bit words each). */
 export function labelMapRamBytes(count: number): number {
   return 8 * count;
@@ -84,9 +93,9 @@ export function encodeLabelMap(m: LabelMap, out: Uint8Array, at: number): number
 
 /**
  * Decodes and validates `count` segments filling `bytes` exactly: starts strictly increasing inside
- * OLD (`[0, oldSize)`), every start mapped inside NEW (`[0, newSize]`), numbers of at most 32 bits.
+ * the labels (`[0, span)`), every start mapped inside them too (`[0, span]`), numbers of at most 32 bits.
  */
-export function decodeLabelMap(bytes: Uint8Array, count: number, oldSize: number, newSize: number): LabelMap {
+export function decodeLabelMap(bytes: Uint8Array, count: number, span: number): LabelMap {
   const fail = (msg: string): never => {
     throw new PackageError('bad-header', `transform map: ${msg}`);
   };
@@ -111,10 +120,10 @@ export function decodeLabelMap(bytes: Uint8Array, count: number, oldSize: number
     const gap = next();
     if (k > 0 && gap === 0) fail(`segment ${k} does not start after segment ${k - 1}`);
     start += gap;
-    if (start >= oldSize) fail(`segment ${k} starts at ${start}, past the ${oldSize}-byte old image`);
+    if (start >= span) fail(`segment ${k} starts at ${start}, past the ${span} labels of the transform`);
     // 32-bit wrap-around, as the encoder's differences.
     delta = (delta + unzigzag(next())) | 0;
-    if (start + delta < 0 || start + delta > newSize) fail(`segment ${k} maps ${start} to ${start + delta}, outside the ${newSize}-byte new image`);
+    if (start + delta < 0 || start + delta > span) fail(`segment ${k} maps ${start} to ${start + delta}, outside the ${span} labels of the transform`);
     starts[k] = start;
     deltas[k] = delta;
   }

@@ -1,8 +1,10 @@
-// The source a transformed chunk's commands read: OLD as the package predicts NEW (thumb2Predict), one
-// block at a time through a block-sized cache, so the command loop itself is unchanged.
+// The source a transformed chunk's commands read: OLD as the package predicts NEW (its codec's predict),
+// one block at a time through a block-sized cache, so the command loop itself is unchanged.
 import type { SourceReader } from '../source-reader.js';
 import { copyBytes } from '../source-reader.js';
-import { TRANSFORM_BLOCK, thumb2Predict, type Thumb2Prediction } from './thumb2.js';
+import type { TransformCodec } from './codecs.js';
+import type { Prediction } from './label-map.js';
+import { TRANSFORM_BLOCK } from './thumb2.js';
 
 /** RAM of the view beside the map: the cached block. */
 export const PREDICTED_SOURCE_BYTES = TRANSFORM_BLOCK;
@@ -17,7 +19,10 @@ export class PredictedSource implements SourceReader {
 
   constructor(
     private readonly raw: SourceReader,
-    private readonly prediction: Thumb2Prediction,
+    private readonly codec: TransformCodec,
+    private readonly prediction: Prediction,
+    /** Bytes of OLD: blocks end there. */
+    private readonly oldSize: number,
   ) {}
 
   /**
@@ -30,7 +35,7 @@ export class PredictedSource implements SourceReader {
   }
 
   read(offset: number, dst: Uint8Array, dstOffset: number, length: number): void {
-    const oldSize = this.prediction.oldSize;
+    const oldSize = this.oldSize;
     while (length > 0) {
       // Restored NEW bytes below the boundary (a block multiple), and anything past OLD, are not OLD:
       // they are read as they are.
@@ -56,7 +61,7 @@ export class PredictedSource implements SourceReader {
     // Mark the cache empty first: a failing read must not leave a half-loaded block looking valid.
     this.cached = -1;
     this.raw.read(start, this.block, 0, length);
-    thumb2Predict(this.block, length, start, this.prediction);
+    this.codec.predict(this.block, length, start, this.prediction);
     this.cached = start;
     this.cachedLength = length;
   }

@@ -8,7 +8,7 @@
 // only the low eleven, so a transformed buffer has exactly the sites of the original: the NEW-side
 // transform is a bijection on any bytes. No two sites overlap (a second halfword has bit 11 set, a first
 // has it clear), so the sites do not depend on where parsing starts.
-import { mapLabel, type LabelMap } from './label-map.js';
+import { mapLabel, type Prediction } from './label-map.js';
 
 /** Transforms work in blocks of this many bytes of the image: a site or word never spans two. */
 export const TRANSFORM_BLOCK = 4096;
@@ -54,19 +54,10 @@ export function thumb2Decode(buf: Uint8Array, len: number, offset: number): void
   forEachSite(buf, len, (s) => setField(buf, s, (field(buf, s) - ((offset + s + 4) >>> 1)) & FIELD_MASK));
 }
 
-/** What the OLD side needs beside its bytes. */
-export interface Thumb2Prediction {
-  /** Where OLD's labels went in NEW. */
-  map: LabelMap;
-  /** Load address of image offset 0: a word in [base, base + oldSize) is an absolute address in OLD. */
-  base: number;
-  oldSize: number;
-}
-
 /**
  * The references of buf[0, len) (image offset `offset`, a block boundary) that the OLD side rewrites:
  * `branch(s, target)` for each branch site, with its target's image offset; then `word(w, x)` for each
- * aligned 32-bit word at buf[w] holding the address base + x of a byte of the image (x < size) and
+ * aligned 32-bit word at buf[w] holding an address base + x with x < span (the image's own addresses) and
  * overlapping no branch site of its block. Each is decided on the bytes as they were, so the callbacks
  * may rewrite what they are given: a branch rewrite keeps every opcode bit, and a word is reported only
  * once the next word's test (which reads this word's last byte) is done.
@@ -76,7 +67,7 @@ export function forEachThumb2Reference(
   len: number,
   offset: number,
   base: number,
-  size: number,
+  span: number,
   branch: (s: number, target: number) => void,
   word: (w: number, x: number) => void,
 ): void {
@@ -90,7 +81,7 @@ export function forEachThumb2Reference(
     const x = ((buf[w] | (buf[w + 1] << 8) | (buf[w + 2] << 16) | (buf[w + 3] << 24)) - base) >>> 0;
     if (pending >= 0) word(pending, pendingX);
     pending = -1;
-    if (!overlaps && x < size) {
+    if (!overlaps && x < span) {
       pending = w;
       pendingX = x;
     }
@@ -103,14 +94,14 @@ export function forEachThumb2Reference(
  * predicts NEW has it. A branch becomes its target carried through the map (in thumb2Encode's form);
  * an address word becomes that address carried through the map.
  */
-export function thumb2Predict(buf: Uint8Array, len: number, offset: number, p: Thumb2Prediction): void {
+export function thumb2Predict(buf: Uint8Array, len: number, offset: number, p: Prediction): void {
   const { map, base } = p;
   forEachThumb2Reference(
     buf,
     len,
     offset,
     base,
-    p.oldSize,
+    p.span,
     (s, target) => setField(buf, s, (mapLabel(map, target) >> 1) & FIELD_MASK),
     (w, x) => {
       const u = (base + mapLabel(map, x)) >>> 0;
@@ -126,7 +117,7 @@ export function thumb2Predict(buf: Uint8Array, len: number, offset: number, p: T
  * Every transform takes whole blocks from a block boundary (its buffer ends at a block boundary or at
  * the image's end), so that a chunk or a block of OLD is transformed exactly as in the whole image.
  */
-function checkOffset(offset: number): void {
+export function checkOffset(offset: number): void {
   if (!Number.isSafeInteger(offset) || offset < 0 || offset % TRANSFORM_BLOCK !== 0)
     throw new RangeError(`Thumb-2 transform: image offset ${offset} is not a multiple of ${TRANSFORM_BLOCK}`);
 }

@@ -2,13 +2,14 @@
 // which chunks (docs/FORMAT.md, "Transform section"). It sits between the chunk table and the header
 // CRC, so the signature covers it.
 import { PackageError } from '../package-error.js';
+import type { TransformKind } from './codecs.js';
 import { decodeLabelMap, encodeLabelMap, encodedLabelMapLength, type LabelMap } from './label-map.js';
 
-export type TransformKind = 'thumb2';
-const KIND_CODES: Readonly<Record<TransformKind, number>> = { thumb2: 1 };
+export type { TransformKind } from './codecs.js';
+const KIND_CODES: Readonly<Record<TransformKind, number>> = { thumb2: 1, xtensa: 2 };
 
-/** Bytes of the section before its chunk bitmap: kind, 3 reserved, base, segment count. */
-export const TRANSFORM_FIXED_BYTES = 12;
+/** Bytes of the section before its chunk bitmap: kind, 3 reserved, base, span, segment count. */
+export const TRANSFORM_FIXED_BYTES = 16;
 /** Default for PatcherLimits.maxMapEntries: 4096 segments, 32 KiB of RAM (the corpus needs < 300). */
 export const DEFAULT_MAX_MAP_ENTRIES = 4096;
 /** Most bytes one segment may take (two 5-byte numbers). */
@@ -16,8 +17,12 @@ const MAX_SEGMENT_BYTES = 10;
 
 export interface PackageTransform {
   kind: TransformKind;
-  /** Load address of image offset 0 (OLD and NEW share it). */
+  /**
+   * Addresses base + x with x < span are the image's own: such a word (and, for Thumb-2, a branch
+   * target x) is a label the map carries. Thumb-2: base is the load address of image offset 0.
+   */
   base: number;
+  span: number;
   /** Bit i % 8 of byte i / 8: chunk i is restored through the transform; the others are plain. */
   chunkMask: Uint8Array;
   map: LabelMap;
@@ -50,11 +55,13 @@ export function transformSectionBounds(chunkCount: number, maxMapEntries: number
 
 export function encodeTransformSection(t: PackageTransform, chunkCount: number, out: Uint8Array, at: number): number {
   if (t.chunkMask.length !== chunkMaskBytes(chunkCount)) throw new RangeError(`transform chunk mask has ${t.chunkMask.length} bytes for ${chunkCount} chunks`);
-  if (!Number.isInteger(t.base) || t.base < 0 || t.base > 0xffff_ffff) throw new RangeError('transform base must be a 32-bit address');
+  if (!Number.isInteger(t.base) || t.base < 0 || !Number.isInteger(t.span) || t.span < 1 || t.base + t.span > 2 ** 32)
+    throw new RangeError('transform base and span must give a range of 32-bit addresses');
   const v = new DataView(out.buffer, out.byteOffset, out.length);
   v.setUint8(at, KIND_CODES[t.kind]);
   v.setUint32(at + 4, t.base, true);
-  v.setUint32(at + 8, t.map.starts.length, true);
+  v.setUint32(at + 8, t.span, true);
+  v.setUint32(at + 12, t.map.starts.length, true);
   at += TRANSFORM_FIXED_BYTES;
   out.set(t.chunkMask, at);
   return encodeLabelMap(t.map, out, at + t.chunkMask.length);
@@ -63,8 +70,6 @@ export function encodeTransformSection(t: PackageTransform, chunkCount: number, 
 export interface SectionContext {
   mode: string;
   chunkCount: number;
-  oldSize: number;
-  newSize: number;
   maxMapEntries: number;
 }
 
@@ -82,7 +87,9 @@ export function parseTransformSection(bytes: Uint8Array, c: SectionContext): Pac
   if (kind === undefined) fail('bad-header', `unknown transform ${code}`);
   if (v.getUint8(1) !== 0 || v.getUint16(2, true) !== 0) fail('bad-header', 'reserved bytes are not zero');
   const base = v.getUint32(4, true);
-  const count = v.getUint32(8, true);
+  const span = v.getUint32(8, true);
+  if (span === 0 || base + span > 2 ** 32) fail('bad-header', `addresses [0x${base.toString(16)}, +${span}) are no range of 32-bit addresses`);
+  const count = v.getUint32(12, true);
   if (count > c.maxMapEntries) fail('limit-exceeded', `a map of ${count} segments exceeds this device's limit of ${c.maxMapEntries}`);
   const maskBytes = chunkMaskBytes(c.chunkCount);
   const chunkMask = bytes.slice(TRANSFORM_FIXED_BYTES, TRANSFORM_FIXED_BYTES + maskBytes);
@@ -90,6 +97,6 @@ export function parseTransformSection(bytes: Uint8Array, c: SectionContext): Pac
   const spare = maskBytes * 8 - c.chunkCount;
   if (spare > 0 && chunkMask[maskBytes - 1] >>> (8 - spare) !== 0) fail('bad-header', 'chunk bitmap has bits set past the last chunk');
   if (chunkMask.every((b) => b === 0)) fail('bad-header', 'no chunk uses the transform');
-  const map = decodeLabelMap(bytes.subarray(TRANSFORM_FIXED_BYTES + maskBytes), count, c.oldSize, c.newSize);
-  return { kind: kind!, base, chunkMask, map };
+  const map = decodeLabelMap(bytes.subarray(TRANSFORM_FIXED_BYTES + maskBytes), count, span);
+  return { kind: kind!, base, span, chunkMask, map };
 }

@@ -1,6 +1,6 @@
-// Votes for the Thumb-2 label map: where a plain diff copied a reference of NEW from a reference of OLD
-// of the same kind, the two say where OLD's target went.
-import { forEachThumb2Reference } from '@otadiff/patch-apply';
+// Votes for a transform's label map: where a plain diff copied a reference of NEW from a reference of
+// OLD of the same kind, the two say where OLD's target went.
+import type { TransformCodec } from '@otadiff/patch-apply';
 import { LabelVotes } from './label-map-builder.js';
 
 const BRANCH = 1;
@@ -16,16 +16,17 @@ export interface ChunkCopies {
   ops: Int32Array;
 }
 
-export function thumb2Votes(oldImage: Uint8Array, newImage: Uint8Array, base: number, chunks: readonly ChunkCopies[]): LabelVotes {
+/** Labels are x with x < span (addresses base + x); both ends of a vote must be labels. */
+export function referenceVotes(codec: TransformCodec, oldImage: Uint8Array, newImage: Uint8Array, base: number, span: number, chunks: readonly ChunkCopies[]): LabelVotes {
   // OLD's references by position: their kind and label.
   const kind = new Uint8Array(oldImage.length);
   const label = new Int32Array(oldImage.length);
-  forEachThumb2Reference(
+  codec.references(
     oldImage,
     oldImage.length,
     0,
     base,
-    oldImage.length,
+    span,
     (s, target) => {
       kind[s] = BRANCH;
       label[s] = target;
@@ -51,16 +52,8 @@ export function thumb2Votes(oldImage: Uint8Array, newImage: Uint8Array, base: nu
     // The whole reference copied in one piece from a reference of the same kind.
     if (p < 0 || from[q + 3] !== p + 3 || kind[p] !== k) return;
     const oldX = label[p];
-    if (oldX >= 0 && oldX < oldImage.length && x >= 0 && x < newImage.length) votes.add(oldX, x);
+    if (oldX >= 0 && oldX < span && x >= 0 && x < span) votes.add(oldX, x);
   };
-  forEachThumb2Reference(
-    newImage,
-    newImage.length,
-    0,
-    base,
-    newImage.length,
-    (s, target) => vote(s, target, BRANCH),
-    (w, x) => vote(w, x, WORD),
-  );
+  codec.references(newImage, newImage.length, 0, base, span, (s, target) => vote(s, target, BRANCH), (w, x) => vote(w, x, WORD));
   return votes;
 }

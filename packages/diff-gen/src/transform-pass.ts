@@ -1,61 +1,49 @@
-// The Thumb-2 pass of the generator: learn the label map from the plain pass's copies, rewrite OLD as it
-// predicts NEW and NEW's branches as their targets (patch-apply's thumb2Predict / thumb2Encode), and
-// diff every chunk again between the two. The caller keeps, chunk by chunk, whichever record is smaller.
-import {
-  DEFAULT_MAX_MAP_ENTRIES,
-  forEachThumb2Reference,
-  thumb2Encode,
-  thumb2Predict,
-  windowBoundary,
-  type LabelMap,
-  type LzmaParams,
-} from '@otadiff/patch-apply';
+// The transform pass of the generator: learn the label map from the plain pass's copies, rewrite OLD as it
+// predicts NEW and NEW as the transform encodes it (patch-apply's codecs), and diff every chunk again
+// between the two. The caller keeps, chunk by chunk, whichever record is smaller.
+import { CODECS, DEFAULT_MAX_MAP_ENTRIES, windowBoundary, type LabelMap, type LzmaParams, type TransformKind } from '@otadiff/patch-apply';
 import type { ChunkDiffJob } from './chunk-diff.js';
 import { ChunkHelper } from './chunk-helper.js';
 import { diffChunks, type ChunkRecord } from './chunk-pass.js';
 import { indexesInSharedMemory, indexImages } from './index-images.js';
 import { buildLabelMap } from './label-map-builder.js';
-import { thumb2Votes } from './thumb2-votes.js';
+import { referenceVotes } from './reference-votes.js';
 
 /** Below this, a chunk worker's start-up costs more than it saves (as in generate.ts). */
 const MIN_HELPER_BYTES = 1 << 20;
 
-/**
- * Whether an image looks like Thumb-2 code: branch sites landing inside it at a rate far above what
- * random bytes give (about one in 8 KiB; Thumb code has dozens per KiB).
- */
-export function looksLikeThumb2(image: Uint8Array): boolean {
-  let inside = 0;
-  forEachThumb2Reference(image, image.length, 0, 0, 0, (_s, target) => {
-    if (target >= 0 && target < image.length) inside++;
-  }, () => {});
-  return inside >= 64 && inside >= image.length / 1024;
+/** Which transform, and the addresses (base + x, x < span) that are the image's own. */
+export interface TransformPlan {
+  kind: TransformKind;
+  base: number;
+  span: number;
 }
 
-export interface Thumb2PassResult {
+export interface TransformPassResult {
   map: LabelMap;
   records: ChunkRecord[];
 }
 
-export async function thumb2Pass(
+export async function transformPass(
+  plan: TransformPlan,
   job: ChunkDiffJob,
   plain: readonly ChunkRecord[],
-  base: number,
   lzma: LzmaParams,
   maxMapEntries: number = DEFAULT_MAX_MAP_ENTRIES,
   onChunk: (done: number) => void = () => {},
-): Promise<Thumb2PassResult> {
+): Promise<TransformPassResult> {
+  const codec = CODECS[plan.kind];
   const oldImage = job.old.data;
   const newImage = job.newImage;
   const copies = plain.map((c, i) => ({ start: i * job.splitSize, boundary: windowBoundary(job, i), ops: c.ops }));
-  const votes = thumb2Votes(oldImage, newImage, base, copies);
+  const votes = referenceVotes(codec, oldImage, newImage, plan.base, plan.span, copies);
   let map = buildLabelMap(votes);
   // A device holds the map in RAM: past its limit, fewer (coarser) segments.
   for (let cost = 4; map.starts.length > maxMapEntries; cost *= 2) map = buildLabelMap(votes, cost);
   const predicted = oldImage.slice();
-  thumb2Predict(predicted, predicted.length, 0, { map, base, oldSize: oldImage.length });
+  codec.predict(predicted, predicted.length, 0, { map, base: plan.base, span: plan.span });
   const encoded = newImage.slice();
-  thumb2Encode(encoded, encoded.length, 0);
+  codec.encode(encoded, encoded.length, 0);
   const count = plain.length;
   const helper = count > 1 && newImage.length >= MIN_HELPER_BYTES && indexesInSharedMemory([predicted]) ? ChunkHelper.start() : undefined;
   let old;
