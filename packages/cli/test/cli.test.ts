@@ -7,6 +7,7 @@ import { main } from '../src/main.js';
 import { parseSize } from '../src/size-arg.js';
 
 const CORPUS = new URL('../../../corpus/esp8266-at/', import.meta.url).pathname;
+const MICROBIT = new URL('../../../corpus/microbit-codal/', import.meta.url).pathname;
 let dir: string;
 
 async function run(...args: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -50,10 +51,38 @@ describe('otadiff diff / apply / info', () => {
     expect(a.code).toBe(0);
     expect(Buffer.compare(readFileSync(out), readFileSync(`${CORPUS}at-v3.0.5.bin`))).toBe(0);
     const i = await run('info', patch, '--json');
-    expect(JSON.parse(i.out)).toMatchObject({ diffVersion: 2, mode: 'inplace', newSize: 413556, packageBytes: j.patchBytes, signature: null });
+    // An ESP8266 pair: the Xtensa transform (auto) makes it a version-3 package.
+    expect(j.transform).toMatchObject({ kind: 'xtensa', base: '0x3ffe8000' });
+    expect(JSON.parse(i.out)).toMatchObject({ diffVersion: 3, mode: 'inplace', newSize: 413556, packageBytes: j.patchBytes, signature: null, transform: j.transform });
     const human = await run('info', patch);
-    expect(human.out).toMatch(/diff_version 2, mode inplace/);
+    expect(human.out).toMatch(/diff_version 3, mode inplace/);
+    expect(human.out).toMatch(/transform +xtensa on \d+ of 7 chunks \(addresses 0x3ffe8000 \+ \d+, \d+ map segments\)/);
     expect(human.out.split('\n').filter((l) => /^\s+\d+\s+\d+/.test(l))).toHaveLength(7);
+  });
+
+  it('--transform none makes a version-2 package; --transform thumb2 and --base reach the package (micro:bit)', async () => {
+    const none = join(dir, 'none.bin');
+    const d = await run('diff', `${CORPUS}at-v3.0.4.bin`, `${CORPUS}at-v3.0.5.bin`, '-o', none, '--transform', 'none', '--json');
+    expect(JSON.parse(d.out)).toMatchObject({ diffVersion: 2, transform: null });
+    expect((await run('info', none)).out).toMatch(/transform +none/);
+    const t = join(dir, 'mb.bin');
+    const m = await run('diff', `${MICROBIT}v1a-7.0.6.bin`, `${MICROBIT}v1a-8.1.32.bin`, '-o', t, '--transform', 'thumb2', '--base', '0x0', '--json');
+    expect(m.code).toBe(0);
+    const j = JSON.parse(m.out);
+    expect(j).toMatchObject({ diffVersion: 3, transform: { kind: 'thumb2', base: '0x00000000', span: 261152 } });
+    expect(j.transform.chunks.length).toBeGreaterThan(0);
+    const info = JSON.parse((await run('info', t, '--json')).out);
+    expect(info.chunks.filter((c: { transformed: boolean }) => c.transformed).map((c: { index: number }) => c.index)).toEqual(j.transform.chunks);
+    // ramBytes counts the map and the predicted block.
+    const plain = JSON.parse((await run('diff', `${MICROBIT}v1a-7.0.6.bin`, `${MICROBIT}v1a-8.1.32.bin`, '-o', join(dir, 'mb-plain.bin'), '--transform', 'none', '--json')).out);
+    expect(j.ramBytes - plain.ramBytes).toBe(4096 + 8 * j.transform.mapSegments + (info.headerBytes - 176 - 4 * 16 - 4));
+    expect(j.patchBytes).toBeLessThan(plain.patchBytes / 2);
+    const out = join(dir, 'mb-new.bin');
+    expect((await run('apply', `${MICROBIT}v1a-7.0.6.bin`, t, '-o', out)).code).toBe(0);
+    expect(Buffer.compare(readFileSync(out), readFileSync(`${MICROBIT}v1a-8.1.32.bin`))).toBe(0);
+    const cut = await run('powercut', `${MICROBIT}v1a-7.0.6.bin`, t, '--sample', '25', '--json');
+    expect(cut.code).toBe(0);
+    expect(JSON.parse(cut.out)).toMatchObject({ failed: 0, cuts: 25, recovered: 25 });
   });
 
   it('ab mode and small splits', async () => {
@@ -75,6 +104,9 @@ describe('otadiff diff / apply / info', () => {
     ['not a package', ['apply', `${CORPUS}boot_v1.6.bin`, `${CORPUS}boot_v1.7.bin`, '-o', 'X'], /not an otadiff package/],
     ['an output in a missing directory', ['diff', `${CORPUS}boot_v1.6.bin`, `${CORPUS}boot_v1.7.bin`, '-o', '/nonexistent-dir/p.bin'], /cannot write \/nonexistent-dir\/p\.bin: no such directory/],
     ['an unknown option', ['diff', 'a', 'b', '-o', 'X', '--frobnicate'], /unknown option/],
+    ['an unknown transform', ['diff', `${CORPUS}boot_v1.6.bin`, `${CORPUS}boot_v1.7.bin`, '-o', 'X', '--transform', 'arm64'], /--transform must be auto, none, thumb2, xtensa, not "arm64"/],
+    ['a bad load address', ['diff', `${CORPUS}boot_v1.6.bin`, `${CORPUS}boot_v1.7.bin`, '-o', 'X', '--base', '0x1000000000'], /invalid address "0x1000000000"/],
+    ['a load address that is no number', ['diff', `${CORPUS}boot_v1.6.bin`, `${CORPUS}boot_v1.7.bin`, '-o', 'X', '--base', 'flash'], /invalid address "flash"/],
   ];
   for (const [name, args, message] of cases) {
     it(`${name}: one error line, status 1, no output file`, async () => {

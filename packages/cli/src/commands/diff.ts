@@ -4,8 +4,10 @@ import { readInput, writeOutputAtomic } from '../files.js';
 import { releaseOptions, type ReleaseArgs } from '../release-args.js';
 import { Progress } from '../progress.js';
 import { CliError, formatBytes, parseSize } from '../size-arg.js';
+import { transformOptions, type TransformArgs } from '../transform-args.js';
+import { describeTransform, transformSummary } from '../transform-summary.js';
 
-export interface DiffOptions extends ReleaseArgs {
+export interface DiffOptions extends ReleaseArgs, TransformArgs {
   output: string;
   mode: string;
   splitSize: string;
@@ -19,6 +21,7 @@ export async function diffCommand(oldPath: string, newPath: string, opts: DiffOp
   const release = releaseOptions(opts);
   const splitSize = parseSize(opts.splitSize);
   const dictSize = parseSize(opts.dictSize);
+  const transform = transformOptions(opts);
   const oldImage = readInput(oldPath, 'OLD');
   const newImage = readInput(newPath, 'NEW');
   const progress = new Progress(!opts.json);
@@ -27,12 +30,14 @@ export async function diffCommand(oldPath: string, newPath: string, opts: DiffOp
   try {
     result = await generatePackage(oldImage, newImage, {
       ...release,
+      ...transform,
       mode,
       splitSize,
       dictSize,
       onProgress(e) {
         if (e.phase === 'sort') progress.update('sorting sources…');
         else if (e.phase === 'chunk') progress.update(`diffing chunk ${e.done}/${e.total}`);
+        else if (e.phase === 'transform') progress.update(`diffing chunk ${e.done}/${e.total} through the transform`);
         else progress.update('verifying the package restores NEW…');
       },
     });
@@ -56,6 +61,7 @@ export async function diffCommand(oldPath: string, newPath: string, opts: DiffOp
     signature: signatureAlgorithmOf(h.signatureType),
     ratio: newImage.length === 0 ? 0 : result.package.length / newImage.length,
     ramBytes: streamPatcherRamBytes(h),
+    transform: transformSummary(h),
     seconds: (performance.now() - started) / 1000,
   };
   if (opts.json) {
@@ -65,7 +71,7 @@ export async function diffCommand(oldPath: string, newPath: string, opts: DiffOp
       `${opts.output}: ${formatBytes(summary.patchBytes)} (${(summary.ratio * 100).toFixed(2)}% of NEW), ` +
         `${summary.chunks} chunks of ${formatBytes(summary.splitSize)}, ${summary.mode}, ` +
         `dictionary ${formatBytes(summary.dictSize)}, patcher RAM ${formatBytes(summary.ramBytes)}, ` +
-        `${summary.signature === null ? 'unsigned' : `signed (${summary.signature})`}, ${summary.seconds.toFixed(2)} s\n`,
+        `${summary.signature === null ? 'unsigned' : `signed (${summary.signature})`}, transform ${describeTransform(summary.transform, summary.chunks)}, ${summary.seconds.toFixed(2)} s\n`,
     );
   }
 }
