@@ -31,6 +31,8 @@ export function labelMapRamBytes(count: number): number {
 /** Where OLD offset `x` (any 32-bit integer) lands in NEW under the map; 32-bit wrap-around arithmetic. */
 export function mapLabel(m: LabelMap, x: number): number {
   const starts = m.starts;
+  // Most words below the first segment are small constants, not addresses: no search for them.
+  if (starts.length === 0 || x < starts[0]) return x;
   let lo = 0;
   let hi = starts.length - 1;
   let k = -1;

@@ -35,6 +35,12 @@ export class PredictedSource implements SourceReader {
   }
 
   read(offset: number, dst: Uint8Array, dstOffset: number, length: number): void {
+    // Most reads are a few bytes inside the block read last.
+    const cached = this.cached;
+    if (cached >= 0 && offset >= cached && offset + length <= cached + this.cachedLength) {
+      copyBytes(this.block, offset - cached, dst, dstOffset, length);
+      return;
+    }
     const oldSize = this.oldSize;
     while (length > 0) {
       // Restored NEW bytes below the boundary (a block multiple), and anything past OLD, are not OLD:

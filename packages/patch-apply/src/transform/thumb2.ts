@@ -38,7 +38,11 @@ function setField(buf: Uint8Array, s: number, v: number): void {
 function forEachSite(buf: Uint8Array, len: number, visit: (s: number) => void): void {
   for (let b = 0; b < len; b += TRANSFORM_BLOCK) {
     const end = Math.min(b + TRANSFORM_BLOCK, len) - 3;
-    for (let s = b; s < end; s += 2) if (isSite(buf, s)) visit(s);
+    for (let s = b; s < end; s += 2)
+      if (isSite(buf, s)) {
+        visit(s);
+        s += 2; // the site's second halfword (bit 11 set) is never a first
+      }
   }
 }
 
@@ -56,11 +60,12 @@ export function thumb2Decode(buf: Uint8Array, len: number, offset: number): void
 
 /**
  * The references of buf[0, len) (image offset `offset`, a block boundary) that the OLD side rewrites:
- * `branch(s, target)` for each branch site, with its target's image offset; then `word(w, x)` for each
- * aligned 32-bit word at buf[w] holding an address base + x with x < span (the image's own addresses) and
- * overlapping no branch site of its block. Each is decided on the bytes as they were, so the callbacks
- * may rewrite what they are given: a branch rewrite keeps every opcode bit, and a word is reported only
- * once the next word's test (which reads this word's last byte) is done.
+ * `branch(s, target)` for each branch site, with its target's image offset, and `word(w, x)` for each
+ * aligned 32-bit word at buf[w] holding an address base + x with x < span (the image's own addresses)
+ * and overlapping no branch site of its block. One pass, two halfwords at a time; each decision is made
+ * on the bytes as they were, so the callbacks may rewrite what they are given: a branch rewrite keeps
+ * every opcode bit, and a word's own bytes are read by no later decision (the site test at w + 2 that
+ * reads its last byte is made before it is reported, and carried to the next word).
  */
 export function forEachThumb2Reference(
   buf: Uint8Array,
@@ -72,21 +77,21 @@ export function forEachThumb2Reference(
   word: (w: number, x: number) => void,
 ): void {
   checkOffset(offset);
-  forEachSite(buf, len, (s) => branch(s, offset + s + 4 + 2 * ((field(buf, s) << 10) >> 10)));
-  let pending = -1;
-  let pendingX = 0;
-  for (let w = 0; w + 4 <= len; w += 4) {
-    const inBlock = w % TRANSFORM_BLOCK;
-    const overlaps = (inBlock >= 2 && isSite(buf, w - 2)) || isSite(buf, w) || (inBlock <= TRANSFORM_BLOCK - 6 && w + 6 <= len && isSite(buf, w + 2));
-    const x = ((buf[w] | (buf[w + 1] << 8) | (buf[w + 2] << 16) | (buf[w + 3] << 24)) - base) >>> 0;
-    if (pending >= 0) word(pending, pendingX);
-    pending = -1;
-    if (!overlaps && x < span) {
-      pending = w;
-      pendingX = x;
+  for (let b = 0; b < len; b += TRANSFORM_BLOCK) {
+    const end = Math.min(b + TRANSFORM_BLOCK, len);
+    let before = false; // a site at w - 2
+    for (let w = b; w + 4 <= end; w += 4) {
+      const at = isSite(buf, w);
+      const next = !at && w + 6 <= end && isSite(buf, w + 2);
+      if (at) branch(w, offset + w + 4 + 2 * ((field(buf, w) << 10) >> 10));
+      else if (next) branch(w + 2, offset + w + 6 + 2 * ((field(buf, w + 2) << 10) >> 10));
+      else if (!before) {
+        const x = ((buf[w] | (buf[w + 1] << 8) | (buf[w + 2] << 16) | (buf[w + 3] << 24)) - base) >>> 0;
+        if (x < span) word(w, x);
+      }
+      before = next;
     }
   }
-  if (pending >= 0) word(pending, pendingX);
 }
 
 /**
@@ -104,7 +109,9 @@ export function thumb2Predict(buf: Uint8Array, len: number, offset: number, p: P
     p.span,
     (s, target) => setField(buf, s, (mapLabel(map, target) >> 1) & FIELD_MASK),
     (w, x) => {
-      const u = (base + mapLabel(map, x)) >>> 0;
+      const y = mapLabel(map, x);
+      if (y === x) return;
+      const u = (base + y) >>> 0;
       buf[w] = u & 0xff;
       buf[w + 1] = (u >>> 8) & 0xff;
       buf[w + 2] = (u >>> 16) & 0xff;
