@@ -8,6 +8,7 @@ import { ensureDir, resultsDir } from './paths.js';
 import { detectPeers } from './peers.js';
 import { sizeTable } from './size-report.js';
 import { measureSizes, type SizeRow } from './sizes.js';
+import { transformSizeReport } from './transform-size.js';
 
 async function main(): Promise<void> {
   const wanted = ['bsdiff', 'xz'];
@@ -18,11 +19,13 @@ async function main(): Promise<void> {
   const missing = peers.filter((p) => !p.available).map((p) => `${p.label} (${p.install})`);
   const workDir = mkdtempSync(join(tmpdir(), 'otadiff-size-'));
   const rows: SizeRow[] = [];
+  let transform = '';
   try {
     for (const pair of espPairs()) {
       process.stderr.write(`${pair.name}…\n`);
       rows.push(await measureSizes(pair, peers, workDir, `s${rows.length}`));
     }
+    transform = await transformSizeReport(all, workDir, (line) => process.stderr.write(`${line}\n`));
   } finally {
     rmSync(workDir, { recursive: true, force: true });
   }
@@ -34,6 +37,7 @@ async function main(): Promise<void> {
     '',
     sizeTable(rows, peers, ['bsdiff', 'bsdiff-node', 'xz']),
     '',
+    transform,
   ].join('\n');
   ensureDir(resultsDir);
   writeFileSync(join(resultsDir, 'sizes.md'), md);
