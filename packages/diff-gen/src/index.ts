@@ -4,7 +4,7 @@ export { TRANSFORM_CHOICES, planTransform, looksLikeThumb2 } from './transform-p
 export type { TransformChoice } from './transform-plan.js';
 export type { TransformPlan } from './transform-pass.js';
 export { guessLoadAddress } from './load-address.js';
-export { esp8266Ranges } from './esp8266-image.js';
+export { esp8266Layout } from './esp8266-image.js';
 export { buildSuffixArray, SuffixArrayError } from './suffix-array.js';
 export { buildLcpArray } from './lcp-array.js';
 export { matchChunk, indexImage, windowByte, MatcherError } from './matcher.js';

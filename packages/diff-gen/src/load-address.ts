@@ -11,8 +11,7 @@ function codePointers(image: Uint8Array, base: number, targets: Set<number>): nu
     image,
     image.length,
     0,
-    base,
-    image.length,
+    { base, span: image.length, origin: base },
     () => {},
     (_w, x) => {
       if ((x & 1) === 1 && targets.has(x - 1)) n++;
@@ -29,6 +28,6 @@ export function guessLoadAddress(image: Uint8Array): number {
   const guess = reset - (reset % region);
   if (guess === 0 || (reset & 1) === 0) return 0;
   const targets = new Set<number>();
-  forEachThumb2Reference(image, image.length, 0, 0, 0, (_s, t) => targets.add(t), () => {});
+  forEachThumb2Reference(image, image.length, 0, { base: 0, span: 0, origin: 0 }, (_s, t) => targets.add(t), () => {});
   return codePointers(image, guess, targets) > codePointers(image, 0, targets) ? guess : 0;
 }

@@ -1,6 +1,6 @@
 // Votes for a transform's label map: where a plain diff copied a reference of NEW from a reference of
 // OLD of the same kind, the two say where OLD's target went.
-import type { TransformCodec } from '@otadiff/patch-apply';
+import type { Labels, TransformCodec } from '@otadiff/patch-apply';
 import { LabelVotes } from './label-map-builder.js';
 
 const BRANCH = 1;
@@ -16,8 +16,9 @@ export interface ChunkCopies {
   ops: Int32Array;
 }
 
-/** Labels are x with x < span (addresses base + x); both ends of a vote must be labels. */
-export function referenceVotes(codec: TransformCodec, oldImage: Uint8Array, newImage: Uint8Array, base: number, span: number, chunks: readonly ChunkCopies[]): LabelVotes {
+/** Both ends of a vote must be labels (x < span). */
+export function referenceVotes(codec: TransformCodec, oldImage: Uint8Array, newImage: Uint8Array, labels: Labels, chunks: readonly ChunkCopies[]): LabelVotes {
+  const span = labels.span;
   // OLD's references by position: their kind and label.
   const kind = new Uint8Array(oldImage.length);
   const label = new Int32Array(oldImage.length);
@@ -25,8 +26,7 @@ export function referenceVotes(codec: TransformCodec, oldImage: Uint8Array, newI
     oldImage,
     oldImage.length,
     0,
-    base,
-    span,
+    labels,
     (s, target) => {
       kind[s] = BRANCH;
       label[s] = target;
@@ -54,6 +54,6 @@ export function referenceVotes(codec: TransformCodec, oldImage: Uint8Array, newI
     const oldX = label[p];
     if (oldX >= 0 && oldX < span && x >= 0 && x < span) votes.add(oldX, x);
   };
-  codec.references(newImage, newImage.length, 0, base, span, (s, target) => vote(s, target, BRANCH), (w, x) => vote(w, x, WORD));
+  codec.references(newImage, newImage.length, 0, labels, (s, target) => vote(s, target, BRANCH), (w, x) => vote(w, x, WORD));
   return votes;
 }

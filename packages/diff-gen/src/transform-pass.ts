@@ -1,7 +1,7 @@
 // The transform pass of the generator: learn the label map from the plain pass's copies, rewrite OLD as it
 // predicts NEW and NEW as the transform encodes it (patch-apply's codecs), and diff every chunk again
 // between the two. The caller keeps, chunk by chunk, whichever record is smaller.
-import { CODECS, DEFAULT_MAX_MAP_ENTRIES, windowBoundary, type LabelMap, type LzmaParams, type TransformKind } from '@otadiff/patch-apply';
+import { CODECS, DEFAULT_MAX_MAP_ENTRIES, windowBoundary, type LabelMap, type Labels, type LzmaParams, type TransformKind } from '@otadiff/patch-apply';
 import type { ChunkDiffJob } from './chunk-diff.js';
 import { ChunkHelper } from './chunk-helper.js';
 import { diffChunks, type ChunkRecord } from './chunk-pass.js';
@@ -12,11 +12,9 @@ import { referenceVotes } from './reference-votes.js';
 /** Below this, a chunk worker's start-up costs more than it saves (as in generate.ts). */
 const MIN_HELPER_BYTES = 1 << 20;
 
-/** Which transform, and the addresses (base + x, x < span) that are the image's own. */
-export interface TransformPlan {
+/** Which transform, and its labels (addresses base + x, x < span, that are the image's own; code at origin). */
+export interface TransformPlan extends Labels {
   kind: TransformKind;
-  base: number;
-  span: number;
 }
 
 export interface TransformPassResult {
@@ -36,12 +34,12 @@ export async function transformPass(
   const oldImage = job.old.data;
   const newImage = job.newImage;
   const copies = plain.map((c, i) => ({ start: i * job.splitSize, boundary: windowBoundary(job, i), ops: c.ops }));
-  const votes = referenceVotes(codec, oldImage, newImage, plan.base, plan.span, copies);
+  const votes = referenceVotes(codec, oldImage, newImage, plan, copies);
   let map = buildLabelMap(votes);
   // A device holds the map in RAM: past its limit, fewer (coarser) segments.
   for (let cost = 4; map.starts.length > maxMapEntries; cost *= 2) map = buildLabelMap(votes, cost);
   const predicted = oldImage.slice();
-  codec.predict(predicted, predicted.length, 0, { map, base: plan.base, span: plan.span });
+  codec.predict(predicted, predicted.length, 0, { ...plan, map });
   const encoded = newImage.slice();
   codec.encode(encoded, encoded.length, 0);
   const count = plain.length;

@@ -1,7 +1,7 @@
 // Which transform a pair gets, and over which addresses: Thumb-2 for Cortex-M code (load address given,
 // else read off the vector table), Xtensa for ESP8266 application images (their segments' addresses).
 import { forEachThumb2Reference, type TransformKind } from '@otadiff/patch-apply';
-import { esp8266Ranges } from './esp8266-image.js';
+import { esp8266Layout } from './esp8266-image.js';
 import { guessLoadAddress } from './load-address.js';
 import type { TransformPlan } from './transform-pass.js';
 
@@ -14,24 +14,32 @@ export const TRANSFORM_CHOICES: readonly TransformChoice[] = ['auto', 'none', 't
  */
 export function looksLikeThumb2(image: Uint8Array): boolean {
   let inside = 0;
-  forEachThumb2Reference(image, image.length, 0, 0, 0, (_s, target) => {
+  forEachThumb2Reference(image, image.length, 0, { base: 0, span: 0, origin: 0 }, (_s, target) => {
     if (target >= 0 && target < image.length) inside++;
   }, () => {});
   return inside >= 64 && inside >= image.length / 1024;
 }
 
+/** Thumb-2: the image's own addresses are [load address, + the larger image); labels are image offsets. */
 function thumb2Plan(oldImage: Uint8Array, newImage: Uint8Array, base: number | undefined): TransformPlan {
-  return { kind: 'thumb2', base: base ?? guessLoadAddress(oldImage), span: Math.max(oldImage.length, newImage.length, 1) };
+  const at = base ?? guessLoadAddress(oldImage);
+  return { kind: 'thumb2', base: at, span: Math.min(Math.max(oldImage.length, newImage.length, 1), 2 ** 32 - at), origin: at };
 }
 
-/** Xtensa: every address OLD's or NEW's segments load at (one range from the lowest to the highest). */
+/**
+ * Xtensa: every address OLD's or NEW's segments load at (one range from the lowest to the highest), and
+ * OLD's code origin; a flat image (no ESP8266 header) is taken as loaded at `base` (default 0).
+ */
 function xtensaPlan(oldImage: Uint8Array, newImage: Uint8Array, base: number | undefined): TransformPlan {
-  const ranges = [esp8266Ranges(oldImage), esp8266Ranges(newImage)];
-  if (ranges[0] === null || ranges[1] === null) return { kind: 'xtensa', base: base ?? 0, span: Math.max(oldImage.length, newImage.length, 1) };
-  const all = [...ranges[0], ...ranges[1]];
+  const layouts = [esp8266Layout(oldImage), esp8266Layout(newImage)];
+  if (layouts[0] === null || layouts[1] === null) {
+    const at = base ?? 0;
+    return { kind: 'xtensa', base: at, span: Math.min(Math.max(oldImage.length, newImage.length, 1), 2 ** 32 - at), origin: at };
+  }
+  const all = [...layouts[0].ranges, ...layouts[1].ranges];
   const start = Math.min(...all.map((r) => r.start));
   const end = Math.max(...all.map((r) => r.end));
-  return { kind: 'xtensa', base: start, span: Math.max(1, end - start) };
+  return { kind: 'xtensa', base: start, span: Math.max(1, end - start), origin: layouts[0].origin };
 }
 
 /** The transform to try for `choice` (null: none). `base` is the user's load address (Thumb-2, or a flat Xtensa image). */
@@ -40,6 +48,6 @@ export function planTransform(oldImage: Uint8Array, newImage: Uint8Array, choice
   if (choice === 'thumb2') return thumb2Plan(oldImage, newImage, base);
   if (choice === 'xtensa') return xtensaPlan(oldImage, newImage, base);
   if (looksLikeThumb2(oldImage) && looksLikeThumb2(newImage)) return thumb2Plan(oldImage, newImage, base);
-  if (esp8266Ranges(oldImage) !== null && esp8266Ranges(newImage) !== null) return xtensaPlan(oldImage, newImage, base);
+  if (esp8266Layout(oldImage) !== null && esp8266Layout(newImage) !== null) return xtensaPlan(oldImage, newImage, base);
   return null;
 }

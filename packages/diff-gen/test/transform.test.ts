@@ -20,7 +20,7 @@ import {
 import { generatePackage, GenerateError } from '../src/generate.js';
 import { guessLoadAddress } from '../src/load-address.js';
 import { looksLikeThumb2, planTransform } from '../src/transform-plan.js';
-import { esp8266Ranges } from '../src/esp8266-image.js';
+import { esp8266Layout } from '../src/esp8266-image.js';
 import { thumbPair } from '../../patch-apply/test/helpers/thumb-images.js';
 
 const MICROBIT = new URL('../../../corpus/microbit-codal/', import.meta.url);
@@ -89,7 +89,7 @@ describe('Thumb-2 transform in the generator', () => {
     }
   });
 
-  it('ESP8266 pairs get the Xtensa transform (address words), smaller, every chunk restoring alone', async () => {
+  it('ESP8266 pairs get the Xtensa transform (CALL0s and address words), smaller, every chunk restoring alone', async () => {
     const old = esp('3.0.2');
     const neu = esp('3.0.3');
     const plain = await generatePackage(old, neu, { transform: 'none' });
@@ -97,8 +97,8 @@ describe('Thumb-2 transform in the generator', () => {
       const t = await generatePackage(old, neu, { mode });
       // The segments' addresses: DRAM from 0x3FFE8000 to the end of irom0 (mapped at 0x40201010).
       expect(t.header.transform).toMatchObject({ kind: 'xtensa', base: 0x3ffe_8000 });
-      // Measured: 0.86x of the plain package.
-      expect(t.package.length, mode).toBeLessThan(0.93 * plain.package.length);
+      // Measured: 0.76x of the plain package.
+      expect(t.package.length, mode).toBeLessThan(0.85 * plain.package.length);
       eachChunkAlone(old, neu, t.package, t.header);
     }
   });
@@ -137,10 +137,11 @@ describe('Thumb-2 transform in the generator', () => {
 
   it('auto picks the transform by what the images are, and leaves other images alone without trying', () => {
     expect(planTransform(esp('3.0.4'), esp('3.0.5'), 'auto')?.kind).toBe('xtensa');
-    expect(planTransform(microbit('v2a-4.0.24'), microbit('v2a-7.0.6'), 'auto')).toEqual({ kind: 'thumb2', base: 0, span: 520995 });
+    expect(planTransform(microbit('v2a-4.0.24'), microbit('v2a-7.0.6'), 'auto')).toEqual({ kind: 'thumb2', base: 0, span: 520995, origin: 0 });
+    expect(planTransform(esp('3.0.4'), esp('3.0.5'), 'auto')).toMatchObject({ kind: 'xtensa', base: 0x3ffe_8000, origin: 0x4020_1000 });
     expect(planTransform(new Uint8Array(5000), new Uint8Array(5000), 'auto')).toBeNull();
     expect(planTransform(microbit('v2a-4.0.24'), microbit('v2a-7.0.6'), 'none')).toBeNull();
-    expect(planTransform(new Uint8Array(100), new Uint8Array(200), 'xtensa', 0x4000)).toEqual({ kind: 'xtensa', base: 0x4000, span: 200 });
+    expect(planTransform(new Uint8Array(100), new Uint8Array(200), 'xtensa', 0x4000)).toEqual({ kind: 'xtensa', base: 0x4000, span: 200, origin: 0x4000 });
     expect(looksLikeThumb2(esp('3.0.4'))).toBe(false);
     expect(looksLikeThumb2(new Uint8Array(100000).fill(0xff))).toBe(false);
     expect(looksLikeThumb2(microbit('v1a-4.0.24'))).toBe(true);
@@ -166,17 +167,24 @@ describe('Thumb-2 transform in the generator', () => {
   });
 
   it('reads the address ranges of ESP8266 images, and nothing from other bytes', () => {
-    expect(esp8266Ranges(esp('2.2.0'))).toEqual([
-      { start: 0x4020_1010, end: 0x4020_1010 + 0x59f80 },
-      { start: 0x4010_0000, end: 0x4010_0000 + 0x6b40 },
-      { start: 0x3ffe_8000, end: 0x3ffe_8000 + 0x870 },
-      { start: 0x3ffe_8870, end: 0x3ffe_8870 + 0x258c },
-    ]);
-    expect(esp8266Ranges(microbit('v1a-4.0.24'))).toBeNull();
-    expect(esp8266Ranges(esp('2.2.0').subarray(0, 0x59f80))).toBeNull();
-    expect(esp8266Ranges(Uint8Array.of(0xe9, 0))).toBeNull();
+    expect(esp8266Layout(esp('2.2.0'))).toEqual({
+      ranges: [
+        { start: 0x4020_1010, end: 0x4020_1010 + 0x59f80 },
+        { start: 0x4010_0000, end: 0x4010_0000 + 0x6b40 },
+        { start: 0x3ffe_8000, end: 0x3ffe_8000 + 0x870 },
+        { start: 0x3ffe_8870, end: 0x3ffe_8870 + 0x258c },
+      ],
+      // irom0's data starts at file offset 16, mapped at 0x40201010.
+      origin: 0x4020_1000,
+    });
+    // A plain 0xE9 image: code runs from its first IRAM segment.
+    const e9 = esp('2.2.0').slice(0x59f90);
+    expect(esp8266Layout(e9)).toMatchObject({ origin: 0x4010_0000 - 16 });
+    expect(esp8266Layout(microbit('v1a-4.0.24'))).toBeNull();
+    expect(esp8266Layout(esp('2.2.0').subarray(0, 0x59f80))).toBeNull();
+    expect(esp8266Layout(Uint8Array.of(0xe9, 0))).toBeNull();
     fc.assert(fc.property(fc.uint8Array({ maxLength: 200 }), (b) => {
-      for (const r of esp8266Ranges(Uint8Array.of(0xe9, ...b)) ?? []) expect(r.end).toBeGreaterThanOrEqual(r.start);
+      for (const r of esp8266Layout(Uint8Array.of(0xe9, ...b))?.ranges ?? []) expect(r.end).toBeGreaterThanOrEqual(r.start);
     }), { seed: 5, numRuns: 200 });
   });
 

@@ -81,7 +81,7 @@ export class ChunkDecoder {
     this.stage = new Uint8Array(stored ? 0 : STAGE_BYTES);
     const t = header.transform ?? null;
     this.codec = t === null ? null : CODECS[t.kind];
-    this.predicted = t === null ? null : new PredictedSource(source, this.codec!, { map: t.map, base: t.base, span: t.span }, header.oldSize);
+    this.predicted = t === null ? null : new PredictedSource(source, this.codec!, { map: t.map, base: t.base, span: t.span, origin: t.origin }, header.oldSize);
     this.src = source;
   }
 

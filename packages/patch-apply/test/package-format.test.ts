@@ -194,6 +194,7 @@ describe('package header codec', () => {
       kind: 'thumb2',
       base: 0x0800_0000,
       span: 12388,
+      origin: 0x0800_0000,
       chunkMask: chunkMaskOf(4, (i) => i !== 1),
       map: { starts: Int32Array.of(0, 100, 4000), deltas: Int32Array.of(0, 64, 8000) },
       ...over,
@@ -207,10 +208,10 @@ describe('package header codec', () => {
       const back = parseHeader(bytes);
       expect(back.diffVersion).toBe(3);
       expect(back.headerLength).toBe(bytes.length);
-      expect(bytes.length).toBeGreaterThan(headerLengthFor(4) + 16);
+      expect(bytes.length).toBeGreaterThan(headerLengthFor(4) + 20);
       const t = back.transform!;
-      expect([t.kind, t.base, t.span, Array.from(t.map.starts), Array.from(t.map.deltas)]).toEqual(['thumb2', 0x0800_0000, 12388, [0, 100, 4000], [0, 64, 8000]]);
-      expect(parseHeader(encodeHeader({ ...sampleHeader(), transform: transform({ kind: 'xtensa', base: 0x3ffe_8000, span: 0x40_0000 }) })).transform).toMatchObject({ kind: 'xtensa', base: 0x3ffe_8000, span: 0x40_0000 });
+      expect([t.kind, t.base, t.span, t.origin, Array.from(t.map.starts), Array.from(t.map.deltas)]).toEqual(['thumb2', 0x0800_0000, 12388, 0x0800_0000, [0, 100, 4000], [0, 64, 8000]]);
+      expect(parseHeader(encodeHeader({ ...sampleHeader(), transform: transform({ kind: 'xtensa', base: 0x3ffe_8000, span: 0x40_0000, origin: 0x4020_1000 }) })).transform).toMatchObject({ kind: 'xtensa', base: 0x3ffe_8000, span: 0x40_0000, origin: 0x4020_1000 });
       expect([0, 1, 2, 3].map((i) => chunkTransformed(t, i))).toEqual([true, false, true, true]);
       const plain = parseHeader(encodeHeader(sampleHeader()));
       expect([plain.diffVersion, plain.transform]).toEqual([2, null]);
@@ -221,15 +222,15 @@ describe('package header codec', () => {
         ['unknown kind', (v) => v.setUint8(SECTION, 9), 'bad-header'],
         ['kind 0', (v) => v.setUint8(SECTION, 0), 'bad-header'],
         ['reserved byte', (v) => v.setUint8(SECTION + 2, 1), 'bad-header'],
-        ['no chunk transformed', (v) => v.setUint8(SECTION + 16, 0), 'bad-header'],
-        ['a bit past the last chunk', (v) => v.setUint8(SECTION + 16, 0x1d), 'bad-header'],
+        ['no chunk transformed', (v) => v.setUint8(SECTION + 20, 0), 'bad-header'],
+        ['a bit past the last chunk', (v) => v.setUint8(SECTION + 20, 0x1d), 'bad-header'],
         ['zero span', (v) => v.setUint32(SECTION + 8, 0, true), 'bad-header'],
         ['addresses past 2^32', (v) => v.setUint32(SECTION + 8, 0xf800_0001, true), 'bad-header'],
         ['a span too short for the map', (v) => v.setUint32(SECTION + 8, 4000, true), 'bad-header'],
-        ['more segments than encoded', (v) => v.setUint32(SECTION + 12, 4, true), 'bad-header'],
-        ['fewer segments than encoded', (v) => v.setUint32(SECTION + 12, 2, true), 'bad-header'],
-        ['segments over the limit', (v) => v.setUint32(SECTION + 12, 100_000, true), 'limit-exceeded'],
-        ['a start past the span', (v) => v.setUint8(SECTION + 23, 0x7f), 'bad-header'],
+        ['more segments than encoded', (v) => v.setUint32(SECTION + 16, 4, true), 'bad-header'],
+        ['fewer segments than encoded', (v) => v.setUint32(SECTION + 16, 2, true), 'bad-header'],
+        ['segments over the limit', (v) => v.setUint32(SECTION + 16, 100_000, true), 'limit-exceeded'],
+        ['a start past the span', (v) => v.setUint8(SECTION + 27, 0x7f), 'bad-header'],
         ['version 2 with a section', (v) => v.setUint16(4, 2, true), 'bad-header'],
         ['raw mode', (v) => v.setUint8(6, 2), 'bad-header'],
         ['header length cuts the section short', (v) => v.setUint32(8, headerLengthFor(4) + 5, true), 'bad-header'],

@@ -29,7 +29,7 @@ function roundTrips(bytes: Uint8Array, offset = 0): boolean {
 /** Branch sites of a buffer (their positions). */
 function sites(bytes: Uint8Array): number[] {
   const out: number[] = [];
-  forEachThumb2Reference(bytes, bytes.length, 0, 0, 0, (s) => out.push(s), () => {});
+  forEachThumb2Reference(bytes, bytes.length, 0, { base: 0, span: 0, origin: 0 }, (s) => out.push(s), () => {});
   return out;
 }
 
@@ -112,7 +112,7 @@ describe('Thumb-2 transform: NEW side', () => {
   it('refuses a buffer that does not start on a block boundary', () => {
     expect(() => thumb2Encode(new Uint8Array(8), 8, 2)).toThrow(RangeError);
     expect(() => thumb2Decode(new Uint8Array(8), 8, TRANSFORM_BLOCK + 4)).toThrow(RangeError);
-    expect(() => thumb2Predict(new Uint8Array(8), 8, -TRANSFORM_BLOCK, { map: EMPTY_LABEL_MAP, base: 0, span: 8 })).toThrow(RangeError);
+    expect(() => thumb2Predict(new Uint8Array(8), 8, -TRANSFORM_BLOCK, { map: EMPTY_LABEL_MAP, base: 0, span: 8, origin: 0 })).toThrow(RangeError);
   });
 });
 
@@ -120,7 +120,7 @@ describe('Thumb-2 transform: OLD side (the prediction)', () => {
   it('with an empty map it is the NEW-side encoding (address words stay)', () => {
     const { old, base } = thumbPair(60);
     const p = old.slice();
-    thumb2Predict(p, p.length, 0, { map: EMPTY_LABEL_MAP, base, span: old.length });
+    thumb2Predict(p, p.length, 0, { map: EMPTY_LABEL_MAP, base, span: old.length, origin: base });
     expect(same(p, encoded(old))).toBe(true);
   });
 
@@ -128,9 +128,9 @@ describe('Thumb-2 transform: OLD side (the prediction)', () => {
     const { old, base } = thumbPair(60);
     const shift: LabelMap = { starts: Int32Array.of(0), deltas: Int32Array.of(16) };
     const p = old.slice();
-    thumb2Predict(p, p.length, 0, { map: shift, base, span: old.length });
+    thumb2Predict(p, p.length, 0, { map: shift, base, span: old.length, origin: base });
     let words = 0;
-    forEachThumb2Reference(old, old.length, 0, base, old.length, () => {}, (w, x) => {
+    forEachThumb2Reference(old, old.length, 0, { base, span: old.length, origin: base }, () => {}, (w, x) => {
       words++;
       expect(new DataView(p.buffer).getUint32(w, true)).toBe(base + x + 16);
     });
@@ -147,7 +147,7 @@ describe('Thumb-2 transform: OLD side (the prediction)', () => {
     const img = microbit('v1b-7.0.6');
     fc.assert(
       fc.property(aMap, fc.array(fc.tuple(fc.nat({ max: img.length - 1 }), fc.integer({ min: 1, max: 9000 })), { minLength: 1, maxLength: 20 }), fc.nat({ max: 40 }), (map, reads, boundaryBlocks) => {
-        const prediction = { map, base: 0, span: img.length };
+        const prediction = { map, base: 0, span: img.length, origin: 0 };
         const whole = img.slice();
         thumb2Predict(whole, whole.length, 0, prediction);
         const boundary = boundaryBlocks * TRANSFORM_BLOCK;
@@ -169,7 +169,7 @@ describe('Thumb-2 transform: OLD side (the prediction)', () => {
   it('is deterministic on any bytes: a block predicted alone equals it predicted inside the whole', () => {
     fc.assert(
       fc.property(siteRich, aMap, fc.nat(), (bytes, map, base) => {
-        const prediction = { map, base: base >>> 0, span: bytes.length };
+        const prediction = { map, base: base >>> 0, span: bytes.length, origin: base >>> 0 };
         const whole = bytes.slice();
         thumb2Predict(whole, whole.length, 0, prediction);
         for (let at = 0; at < bytes.length; at += TRANSFORM_BLOCK) {

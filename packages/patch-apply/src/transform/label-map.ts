@@ -14,13 +14,18 @@ export interface LabelMap {
 
 export const EMPTY_LABEL_MAP: LabelMap = { starts: new Int32Array(0), deltas: new Int32Array(0) };
 
-/** What the OLD side of a transform needs beside OLD's bytes. */
-export interface Prediction {
-  /** Where OLD's labels went in NEW. */
-  map: LabelMap;
-  /** An aligned word holding base + x with x < span is an address of the image (labels are such x). */
+/** Which values are labels: an address base + x with x < span is the image's own; x is its label. */
+export interface Labels {
   base: number;
   span: number;
+  /** The address image offset 0 runs at: a branch at image offset s reaches labels from origin + s. */
+  origin: number;
+}
+
+/** What the OLD side of a transform needs beside OLD's bytes. */
+export interface Prediction extends Labels {
+  /** Where OLD's labels went in NEW. */
+  map: LabelMap;
 }
 
 /** RAM a patcher holds for a map of `count` segments (two 32-bit words each). */

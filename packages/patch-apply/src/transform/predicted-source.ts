@@ -5,9 +5,10 @@ import { copyBytes } from '../source-reader.js';
 import type { TransformCodec } from './codecs.js';
 import type { Prediction } from './label-map.js';
 import { TRANSFORM_BLOCK } from './thumb2.js';
+import { XTENSA_SCRATCH_BYTES } from './xtensa.js';
 
-/** RAM of the view beside the map: the cached block. */
-export const PREDICTED_SOURCE_BYTES = TRANSFORM_BLOCK;
+/** RAM of the view beside the map: the cached block, and the prediction's scratch. */
+export const PREDICTED_SOURCE_BYTES = TRANSFORM_BLOCK + XTENSA_SCRATCH_BYTES;
 
 export class PredictedSource implements SourceReader {
   private readonly block = new Uint8Array(TRANSFORM_BLOCK);

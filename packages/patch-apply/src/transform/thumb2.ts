@@ -8,7 +8,7 @@
 // only the low eleven, so a transformed buffer has exactly the sites of the original: the NEW-side
 // transform is a bijection on any bytes. No two sites overlap (a second halfword has bit 11 set, a first
 // has it clear), so the sites do not depend on where parsing starts.
-import { mapLabel, type Prediction } from './label-map.js';
+import { mapLabel, type Labels, type Prediction } from './label-map.js';
 
 /** Transforms work in blocks of this many bytes of the image: a site or word never spans two. */
 export const TRANSFORM_BLOCK = 4096;
@@ -60,9 +60,9 @@ export function thumb2Decode(buf: Uint8Array, len: number, offset: number): void
 
 /**
  * The references of buf[0, len) (image offset `offset`, a block boundary) that the OLD side rewrites:
- * `branch(s, target)` for each branch site, with its target's image offset, and `word(w, x)` for each
- * aligned 32-bit word at buf[w] holding an address base + x with x < span (the image's own addresses)
- * and overlapping no branch site of its block. One pass, two halfwords at a time; each decision is made
+ * `branch(s, x)` for each branch site, with its target's label x (origin + target offset − base, any
+ * 32-bit value), and `word(w, x)` for each aligned 32-bit word at buf[w] holding an address base + x
+ * with x < span (the image's own addresses) and overlapping no branch site of its block. One pass, two halfwords at a time; each decision is made
  * on the bytes as they were, so the callbacks may rewrite what they are given: a branch rewrite keeps
  * every opcode bit, and a word's own bytes are read by no later decision (the site test at w + 2 that
  * reads its last byte is made before it is reported, and carried to the next word).
@@ -71,20 +71,21 @@ export function forEachThumb2Reference(
   buf: Uint8Array,
   len: number,
   offset: number,
-  base: number,
-  span: number,
-  branch: (s: number, target: number) => void,
+  labels: Labels,
+  branch: (s: number, x: number) => void,
   word: (w: number, x: number) => void,
 ): void {
   checkOffset(offset);
+  const { base, span } = labels;
+  const at0 = (labels.origin - base + offset) | 0;
   for (let b = 0; b < len; b += TRANSFORM_BLOCK) {
     const end = Math.min(b + TRANSFORM_BLOCK, len);
     let before = false; // a site at w - 2
     for (let w = b; w + 4 <= end; w += 4) {
       const at = isSite(buf, w);
       const next = !at && w + 6 <= end && isSite(buf, w + 2);
-      if (at) branch(w, offset + w + 4 + 2 * ((field(buf, w) << 10) >> 10));
-      else if (next) branch(w + 2, offset + w + 6 + 2 * ((field(buf, w + 2) << 10) >> 10));
+      if (at) branch(w, (at0 + w + 4 + 2 * ((field(buf, w) << 10) >> 10)) | 0);
+      else if (next) branch(w + 2, (at0 + w + 6 + 2 * ((field(buf, w + 2) << 10) >> 10)) | 0);
       else if (!before) {
         const x = ((buf[w] | (buf[w + 1] << 8) | (buf[w + 2] << 16) | (buf[w + 3] << 24)) - base) >>> 0;
         if (x < span) word(w, x);
@@ -101,13 +102,14 @@ export function forEachThumb2Reference(
  */
 export function thumb2Predict(buf: Uint8Array, len: number, offset: number, p: Prediction): void {
   const { map, base } = p;
+  const shift = (p.origin - base) | 0;
   forEachThumb2Reference(
     buf,
     len,
     offset,
-    base,
-    p.span,
-    (s, target) => setField(buf, s, (mapLabel(map, target) >> 1) & FIELD_MASK),
+    p,
+    // Back from a label to an image offset: the form thumb2Encode gives NEW's branches.
+    (s, x) => setField(buf, s, (((mapLabel(map, x) - shift) | 0) >> 1) & FIELD_MASK),
     (w, x) => {
       const y = mapLabel(map, x);
       if (y === x) return;

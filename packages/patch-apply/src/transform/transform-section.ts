@@ -8,8 +8,8 @@ import { decodeLabelMap, encodeLabelMap, encodedLabelMapLength, type LabelMap } 
 export type { TransformKind } from './codecs.js';
 const KIND_CODES: Readonly<Record<TransformKind, number>> = { thumb2: 1, xtensa: 2 };
 
-/** Bytes of the section before its chunk bitmap: kind, 3 reserved, base, span, segment count. */
-export const TRANSFORM_FIXED_BYTES = 16;
+/** Bytes of the section before its chunk bitmap: kind, 3 reserved, base, span, origin, segment count. */
+export const TRANSFORM_FIXED_BYTES = 20;
 /** Default for PatcherLimits.maxMapEntries: 4096 segments, 32 KiB of RAM (the corpus needs < 300). */
 export const DEFAULT_MAX_MAP_ENTRIES = 4096;
 /** Most bytes one segment may take (two 5-byte numbers). */
@@ -23,6 +23,8 @@ export interface PackageTransform {
    */
   base: number;
   span: number;
+  /** The address image offset 0 runs at (a branch's target label is origin + its image offset − base). */
+  origin: number;
   /** Bit i % 8 of byte i / 8: chunk i is restored through the transform; the others are plain. */
   chunkMask: Uint8Array;
   map: LabelMap;
@@ -57,11 +59,13 @@ export function encodeTransformSection(t: PackageTransform, chunkCount: number, 
   if (t.chunkMask.length !== chunkMaskBytes(chunkCount)) throw new RangeError(`transform chunk mask has ${t.chunkMask.length} bytes for ${chunkCount} chunks`);
   if (!Number.isInteger(t.base) || t.base < 0 || !Number.isInteger(t.span) || t.span < 1 || t.base + t.span > 2 ** 32)
     throw new RangeError('transform base and span must give a range of 32-bit addresses');
+  if (!Number.isInteger(t.origin) || t.origin < 0 || t.origin > 0xffff_ffff) throw new RangeError('transform origin must be a 32-bit address');
   const v = new DataView(out.buffer, out.byteOffset, out.length);
   v.setUint8(at, KIND_CODES[t.kind]);
   v.setUint32(at + 4, t.base, true);
   v.setUint32(at + 8, t.span, true);
-  v.setUint32(at + 12, t.map.starts.length, true);
+  v.setUint32(at + 12, t.origin, true);
+  v.setUint32(at + 16, t.map.starts.length, true);
   at += TRANSFORM_FIXED_BYTES;
   out.set(t.chunkMask, at);
   return encodeLabelMap(t.map, out, at + t.chunkMask.length);
@@ -89,7 +93,8 @@ export function parseTransformSection(bytes: Uint8Array, c: SectionContext): Pac
   const base = v.getUint32(4, true);
   const span = v.getUint32(8, true);
   if (span === 0 || base + span > 2 ** 32) fail('bad-header', `addresses [0x${base.toString(16)}, +${span}) are no range of 32-bit addresses`);
-  const count = v.getUint32(12, true);
+  const origin = v.getUint32(12, true);
+  const count = v.getUint32(16, true);
   if (count > c.maxMapEntries) fail('limit-exceeded', `a map of ${count} segments exceeds this device's limit of ${c.maxMapEntries}`);
   const maskBytes = chunkMaskBytes(c.chunkCount);
   const chunkMask = bytes.slice(TRANSFORM_FIXED_BYTES, TRANSFORM_FIXED_BYTES + maskBytes);
@@ -98,5 +103,5 @@ export function parseTransformSection(bytes: Uint8Array, c: SectionContext): Pac
   if (spare > 0 && chunkMask[maskBytes - 1] >>> (8 - spare) !== 0) fail('bad-header', 'chunk bitmap has bits set past the last chunk');
   if (chunkMask.every((b) => b === 0)) fail('bad-header', 'no chunk uses the transform');
   const map = decodeLabelMap(bytes.subarray(TRANSFORM_FIXED_BYTES + maskBytes), count, span);
-  return { kind: kind!, base, span, chunkMask, map };
+  return { kind: kind!, base, span, origin, chunkMask, map };
 }
