@@ -56,7 +56,7 @@ describe('otadiff diff / apply / info', () => {
     expect(JSON.parse(i.out)).toMatchObject({ diffVersion: 3, mode: 'inplace', newSize: 413556, packageBytes: j.patchBytes, signature: null, transform: j.transform });
     const human = await run('info', patch);
     expect(human.out).toMatch(/diff_version 3, mode inplace/);
-    expect(human.out).toMatch(/transform +xtensa on \d+ of 7 chunks \(addresses 0x3ffe8000 \+ \d+, \d+ map segments\)/);
+    expect(human.out).toMatch(/transform +xtensa on \d+ of 7 chunks \(addresses 0x3ffe8000 \+ \d+, code at 0x40201000, \d+ map segments\)/);
     expect(human.out.split('\n').filter((l) => /^\s+\d+\s+\d+/.test(l))).toHaveLength(7);
   });
 
@@ -69,13 +69,13 @@ describe('otadiff diff / apply / info', () => {
     const m = await run('diff', `${MICROBIT}v1a-7.0.6.bin`, `${MICROBIT}v1a-8.1.32.bin`, '-o', t, '--transform', 'thumb2', '--base', '0x0', '--json');
     expect(m.code).toBe(0);
     const j = JSON.parse(m.out);
-    expect(j).toMatchObject({ diffVersion: 3, transform: { kind: 'thumb2', base: '0x00000000', span: 261152 } });
+    expect(j).toMatchObject({ diffVersion: 3, transform: { kind: 'thumb2', base: '0x00000000', span: 261152, origin: '0x00000000' } });
     expect(j.transform.chunks.length).toBeGreaterThan(0);
     const info = JSON.parse((await run('info', t, '--json')).out);
     expect(info.chunks.filter((c: { transformed: boolean }) => c.transformed).map((c: { index: number }) => c.index)).toEqual(j.transform.chunks);
-    // ramBytes counts the map and the predicted block.
+    // ramBytes counts the map, the predicted block and its 512-byte scratch, and the longer header.
     const plain = JSON.parse((await run('diff', `${MICROBIT}v1a-7.0.6.bin`, `${MICROBIT}v1a-8.1.32.bin`, '-o', join(dir, 'mb-plain.bin'), '--transform', 'none', '--json')).out);
-    expect(j.ramBytes - plain.ramBytes).toBe(4096 + 8 * j.transform.mapSegments + (info.headerBytes - 176 - 4 * 16 - 4));
+    expect(j.ramBytes - plain.ramBytes).toBe(4096 + 512 + 8 * j.transform.mapSegments + (info.headerBytes - 176 - 4 * 16 - 4));
     expect(j.patchBytes).toBeLessThan(plain.patchBytes / 2);
     const out = join(dir, 'mb-new.bin');
     expect((await run('apply', `${MICROBIT}v1a-7.0.6.bin`, t, '-o', out)).code).toBe(0);
