@@ -39,11 +39,12 @@ describe('boot-side restore under power cuts', () => {
     }
   }
 
-  for (const mode of ['inplace', 'ab'] as const) {
-    it(`${mode}, Thumb-2 transformed package (diff_version 3): every flash operation and read cut, double cuts, every boot is OLD intact or NEW complete`, async () => {
-      const { old, neu } = thumbPair(170, 7);
-      const { package: pkg, header } = await generatePackage(old, neu, { mode, splitSize: 4096 });
-      expect(header.diffVersion).toBe(3);
+  for (const [mode, transform] of [['inplace', 'thumb2'], ['ab', 'thumb2'], ['inplace', 'xtensa']] as const) {
+    it(`${mode}, ${transform}-transformed package (diff_version 3): every flash operation and read cut, double cuts, every boot is OLD intact or NEW complete`, async () => {
+      const { old, neu, base } = thumbPair(170, 7);
+      // Xtensa on the Thumb-like pair: its address words (and whatever the sweep takes for CALL0s), every chunk.
+      const { package: pkg, header } = await generatePackage(old, neu, { mode, splitSize: 4096, transform, base, transformEveryChunk: transform === 'xtensa' });
+      expect(header.transform?.kind).toBe(transform);
       expect(header.chunks.filter((_c, i) => chunkTransformed(header.transform, i)).length).toBeGreaterThan(1);
       for (const countReads of [false, true]) {
         const r = runPowercut(old, neu, pkg, { sectorSize: 1024, tear: 'random', seed: 6, doubleCutEvery: 2, countReads });
