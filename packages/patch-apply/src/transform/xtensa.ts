@@ -12,25 +12,23 @@ import { checkOffset, TRANSFORM_BLOCK } from './thumb2.js';
 
 const FIELD_MASK = 0x3_ffff;
 
-/**
- * `visit(s)` for every CALL0 the sweep of buf[b, end) (one block) finds. The sweep reads only the first
- * byte of each instruction, so `visit` may rewrite the rest of the CALL0 it is given.
- */
-function sweepBlock(buf: Uint8Array, b: number, end: number, visit: (s: number) => void): void {
-  for (let i = b; i + 3 <= end; ) {
-    const op0 = buf[i] & 0x0f;
-    if (op0 >= 8 && op0 <= 13) {
-      i += 2;
-      continue;
-    }
-    if ((buf[i] & 0x3f) === 0x05) visit(i);
-    i += 3;
-  }
-}
+/** Length of an instruction by its op0 (the low nibble of its first byte): 2 for 8-13 (code density), else 3. */
+const LENGTH = Uint8Array.from({ length: 16 }, (_, op0) => (op0 >= 8 && op0 <= 13 ? 2 : 3));
 
-/** `visit(s)` for every CALL0 of buf[0, len), block by block (each wholly inside its block). */
-function forEachCall0(buf: Uint8Array, len: number, visit: (s: number) => void): void {
-  for (let b = 0; b < len; b += TRANSFORM_BLOCK) sweepBlock(buf, b, Math.min(b + TRANSFORM_BLOCK, len), visit);
+/** Whether an instruction whose first byte is `c` (and which is 3 bytes) is a CALL0. */
+const isCall0 = (c: number): boolean => (c & 0x3f) === 0x05;
+
+/** Shifts every CALL0 field of buf[0, len) by ±((s >> 2) + 1): the NEW-side encoding and its inverse. */
+function shiftCalls(buf: Uint8Array, len: number, offset: number, sign: 1 | -1): void {
+  checkOffset(offset);
+  for (let b = 0; b < len; b += TRANSFORM_BLOCK) {
+    const end = Math.min(b + TRANSFORM_BLOCK, len) - 3;
+    for (let i = b; i <= end; ) {
+      const c = buf[i];
+      if (isCall0(c)) setField(buf, i, (field(buf, i) + sign * from(offset + i)) & FIELD_MASK);
+      i += LENGTH[c & 0x0f];
+    }
+  }
 }
 
 const field = (buf: Uint8Array, s: number): number => (buf[s] >>> 6) | (buf[s + 1] << 2) | (buf[s + 2] << 10);
@@ -46,14 +44,12 @@ const from = (s: number): number => ((s >>> 2) + 1) & FIELD_MASK;
 
 /** NEW side, before diffing: each CALL0's offset becomes its target word (image offset / 4, modulo 2^18). */
 export function xtensaEncode(buf: Uint8Array, len: number, offset: number): void {
-  checkOffset(offset);
-  forEachCall0(buf, len, (s) => setField(buf, s, (field(buf, s) + from(offset + s)) & FIELD_MASK));
+  shiftCalls(buf, len, offset, 1);
 }
 
 /** The exact inverse of xtensaEncode: the patcher's pass over each restored chunk. */
 export function xtensaDecode(buf: Uint8Array, len: number, offset: number): void {
-  checkOffset(offset);
-  forEachCall0(buf, len, (s) => setField(buf, s, (field(buf, s) - from(offset + s)) & FIELD_MASK));
+  shiftCalls(buf, len, offset, -1);
 }
 
 /** Scratch: the bytes a block's CALL0s cover, a bit each (counted in the predicted source's RAM). */
@@ -80,10 +76,15 @@ export function forEachXtensaReference(
   for (let b = 0; b < len; b += TRANSFORM_BLOCK) {
     const end = Math.min(b + TRANSFORM_BLOCK, len);
     covered.fill(0);
-    sweepBlock(buf, b, end, (s) => {
-      for (let k = s - b; k < s - b + 3; k++) covered[k >>> 5] |= 1 << (k & 31);
-      branch(s, (at0 + (s & ~3) + 4 + 4 * ((field(buf, s) << 14) >> 14)) | 0);
-    });
+    // The sweep (a CALL0's rewrite keeps the byte it reads), marking the bytes each CALL0 covers.
+    for (let i = b; i + 3 <= end; ) {
+      const c = buf[i];
+      if (isCall0(c)) {
+        for (let k = i - b; k < i - b + 3; k++) covered[k >>> 5] |= 1 << (k & 31);
+        branch(i, (at0 + (i & ~3) + 4 + 4 * ((field(buf, i) << 14) >> 14)) | 0);
+      }
+      i += LENGTH[c & 0x0f];
+    }
     for (let w = b; w + 4 <= end; w += 4) {
       // Aligned words are four bits of one scratch word.
       if (((covered[(w - b) >>> 5] >>> ((w - b) & 31)) & 0xf) !== 0) continue;
