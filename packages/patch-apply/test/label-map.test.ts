@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { decodeLabelMap, encodeLabelMap, encodedLabelMapLength, mapLabel, type LabelMap } from '../src/transform/label-map.js';
 import { PackageError } from '../src/package-error.js';
+import { codeOf } from './helpers/error-code.js';
 
 const SPAN = 1 << 20;
 
@@ -17,15 +18,6 @@ function encode(m: LabelMap): Uint8Array {
   return out;
 }
 
-function codeOf(f: () => unknown): string {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(PackageError);
-    return (e as PackageError).code;
-  }
-  return 'no error';
-}
 
 describe('label map', () => {
   it('round-trips any valid map through its encoding', () => {

@@ -11,6 +11,7 @@ import {
   type HeaderFields,
 } from '../src/package-format.js';
 import { PackageError } from '../src/package-error.js';
+import { codeOf } from './helpers/error-code.js';
 import { chunkMaskOf, chunkTransformed, type PackageTransform } from '../src/transform/transform-section.js';
 
 function sampleHeader(newSize = 3 * 4096 + 100, split = 4096): HeaderFields {
@@ -47,15 +48,6 @@ function reseal(bytes: Uint8Array): Uint8Array {
   return bytes;
 }
 
-function codeOf(f: () => unknown): string {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(PackageError);
-    return (e as PackageError).code;
-  }
-  return 'no error';
-}
 
 describe('package header codec', () => {
   it('round-trips every field', () => {

@@ -3,7 +3,8 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { forEachThumb2Reference, thumb2Decode, thumb2Encode, thumb2Predict, TRANSFORM_BLOCK } from '../src/transform/thumb2.js';
+import { forEachThumb2Reference, thumb2Decode, thumb2Encode, thumb2Predict } from '../src/transform/thumb2.js';
+import { TRANSFORM_BLOCK } from '../src/transform/block.js';
 import { EMPTY_LABEL_MAP, type LabelMap } from '../src/transform/label-map.js';
 import { PredictedSource } from '../src/transform/predicted-source.js';
 import { CODECS } from '../src/transform/codecs.js';

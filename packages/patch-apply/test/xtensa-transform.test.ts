@@ -7,7 +7,7 @@ import { forEachXtensaReference, xtensaDecode, xtensaEncode, xtensaPredict } fro
 import { CODECS } from '../src/transform/codecs.js';
 import { PredictedSource } from '../src/transform/predicted-source.js';
 import { memorySource } from '../src/source-reader.js';
-import { TRANSFORM_BLOCK } from '../src/transform/thumb2.js';
+import { TRANSFORM_BLOCK } from '../src/transform/block.js';
 import type { LabelMap } from '../src/transform/label-map.js';
 
 const ESP = new URL('../../../corpus/esp8266-at/', import.meta.url);

@@ -1,5 +1,6 @@
 // Each transform kind's functions, so the patcher and the generator handle every kind alike.
-import type { Labels, Prediction } from './label-map.js';
+import type { ReferenceScan } from './block.js';
+import type { Prediction } from './label-map.js';
 import { forEachThumb2Reference, thumb2Decode, thumb2Encode, thumb2Predict } from './thumb2.js';
 import { forEachXtensaReference, xtensaDecode, xtensaEncode, xtensaPredict } from './xtensa.js';
 
@@ -13,7 +14,7 @@ export interface TransformCodec {
   /** OLD side: the bytes as the package predicts NEW has them. */
   predict(buf: Uint8Array, len: number, offset: number, p: Prediction): void;
   /** The references predict rewrites, with their labels (branch targets, address words), for the generator. */
-  references(buf: Uint8Array, len: number, offset: number, labels: Labels, branch: (s: number, x: number) => void, word: (w: number, x: number) => void): void;
+  references: ReferenceScan;
 }
 
 export const CODECS: Readonly<Record<TransformKind, TransformCodec>> = {

@@ -4,7 +4,7 @@ import type { SourceReader } from '../source-reader.js';
 import { copyBytes } from '../source-reader.js';
 import type { TransformCodec } from './codecs.js';
 import type { Prediction } from './label-map.js';
-import { TRANSFORM_BLOCK } from './thumb2.js';
+import { TRANSFORM_BLOCK } from './block.js';
 import { XTENSA_SCRATCH_BYTES } from './xtensa.js';
 
 /** RAM of the view beside the map: the cached block, and the prediction's scratch. */

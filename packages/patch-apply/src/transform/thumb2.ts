@@ -8,10 +8,8 @@
 // only the low eleven, so a transformed buffer has exactly the sites of the original: the NEW-side
 // transform is a bijection on any bytes. No two sites overlap (a second halfword has bit 11 set, a first
 // has it clear), so the sites do not depend on where parsing starts.
-import { mapLabel, type Labels, type Prediction } from './label-map.js';
-
-/** Transforms work in blocks of this many bytes of the image: a site or word never spans two. */
-export const TRANSFORM_BLOCK = 4096;
+import { checkOffset, predictWord, TRANSFORM_BLOCK, wordAt, type ReferenceScan } from './block.js';
+import { mapLabel, type Prediction } from './label-map.js';
 const FIELD_MASK = 0x3f_ffff;
 
 /** Whether a Thumb-2 branch site starts at buf[s] (the caller keeps s + 4 inside the block). */
@@ -62,19 +60,13 @@ export function thumb2Decode(buf: Uint8Array, len: number, offset: number): void
  * The references of buf[0, len) (image offset `offset`, a block boundary) that the OLD side rewrites:
  * `branch(s, x)` for each branch site, with its target's label x (origin + target offset − base, any
  * 32-bit value), and `word(w, x)` for each aligned 32-bit word at buf[w] holding an address base + x
- * with x < span (the image's own addresses) and overlapping no branch site of its block. One pass, two halfwords at a time; each decision is made
- * on the bytes as they were, so the callbacks may rewrite what they are given: a branch rewrite keeps
- * every opcode bit, and a word's own bytes are read by no later decision (the site test at w + 2 that
- * reads its last byte is made before it is reported, and carried to the next word).
+ * with x < span (the image's own addresses) and overlapping no branch site of its block. One pass, two
+ * halfwords at a time; each decision is made on the bytes as they were, so the callbacks may rewrite
+ * what they are given: a branch rewrite keeps every opcode bit, and a word's own bytes are read by no
+ * later decision (the site test at w + 2 that reads its last byte is made before it is reported, and
+ * carried to the next word).
  */
-export function forEachThumb2Reference(
-  buf: Uint8Array,
-  len: number,
-  offset: number,
-  labels: Labels,
-  branch: (s: number, x: number) => void,
-  word: (w: number, x: number) => void,
-): void {
+export const forEachThumb2Reference: ReferenceScan = (buf, len, offset, labels, branch, word) => {
   checkOffset(offset);
   const { base, span } = labels;
   const at0 = (labels.origin - base + offset) | 0;
@@ -87,13 +79,13 @@ export function forEachThumb2Reference(
       if (at) branch(w, (at0 + w + 4 + 2 * ((field(buf, w) << 10) >> 10)) | 0);
       else if (next) branch(w + 2, (at0 + w + 6 + 2 * ((field(buf, w + 2) << 10) >> 10)) | 0);
       else if (!before) {
-        const x = ((buf[w] | (buf[w + 1] << 8) | (buf[w + 2] << 16) | (buf[w + 3] << 24)) - base) >>> 0;
+        const x = (wordAt(buf, w) - base) >>> 0;
         if (x < span) word(w, x);
       }
       before = next;
     }
   }
-}
+};
 
 /**
  * OLD side, the patcher's view of its source: OLD's bytes with every reference rewritten as the package
@@ -101,32 +93,14 @@ export function forEachThumb2Reference(
  * an address word becomes that address carried through the map.
  */
 export function thumb2Predict(buf: Uint8Array, len: number, offset: number, p: Prediction): void {
-  const { map, base } = p;
-  const shift = (p.origin - base) | 0;
+  const shift = (p.origin - p.base) | 0;
   forEachThumb2Reference(
     buf,
     len,
     offset,
     p,
     // Back from a label to an image offset: the form thumb2Encode gives NEW's branches.
-    (s, x) => setField(buf, s, (((mapLabel(map, x) - shift) | 0) >> 1) & FIELD_MASK),
-    (w, x) => {
-      const y = mapLabel(map, x);
-      if (y === x) return;
-      const u = (base + y) >>> 0;
-      buf[w] = u & 0xff;
-      buf[w + 1] = (u >>> 8) & 0xff;
-      buf[w + 2] = (u >>> 16) & 0xff;
-      buf[w + 3] = u >>> 24;
-    },
+    (s, x) => setField(buf, s, (((mapLabel(p.map, x) - shift) | 0) >> 1) & FIELD_MASK),
+    (w, x) => predictWord(buf, w, x, p),
   );
-}
-
-/**
- * Every transform takes whole blocks from a block boundary (its buffer ends at a block boundary or at
- * the image's end), so that a chunk or a block of OLD is transformed exactly as in the whole image.
- */
-export function checkOffset(offset: number): void {
-  if (!Number.isSafeInteger(offset) || offset < 0 || offset % TRANSFORM_BLOCK !== 0)
-    throw new RangeError(`Thumb-2 transform: image offset ${offset} is not a multiple of ${TRANSFORM_BLOCK}`);
 }

@@ -7,8 +7,8 @@
 // CALL0 is a 3-byte instruction whose first byte's low six bits are 000101; its 18-bit offset (bits 6-23)
 // counts words from (PC & ~3) + 4. The transform keeps every low nibble and the low six bits, so the
 // sweep of a transformed block is the sweep of the original: the NEW side is a bijection on any bytes.
-import { mapLabel, type Labels, type Prediction } from './label-map.js';
-import { checkOffset, TRANSFORM_BLOCK } from './thumb2.js';
+import { checkOffset, predictWord, TRANSFORM_BLOCK, wordAt, type ReferenceScan } from './block.js';
+import { mapLabel, type Prediction } from './label-map.js';
 
 const FIELD_MASK = 0x3_ffff;
 
@@ -62,14 +62,7 @@ const covered = new Uint32Array(XTENSA_SCRATCH_BYTES / 4);
  * that overlaps no CALL0 of its block. Decided on the bytes as they are (a CALL0's rewrite keeps the
  * byte the sweep reads, and no word reported overlaps one), so the callbacks may rewrite them.
  */
-export function forEachXtensaReference(
-  buf: Uint8Array,
-  len: number,
-  offset: number,
-  labels: Labels,
-  branch: (s: number, x: number) => void,
-  word: (w: number, x: number) => void,
-): void {
+export const forEachXtensaReference: ReferenceScan = (buf, len, offset, labels, branch, word) => {
   checkOffset(offset);
   const { base, span } = labels;
   const at0 = (labels.origin - base + offset) | 0;
@@ -88,29 +81,20 @@ export function forEachXtensaReference(
     for (let w = b; w + 4 <= end; w += 4) {
       // Aligned words are four bits of one scratch word.
       if (((covered[(w - b) >>> 5] >>> ((w - b) & 31)) & 0xf) !== 0) continue;
-      const x = ((buf[w] | (buf[w + 1] << 8) | (buf[w + 2] << 16) | (buf[w + 3] << 24)) - base) >>> 0;
+      const x = (wordAt(buf, w) - base) >>> 0;
       if (x < span) word(w, x);
     }
   }
-}
+};
 
 export function xtensaPredict(buf: Uint8Array, len: number, offset: number, p: Prediction): void {
-  const { map, base } = p;
-  const shift = (p.origin - base) | 0;
+  const shift = (p.origin - p.base) | 0;
   forEachXtensaReference(
     buf,
     len,
     offset,
     p,
-    (s, x) => setField(buf, s, (((mapLabel(map, x) - shift) | 0) >>> 2) & FIELD_MASK),
-    (w, x) => {
-      const y = mapLabel(map, x);
-      if (y === x) return;
-      const u = (base + y) >>> 0;
-      buf[w] = u & 0xff;
-      buf[w + 1] = (u >>> 8) & 0xff;
-      buf[w + 2] = (u >>> 16) & 0xff;
-      buf[w + 3] = u >>> 24;
-    },
+    (s, x) => setField(buf, s, (((mapLabel(p.map, x) - shift) | 0) >>> 2) & FIELD_MASK),
+    (w, x) => predictWord(buf, w, x, p),
   );
 }

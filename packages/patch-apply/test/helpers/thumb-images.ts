@@ -2,6 +2,7 @@
 // followed by a literal pool of code and data addresses, linked at a load address. NEW inserts a
 // function and edits a few others, so every reference after the insertion changes while its target
 // only moved: what the Thumb-2 transform is for.
+import { Prng } from '../../src/flash/prng.js';
 
 interface Fn {
   /** Halfwords; a call is a pair of slots at `calls[k].at`. */
@@ -11,15 +12,10 @@ interface Fn {
   pool: ({ fn: number } | { data: number })[];
 }
 
+/** Uniform in [0, 1), reproducible from `seed`. */
 function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const p = new Prng(seed);
+  return () => p.nextU32() / 2 ** 32;
 }
 
 /** A 16-bit Thumb instruction that is no branch site (first byte anything, second never 0xF0-0xF7). */
