@@ -15,8 +15,12 @@ export function parseAddress(text: string): number {
   return value;
 }
 
-export function transformOptions(o: TransformArgs): { transform: TransformChoice; base?: number } {
+/**
+ * The transform options for generatePackage. `loadAddress` is where the input says the image lives (an
+ * Intel HEX file's base); `--base` overrides it, and without either the generator reads it off the image.
+ */
+export function transformOptions(o: TransformArgs, loadAddress?: number): { transform: TransformChoice; base?: number } {
   const transform = (o.transform ?? 'auto') as TransformChoice;
   if (!TRANSFORM_CHOICES.includes(transform)) throw new CliError(`--transform must be ${TRANSFORM_CHOICES.join(', ')}, not "${o.transform}"`);
-  return { transform, base: o.base === undefined ? undefined : parseAddress(o.base) };
+  return { transform, base: o.base === undefined ? loadAddress : parseAddress(o.base) };
 }

@@ -287,3 +287,14 @@ describe('otadiff keygen / sign / verify / pack', () => {
     expect(Buffer.compare(readFileSync(img).subarray(0, 413444), readFileSync(OLD))).toBe(0);
   });
 });
+
+describe('transform options', () => {
+  it('--base overrides the load address an input names; without either the generator finds it', async () => {
+    const { transformOptions, parseAddress } = await import('../src/transform-args.js');
+    expect(transformOptions({}, 0x0800_0000)).toEqual({ transform: 'auto', base: 0x0800_0000 });
+    expect(transformOptions({ base: '0x1000' }, 0x0800_0000)).toEqual({ transform: 'auto', base: 0x1000 });
+    expect(transformOptions({ transform: 'none' })).toEqual({ transform: 'none', base: undefined });
+    expect([parseAddress('0x08000000'), parseAddress('0XFFFFFFFF'), parseAddress('4096')]).toEqual([0x0800_0000, 0xffff_ffff, 4096]);
+    for (const bad of ['', '0x', '-1', '0x123456789', '4294967296', '1e3', '0x1g']) expect(() => parseAddress(bad)).toThrow(/invalid address/);
+  });
+});
