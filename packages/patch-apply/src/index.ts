@@ -3,7 +3,7 @@ export { PackageError } from './package-error.js';
 export type { PackageErrorCode } from './package-error.js';
 export { ChunkDecoder, chunkDecoderRamBytes } from './chunk-decoder.js';
 export type { RecordReader } from './chunk-decoder.js';
-export { StreamPatcher, streamPatcherRamBytes, hashSource, digestEquals, JS_ENGINE_BYTES } from './stream-patcher.js';
+export { StreamPatcher, streamPatcherRamBytes, hashSource, digestEquals, JS_ENGINE_BYTES, TRANSFORM_JS_ENGINE_BYTES, jsEngineBytes } from './stream-patcher.js';
 export type { ChunkSink, PatchResult, StreamPatcherOptions } from './stream-patcher.js';
 export { applyPackage } from './apply-package.js';
 export type { ApplyOptions } from './apply-package.js';

@@ -1,4 +1,4 @@
-import { packageLength, parseHeader, signatureAlgorithmOf, streamPatcherRamBytes, chunkLength, chunkTransformed, JS_ENGINE_BYTES } from '@otadiff/patch-apply';
+import { packageLength, parseHeader, signatureAlgorithmOf, streamPatcherRamBytes, chunkLength, chunkTransformed, jsEngineBytes } from '@otadiff/patch-apply';
 import { readInput } from '../files.js';
 import { formatBytes } from '../size-arg.js';
 import { describeTransform, transformSummary } from '../transform-summary.js';
@@ -60,7 +60,7 @@ export async function infoCommand(patchPath: string, opts: { json?: boolean }): 
     `  transform     ${describeTransform(info.transform, info.chunks.length)}`,
     `  signature     ${info.signature === null ? 'none' : `${info.signature} (${info.signatureBytes} bytes; check it with \`otadiff verify\`)`}`,
     `  package       ${info.packageBytes} bytes (header ${info.headerBytes}, signature ${info.signatureBytes}, records ${info.payloadBytes})`,
-    `  patcher RAM   ${formatBytes(info.ramBytes)} (buffers ${formatBytes(info.ramBytes - JS_ENGINE_BYTES)} + ${formatBytes(JS_ENGINE_BYTES)} for the JavaScript engine's objects; a C patcher needs only the buffers)`,
+    `  patcher RAM   ${formatBytes(info.ramBytes)} (buffers ${formatBytes(info.ramBytes - jsEngineBytes(h))} + ${formatBytes(jsEngineBytes(h))} for the JavaScript engine's objects; a C patcher needs only the buffers)`,
   ];
   if (pkg.length !== declared) lines.push(`  warning: file is ${pkg.length} bytes, header declares ${declared}`);
   lines.push(`  chunk   new offset   length   record off   record len   raw len   crc32${h.transform === null ? '' : '      transform'}`);
