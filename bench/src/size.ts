@@ -9,6 +9,7 @@ import { ensureDir, resultsDir } from './paths.js';
 import { detectPeers } from './peers.js';
 import { sizeTable } from './size-report.js';
 import { measureSizes, type SizeRow } from './sizes.js';
+import { transformSizeReport } from './transform-size.js';
 
 async function main(): Promise<void> {
   const wanted = ['bsdiff', 'xz'];
@@ -22,12 +23,14 @@ async function main(): Promise<void> {
     { label: 'geometric mean, ESP8266', pairs: espPairs(), rows: [] },
     { label: 'geometric mean, micro:bit', pairs: microbitPairs(), rows: [] },
   ];
+  let transform = '';
   try {
     for (const c of corpora)
       for (const pair of c.pairs) {
         process.stderr.write(`${pair.name}…\n`);
         c.rows.push(await measureSizes(pair, peers, workDir, `s${c.rows.length}${c.label.length}`));
       }
+    transform = await transformSizeReport(all, workDir, (line) => process.stderr.write(`${line}\n`));
   } finally {
     rmSync(workDir, { recursive: true, force: true });
   }
@@ -40,6 +43,7 @@ async function main(): Promise<void> {
     '',
     sizeTable(corpora.flatMap((c) => c.rows), peers, ['bsdiff', 'bsdiff-node', 'xz'], corpora),
     '',
+    transform,
   ].join('\n');
   ensureDir(resultsDir);
   writeFileSync(join(resultsDir, 'sizes.md'), md);

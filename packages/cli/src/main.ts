@@ -43,6 +43,8 @@ function program(): Command {
     .addOption(new Option('--mode <mode>', 'inplace: restore over the old image; ab: into another slot').default('inplace'))
     .option('--split-size <size>', 'chunk size of the new image, a multiple of 4K', '64K')
     .option('--dict-size <size>', 'LZMA dictionary the device must hold', '16K')
+    .option('--transform <kind>', 'executable-aware transform: auto, none, thumb2 (ARM Cortex-M) or xtensa (ESP8266); kept only where it makes chunks smaller', 'auto')
+    .option('--base <address>', 'load address of the image (e.g. 0x08000000); default: read off the vector table (Thumb-2), else 0')
     .option('--json', 'print one JSON object')
     .action(diffCommand);
   withReleaseOptions(diff);

@@ -8,6 +8,7 @@ import { parseSize } from '../src/size-arg.js';
 import { microbitHex, microbitImage } from '../../../bench/src/corpus.js';
 
 const CORPUS = new URL('../../../corpus/esp8266-at/', import.meta.url).pathname;
+const MICROBIT = new URL('../../../corpus/microbit-codal/', import.meta.url).pathname;
 let dir: string;
 
 async function run(...args: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -51,10 +52,40 @@ describe('otadiff diff / apply / info', () => {
     expect(a.code).toBe(0);
     expect(Buffer.compare(readFileSync(out), readFileSync(`${CORPUS}at-v3.0.5.bin`))).toBe(0);
     const i = await run('info', patch, '--json');
-    expect(JSON.parse(i.out)).toMatchObject({ diffVersion: 2, mode: 'inplace', newSize: 413556, packageBytes: j.patchBytes, signature: null });
+    // An ESP8266 pair: the Xtensa transform (auto) makes it a version-3 package.
+    expect(j.transform).toMatchObject({ kind: 'xtensa', base: '0x3ffe8000' });
+    expect(JSON.parse(i.out)).toMatchObject({ diffVersion: 3, mode: 'inplace', newSize: 413556, packageBytes: j.patchBytes, signature: null, transform: j.transform });
     const human = await run('info', patch);
-    expect(human.out).toMatch(/diff_version 2, mode inplace/);
+    expect(human.out).toMatch(/diff_version 3, mode inplace/);
+    expect(human.out).toMatch(/transform +xtensa on \d+ of 7 chunks \(addresses 0x3ffe8000 \+ \d+, code at 0x40201000, \d+ map segments\)/);
     expect(human.out.split('\n').filter((l) => /^\s+\d+\s+\d+/.test(l))).toHaveLength(7);
+  });
+
+  it('--transform none makes a version-2 package; --transform thumb2 and --base reach the package (micro:bit)', async () => {
+    const none = join(dir, 'none.bin');
+    const d = await run('diff', `${CORPUS}at-v3.0.4.bin`, `${CORPUS}at-v3.0.5.bin`, '-o', none, '--transform', 'none', '--json');
+    expect(JSON.parse(d.out)).toMatchObject({ diffVersion: 2, transform: null });
+    expect((await run('info', none)).out).toMatch(/transform +none/);
+    const t = join(dir, 'mb.bin');
+    const m = await run('diff', `${MICROBIT}v1a-7.0.6.bin`, `${MICROBIT}v1a-8.1.32.bin`, '-o', t, '--transform', 'thumb2', '--base', '0x0', '--json');
+    expect(m.code).toBe(0);
+    const j = JSON.parse(m.out);
+    expect(j).toMatchObject({ diffVersion: 3, transform: { kind: 'thumb2', base: '0x00000000', span: 261152, origin: '0x00000000' } });
+    expect(j.transform.chunks.length).toBeGreaterThan(0);
+    const info = JSON.parse((await run('info', t, '--json')).out);
+    expect(info.chunks.filter((c: { transformed: boolean }) => c.transformed).map((c: { index: number }) => c.index)).toEqual(j.transform.chunks);
+    // ramBytes counts the map, the predicted block and its 512-byte scratch, the longer header and the
+    // engine's share of the transform's objects (8 KiB).
+    const plain = JSON.parse((await run('diff', `${MICROBIT}v1a-7.0.6.bin`, `${MICROBIT}v1a-8.1.32.bin`, '-o', join(dir, 'mb-plain.bin'), '--transform', 'none', '--json')).out);
+    expect(j.ramBytes - plain.ramBytes).toBe(4096 + 512 + 8 * j.transform.mapSegments + (info.headerBytes - 176 - 4 * 16 - 4) + 8192);
+    expect((await run('info', t)).out).toMatch(/buffers [\d.]+ KiB \+ 32\.0 KiB for the JavaScript engine's objects/);
+    expect(j.patchBytes).toBeLessThan(plain.patchBytes / 2);
+    const out = join(dir, 'mb-new.bin');
+    expect((await run('apply', `${MICROBIT}v1a-7.0.6.bin`, t, '-o', out)).code).toBe(0);
+    expect(Buffer.compare(readFileSync(out), readFileSync(`${MICROBIT}v1a-8.1.32.bin`))).toBe(0);
+    const cut = await run('powercut', `${MICROBIT}v1a-7.0.6.bin`, t, '--sample', '25', '--json');
+    expect(cut.code).toBe(0);
+    expect(JSON.parse(cut.out)).toMatchObject({ failed: 0, cuts: 25, recovered: 25 });
   });
 
   it('ab mode and small splits', async () => {
@@ -76,6 +107,9 @@ describe('otadiff diff / apply / info', () => {
     ['not a package', ['apply', `${CORPUS}boot_v1.6.bin`, `${CORPUS}boot_v1.7.bin`, '-o', 'X'], /not an otadiff package/],
     ['an output in a missing directory', ['diff', `${CORPUS}boot_v1.6.bin`, `${CORPUS}boot_v1.7.bin`, '-o', '/nonexistent-dir/p.bin'], /cannot write \/nonexistent-dir\/p\.bin: no such directory/],
     ['an unknown option', ['diff', 'a', 'b', '-o', 'X', '--frobnicate'], /unknown option/],
+    ['an unknown transform', ['diff', `${CORPUS}boot_v1.6.bin`, `${CORPUS}boot_v1.7.bin`, '-o', 'X', '--transform', 'arm64'], /--transform must be auto, none, thumb2, xtensa, not "arm64"/],
+    ['a bad load address', ['diff', `${CORPUS}boot_v1.6.bin`, `${CORPUS}boot_v1.7.bin`, '-o', 'X', '--base', '0x1000000000'], /invalid address "0x1000000000"/],
+    ['a load address that is no number', ['diff', `${CORPUS}boot_v1.6.bin`, `${CORPUS}boot_v1.7.bin`, '-o', 'X', '--base', 'flash'], /invalid address "flash"/],
   ];
   for (const [name, args, message] of cases) {
     it(`${name}: one error line, status 1, no output file`, async () => {
@@ -350,5 +384,16 @@ describe('a closed stdout', () => {
     await run('diff', `${CORPUS}at-v3.0.4.bin`, `${CORPUS}at-v3.0.5.bin`, '-o', patch, '--split-size', '4K');
     expect(pipe(`info "${patch}"`, 'head -1 >/dev/null')).toEqual({ err: '', status: 'status 0' });
     expect(pipe(`info "${patch}"`, '(exec 0<&-; sleep 1)')).toEqual({ err: '', status: 'status 0' });
+  });
+});
+
+describe('transform options', () => {
+  it('--base overrides the load address an input names; without either the generator finds it', async () => {
+    const { transformOptions, parseAddress } = await import('../src/transform-args.js');
+    expect(transformOptions({}, 0x0800_0000)).toEqual({ transform: 'auto', base: 0x0800_0000 });
+    expect(transformOptions({ base: '0x1000' }, 0x0800_0000)).toEqual({ transform: 'auto', base: 0x1000 });
+    expect(transformOptions({ transform: 'none' })).toEqual({ transform: 'none', base: undefined });
+    expect([parseAddress('0x08000000'), parseAddress('0XFFFFFFFF'), parseAddress('4096')]).toEqual([0x0800_0000, 0xffff_ffff, 4096]);
+    for (const bad of ['', '0x', '-1', '0x123456789', '4294967296', '1e3', '0x1g']) expect(() => parseAddress(bad)).toThrow(/invalid address/);
   });
 });

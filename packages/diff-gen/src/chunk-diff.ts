@@ -17,8 +17,10 @@ export interface ChunkDiffJob {
 export interface ChunkDiff {
   /** The chunk's command stream, before compression. */
   raw: Uint8Array;
-  /** CRC-32 of the chunk's NEW bytes. */
+  /** CRC-32 of the chunk's target bytes (its NEW bytes, unless the job's newImage is transformed). */
   crc: number;
+  /** The matcher's ops as (copyLen, srcPos, extraLen) triples: where each byte came from (label votes). */
+  ops: Int32Array;
 }
 
 export function diffChunk(job: ChunkDiffJob, i: number): ChunkDiff {
@@ -36,5 +38,7 @@ export function diffChunk(job: ChunkDiffJob, i: number): ChunkDiff {
   // The patcher's source position starts at the chunk offset; aligning the matcher there keeps seeks small.
   const startPos = Math.min(start, window.length);
   const ops = matchChunk(target, window, { ...job.match, startPos });
-  return { raw: encodeCommands(ops, target, window, startPos), crc: nodeCrc32(target) };
+  const flat = new Int32Array(3 * ops.length);
+  ops.forEach((op, k) => flat.set([op.copyLen, op.srcPos, op.extraLen], 3 * k));
+  return { raw: encodeCommands(ops, target, window, startPos), crc: nodeCrc32(target), ops: flat };
 }

@@ -56,7 +56,7 @@ export class ChunkHelper {
       take(i, d);
     };
     const finished = new Promise<void>((resolve) => {
-      this.worker.on('message', (m: { i: number; raw: Uint8Array; crc: number } | { done: true }) => {
+      this.worker.on('message', (m: ({ i: number } & ChunkDiff) | { done: true }) => {
         if (takeFailed !== undefined) return;
         try {
           if ('done' in m) resolve();

@@ -6,8 +6,8 @@ import type { HelperStart } from './chunk-helper.js';
 
 parentPort!.once('message', (job: HelperStart) => {
   for (let i = Atomics.add(job.next, 0, 1); i < job.count; i = Atomics.add(job.next, 0, 1)) {
-    const { raw, crc } = diffChunk(job, i);
-    parentPort!.postMessage({ i, raw, crc }, [raw.buffer as ArrayBuffer]);
+    const { raw, crc, ops } = diffChunk(job, i);
+    parentPort!.postMessage({ i, raw, crc, ops }, [raw.buffer as ArrayBuffer, ops.buffer as ArrayBuffer]);
   }
   parentPort!.postMessage({ done: true });
 });

@@ -4,6 +4,8 @@
 import {
   applyPackage,
   chunkCountFor,
+  chunkMaskOf,
+  DEFAULT_MAX_MAP_ENTRIES,
   MAX_DICT_SIZE,
   MAX_SPLIT_SIZE,
   MIN_DICT_SIZE,
@@ -16,17 +18,20 @@ import {
   type ChunkEntry,
   type LzmaParams,
   type PackageHeader,
+  type PackageTransform,
   type PatchMode,
   type ReleaseInfo,
+  transformSectionLength,
 } from '@otadiff/patch-apply';
 import type { KeyObject } from 'node:crypto';
 import { assemblePackage, trustedKeyOf } from './sign-package.js';
-import { compressRaw } from './lzma-compress.js';
 import type { MatchOptions, SourceIndex } from './matcher.js';
 import { indexesInSharedMemory, indexImages } from './index-images.js';
-import { diffChunk, type ChunkDiff, type ChunkDiffJob } from './chunk-diff.js';
+import type { ChunkDiffJob } from './chunk-diff.js';
 import { ChunkHelper } from './chunk-helper.js';
-import { isShared } from './shared-memory.js';
+import { diffChunks, type ChunkRecord } from './chunk-pass.js';
+import { transformPass } from './transform-pass.js';
+import { planTransform, TRANSFORM_CHOICES, type TransformChoice } from './transform-plan.js';
 
 export class GenerateError extends Error {
   override readonly name = 'GenerateError';
@@ -59,6 +64,23 @@ export interface GenerateOptions extends ReleaseOptions {
    * (esbuild 0.23.0→0.23.1: 221 KB with it, 192 KB without) and the diff slower.
    */
   referenceNew?: boolean;
+  /**
+   * Executable-aware transform (docs/FORMAT.md, "Transform section"): `auto` (default) tries Thumb-2
+   * when both images look like Thumb-2 code and Xtensa when both are ESP8266 application images,
+   * `thumb2` or `xtensa` always tries that one, `none` never transforms. A chunk keeps the transform
+   * only where its record gets smaller, and the package only when that pays for the transform section,
+   * so no package grows because of it.
+   */
+  transform?: TransformChoice;
+  /**
+   * Load address of image offset 0 (e.g. 0x08000000) for Thumb-2 (default: read off the vector table,
+   * else 0) and for a flat Xtensa image (an ESP8266 application image names its own addresses).
+   */
+  base?: number;
+  /** Transform every chunk, smaller or not (tests of the transformed restore path). */
+  transformEveryChunk?: boolean;
+  /** Most label-map segments the package may declare (a device holds 8 bytes of RAM each). */
+  maxMapEntries?: number;
   /** Apply the package in memory and compare with NEW before returning it (default true). */
   verify?: boolean;
   onProgress?: (event: GenerateProgress) => void;
@@ -67,6 +89,7 @@ export interface GenerateOptions extends ReleaseOptions {
 export type GenerateProgress =
   | { phase: 'sort' }
   | { phase: 'chunk'; done: number; total: number }
+  | { phase: 'transform'; done: number; total: number }
   | { phase: 'verify' };
 
 export interface GenerateResult {
@@ -112,8 +135,14 @@ export async function generatePackage(oldImage: Uint8Array, newImage: Uint8Array
     lc: options.lc ?? 1,
     lp: options.lp ?? 0,
     pb: options.pb ?? 0,
+    transform: options.transform ?? 'auto',
+    maxMapEntries: options.maxMapEntries ?? DEFAULT_MAX_MAP_ENTRIES,
   } as const;
   checkOptions(o, oldImage.length, newImage.length);
+  if (!TRANSFORM_CHOICES.includes(o.transform)) throw new GenerateError(`unknown transform "${String(o.transform)}" (${TRANSFORM_CHOICES.join(', ')})`);
+  if (options.base !== undefined && (!Number.isInteger(options.base) || options.base < 0 || options.base > 0xffff_ffff))
+    throw new GenerateError(`load address ${options.base} must be a 32-bit address`);
+  if (!Number.isInteger(o.maxMapEntries) || o.maxMapEntries < 0) throw new GenerateError('maxMapEntries must be a non-negative integer');
   const release = releaseInfo(options);
   const progress = options.onProgress ?? (() => {});
   const lzma: LzmaParams = { lc: o.lc, lp: o.lp, pb: o.pb, dictSize: o.dictSize };
@@ -138,25 +167,16 @@ export async function generatePackage(oldImage: Uint8Array, newImage: Uint8Array
   const old: SourceIndex = indexes[0];
   const newer: SourceIndex | undefined = needNew ? indexes[1] : undefined;
 
-  // LZMA runs on libuv threads while further chunks are matched; results keep chunk order.
-  const pending: Promise<{ record: Uint8Array; rawLength: number; crc: number }>[] = new Array(count);
-  let done = 0;
-  const take = (i: number, { raw, crc }: ChunkDiff): void => {
-    pending[i] = compressRaw(raw, lzma).then((record) => ({ record, rawLength: raw.length, crc }));
-    progress({ phase: 'chunk', done: ++done, total: count });
-  };
   const job: ChunkDiffJob = { mode: o.mode, splitSize: S, old, newer, newImage, match: options.match };
-  if (helper && isShared(old.data, old.sa, old.lcp, old.buckets)) {
-    await helper.run(job, count, take);
-  } else {
-    helper?.cancel();
-    for (let i = 0; i < count; i++) take(i, diffChunk(job, i));
-  }
+  const plain = await diffChunks(job, count, lzma, helper, (done) => progress({ phase: 'chunk', done, total: count }));
+  const { transform, picked } = await transformChunks(job, plain, lzma, o.transform, options, (done) => progress({ phase: 'transform', done, total: count }));
   const chunks: ChunkEntry[] = [];
   const records: Uint8Array[] = [];
   let offset = 0;
-  for (const { record, rawLength, crc } of await Promise.all(pending)) {
-    chunks.push({ recordOffset: offset, recordLength: record.length, rawLength, crc32: crc });
+  for (let i = 0; i < count; i++) {
+    const { record, rawLength } = picked[i];
+    // The chunk's CRC is of its NEW bytes, whichever record restores them.
+    chunks.push({ recordOffset: offset, recordLength: record.length, rawLength, crc32: plain[i].crc });
     records.push(record);
     offset += record.length;
   }
@@ -177,6 +197,7 @@ export async function generatePackage(oldImage: Uint8Array, newImage: Uint8Array
       payloadSha256: payloadHash.digest(),
       ...release,
       chunks,
+      transform,
     },
     records,
     options.signingKey,
@@ -187,7 +208,8 @@ export async function generatePackage(oldImage: Uint8Array, newImage: Uint8Array
     let restored: Uint8Array;
     try {
       const trust = options.signingKey === undefined ? undefined : trustCheck({ keys: [trustedKeyOf(options.signingKey)] });
-      restored = applyPackage(oldImage, pkg, { sha256: nodeSha256, crc32: nodeCrc32, trust, limits: { maxDictSize: o.dictSize, maxSplitSize: S, maxImageSize: MAX_IMAGE_BYTES } }).image;
+      const limits = { maxDictSize: o.dictSize, maxSplitSize: S, maxImageSize: MAX_IMAGE_BYTES, maxMapEntries: o.maxMapEntries };
+      restored = applyPackage(oldImage, pkg, { sha256: nodeSha256, crc32: nodeCrc32, trust, limits }).image;
     } catch (e) {
       throw new GenerateError(`internal error: the generated package does not apply (${(e as Error).message})`);
     }
@@ -195,6 +217,32 @@ export async function generatePackage(oldImage: Uint8Array, newImage: Uint8Array
       throw new GenerateError('internal error: the generated package does not restore NEW');
   }
   return { package: pkg, header: parseHeader(pkg) };
+}
+
+/**
+ * The transform pass, when asked for and the images look like its code, and the chunks it pays on: each
+ * chunk keeps the smaller record, and the package the transform only if the records saved outweigh its
+ * header section.
+ */
+async function transformChunks(
+  job: ChunkDiffJob,
+  plain: ChunkRecord[],
+  lzma: LzmaParams,
+  choice: TransformChoice,
+  options: GenerateOptions,
+  onChunk: (done: number) => void,
+): Promise<{ transform: PackageTransform | null; picked: ChunkRecord[] }> {
+  const none = { transform: null, picked: plain };
+  const plan = planTransform(job.old.data, job.newImage, choice, options.base);
+  if (plan === null) return none;
+  const { map, records } = await transformPass(plan, job, plain, lzma, options.maxMapEntries ?? DEFAULT_MAX_MAP_ENTRIES, onChunk);
+  const every = options.transformEveryChunk === true;
+  const use = records.map((r, i) => every || r.record.length < plain[i].record.length);
+  const transform: PackageTransform = { ...plan, chunkMask: chunkMaskOf(plain.length, (i) => use[i]), map };
+  let saved = 0;
+  for (let i = 0; i < plain.length; i++) if (use[i]) saved += plain[i].record.length - records[i].record.length;
+  if (!use.some(Boolean) || (!every && saved <= transformSectionLength(transform, plain.length))) return none;
+  return { transform, picked: plain.map((p, i) => (use[i] ? records[i] : p)) };
 }
 
 function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {

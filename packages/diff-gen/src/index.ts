@@ -1,5 +1,10 @@
 export { generatePackage, GenerateError, DEFAULT_DICT_SIZE, DEFAULT_SPLIT_SIZE } from './generate.js';
 export type { GenerateOptions, GenerateProgress, GenerateResult } from './generate.js';
+export { TRANSFORM_CHOICES, planTransform, looksLikeThumb2 } from './transform-plan.js';
+export type { TransformChoice } from './transform-plan.js';
+export type { TransformPlan } from './transform-pass.js';
+export { guessLoadAddress } from './load-address.js';
+export { esp8266Layout } from './esp8266-image.js';
 export { buildSuffixArray, SuffixArrayError } from './suffix-array.js';
 export { buildLcpArray } from './lcp-array.js';
 export { matchChunk, indexImage, windowByte, MatcherError } from './matcher.js';

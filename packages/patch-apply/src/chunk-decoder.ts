@@ -3,8 +3,12 @@
 import { crc32, type Crc32 } from './crc32.js';
 import { LzmaDecoder, LzmaError, lzmaDecoderRamBytes } from './lzma-decoder.js';
 import { PackageError } from './package-error.js';
-import { chunkLength, windowLength, type ChunkEntry, type PackageHeader } from './package-format.js';
+import { chunkLength, windowBoundary, windowLength, type ChunkEntry, type PackageHeader } from './package-format.js';
 import type { SourceReader } from './source-reader.js';
+import { labelMapRamBytes } from './transform/label-map.js';
+import { PREDICTED_SOURCE_BYTES, PredictedSource } from './transform/predicted-source.js';
+import { CODECS, type TransformCodec } from './transform/codecs.js';
+import { chunkTransformed } from './transform/transform-section.js';
 
 /** Decompressed command-stream bytes are staged through this buffer (numbers and changed bytes are read from it). */
 const STAGE_BYTES = 4096;
@@ -23,12 +27,13 @@ const enum Step {
   Done,
 }
 
-export type ChunkHeader = Pick<PackageHeader, 'mode' | 'splitSize' | 'oldSize' | 'newSize' | 'lzma'>;
+export type ChunkHeader = Pick<PackageHeader, 'mode' | 'splitSize' | 'oldSize' | 'newSize' | 'lzma'> & Partial<Pick<PackageHeader, 'transform'>>;
 
-/** RAM the chunk decoder allocates for a package: one chunk buffer + LZMA state + scratch. */
-export function chunkDecoderRamBytes(h: Pick<PackageHeader, 'mode' | 'splitSize' | 'lzma'>): number {
+/** RAM the chunk decoder allocates for a package: one chunk buffer + LZMA state + scratch (+ the transform's map and block). */
+export function chunkDecoderRamBytes(h: Pick<PackageHeader, 'mode' | 'splitSize' | 'lzma'> & Partial<Pick<PackageHeader, 'transform'>>): number {
   const codec = h.mode === 'raw' ? 0 : lzmaDecoderRamBytes(h.lzma) + STAGE_BYTES;
-  return h.splitSize + codec + RECORD_SCRATCH_BYTES + FIXED_OVERHEAD_BYTES;
+  const transform = h.transform ? PREDICTED_SOURCE_BYTES + labelMapRamBytes(h.transform.map.starts.length) : 0;
+  return h.splitSize + codec + RECORD_SCRATCH_BYTES + FIXED_OVERHEAD_BYTES + transform;
 }
 
 /** Reads `length` bytes of a record starting at `offset` (relative to the record). */
@@ -43,6 +48,12 @@ export class ChunkDecoder {
   private stagePos = 0;
   private stageEnd = 0;
   private readonly scratchIn = new Uint8Array(RECORD_SCRATCH_BYTES);
+  /** OLD as the transform predicts NEW, and the transform; null when the package has none. */
+  private readonly predicted: PredictedSource | null;
+  private readonly codec: TransformCodec | null;
+  /** What the current chunk's commands read: `source`, or `predicted` for a transformed chunk. */
+  private src: SourceReader;
+  private transformed = false;
 
   private index = -1;
   private entry: ChunkEntry | null = null;
@@ -68,6 +79,10 @@ export class ChunkDecoder {
     const stored = header.mode === 'raw';
     this.lzma = stored ? null : new LzmaDecoder(header.lzma);
     this.stage = new Uint8Array(stored ? 0 : STAGE_BYTES);
+    const t = header.transform ?? null;
+    this.codec = t === null ? null : CODECS[t.kind];
+    this.predicted = t === null ? null : new PredictedSource(source, this.codec!, { map: t.map, base: t.base, span: t.span, origin: t.origin }, header.oldSize);
+    this.src = source;
   }
 
   get chunkIndex(): number {
@@ -106,6 +121,10 @@ export class ChunkDecoder {
     this.stageEnd = 0;
     this.fed = 0;
     this.lzma?.reset(entry.rawLength);
+    // A transformed chunk reads OLD through the prediction and is turned back into NEW when complete.
+    this.transformed = chunkTransformed(this.header.transform, index);
+    if (this.transformed) this.predicted!.reset(windowBoundary(this.header, index));
+    this.src = this.transformed ? this.predicted! : this.source;
   }
 
   /**
@@ -136,6 +155,8 @@ export class ChunkDecoder {
       return false;
     }
     if (this.lzma.inputConsumed !== entry.recordLength) this.bad('record has trailing bytes after its compressed stream');
+    // A separate pass over the finished chunk: the command loop stays the same for every package.
+    if (this.transformed) this.codec!.decode(this.output, this.len, this.index * this.header.splitSize);
     this.checkCrc(entry);
     return true;
   }
@@ -257,7 +278,7 @@ export class ChunkDecoder {
           // Unchanged bytes straight from the source into the chunk, plus the byte the next diff changes.
           if (v > this.remaining) this.bad(`run of ${v} unchanged bytes overruns a ${this.copyLen}-byte copy`);
           const changed = v < this.remaining ? 1 : 0;
-          if (v + changed > 0) this.source.read(this.srcPos, out, this.outPos, v + changed);
+          if (v + changed > 0) this.src.read(this.srcPos, out, this.outPos, v + changed);
           this.outPos += v;
           this.srcPos += v;
           this.remaining -= v;

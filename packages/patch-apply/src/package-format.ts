@@ -1,9 +1,20 @@
 // The otadiff package header and chunk table (docs/FORMAT.md is the normative description).
 import { crc32 } from './crc32.js';
 import { PackageError } from './package-error.js';
+import {
+  DEFAULT_MAX_MAP_ENTRIES,
+  encodeTransformSection,
+  parseTransformSection,
+  transformSectionBounds,
+  transformSectionLength,
+  type PackageTransform,
+} from './transform/transform-section.js';
 
 export const MAGIC = 0x4441544f; // "OTAD" read as little-endian u32
-export const DIFF_VERSION = 2;
+/** The newest diff_version: a transform section after the chunk table (docs/FORMAT.md). */
+export const DIFF_VERSION = 3;
+/** Packages without a transform keep diff_version 2, which every earlier patcher reads too. */
+export const PLAIN_DIFF_VERSION = 2;
 export const FIXED_HEADER_BYTES = 176;
 export const CHUNK_ENTRY_BYTES = 16;
 export const HEADER_CRC_BYTES = 4;
@@ -88,7 +99,9 @@ export interface PackageHeader extends ReleaseInfo {
   /** SHA-256 of the records (the payload), so that the signed header covers every byte the restore reads. */
   payloadSha256: Uint8Array;
   chunks: ChunkEntry[];
-  /** Bytes of the signed part: fixed header + chunk table + header CRC. */
+  /** The executable-aware transform some chunks are restored through (diff_version 3); null for none. */
+  transform: PackageTransform | null;
+  /** Bytes of the signed part: fixed header + chunk table (+ transform section) + header CRC. */
   headerLength: number;
 }
 
@@ -97,12 +110,15 @@ export interface PatcherLimits {
   maxDictSize: number;
   maxSplitSize: number;
   maxImageSize: number;
+  /** Most segments of a transform's label map (8 bytes of RAM each); default DEFAULT_MAX_MAP_ENTRIES. */
+  maxMapEntries?: number;
 }
 
 export const DEFAULT_LIMITS: PatcherLimits = {
   maxDictSize: 8 << 20,
   maxSplitSize: MAX_SPLIT_SIZE,
   maxImageSize: 0x7fff_0000,
+  maxMapEntries: DEFAULT_MAX_MAP_ENTRIES,
 };
 
 export function chunkCountFor(newSize: number, splitSize: number): number {
@@ -157,11 +173,15 @@ export function propsByte(p: { lc: number; lp: number; pb: number }): number {
   return (p.pb * 5 + p.lp) * 9 + p.lc;
 }
 
-export type HeaderFields = Omit<PackageHeader, 'headerLength' | 'diffVersion' | 'payloadLength'>;
+/** What encodeHeader needs; without a transform the package is diff_version 2. */
+export type HeaderFields = Omit<PackageHeader, 'headerLength' | 'diffVersion' | 'payloadLength' | 'transform'> & { transform?: PackageTransform | null };
 
 export function encodeHeader(h: HeaderFields): Uint8Array {
   const count = h.chunks.length;
-  const headerLength = headerLengthFor(count);
+  const transform = h.transform ?? null;
+  if (transform !== null && h.mode === 'raw') throw new RangeError('a raw package has no transform');
+  const sectionLength = transform === null ? 0 : transformSectionLength(transform, count);
+  const headerLength = headerLengthFor(count) + sectionLength;
   const out = new Uint8Array(headerLength);
   const v = new DataView(out.buffer);
   let payload = 0;
@@ -173,7 +193,7 @@ export function encodeHeader(h: HeaderFields): Uint8Array {
     throw new RangeError('security counter must be an integer in [0, 2^32)');
   const raw = h.mode === 'raw';
   v.setUint32(0, MAGIC, true);
-  v.setUint16(4, DIFF_VERSION, true);
+  v.setUint16(4, transform === null ? PLAIN_DIFF_VERSION : DIFF_VERSION, true);
   v.setUint8(6, MODE_CODES.indexOf(h.mode));
   v.setUint8(7, h.allowDowngrade ? FLAG_ALLOW_DOWNGRADE : 0);
   v.setUint32(8, headerLength, true);
@@ -200,6 +220,7 @@ export function encodeHeader(h: HeaderFields): Uint8Array {
     v.setUint32(off + 12, c.crc32 >>> 0, true);
     off += CHUNK_ENTRY_BYTES;
   }
+  if (transform !== null) off = encodeTransformSection(transform, count, out, off);
   v.setUint32(off, crc32(out.subarray(0, off)) >>> 0, true);
   return out;
 }
@@ -216,9 +237,12 @@ function isPrintableAscii(s: string): boolean {
  * The fixed part of a header, validated against `limits`; the chunk table is not read yet. The streaming
  * patcher's header is this too: it reads the table entry by entry from the signed bytes, never as objects.
  */
-export interface FixedHeader extends Omit<PackageHeader, 'chunks'> {
+export interface FixedHeader extends Omit<PackageHeader, 'chunks' | 'transform'> {
   chunkCount: number;
 }
+
+/** A fixed header whose signed rest (chunk table, transform section) is validated too. */
+export type SignedHeader = FixedHeader & Pick<PackageHeader, 'transform'>;
 
 function fail(code: ConstructorParameters<typeof PackageError>[0], msg: string): never {
   throw new PackageError(code, msg);
@@ -230,7 +254,8 @@ export function parseFixedHeader(bytes: Uint8Array, limits: PatcherLimits = DEFA
   const v = new DataView(bytes.buffer, bytes.byteOffset, FIXED_HEADER_BYTES);
   if (v.getUint32(0, true) !== MAGIC) fail('bad-magic', 'not an otadiff package (bad magic)');
   const diffVersion = v.getUint16(4, true);
-  if (diffVersion !== DIFF_VERSION) fail('unsupported-version', `unsupported diff_version ${diffVersion} (this patcher reads ${DIFF_VERSION})`);
+  if (diffVersion !== DIFF_VERSION && diffVersion !== PLAIN_DIFF_VERSION)
+    fail('unsupported-version', `unsupported diff_version ${diffVersion} (this patcher reads ${PLAIN_DIFF_VERSION} and ${DIFF_VERSION})`);
   const modeCode = v.getUint8(6);
   if (modeCode >= MODE_CODES.length) fail('bad-header', `unknown mode ${modeCode}`);
   const mode = MODE_CODES[modeCode];
@@ -256,7 +281,17 @@ export function parseFixedHeader(bytes: Uint8Array, limits: PatcherLimits = DEFA
     fail('limit-exceeded', `image size (old ${oldSize}, new ${newSize}) exceeds the limit ${limits.maxImageSize}`);
   if (chunkCount !== chunkCountFor(newSize, splitSize))
     fail('bad-header', `chunk count ${chunkCount} does not match new size ${newSize} / split ${splitSize}`);
-  if (headerLength !== headerLengthFor(chunkCount)) fail('bad-header', `header length ${headerLength} does not match ${chunkCount} chunks`);
+  if (diffVersion === PLAIN_DIFF_VERSION) {
+    if (headerLength !== headerLengthFor(chunkCount)) fail('bad-header', `header length ${headerLength} does not match ${chunkCount} chunks`);
+  } else {
+    // Version 3: the transform section fills the rest of the signed header.
+    if (mode === 'raw') fail('bad-header', 'a raw package has no transform (diff_version 3)');
+    const maxMapEntries = limits.maxMapEntries ?? DEFAULT_MAX_MAP_ENTRIES;
+    const { min, max } = transformSectionBounds(chunkCount, maxMapEntries);
+    const section = headerLength - headerLengthFor(chunkCount);
+    if (section < min) fail('bad-header', `header length ${headerLength} leaves ${section} bytes for a transform section of at least ${min}`);
+    if (section > max) fail('limit-exceeded', `a ${section}-byte transform section exceeds this device's limit of ${maxMapEntries} map segments`);
+  }
   let lzma: LzmaParams;
   if (mode === 'raw') {
     if (compression !== COMPRESSION_STORED || props !== 0 || dictSize !== 0) fail('bad-header', 'a raw package must be stored (no compression, no dictionary)');
@@ -326,18 +361,26 @@ export function readChunkEntry(table: DataView, index: number, into: ChunkEntry)
   return into;
 }
 
+/** The validated rest of the signed header: a view of the chunk entries, and the transform. */
+export interface CheckedTable {
+  entries: DataView;
+  transform: PackageTransform | null;
+}
+
 /**
- * Validates the chunk table (`table` = bytes FIXED_HEADER_BYTES..headerLength of the package, CRC included)
- * without building it, and returns a view of its entries for readChunkEntry. `fixedBytes` are the
- * first FIXED_HEADER_BYTES of the package, which the header CRC covers too.
+ * Validates the chunk table and transform section (`table` = bytes FIXED_HEADER_BYTES..headerLength of the
+ * package, CRC included) without building objects per chunk, and returns a view of the entries for
+ * readChunkEntry. `fixedBytes` are the first FIXED_HEADER_BYTES of the package, which the header CRC
+ * covers too.
  */
-export function checkChunkTable(fixed: FixedHeader, table: Uint8Array, fixedBytes: Uint8Array): DataView {
+export function checkChunkTable(fixed: FixedHeader, table: Uint8Array, fixedBytes: Uint8Array, limits: PatcherLimits = DEFAULT_LIMITS): CheckedTable {
   const count = fixed.chunkCount;
   const tableBytes = count * CHUNK_ENTRY_BYTES;
-  if (table.length !== tableBytes + HEADER_CRC_BYTES) fail('truncated', 'chunk table is truncated');
+  const signedBytes = fixed.headerLength - FIXED_HEADER_BYTES - HEADER_CRC_BYTES;
+  if (table.length !== signedBytes + HEADER_CRC_BYTES) fail('truncated', 'chunk table is truncated');
   const v = new DataView(table.buffer, table.byteOffset, table.length);
-  const stored = v.getUint32(tableBytes, true);
-  const actual = crc32(table.subarray(0, tableBytes), crc32(fixedBytes.subarray(0, FIXED_HEADER_BYTES))) >>> 0;
+  const stored = v.getUint32(signedBytes, true);
+  const actual = crc32(table.subarray(0, signedBytes), crc32(fixedBytes.subarray(0, FIXED_HEADER_BYTES))) >>> 0;
   if (stored !== actual) fail('header-checksum', 'header checksum mismatch (corrupt package)');
   const e: ChunkEntry = { recordOffset: 0, recordLength: 0, rawLength: 0, crc32: 0 };
   let expectedOffset = 0;
@@ -356,21 +399,29 @@ export function checkChunkTable(fixed: FixedHeader, table: Uint8Array, fixedByte
   }
   if (expectedOffset !== fixed.payloadLength)
     fail('bad-chunk-table', `records add up to ${expectedOffset} bytes, header says ${fixed.payloadLength}`);
-  return new DataView(table.buffer, table.byteOffset, tableBytes);
+  const transform =
+    signedBytes === tableBytes
+      ? null
+      : parseTransformSection(table.subarray(tableBytes, signedBytes), {
+          mode: fixed.mode,
+          chunkCount: count,
+          maxMapEntries: limits.maxMapEntries ?? DEFAULT_MAX_MAP_ENTRIES,
+        });
+  return { entries: new DataView(table.buffer, table.byteOffset, tableBytes), transform };
 }
 
 /** Validates the chunk table (as checkChunkTable) and returns the whole header with its entries as objects. */
-export function parseChunkTable(fixed: FixedHeader, table: Uint8Array, fixedBytes: Uint8Array): PackageHeader {
-  const v = checkChunkTable(fixed, table, fixedBytes);
+export function parseChunkTable(fixed: FixedHeader, table: Uint8Array, fixedBytes: Uint8Array, limits: PatcherLimits = DEFAULT_LIMITS): PackageHeader {
+  const { entries, transform } = checkChunkTable(fixed, table, fixedBytes, limits);
   const chunks: ChunkEntry[] = new Array(fixed.chunkCount);
-  for (let i = 0; i < chunks.length; i++) chunks[i] = readChunkEntry(v, i, { recordOffset: 0, recordLength: 0, rawLength: 0, crc32: 0 });
+  for (let i = 0; i < chunks.length; i++) chunks[i] = readChunkEntry(entries, i, { recordOffset: 0, recordLength: 0, rawLength: 0, crc32: 0 });
   const { chunkCount: _unused, ...rest } = fixed;
-  return { ...rest, chunks };
+  return { ...rest, chunks, transform };
 }
 
 /** Parses a whole header held in memory (`bytes` may be the whole package). */
 export function parseHeader(bytes: Uint8Array, limits: PatcherLimits = DEFAULT_LIMITS): PackageHeader {
   const fixed = parseFixedHeader(bytes, limits);
   if (bytes.length < fixed.headerLength) fail('truncated', `package is shorter than its ${fixed.headerLength}-byte header`);
-  return parseChunkTable(fixed, bytes.subarray(FIXED_HEADER_BYTES, fixed.headerLength), bytes);
+  return parseChunkTable(fixed, bytes.subarray(FIXED_HEADER_BYTES, fixed.headerLength), bytes, limits);
 }

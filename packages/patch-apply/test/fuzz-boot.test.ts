@@ -39,6 +39,7 @@ import { deriveUpdateId, encodeJournalEntry, Journal, JOURNAL_RECORD_SIZE, type 
 import { applyMutations, HANDOVER_CODEC, JOURNAL_CODEC, mutationsArb, readLE, type FlashMutation, type MutationContext, type RecordSite } from './helpers/flash-mutations.js';
 import { FUZZ_SEED, fuzzRuns, suiteWatchdog } from './fuzz-watchdog.js';
 import { image, pair } from './helpers/images.js';
+import { thumbPair } from './helpers/thumb-images.js';
 
 const RUNS = fuzzRuns(300);
 const SEED = FUZZ_SEED;
@@ -163,7 +164,9 @@ function paramsState(contents: Uint8Array, geometry: FlashGeometry, layout: Part
 async function makeBases(): Promise<Base[]> {
   const { old, neu } = pair(9000);
   const key = loadPrivateKey(generateKeyPair('ed25519').privateKey);
-  const packages: { name: string; pkg: Uint8Array; trustedKeys?: TrustedKey[] }[] = [
+  // A Thumb-2 pair for the transformed (diff_version 3) packages: the restore reads OLD through the prediction.
+  const thumb = thumbPair(110, 5);
+  const packages: { name: string; pkg: Uint8Array; trustedKeys?: TrustedKey[]; images?: { old: Uint8Array; neu: Uint8Array } }[] = [
     { name: 'inplace', pkg: (await generatePackage(old, neu, { mode: 'inplace', splitSize: 4096, dictSize: 4096 })).package },
     { name: 'ab', pkg: (await generatePackage(old, neu, { mode: 'ab', splitSize: 4096, dictSize: 4096 })).package },
     { name: 'raw', pkg: packRaw(neu, { splitSize: 4096 }).package },
@@ -172,6 +175,8 @@ async function makeBases(): Promise<Base[]> {
       pkg: (await generatePackage(old, neu, { mode: 'inplace', splitSize: 4096, dictSize: 4096, signingKey: key, securityCounter: 2 })).package,
       trustedKeys: [trustedKeyOf(key)],
     },
+    { name: 'inplace-thumb2', pkg: (await generatePackage(thumb.old, thumb.neu, { mode: 'inplace', splitSize: 4096, dictSize: 4096 })).package, images: thumb },
+    { name: 'ab-thumb2', pkg: (await generatePackage(thumb.old, thumb.neu, { mode: 'ab', splitSize: 4096, dictSize: 4096 })).package, images: thumb },
   ];
   const bases: Base[] = [];
   const devices: { name: string; opts: DeviceOptions }[] = [
@@ -179,9 +184,11 @@ async function makeBases(): Promise<Base[]> {
     { name: ' ecc0', opts: { sectorSize: SECTOR, programUnit: 8, erasedValue: 0, overwrite: 'program-once' } },
   ];
   for (const device of devices)
-  for (const p of device.name === '' ? packages : packages.filter((q) => q.name === 'inplace' || q.name === 'ab')) {
-    const dev = prepareDevice(old, p.pkg, device.opts);
+  for (const p of device.name === '' ? packages : packages.filter((q) => q.name === 'inplace' || q.name === 'ab' || q.name === 'inplace-thumb2')) {
+    const images = p.images ?? { old, neu };
+    const dev = prepareDevice(images.old, p.pkg, device.opts);
     const header = parseHeader(p.pkg);
+    if (p.images !== undefined) expect(header.diffVersion).toBe(3);
     const states: [string, Uint8Array][] = [['staged', dev.flash.snapshot()]];
     // Part-way through the restore: power cut at a quarter, half and three quarters of a clean run's operations.
     const clean = new FaultyFlash(new MemoryFlash(dev.flash.geometry, { contents: dev.flash.snapshot(), onOverwrite: dev.overwrite }));
@@ -209,7 +216,7 @@ async function makeBases(): Promise<Base[]> {
     for (const [state, contents] of states) {
       const mem = new MemoryFlash(dev.flash.geometry, { contents, onOverwrite: dev.overwrite });
       const outcome = runBoot(mem, { layout: dev.layout, trustedKeys: p.trustedKeys });
-      bases.push({ name: `${p.name}${device.name} ${state}`, overwrite: dev.overwrite, layout: dev.layout, contents, pkg: p.pkg, header, old, neu, trustedKeys: p.trustedKeys, baseline: { outcome, after: mem.snapshot() } });
+      bases.push({ name: `${p.name}${device.name} ${state}`, overwrite: dev.overwrite, layout: dev.layout, contents, pkg: p.pkg, header, ...images, trustedKeys: p.trustedKeys, baseline: { outcome, after: mem.snapshot() } });
     }
   }
   return bases;

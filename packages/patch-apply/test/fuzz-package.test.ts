@@ -12,6 +12,7 @@ import { trustCheck, type TrustCheck } from '../src/signature.js';
 import type { KeyObject } from 'node:crypto';
 import { generateKeyPair, loadPrivateKey, trustedKeyOf } from '../../diff-gen/src/sign-package.js';
 import { FUZZ_SEED, fuzzRuns, suiteWatchdog, type HangGuard } from './fuzz-watchdog.js';
+import { thumbPair } from './helpers/thumb-images.js';
 
 const RUNS = fuzzRuns(300);
 const SEED = FUZZ_SEED;
@@ -46,6 +47,8 @@ interface Base {
   pkg: Uint8Array;
   headerLength: number;
   chunkCount: number;
+  /** The transform section (diff_version 3): [start, end) of the package; empty for version 2. */
+  section: [number, number];
   /** Signed bases are applied with a trust policy, so mutations meet the signature check too. */
   trust?: TrustCheck;
 }
@@ -97,11 +100,15 @@ function edited(rand: () => number, old: Uint8Array): Uint8Array {
   return out;
 }
 
-async function makeBase(name: string, old: Uint8Array, neu: Uint8Array, mode: Exclude<PatchMode, 'raw'>, signingKey?: KeyObject, referenceNew = false): Promise<Base> {
-  const { package: pkg, header } = await generatePackage(old, neu, { mode, splitSize: 4096, dictSize: 4096, signingKey, securityCounter: 2, referenceNew });
+async function makeBase(name: string, old: Uint8Array, neu: Uint8Array, mode: Exclude<PatchMode, 'raw'>, signingKey?: KeyObject, referenceNew = false, transform: 'auto' | 'xtensa' = 'auto'): Promise<Base> {
+  const { package: pkg, header } = await generatePackage(old, neu, { mode, splitSize: 4096, dictSize: 4096, signingKey, securityCounter: 2, referenceNew, transform, base: thumbBase });
   const trust = signingKey === undefined ? undefined : trustCheck({ keys: [trustedKeyOf(signingKey)], securityCounter: 2 });
-  return { name, old, neu, pkg, headerLength: header.headerLength, chunkCount: header.chunks.length, trust };
+  const section: [number, number] = [FIXED_HEADER_BYTES + header.chunks.length * CHUNK_ENTRY_BYTES, header.headerLength - 4];
+  return { name, old, neu, pkg, headerLength: header.headerLength, chunkCount: header.chunks.length, section, trust };
 }
+
+/** Load address of the Thumb-like pair (given, as a .hex file would). */
+const thumbBase = 0x0800_0000;
 
 // ---- mutations ----
 
@@ -117,7 +124,9 @@ type Mutation =
   | { kind: 'truncate'; at: Pos }
   | { kind: 'insert'; at: Pos; bytes: Uint8Array }
   | { kind: 'delete'; at: Pos; count: number }
-  | { kind: 'field'; field: number; chunk: number; value: Value; reseal: boolean };
+  | { kind: 'field'; field: number; chunk: number; value: Value; reseal: boolean }
+  /** A byte of the transform section (version 3 bases), resealed so it meets the section's checks. */
+  | { kind: 'section'; r: number; value: number; xor: boolean };
 
 /** [offset, size] of every header field a mutation may target; chunk fields are relative to the entry. */
 const FIXED_FIELDS: [number, number][] = [
@@ -139,6 +148,7 @@ const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('truncate' as const), at: posArb }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('insert' as const), at: posArb, bytes: fc.uint8Array({ minLength: 1, maxLength: 64 }) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('delete' as const), at: posArb, count: fc.integer({ min: 1, max: 64 }) }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('section' as const), r: fc.nat(), value: fc.integer({ min: 0, max: 255 }), xor: fc.boolean() }) },
   {
     weight: 4,
     arbitrary: fc.record({
@@ -214,6 +224,14 @@ function mutate(b: Base, muts: Mutation[]): Uint8Array {
         if (m.reseal) reseal(bytes, b.headerLength);
         break;
       }
+      case 'section': {
+        const [lo, hi] = b.section;
+        if (hi <= lo || hi > bytes.length) break;
+        const at = lo + (m.r % (hi - lo));
+        bytes[at] = m.xor ? bytes[at] ^ (1 << (m.value & 7)) : m.value;
+        reseal(bytes, b.headerLength);
+        break;
+      }
     }
   }
   return bytes;
@@ -259,11 +277,18 @@ describe('package fuzz', () => {
     bases.push(await makeBase('inplace-tail', oldC, concat(headC, headC.subarray(100, 1400)), 'inplace', undefined, true));
     const key = loadPrivateKey(generateKeyPair('ed25519').privateKey);
     bases.push(await makeBase('inplace-signed', oldC, concat(headC, headC.subarray(100, 1400)), 'inplace', key));
+    // Thumb-2 transformed packages (diff_version 3): the section, the prediction and the decode pass.
+    const thumb = thumbPair(150, 9, thumbBase);
+    bases.push(await makeBase('thumb2-inplace', thumb.old, thumb.neu, 'inplace'));
+    bases.push(await makeBase('thumb2-ab', thumb.old, thumb.neu, 'ab'));
+    // The Xtensa transform (address words only) on the same pair: its words are addresses too.
+    bases.push(await makeBase('xtensa-inplace', thumb.old, thumb.neu, 'inplace', undefined, false, 'xtensa'));
   });
   // Room for the largest base package and what the mutations may add to it.
   const watchdog = suiteWatchdog('fuzz-package', HANG_MS, () => Math.max(...bases.map((b) => b.pkg.length)) + 64 * 64);
 
   it('the base packages are real multi-chunk packages that restore NEW', () => {
+    expect(bases.filter((b) => parseHeader(b.pkg).diffVersion === 3).map((b) => `${b.name} ${parseHeader(b.pkg).transform!.kind}`)).toEqual(['thumb2-inplace thumb2', 'thumb2-ab thumb2', 'xtensa-inplace xtensa']);
     for (const b of bases) {
       expect(parseHeader(b.pkg).chunks.length).toBe(b.chunkCount);
       expect(b.chunkCount).toBeGreaterThan(2);

@@ -8,11 +8,13 @@ import {
   headerLengthFor,
   parseHeader,
   type ChunkEntry,
-  type PackageHeader,
+  type HeaderFields,
 } from '../src/package-format.js';
 import { PackageError } from '../src/package-error.js';
+import { codeOf } from './helpers/error-code.js';
+import { chunkMaskOf, chunkTransformed, type PackageTransform } from '../src/transform/transform-section.js';
 
-function sampleHeader(newSize = 3 * 4096 + 100, split = 4096): Omit<PackageHeader, 'headerLength' | 'diffVersion' | 'payloadLength'> {
+function sampleHeader(newSize = 3 * 4096 + 100, split = 4096): HeaderFields {
   const count = Math.ceil(newSize / split);
   const chunks: ChunkEntry[] = [];
   let off = 0;
@@ -46,15 +48,6 @@ function reseal(bytes: Uint8Array): Uint8Array {
   return bytes;
 }
 
-function codeOf(f: () => unknown): string {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(PackageError);
-    return (e as PackageError).code;
-  }
-  return 'no error';
-}
 
 describe('package header codec', () => {
   it('round-trips every field', () => {
@@ -185,5 +178,84 @@ describe('package header codec', () => {
       edit(new DataView(bytes.buffer));
       expect({ name, code: codeOf(() => parseHeader(reseal(bytes))) }).toEqual({ name, code });
     }
+  });
+
+  describe('diff_version 3 (transform section)', () => {
+    // sampleHeader: 4 chunks, OLD 5000 bytes, NEW 12388 bytes.
+    const transform = (over: Partial<PackageTransform> = {}): PackageTransform => ({
+      kind: 'thumb2',
+      base: 0x0800_0000,
+      span: 12388,
+      origin: 0x0800_0000,
+      chunkMask: chunkMaskOf(4, (i) => i !== 1),
+      map: { starts: Int32Array.of(0, 100, 4000), deltas: Int32Array.of(0, 64, 8000) },
+      ...over,
+    });
+    /** Offset of the section in sampleHeader's encoding. */
+    const SECTION = FIXED_HEADER_BYTES + 4 * 16;
+
+    it('round-trips the section, with version 3 and the header length it adds; without one it is version 2', () => {
+      const bytes = encodeHeader({ ...sampleHeader(), transform: transform() });
+      expect(new DataView(bytes.buffer).getUint16(4, true)).toBe(3);
+      const back = parseHeader(bytes);
+      expect(back.diffVersion).toBe(3);
+      expect(back.headerLength).toBe(bytes.length);
+      expect(bytes.length).toBeGreaterThan(headerLengthFor(4) + 20);
+      const t = back.transform!;
+      expect([t.kind, t.base, t.span, t.origin, Array.from(t.map.starts), Array.from(t.map.deltas)]).toEqual(['thumb2', 0x0800_0000, 12388, 0x0800_0000, [0, 100, 4000], [0, 64, 8000]]);
+      expect(parseHeader(encodeHeader({ ...sampleHeader(), transform: transform({ kind: 'xtensa', base: 0x3ffe_8000, span: 0x40_0000, origin: 0x4020_1000 }) })).transform).toMatchObject({ kind: 'xtensa', base: 0x3ffe_8000, span: 0x40_0000, origin: 0x4020_1000 });
+      expect([0, 1, 2, 3].map((i) => chunkTransformed(t, i))).toEqual([true, false, true, true]);
+      const plain = parseHeader(encodeHeader(sampleHeader()));
+      expect([plain.diffVersion, plain.transform]).toEqual([2, null]);
+    });
+
+    it('names what is wrong in a section (every case resealed)', () => {
+      const cases: [string, (v: DataView, b: Uint8Array) => void, string][] = [
+        ['unknown kind', (v) => v.setUint8(SECTION, 9), 'bad-header'],
+        ['kind 0', (v) => v.setUint8(SECTION, 0), 'bad-header'],
+        ['reserved byte', (v) => v.setUint8(SECTION + 2, 1), 'bad-header'],
+        ['no chunk transformed', (v) => v.setUint8(SECTION + 20, 0), 'bad-header'],
+        ['a bit past the last chunk', (v) => v.setUint8(SECTION + 20, 0x1d), 'bad-header'],
+        ['zero span', (v) => v.setUint32(SECTION + 8, 0, true), 'bad-header'],
+        ['addresses past 2^32', (v) => v.setUint32(SECTION + 8, 0xf800_0001, true), 'bad-header'],
+        ['a span too short for the map', (v) => v.setUint32(SECTION + 8, 4000, true), 'bad-header'],
+        ['more segments than encoded', (v) => v.setUint32(SECTION + 16, 4, true), 'bad-header'],
+        ['fewer segments than encoded', (v) => v.setUint32(SECTION + 16, 2, true), 'bad-header'],
+        ['segments over the limit', (v) => v.setUint32(SECTION + 16, 100_000, true), 'limit-exceeded'],
+        ['a start past the span', (v) => v.setUint8(SECTION + 27, 0x7f), 'bad-header'],
+        ['version 2 with a section', (v) => v.setUint16(4, 2, true), 'bad-header'],
+        ['raw mode', (v) => v.setUint8(6, 2), 'bad-header'],
+        ['header length cuts the section short', (v) => v.setUint32(8, headerLengthFor(4) + 5, true), 'bad-header'],
+      ];
+      for (const [name, edit, code] of cases) {
+        const bytes = encodeHeader({ ...sampleHeader(), transform: transform() });
+        edit(new DataView(bytes.buffer), bytes);
+        expect({ name, code: codeOf(() => parseHeader(reseal(bytes))) }).toEqual({ name, code });
+      }
+      // A version-3 header without a section at all: the header length has no room for one.
+      const plain = encodeHeader(sampleHeader());
+      new DataView(plain.buffer).setUint16(4, 3, true);
+      expect(codeOf(() => parseHeader(reseal(plain)))).toBe('bad-header');
+    });
+
+    it("refuses a map larger than the caller's segment limit", () => {
+      const bytes = encodeHeader({ ...sampleHeader(), transform: transform() });
+      expect(codeOf(() => parseHeader(bytes, { ...DEFAULT_LIMITS, maxMapEntries: 2 }))).toBe('limit-exceeded');
+      expect(parseHeader(bytes, { ...DEFAULT_LIMITS, maxMapEntries: 3 }).transform!.map.starts.length).toBe(3);
+    });
+
+    it('rejects a flipped bit anywhere in a version-3 header', () => {
+      const bytes = encodeHeader({ ...sampleHeader(), transform: transform() });
+      for (let i = 0; i < bytes.length; i++) {
+        const copy = bytes.slice();
+        copy[i] ^= 0x10;
+        expect(() => parseHeader(copy)).toThrow(PackageError);
+      }
+    });
+
+    it('refuses to encode a transform for a raw package', () => {
+      const h = sampleHeader();
+      expect(() => encodeHeader({ ...h, mode: 'raw', transform: transform() })).toThrow(RangeError);
+    });
   });
 });

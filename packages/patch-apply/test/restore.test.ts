@@ -15,6 +15,8 @@ import { Journal, deriveUpdateId } from '../src/flash/journal.js';
 import { BackupRing } from '../src/restore/backup-ring.js';
 import { image, pair } from './helpers/images.js';
 import { microbitImage } from '../../../bench/src/corpus.js';
+import { thumbPair } from './helpers/thumb-images.js';
+import { chunkTransformed } from '../src/transform/transform-section.js';
 
 const CORPUS = new URL('../../../corpus/esp8266-at/', import.meta.url);
 const corpus = (v: string) => new Uint8Array(readFileSync(new URL(`at-v${v}.bin`, CORPUS)));
@@ -37,6 +39,23 @@ describe('boot-side restore under power cuts', () => {
         expect(r.recovered).toBe(r.cuts);
       });
     }
+  }
+
+  for (const [mode, transform] of [['inplace', 'thumb2'], ['ab', 'thumb2'], ['inplace', 'xtensa']] as const) {
+    it(`${mode}, ${transform}-transformed package (diff_version 3): every flash operation and read cut, double cuts, every boot is OLD intact or NEW complete`, async () => {
+      const { old, neu, base } = thumbPair(170, 7);
+      // Xtensa on the Thumb-like pair: its address words (and whatever the sweep takes for CALL0s), every chunk.
+      const { package: pkg, header } = await generatePackage(old, neu, { mode, splitSize: 4096, transform, base, transformEveryChunk: transform === 'xtensa' });
+      expect(header.transform?.kind).toBe(transform);
+      expect(header.chunks.filter((_c, i) => chunkTransformed(header.transform, i)).length).toBeGreaterThan(1);
+      for (const countReads of [false, true]) {
+        const r = runPowercut(old, neu, pkg, { sectorSize: 1024, tear: 'random', seed: 6, doubleCutEvery: 2, countReads });
+        expect(r.failures).toEqual([]);
+        expect(r.cuts).toBe(r.operations);
+        expect(r.operations).toBeGreaterThan(countReads ? 60 : 20);
+        expect(r.recovered).toBe(r.cuts);
+      }
+    });
   }
 
   it('inplace with references to restored NEW bytes (referenceNew): every cut recovers', async () => {

@@ -1,6 +1,7 @@
-import { packageLength, parseHeader, signatureAlgorithmOf, streamPatcherRamBytes, chunkLength, JS_ENGINE_BYTES } from '@otadiff/patch-apply';
+import { packageLength, parseHeader, signatureAlgorithmOf, streamPatcherRamBytes, chunkLength, chunkTransformed, jsEngineBytes } from '@otadiff/patch-apply';
 import { readInput } from '../files.js';
 import { formatBytes } from '../size-arg.js';
+import { describeTransform, transformSummary } from '../transform-summary.js';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 
@@ -31,6 +32,7 @@ export async function infoCommand(patchPath: string, opts: { json?: boolean }): 
     packageBytes: declared,
     fileBytes: pkg.length,
     ramBytes: streamPatcherRamBytes(h),
+    transform: transformSummary(h),
     chunks: h.chunks.map((c, i) => ({
       index: i,
       newOffset: i * h.splitSize,
@@ -39,6 +41,7 @@ export async function infoCommand(patchPath: string, opts: { json?: boolean }): 
       recordLength: c.recordLength,
       rawLength: c.rawLength,
       crc32: c.crc32.toString(16).padStart(8, '0'),
+      transformed: chunkTransformed(h.transform, i),
     })),
   };
   if (opts.json) {
@@ -54,15 +57,16 @@ export async function infoCommand(patchPath: string, opts: { json?: boolean }): 
       ? '  compression   none (full image, stored)'
       : `  compression   LZMA lc=${h.lzma.lc} lp=${h.lzma.lp} pb=${h.lzma.pb}, dictionary ${formatBytes(h.lzma.dictSize)}`,
     `  release       version "${info.firmwareVersion}", security counter ${info.securityCounter}${info.allowDowngrade ? ', downgrade allowed' : ''}`,
+    `  transform     ${describeTransform(info.transform, info.chunks.length)}`,
     `  signature     ${info.signature === null ? 'none' : `${info.signature} (${info.signatureBytes} bytes; check it with \`otadiff verify\`)`}`,
     `  package       ${info.packageBytes} bytes (header ${info.headerBytes}, signature ${info.signatureBytes}, records ${info.payloadBytes})`,
-    `  patcher RAM   ${formatBytes(info.ramBytes)} (buffers ${formatBytes(info.ramBytes - JS_ENGINE_BYTES)} + ${formatBytes(JS_ENGINE_BYTES)} for the JavaScript engine's objects; a C patcher needs only the buffers)`,
+    `  patcher RAM   ${formatBytes(info.ramBytes)} (buffers ${formatBytes(info.ramBytes - jsEngineBytes(h))} + ${formatBytes(jsEngineBytes(h))} for the JavaScript engine's objects; a C patcher needs only the buffers)`,
   ];
   if (pkg.length !== declared) lines.push(`  warning: file is ${pkg.length} bytes, header declares ${declared}`);
-  lines.push('  chunk   new offset   length   record off   record len   raw len   crc32');
+  lines.push(`  chunk   new offset   length   record off   record len   raw len   crc32${h.transform === null ? '' : '      transform'}`);
   for (const c of info.chunks)
     lines.push(
-      `  ${String(c.index).padStart(5)}   ${String(c.newOffset).padStart(10)}   ${String(c.newLength).padStart(6)}   ${String(c.recordOffset).padStart(10)}   ${String(c.recordLength).padStart(10)}   ${String(c.rawLength).padStart(7)}   ${c.crc32}`,
+      `  ${String(c.index).padStart(5)}   ${String(c.newOffset).padStart(10)}   ${String(c.newLength).padStart(6)}   ${String(c.recordOffset).padStart(10)}   ${String(c.recordLength).padStart(10)}   ${String(c.rawLength).padStart(7)}   ${c.crc32}${h.transform === null ? '' : `   ${c.transformed ? h.transform.kind : '-'}`}`,
     );
   process.stdout.write(`${lines.join('\n')}\n`);
 }

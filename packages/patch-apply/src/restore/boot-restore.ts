@@ -190,7 +190,7 @@ class Restore {
       if (fixed.headerLength + fixed.signatureLength > h.packageLength) throw new PackageError('truncated', 'package shorter than its header');
       const signed = new Uint8Array(fixed.headerLength);
       this.ota.read(h.packageOffset, signed);
-      const header = parseChunkTable(fixed, signed.subarray(FIXED_HEADER_BYTES), signed);
+      const header = parseChunkTable(fixed, signed.subarray(FIXED_HEADER_BYTES), signed, limits);
       if (packageLength(header) !== h.packageLength)
         throw new PackageError('bad-header', `package declares ${packageLength(header)} bytes, the hand-over ${h.packageLength}`);
       const signature = new Uint8Array(header.signatureLength);
