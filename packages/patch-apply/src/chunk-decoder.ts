@@ -54,6 +54,12 @@ export class ChunkDecoder {
   /** What the current chunk's commands read: `source`, or `predicted` for a transformed chunk. */
   private src: SourceReader;
   private transformed = false;
+  /**
+   * Sees every window read of a transformed chunk before the prediction serves it (the restore's read
+   * tracking: the source reader itself only sees the prediction's whole-block reads). Set before begin().
+   */
+  windowTap: ((offset: number, dst: Uint8Array, dstOffset: number, length: number) => void) | null = null;
+  private readonly tappedPredicted: SourceReader | null;
 
   private index = -1;
   private entry: ChunkEntry | null = null;
@@ -82,7 +88,22 @@ export class ChunkDecoder {
     const t = header.transform ?? null;
     this.codec = t === null ? null : CODECS[t.kind];
     this.predicted = t === null ? null : new PredictedSource(source, this.codec!, { map: t.map, base: t.base, span: t.span, origin: t.origin }, header.oldSize);
+    const predicted = this.predicted;
+    this.tappedPredicted =
+      predicted === null
+        ? null
+        : {
+            read: (offset, dst, dstOffset, length) => {
+              this.windowTap?.(offset, dst, dstOffset, length);
+              predicted.read(offset, dst, dstOffset, length);
+            },
+          };
     this.src = source;
+  }
+
+  /** Whether the chunk begun last reads its window through the transform's prediction. */
+  get chunkTransformed(): boolean {
+    return this.transformed;
   }
 
   get chunkIndex(): number {
@@ -124,7 +145,7 @@ export class ChunkDecoder {
     // A transformed chunk reads OLD through the prediction and is turned back into NEW when complete.
     this.transformed = chunkTransformed(this.header.transform, index);
     if (this.transformed) this.predicted!.reset(windowBoundary(this.header, index));
-    this.src = this.transformed ? this.predicted! : this.source;
+    this.src = this.transformed ? (this.windowTap === null ? this.predicted! : this.tappedPredicted!) : this.source;
   }
 
   /**

@@ -445,3 +445,24 @@ describe('signed packages on the boot side', () => {
     }
   });
 });
+
+describe('in place with the transform: the old bytes a predicted source depends on', () => {
+  // A transformed chunk's copy of a predicted byte depends on more old bytes than it copies (its
+  // instruction, its word, for Xtensa the sweep from its block's start): the restore must save those too,
+  // or a chunk decoded again after its neighbours were rewritten would not match its CRC.
+  for (const [what, load] of [
+    ['ESP8266 2.2.0 -> 2.2.1 (Xtensa)', () => [corpus('2.2.0'), corpus('2.2.1')]],
+    ['ESP8266 3.0.4 -> 3.0.5 (Xtensa)', () => [corpus('3.0.4'), corpus('3.0.5')]],
+    ['micro:bit v2a 7.0.6 -> 8.1.32 (Thumb-2)', () => [readFileSync(microbitImage('v2a', '7.0.6')), readFileSync(microbitImage('v2a', '8.1.32'))]],
+  ] as const) {
+    it(`${what}: a clean restore on spi-nor-4k and stm32f4 boots NEW`, async () => {
+      const [old, neu] = load().map((b) => new Uint8Array(b));
+      const { package: pkg } = await generatePackage(old, neu, { mode: 'inplace', splitSize: 65536 });
+      expect(parseHeader(pkg).transform).not.toBeNull();
+      for (const profile of ['spi-nor-4k', 'stm32f4']) {
+        const r = runPowercut(old, neu, pkg, { profile, sample: 0 });
+        expect(r.failures).toEqual([]);
+      }
+    });
+  }
+});

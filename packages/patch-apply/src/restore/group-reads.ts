@@ -12,15 +12,21 @@
 // Granularity: blocks of SAVE_BLOCK bytes (the ring pads each record to the program unit).
 import { sectorAt, sectorLength, sectorStart, type FlashGeometry } from '../flash/flash.js';
 import type { WriteGroup } from './write-groups.js';
+import type { Dependence } from '../transform/block.js';
 
 export const SAVE_BLOCK = 8;
 /**
  * How far (bytes) an output byte's dependence reaches past the source byte copied to it. The decoder
- * copies each source byte straight to its output position (plus a difference from the stream), so 0; a
- * decoding step that mixed neighbouring output bytes (an instruction-aware transform) would need its reach
- * here, or outputs near a sector boundary would be decoded again from rewritten sources.
+ * copies each source byte straight to its output position (plus a difference from the stream), so 0. A
+ * transformed chunk reads a prediction of OLD, whose bytes depend on their neighbours: its reads come
+ * with their codec's `dependence` instead (ReadTap), which widens them.
  */
 export const DEPENDENCY_MARGIN = 0;
+
+/** The old bytes that output from source bytes [lo, hi) depends on: those, or what `dep` says. */
+function dependence(lo: number, hi: number, dep: Dependence | null): readonly [number, number] {
+  return dep === null ? [lo, hi] : dep(lo, hi);
+}
 
 /** A saved run of old bytes: slot offset and length, both SAVE_BLOCK multiples. */
 export interface SaveRun {
@@ -38,9 +44,11 @@ export class BlockSet {
     this.bits = new Uint8Array(Math.ceil((group.end - group.start) / SAVE_BLOCK));
   }
 
-  read(src: number, len: number): void {
-    const lo = Math.max(src, this.group.start);
-    const hi = Math.min(src + len, this.group.end);
+  /** Old bytes [src, src + len) read, widened by `dep` when set (see ReadTap). */
+  read(src: number, len: number, dep: Dependence | null = null): void {
+    const [a, b] = dependence(src, src + len, dep);
+    const lo = Math.max(a, this.group.start);
+    const hi = Math.min(b, this.group.end);
     if (lo < hi) markBits(this.bits, Math.floor((lo - this.group.start) / SAVE_BLOCK), Math.ceil((hi - this.group.start) / SAVE_BLOCK));
   }
 
@@ -155,10 +163,11 @@ export class GroupReads {
    * A read of the group's own chunk (a one-chunk group) of old bytes [src, src + len) for output slot
    * bytes [out, out + len); `out` null when the output position is unknown (then every sector depends on it).
    */
-  ownRead(src: number, len: number, out: number | null): void {
+  ownRead(src: number, len: number, out: number | null, dep: Dependence | null = null): void {
     const g = this.group;
-    if (Math.max(src, g.start) >= Math.min(src + len, g.end)) return;
-    if (out === null) return this.oldRead(src, len);
+    const [a, b] = dependence(src, src + len, dep);
+    if (Math.max(a, g.start) >= Math.min(b, g.end)) return;
+    if (out === null) return this.oldRead(src, len, dep);
     // Output byte out + i comes from source byte src + i: split the read at output sector boundaries so
     // each output sector depends only on its own share (widened by DEPENDENCY_MARGIN).
     for (let o = out; o < out + len; ) {
@@ -166,15 +175,17 @@ export class GroupReads {
       const yEnd = Math.min(out + len, sectorStart(this.slot, y) + sectorLength(this.slot, y));
       const lo = Math.max(out, o - DEPENDENCY_MARGIN);
       const hi = Math.min(out + len, yEnd + DEPENDENCY_MARGIN);
-      this.sourceRead(src + (lo - out), src + (hi - out), y);
+      const [from, to] = dependence(src + (lo - out), src + (hi - out), dep);
+      this.sourceRead(from, to, y);
       o = yEnd;
     }
   }
 
   /** Old bytes [src, src + len) read by something every order must serve (look-back, multi-chunk groups). */
-  oldRead(src: number, len: number): void {
-    const lo = Math.max(src, this.group.start);
-    const hi = Math.min(src + len, this.group.end);
+  oldRead(src: number, len: number, dep: Dependence | null = null): void {
+    const [a, b] = dependence(src, src + len, dep);
+    const lo = Math.max(a, this.group.start);
+    const hi = Math.min(b, this.group.end);
     if (lo < hi) markBits(this.any, Math.floor((lo - this.group.start) / SAVE_BLOCK), Math.ceil((hi - this.group.start) / SAVE_BLOCK));
   }
 

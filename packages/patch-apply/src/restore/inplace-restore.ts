@@ -29,7 +29,8 @@ import type { SourceReader } from '../source-reader.js';
 import { sectorCount, sectorLength, sectorStart, smallestSector, type Flash, type FlashGeometry } from '../flash/flash.js';
 import type { JournalEntry, RestoreStateName } from '../flash/journal.js';
 import { BackupRing, RING_HEADER, RingFullError, RingReadBackError, recordBytes, type RingRecord } from './backup-ring.js';
-import { ChunkReader, zeroSource } from './chunk-reader.js';
+import { ChunkReader, zeroSource, type ReadTap } from './chunk-reader.js';
+import type { Dependence } from '../transform/block.js';
 import { FlashIo, IO_BLOCK } from './flash-io.js';
 import { BlockSet, GroupReads, SAVE_BLOCK, type SaveRun } from './group-reads.js';
 import { RestoreFailure } from './restore-failure.js';
@@ -99,16 +100,16 @@ export function planInPlace(p: PackageHeader, chunks: ChunkReader, slot: FlashGe
     const single = grp.firstChunk === grp.lastChunk;
     const B = windowBoundary(p, k);
     const target = own;
-    const tap = (src: number, len: number, out: number | null) => {
+    const tap = (src: number, len: number, out: number | null, dep: Dependence | null) => {
       const lo = Math.max(src, B);
       if (lo >= src + len) return;
       const n = src + len - lo;
-      if (single) target.ownRead(lo, n, out === null ? null : k * p.splitSize + out + (lo - src));
-      else target.oldRead(lo, n);
-      prev?.read(lo, n);
-      next?.read(lo, n);
+      if (single) target.ownRead(lo, n, out === null ? null : k * p.splitSize + out + (lo - src), dep);
+      else target.oldRead(lo, n, dep);
+      prev?.read(lo, n, dep);
+      next?.read(lo, n, dep);
     };
-    decodeTolerant(chunks, k, chunks.tapped(zeroSource, tap), false);
+    decodeTolerant(chunks, k, zeroSource, false, tap);
   }
   if (own !== null) needs[own.group.index].own = recordBytesOf(own.saveRuns(() => true), ring) + markBytes(own.group, ring);
   const bytesOf = (set: BlockSet | null, keepUntil: number) => (set === null ? 0 : recordBytesOf(set.runs(keepUntil), ring));
@@ -177,9 +178,9 @@ function sectorsFor(bytes: number, ring: FlashGeometry): number {
 }
 
 /** A decode for read positions only: a bad record still fails, a CRC mismatch does not. */
-function decodeTolerant(chunks: ChunkReader, k: number, source: SourceReader, destroyed: boolean) {
+function decodeTolerant(chunks: ChunkReader, k: number, source: SourceReader, destroyed: boolean, tap: ReadTap | null = null) {
   try {
-    return chunks.decode(k, source, true);
+    return chunks.decode(k, source, true, tap);
   } catch (e) {
     if (e instanceof PackageError) throw new RestoreFailure(destroyed ? 'newImage' : 'badPackage', e.message);
     throw e;
@@ -309,17 +310,19 @@ export class InPlaceRestore {
    * offset when known). A CRC mismatch is tolerated only with `tolerateCrc` (read positions wanted, or
    * outputs known to be partly stale).
    */
-  private decode(k: number, tap: ((src: number, len: number, out: number | null) => void) | null, tolerateCrc: boolean) {
+  private decode(k: number, tap: ReadTap | null, tolerateCrc: boolean) {
     const p = this.c.p;
     const B = windowBoundary(p, k);
-    const t = (src: number, len: number, out: number | null) => {
-      if (tap === null) return;
-      const lo = Math.max(src, B);
-      if (lo >= src + len) return;
-      tap(lo, src + len - lo, out === null ? null : k * p.splitSize + out + (lo - src));
-    };
+    const t: ReadTap | null =
+      tap === null
+        ? null
+        : (src, len, out, dep) => {
+            const lo = Math.max(src, B);
+            if (lo >= src + len) return;
+            tap(lo, src + len - lo, out === null ? null : k * p.splitSize + out + (lo - src), dep);
+          };
     try {
-      return this.c.chunks.decode(k, this.c.chunks.tapped(this.sourceFor(k), t), tolerateCrc);
+      return this.c.chunks.decode(k, this.sourceFor(k), tolerateCrc, t);
     } catch (e) {
       if (e instanceof PackageError) {
         // The package was verified before anything was destroyed: its records are sound, so a CRC
@@ -356,12 +359,12 @@ export class InPlaceRestore {
     const reads = new GroupReads(this.slot, grp);
     for (const k of readers) {
       const set = reads.otherReader(k);
-      this.decode(k, (src, len) => set.read(src, len), true);
+      this.decode(k, (src, len, _out, dep) => set.read(src, len, dep), true);
     }
     if (grp.firstChunk === grp.lastChunk) {
       // This chunk last: its output then stays in RAM for the write phase.
       const a = grp.firstChunk;
-      const { data } = this.decode(a, (src, len, out) => reads.ownRead(src, len, out), false);
+      const { data } = this.decode(a, (src, len, out, dep) => reads.ownRead(src, len, out, dep), false);
       const changed = new Set<number>();
       for (let s = grp.firstSector; s <= grp.lastSector; s++) {
         const [lo, hi] = this.sectorSpan(s);
@@ -375,7 +378,7 @@ export class InPlaceRestore {
     }
     let unchanged = true;
     for (let k = grp.firstChunk; k <= grp.lastChunk; k++) {
-      const d = this.decode(k, (src, len) => reads.oldRead(src, len), true);
+      const d = this.decode(k, (src, len, _out, dep) => reads.oldRead(src, len, dep), true);
       if (unchanged && !(d.crcOk && io.equals(target, k * p.splitSize, d.data))) unchanged = false;
     }
     if (unchanged) return 'unchanged';
@@ -452,7 +455,7 @@ export class InPlaceRestore {
    */
   private resumeOneChunk(grp: WriteGroup, oldCrcs: readonly number[]): void {
     const reads = new GroupReads(this.slot, grp);
-    const data = this.decode(grp.firstChunk, (src, len, out) => reads.ownRead(src, len, out), true).data;
+    const data = this.decode(grp.firstChunk, (src, len, out, dep) => reads.ownRead(src, len, out, dep), true).data;
     const order = reads.order();
     let from = 0;
     for (let step = order.length - 1; step >= 0; step--) {

@@ -42,3 +42,10 @@ export type ReferenceScan = (
   branch: (s: number, x: number) => void,
   word: (w: number, x: number) => void,
 ) => void;
+
+/** The bytes [a, b) of OLD that predicted bytes [lo, hi) depend on; always inside their blocks. */
+export type Dependence = (lo: number, hi: number) => readonly [number, number];
+
+export const blockStartOf = (x: number): number => x - (x % TRANSFORM_BLOCK);
+/** One past the end of the block holding byte x - 1 (the last byte of a range ending at x). */
+export const blockEndOf = (x: number): number => blockStartOf(x - 1) + TRANSFORM_BLOCK;

@@ -1,8 +1,8 @@
 // Each transform kind's functions, so the patcher and the generator handle every kind alike.
-import type { ReferenceScan } from './block.js';
+import type { Dependence, ReferenceScan } from './block.js';
 import type { Prediction } from './label-map.js';
-import { forEachThumb2Reference, thumb2Decode, thumb2Encode, thumb2Predict } from './thumb2.js';
-import { forEachXtensaReference, xtensaDecode, xtensaEncode, xtensaPredict } from './xtensa.js';
+import { forEachThumb2Reference, thumb2Decode, thumb2Dependence, thumb2Encode, thumb2Predict } from './thumb2.js';
+import { forEachXtensaReference, xtensaDecode, xtensaDependence, xtensaEncode, xtensaPredict } from './xtensa.js';
 
 export type TransformKind = 'thumb2' | 'xtensa';
 
@@ -15,9 +15,11 @@ export interface TransformCodec {
   predict(buf: Uint8Array, len: number, offset: number, p: Prediction): void;
   /** The references predict rewrites, with their labels (branch targets, address words), for the generator. */
   references: ReferenceScan;
+  /** The bytes of OLD that predicted bytes [lo, hi) depend on (for the in-place restore's saves). */
+  dependence: Dependence;
 }
 
 export const CODECS: Readonly<Record<TransformKind, TransformCodec>> = {
-  thumb2: { encode: thumb2Encode, decode: thumb2Decode, predict: thumb2Predict, references: forEachThumb2Reference },
-  xtensa: { encode: xtensaEncode, decode: xtensaDecode, predict: xtensaPredict, references: forEachXtensaReference },
+  thumb2: { encode: thumb2Encode, decode: thumb2Decode, predict: thumb2Predict, references: forEachThumb2Reference, dependence: thumb2Dependence },
+  xtensa: { encode: xtensaEncode, decode: xtensaDecode, predict: xtensaPredict, references: forEachXtensaReference, dependence: xtensaDependence },
 };

@@ -8,7 +8,7 @@
 // only the low eleven, so a transformed buffer has exactly the sites of the original: the NEW-side
 // transform is a bijection on any bytes. No two sites overlap (a second halfword has bit 11 set, a first
 // has it clear), so the sites do not depend on where parsing starts.
-import { checkOffset, predictWord, TRANSFORM_BLOCK, wordAt, type ReferenceScan } from './block.js';
+import { blockEndOf, blockStartOf, checkOffset, predictWord, TRANSFORM_BLOCK, wordAt, type Dependence, type ReferenceScan } from './block.js';
 import { mapLabel, type Prediction } from './label-map.js';
 const FIELD_MASK = 0x3f_ffff;
 
@@ -104,3 +104,10 @@ export function thumb2Predict(buf: Uint8Array, len: number, offset: number, p: P
     (w, x) => predictWord(buf, w, x, p),
   );
 }
+
+/**
+ * A predicted byte depends on its aligned word and the halfwords either side (the word is a site, holds
+ * the first half of one at w + 2, or follows one at w - 2): bytes [w - 2, w + 6) of its block. 8 bytes
+ * either side cover that for any range.
+ */
+export const thumb2Dependence: Dependence = (lo, hi) => [Math.max(blockStartOf(lo), lo - 8), Math.min(blockEndOf(hi), hi + 8)];
