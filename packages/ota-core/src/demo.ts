@@ -14,13 +14,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { boot, FaultyFlash, MemoryFlash, openPartition, readBytes, type Slot } from '@otadiff/patch-apply';
-import { startOtaCloud, type OtaCloud } from './cloud.js';
-import { CloudStore, type PackageMode } from './cloud-store.js';
-import { createDeviceFlashDir, createFlashDirPort, type FlashDirPort } from './flash-port.js';
-import { createOtaService, type OtaService, type OtaServiceEvent } from './ota-service.js';
-import type { RequestLogEntry } from './http-server.js';
-import { HEAD_FETCH_BYTES } from './package-head.js';
-import { resolveTrustedKeys } from './trusted-keys.js';
+import { startOtaCloud, type OtaCloud } from './cloud/cloud.js';
+import { CloudStore, type PackageMode } from './cloud/cloud-store.js';
+import { createDeviceFlashDir, createFlashDirPort, type FlashDirPort } from './device/flash-port.js';
+import { createOtaService, type OtaService, type OtaServiceEvent } from './device/ota-service.js';
+import type { RequestLogEntry } from './cloud/http-server.js';
+import { HEAD_FETCH_BYTES } from './device/package-head.js';
+import { resolveTrustedKeys } from './device/trusted-keys.js';
 
 /** Restore modes of a demo device (a diff update; full images are not the story). */
 export type DemoMode = Exclude<PackageMode, 'full'>;

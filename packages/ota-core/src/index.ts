@@ -20,7 +20,7 @@
 //   cloud            startOtaCloud(): broker + HTTP(S) and CoAP servers + jobs over a CloudStore data directory
 //   demo             runOtaDemo(): the whole story on loopback, for `otadiff demo`
 
-export { compareVersions, compareParsed, isValidVersion, parseVersion, VersionError, type ParsedVersion } from './version.js';
+export { compareVersions, compareParsed, isValidVersion, parseVersion, VersionError, type ParsedVersion } from './protocol/version.js';
 
 export {
   assertDeviceId,
@@ -35,7 +35,7 @@ export {
   upgradeTopic,
   type OtaTopic,
   type OtaTopicKind,
-} from './topics.js';
+} from './protocol/topics.js';
 
 export {
   buildInformMessage,
@@ -55,7 +55,7 @@ export {
   type SignMethod,
   type UpgradeInfo,
   type UpgradeParseOptions,
-} from './messages.js';
+} from './protocol/messages.js';
 
 export {
   deriveMqttCredentials,
@@ -70,11 +70,11 @@ export {
   type MqttSignMethod,
   type VerifiedDevice,
   type VerifyOptions,
-} from './mqtt-auth.js';
+} from './protocol/mqtt-auth.js';
 
-export { DeviceRegistry, generateSecret, RegistryError, type DeviceRecord, type ProductRecord } from './device-registry.js';
+export { DeviceRegistry, generateSecret, RegistryError, type DeviceRecord, type ProductRecord } from './cloud/device-registry.js';
 
-export { startBroker, type BrokerHandle, type BrokerOptions, type ServiceCredential } from './broker.js';
+export { startBroker, type BrokerHandle, type BrokerOptions, type ServiceCredential } from './cloud/broker.js';
 
 export {
   connectOtaCloud,
@@ -85,7 +85,7 @@ export {
   type DeviceRef,
   type OtaCloudClient,
   type OtaDeviceClient,
-} from './ota-mqtt.js';
+} from './device/mqtt-link.js';
 
 export {
   computeEtag,
@@ -96,9 +96,9 @@ export {
   type FileServerOptions,
   type RangeResult,
   type RequestLogEntry,
-} from './http-server.js';
+} from './cloud/http-server.js';
 
-export { download, DownloadError, type DownloadErrorCode, type DownloadOptions, type DownloadResult, type Sink } from './downloader.js';
+export { download, DownloadError, type DownloadErrorCode, type DownloadOptions, type DownloadResult, type Sink } from './device/downloader.js';
 
 export {
   CheckpointError,
@@ -108,10 +108,10 @@ export {
   validateCheckpoint,
   type DownloadCheckpoint,
   type HashAlgorithm,
-} from './checkpoint.js';
+} from './device/checkpoint.js';
 
-export { createHasher, resumeHasher } from './hashing.js';
-export { backoffDelay, defaultSleep, type BackoffOptions, type SleepFn } from './retry.js';
+export { createHasher, resumeHasher } from './device/hashing.js';
+export { backoffDelay, defaultSleep, type BackoffOptions, type SleepFn } from './protocol/retry.js';
 
 export {
   coapDownload,
@@ -122,7 +122,7 @@ export {
   type CoapDownloadOptions,
   type CoapFileServerHandle,
   type CoapFileServerOptions,
-} from './coap-transfer.js';
+} from './device/coap-download.js';
 
 export {
   connectOtaDeviceCoap,
@@ -132,7 +132,7 @@ export {
   type CoapNoticeServer,
   type CoapNoticeServerOptions,
   type OtaCoapDeviceClient,
-} from './ota-coap.js';
+} from './device/coap-link.js';
 
 export {
   createDigestSign,
@@ -143,7 +143,7 @@ export {
   verifyPackage,
   verifySign,
   type PackageVerifyOptions,
-} from './signature.js';
+} from './protocol/signature.js';
 
 export {
   createDeviceFlashDir,
@@ -157,7 +157,7 @@ export {
   type OtaFlashPort,
   type OtaPort,
   type OtaPortInfo,
-} from './flash-port.js';
+} from './device/flash-port.js';
 
 export {
   DeviceStateError,
@@ -168,12 +168,12 @@ export {
   type DownloadRecord,
   type PendingUpdate,
   type SlotRecord,
-} from './device-state.js';
+} from './device/device-state.js';
 
-export { defaultDeviceConfigPath, DeviceConfigError, loadDeviceConfig, parseDeviceConfig, type DeviceConfig } from './device-config.js';
-export { isPemText, resolveTrustedKeys, TrustedKeyError, type TrustedKeyInput } from './trusted-keys.js';
-export { fetchPackageHead, HEAD_FETCH_BYTES, type PackageHead, type PackageHeadOptions } from './package-head.js';
-export { EventHub, EventTimeoutError } from './event-hub.js';
+export { defaultDeviceConfigPath, DeviceConfigError, loadDeviceConfig, parseDeviceConfig, type DeviceConfig } from './device/device-config.js';
+export { isPemText, resolveTrustedKeys, TrustedKeyError, type TrustedKeyInput } from './device/trusted-keys.js';
+export { fetchPackageHead, HEAD_FETCH_BYTES, type PackageHead, type PackageHeadOptions } from './device/package-head.js';
+export { EventHub, EventTimeoutError } from './protocol/event-hub.js';
 
 export {
   createOtaService,
@@ -184,7 +184,7 @@ export {
   type OtaServiceEvent,
   type OtaServiceOptions,
   type OtaServiceStatus,
-} from './ota-service.js';
+} from './device/ota-service.js';
 
 export {
   CloudStore,
@@ -198,7 +198,7 @@ export {
   type PackageMode,
   type ProductConfig,
   type StoredPackage,
-} from './cloud-store.js';
+} from './cloud/cloud-store.js';
 
-export { startOtaCloud, type CloudEvent, type OtaCloud, type OtaCloudOptions } from './cloud.js';
+export { startOtaCloud, type CloudEvent, type OtaCloud, type OtaCloudOptions } from './cloud/cloud.js';
 export { runOtaDemo, type DemoMode, type DemoOptions, type DemoSummary } from './demo.js';

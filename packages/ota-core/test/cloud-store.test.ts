@@ -7,9 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createPublicKey } from 'node:crypto';
 import { checkTrust, recordsOffset, SignatureType, type PackageHeader } from '@otadiff/patch-apply';
-import { CloudStore, CloudStoreError } from '../src/cloud-store.js';
-import { DeviceConfigError, parseDeviceConfig } from '../src/device-config.js';
-import { resolveTrustedKeys, TrustedKeyError } from '../src/trusted-keys.js';
+import { CloudStore, CloudStoreError } from '../src/cloud/cloud-store.js';
+import { DeviceConfigError, parseDeviceConfig } from '../src/device/device-config.js';
+import { resolveTrustedKeys, TrustedKeyError } from '../src/device/trusted-keys.js';
 import { firmwarePair, packageKeys } from './helpers/ota-rig.js';
 import { testBytes } from './helpers/http.js';
 

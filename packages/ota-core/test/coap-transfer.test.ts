@@ -2,9 +2,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { openNetworkHandles, recordNetworkBaseline } from './helpers/handles.js';
 import fc from 'fast-check';
 import { createHash } from 'node:crypto';
-import { coapDownload, decodeBlockOption, encodeBlockOption, startCoapFileServer, type CoapFileServerHandle } from '../src/coap-transfer.js';
-import { DownloadError } from '../src/downloader.js';
-import { decodeCheckpoint, encodeCheckpoint } from '../src/checkpoint.js';
+import { coapDownload, decodeBlockOption, encodeBlockOption, startCoapFileServer, type CoapFileServerHandle } from '../src/device/coap-download.js';
+import { DownloadError } from '../src/device/downloader.js';
+import { decodeCheckpoint, encodeCheckpoint } from '../src/device/checkpoint.js';
 import { recordingSink, testBytes } from './helpers/http.js';
 import { startUdpProxy } from './helpers/udp-proxy.js';
 

@@ -1,12 +1,12 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { openNetworkHandles, recordNetworkBaseline } from './helpers/handles.js';
 import { connectAsync, type MqttClient } from 'mqtt';
-import { deriveMqttCredentials, MqttAuthError, signContent, verifyMqttCredentials } from '../src/mqtt-auth.js';
-import { DeviceRegistry, RegistryError } from '../src/device-registry.js';
-import { startBroker, type BrokerHandle } from '../src/broker.js';
-import { connectOtaCloud, connectOtaDevice } from '../src/ota-mqtt.js';
-import { buildUpgradeMessage, OtaStep, type UpgradeInfo } from '../src/messages.js';
-import { informTopic, progressTopic, upgradeTopic } from '../src/topics.js';
+import { deriveMqttCredentials, MqttAuthError, signContent, verifyMqttCredentials } from '../src/protocol/mqtt-auth.js';
+import { DeviceRegistry, RegistryError } from '../src/cloud/device-registry.js';
+import { startBroker, type BrokerHandle } from '../src/cloud/broker.js';
+import { connectOtaCloud, connectOtaDevice } from '../src/device/mqtt-link.js';
+import { buildUpgradeMessage, OtaStep, type UpgradeInfo } from '../src/protocol/messages.js';
+import { informTopic, progressTopic, upgradeTopic } from '../src/protocol/topics.js';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

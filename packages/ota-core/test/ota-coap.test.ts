@@ -1,14 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openNetworkHandles, recordNetworkBaseline } from './helpers/handles.js';
 import { startUdpProxy } from './helpers/udp-proxy.js';
-import { CoapChannel, coapDownload } from '../src/coap-transfer.js';
-import { buildInformMessage, buildProgressMessage } from '../src/messages.js';
-import { deriveMqttCredentials } from '../src/mqtt-auth.js';
-import { connectOtaDeviceCoap, createCoapNoticeServer } from '../src/ota-coap.js';
-import type { OtaPort } from '../src/flash-port.js';
-import { createOtaService } from '../src/ota-service.js';
-import { startCoapFileServer } from '../src/coap-transfer.js';
-import { buildUpgradeMessage, type UpgradeInfo } from '../src/messages.js';
+import { CoapChannel, coapDownload } from '../src/device/coap-download.js';
+import { buildInformMessage, buildProgressMessage } from '../src/protocol/messages.js';
+import { deriveMqttCredentials } from '../src/protocol/mqtt-auth.js';
+import { connectOtaDeviceCoap, createCoapNoticeServer } from '../src/device/coap-link.js';
+import type { OtaPort } from '../src/device/flash-port.js';
+import { createOtaService } from '../src/device/ota-service.js';
+import { startCoapFileServer } from '../src/device/coap-download.js';
+import { buildUpgradeMessage, type UpgradeInfo } from '../src/protocol/messages.js';
 import { DN, firmwarePair, PK, same, SPLIT, startRig } from './helpers/ota-rig.js';
 
 beforeAll(recordNetworkBaseline);

@@ -3,12 +3,12 @@ import { generateKeyPairSync } from 'node:crypto';
 import { openNetworkHandles, recordNetworkBaseline } from './helpers/handles.js';
 import { startUdpProxy } from './helpers/udp-proxy.js';
 import { DN, firmwarePair, PK, same, startRig, type Rig } from './helpers/ota-rig.js';
-import { HEAD_FETCH_BYTES } from '../src/package-head.js';
-import { startCoapFileServer } from '../src/coap-transfer.js';
-import { connectOtaCloud } from '../src/ota-mqtt.js';
-import { buildUpgradeMessage, type UpgradeInfo } from '../src/messages.js';
-import { fileDigest } from '../src/signature.js';
-import { upgradeTopic } from '../src/topics.js';
+import { HEAD_FETCH_BYTES } from '../src/device/package-head.js';
+import { startCoapFileServer } from '../src/device/coap-download.js';
+import { connectOtaCloud } from '../src/device/mqtt-link.js';
+import { buildUpgradeMessage, type UpgradeInfo } from '../src/protocol/messages.js';
+import { fileDigest } from '../src/protocol/signature.js';
+import { upgradeTopic } from '../src/protocol/topics.js';
 
 beforeAll(recordNetworkBaseline);
 afterAll(async () => {

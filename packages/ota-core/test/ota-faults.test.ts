@@ -8,12 +8,12 @@ import { openNetworkHandles, recordNetworkBaseline } from './helpers/handles.js'
 import { DN, firmwarePair, PK, same, startRig } from './helpers/ota-rig.js';
 import { testBytes } from './helpers/http.js';
 import { deviceState, expectFailure, fullImageNotice, handover, testCloud } from './helpers/refusal.js';
-import { deriveMqttCredentials } from '../src/mqtt-auth.js';
-import { OtaStep, type UpgradeInfo } from '../src/messages.js';
-import { fileDigest } from '../src/signature.js';
-import { progressTopic, upgradeTopic } from '../src/topics.js';
-import { createOtaService, OtaServiceError } from '../src/ota-service.js';
-import { HEAD_FETCH_BYTES } from '../src/package-head.js';
+import { deriveMqttCredentials } from '../src/protocol/mqtt-auth.js';
+import { OtaStep, type UpgradeInfo } from '../src/protocol/messages.js';
+import { fileDigest } from '../src/protocol/signature.js';
+import { progressTopic, upgradeTopic } from '../src/protocol/topics.js';
+import { createOtaService, OtaServiceError } from '../src/device/ota-service.js';
+import { HEAD_FETCH_BYTES } from '../src/device/package-head.js';
 
 beforeAll(recordNetworkBaseline);
 afterAll(async () => {

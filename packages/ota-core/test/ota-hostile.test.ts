@@ -14,13 +14,13 @@ import { answerHonestly, chunkFrame, head, startHostileServer, streamUntilClosed
 import { testBytes } from './helpers/http.js';
 import { DN, firmwarePair, packageKeys, PK, same, SPLIT, startRig, type Rig, type RigOptions } from './helpers/ota-rig.js';
 import { deviceState, expectFailure, expectOldImageKept, packageNotice, recordWrites, testCloud, writtenUpTo } from './helpers/refusal.js';
-import type { StoredPackage } from '../src/cloud-store.js';
-import { buildUpgradeMessage, OtaStep, type UpgradeInfo } from '../src/messages.js';
-import type { OtaCloudClient } from '../src/ota-mqtt.js';
-import type { OtaServiceEvent } from '../src/ota-service.js';
-import { HEAD_FETCH_BYTES } from '../src/package-head.js';
-import { fileDigest } from '../src/signature.js';
-import { upgradeTopic } from '../src/topics.js';
+import type { StoredPackage } from '../src/cloud/cloud-store.js';
+import { buildUpgradeMessage, OtaStep, type UpgradeInfo } from '../src/protocol/messages.js';
+import type { OtaCloudClient } from '../src/device/mqtt-link.js';
+import type { OtaServiceEvent } from '../src/device/ota-service.js';
+import { HEAD_FETCH_BYTES } from '../src/device/package-head.js';
+import { fileDigest } from '../src/protocol/signature.js';
+import { upgradeTopic } from '../src/protocol/topics.js';
 
 beforeAll(recordNetworkBaseline);
 afterAll(async () => {

@@ -6,11 +6,11 @@ import { join } from 'node:path';
 import type { KeyLike, KeyObject } from 'node:crypto';
 import { generateKeyPair, loadPrivateKey } from '@otadiff/diff-gen';
 import { FaultyFlash, openPartition, readBytes, type Slot, type TearMode } from '@otadiff/patch-apply';
-import { startOtaCloud, type OtaCloud, type OtaCloudOptions } from '../../src/cloud.js';
-import type { PackageMode } from '../../src/cloud-store.js';
-import { createDeviceFlashDir, createFlashDirPort, type FlashDirPort } from '../../src/flash-port.js';
-import { createOtaService, type OtaService, type OtaServiceEvent, type OtaServiceOptions } from '../../src/ota-service.js';
-import { resolveTrustedKeys } from '../../src/trusted-keys.js';
+import { startOtaCloud, type OtaCloud, type OtaCloudOptions } from '../../src/cloud/cloud.js';
+import type { PackageMode } from '../../src/cloud/cloud-store.js';
+import { createDeviceFlashDir, createFlashDirPort, type FlashDirPort } from '../../src/device/flash-port.js';
+import { createOtaService, type OtaService, type OtaServiceEvent, type OtaServiceOptions } from '../../src/device/ota-service.js';
+import { resolveTrustedKeys } from '../../src/device/trusted-keys.js';
 import { testBytes } from './http.js';
 
 export const PK = 'a1RigProd01';

@@ -3,8 +3,8 @@
 
 import { randomBytes } from 'node:crypto';
 import { readFile, rename, writeFile } from 'node:fs/promises';
-import { isValidDeviceName, isValidProductKey } from './topics.js';
-import type { DeviceSecretLookup } from './mqtt-auth.js';
+import { isValidDeviceName, isValidProductKey } from '../protocol/topics.js';
+import type { DeviceSecretLookup } from '../protocol/mqtt-auth.js';
 
 export class RegistryError extends Error {
   override name = 'RegistryError';

@@ -13,15 +13,15 @@ import { randomBytes } from 'node:crypto';
 import { loadPrivateKey } from '@otadiff/diff-gen';
 import { startBroker, type BrokerHandle, type ServiceCredential } from './broker.js';
 import { CloudStore, type CloudStatus, type DeviceStatus, type OtaJob, type StoredPackage } from './cloud-store.js';
-import { EventHub } from './event-hub.js';
-import { startCoapFileServer, type CoapFileServerHandle } from './coap-transfer.js';
+import { EventHub } from '../protocol/event-hub.js';
+import { startCoapFileServer, type CoapFileServerHandle } from '../device/coap-download.js';
 import { startFileServer, type FileServerHandle, type FileServerOptions } from './http-server.js';
-import type { MqttSignMethod } from './mqtt-auth.js';
-import { createCoapNoticeServer, type CoapNoticeServer } from './ota-coap.js';
-import { connectOtaCloud, type DeviceRef, type OtaCloudClient } from './ota-mqtt.js';
-import { buildUpgradeMessage, type InformMessage, type ProgressMessage, type SignMethod, type UpgradeInfo } from './messages.js';
-import { createDigestSign, fileDigest } from './signature.js';
-import { compareVersions } from './version.js';
+import type { MqttSignMethod } from '../protocol/mqtt-auth.js';
+import { createCoapNoticeServer, type CoapNoticeServer } from '../device/coap-link.js';
+import { connectOtaCloud, type DeviceRef, type OtaCloudClient } from '../device/mqtt-link.js';
+import { buildUpgradeMessage, type InformMessage, type ProgressMessage, type SignMethod, type UpgradeInfo } from '../protocol/messages.js';
+import { createDigestSign, fileDigest } from '../protocol/signature.js';
+import { compareVersions } from '../protocol/version.js';
 
 export interface OtaCloudOptions {
   dataDir: string;

@@ -35,22 +35,22 @@ import {
   type TrustedKey,
 } from '@otadiff/patch-apply';
 import type { DownloadCheckpoint } from './checkpoint.js';
-import { coapDownload } from './coap-transfer.js';
+import { coapDownload } from './coap-download.js';
 import { loadDeviceConfig, type DeviceConfig } from './device-config.js';
 import { emptyDeviceState, parseDeviceState, serializeDeviceState, type DeviceState } from './device-state.js';
 import { download, DownloadError, type DownloadResult } from './downloader.js';
-import { EventHub } from './event-hub.js';
+import { EventHub } from '../protocol/event-hub.js';
 import { createFlashDirPort, type OtaPort } from './flash-port.js';
 import { createHasher, resumeHasher } from './hashing.js';
-import { OtaStep, type OtaStepError, type UpgradeInfo } from './messages.js';
-import type { MqttSignMethod } from './mqtt-auth.js';
-import { connectOtaDeviceCoap, OtaCoapError } from './ota-coap.js';
-import { connectOtaDevice } from './ota-mqtt.js';
+import { OtaStep, type OtaStepError, type UpgradeInfo } from '../protocol/messages.js';
+import type { MqttSignMethod } from '../protocol/mqtt-auth.js';
+import { connectOtaDeviceCoap, OtaCoapError } from './coap-link.js';
+import { connectOtaDevice } from './mqtt-link.js';
 import { fetchPackageHead, HEAD_FETCH_BYTES } from './package-head.js';
-import type { BackoffOptions, SleepFn } from './retry.js';
-import { hashAlgorithmOf, SignatureError, verifyPackage } from './signature.js';
+import type { BackoffOptions, SleepFn } from '../protocol/retry.js';
+import { hashAlgorithmOf, SignatureError, verifyPackage } from '../protocol/signature.js';
 import { resolveTrustedKeys, TrustedKeyError, type TrustedKeyInput } from './trusted-keys.js';
-import { compareVersions, isValidVersion } from './version.js';
+import { compareVersions, isValidVersion } from '../protocol/version.js';
 
 export type DownloadProtocol = 'http' | 'https' | 'coap';
 

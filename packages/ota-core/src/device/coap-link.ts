@@ -12,7 +12,7 @@
 
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, OutgoingMessage } from 'coap';
-import { CoapChannel, decodeBlockOption, type BlockOption, type CoapTiming } from './coap-transfer.js';
+import { CoapChannel, decodeBlockOption, type BlockOption, type CoapTiming } from './coap-download.js';
 import {
   buildInformMessage,
   buildProgressMessage,
@@ -24,10 +24,10 @@ import {
   type ProgressMessage,
   type UpgradeInfo,
   type UpgradeParseOptions,
-} from './messages.js';
-import { deriveMqttCredentials, verifyMqttCredentials, type DeriveOptions, type DeviceIdentity, type DeviceSecretLookup, type MqttSignMethod } from './mqtt-auth.js';
-import type { DeviceRef } from './ota-mqtt.js';
-import { informTopic, parseOtaTopic, progressTopic, upgradeTopic } from './topics.js';
+} from '../protocol/messages.js';
+import { deriveMqttCredentials, verifyMqttCredentials, type DeriveOptions, type DeviceIdentity, type DeviceSecretLookup, type MqttSignMethod } from '../protocol/mqtt-auth.js';
+import type { DeviceRef } from './mqtt-link.js';
+import { informTopic, parseOtaTopic, progressTopic, upgradeTopic } from '../protocol/topics.js';
 
 export class OtaCoapError extends Error {
   override name = 'OtaCoapError';

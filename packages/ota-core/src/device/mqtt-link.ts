@@ -4,7 +4,7 @@
 // through onInvalid and otherwise dropped.
 
 import { connectAsync, type MqttClient } from 'mqtt';
-import { deriveMqttCredentials, type DeriveOptions, type DeviceIdentity } from './mqtt-auth.js';
+import { deriveMqttCredentials, type DeriveOptions, type DeviceIdentity } from '../protocol/mqtt-auth.js';
 import {
   buildInformMessage,
   buildProgressMessage,
@@ -16,9 +16,9 @@ import {
   type ProgressMessage,
   type UpgradeInfo,
   type UpgradeParseOptions,
-} from './messages.js';
-import { informTopic, otaTopicFilter, parseOtaTopic, progressTopic, upgradeTopic } from './topics.js';
-import type { ServiceCredential } from './broker.js';
+} from '../protocol/messages.js';
+import { informTopic, otaTopicFilter, parseOtaTopic, progressTopic, upgradeTopic } from '../protocol/topics.js';
+import type { ServiceCredential } from '../cloud/broker.js';
 
 export class OtaMqttError extends Error {
   override name = 'OtaMqttError';

@@ -19,8 +19,8 @@ import { generatePackage, packRaw, type GenerateResult } from '@otadiff/diff-gen
 import { FIRMWARE_VERSION_BYTES, parseHeader, type PackageHeader, type PatchMode } from '@otadiff/patch-apply';
 import { DeviceRegistry, generateSecret, type DeviceRecord, type ProductRecord } from './device-registry.js';
 import type { ServiceCredential } from './broker.js';
-import { isValidDeviceName, isValidProductKey } from './topics.js';
-import { compareVersions, isValidVersion } from './version.js';
+import { isValidDeviceName, isValidProductKey } from '../protocol/topics.js';
+import { compareVersions, isValidVersion } from '../protocol/version.js';
 
 export class CloudStoreError extends Error {
   override name = 'CloudStoreError';

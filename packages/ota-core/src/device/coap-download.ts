@@ -12,7 +12,7 @@ import { createServer as createCoapServer, OutgoingMessage, type IncomingMessage
 import type { DownloadCheckpoint, HashAlgorithm } from './checkpoint.js';
 import { DownloadError, type DownloadResult, type Sink } from './downloader.js';
 import { checkTarget, resumePoint } from './download-target.js';
-import { backoffDelay, defaultSleep, type BackoffOptions, type SleepFn } from './retry.js';
+import { backoffDelay, defaultSleep, type BackoffOptions, type SleepFn } from '../protocol/retry.js';
 
 const { generate, parse } = coapPacket;
 
