@@ -1,24 +1,12 @@
-// @otadiff/ota-core — transport and cloud building blocks of the OTA service
-// (open counterpart of AliOS Things' OTA service, Alibaba Cloud IoT protocol).
+// @otadiff/ota-core — the OTA service (Alibaba Cloud IoT protocol; open counterpart of AliOS Things'
+// OTA service) in three homes, imports only downward (cloud and device never import each other):
 //
-//   version          compareVersions(a, b) -> -1|0|1, parseVersion, isValidVersion
-//   topics           /ota/device/{inform|upgrade|progress}/{productKey}/{deviceName}
-//   messages         strict parse/build of inform, upgrade and progress payloads; OtaStep codes
-//   mqtt-auth        Aliyun MQTT sign-in: deriveMqttCredentials / verifyMqttCredentials
-//   device-registry  products + devices, in memory or JSON-file backed
-//   broker           startBroker(): aedes on loopback with per-device topic ACLs
-//   ota-mqtt         connectOtaDevice() / connectOtaCloud(): typed OTA clients over mqtt.js
-//   http-server      startFileServer(): Range, ETag, If-Range, signed URLs, fault injection
-//   downloader       download(): resumable HTTP(S) into a flash sink with hash checkpoints
-//   checkpoint       DownloadCheckpoint + encodeCheckpoint / decodeCheckpoint
-//   coap-transfer    startCoapFileServer() / coapDownload(): RFC 7959 Block2, resumable
-//   ota-coap         the OTA notices over CoAP: createCoapNoticeServer() / connectOtaDeviceCoap()
-//   signature        sign (SHA-256/MD5) and RSA digestsign verification (the notice's)
-//   trusted-keys     the public keys that sign packages: resolveTrustedKeys (PEM text, files, DER)
-//   flash-port       the board port (AliOS hal_ota_module_s) + createFlashDirPort / createDeviceFlashDir
-//   ota-service      createOtaService(): the device's OTA service (ota_service_init)
-//   cloud            startOtaCloud(): broker + HTTP(S) and CoAP servers + jobs over a CloudStore data directory
-//   demo             runOtaDemo(): the whole story on loopback, for `otadiff demo`
+//   protocol/  what both ends speak: versions, topics, messages, MQTT sign-in, notice signatures,
+//              the CoAP Block2 option, backoff, an event hub
+//   device/    the device's OTA service (ota-service and its phases), the flash port, downloads
+//              over HTTP(S) and CoAP with checkpoints, the MQTT and CoAP notice links
+//   cloud/     the cloud: broker, file servers, the data store and the job logic
+//   demo.ts    both halves on loopback, for `otadiff demo`
 
 export { compareVersions, compareParsed, isValidVersion, parseVersion, VersionError, type ParsedVersion } from './protocol/version.js';
 
@@ -33,6 +21,8 @@ export {
   progressTopic,
   TopicError,
   upgradeTopic,
+  deviceKey,
+  type DeviceRef,
   type OtaTopic,
   type OtaTopicKind,
 } from './protocol/topics.js';
@@ -65,6 +55,7 @@ export {
   verifyMqttCredentials,
   type DeriveOptions,
   type DeviceIdentity,
+  type ServiceCredential,
   type DeviceSecretLookup,
   type MqttCredentials,
   type MqttSignMethod,
@@ -74,18 +65,10 @@ export {
 
 export { DeviceRegistry, generateSecret, RegistryError, type DeviceRecord, type ProductRecord } from './cloud/device-registry.js';
 
-export { startBroker, type BrokerHandle, type BrokerOptions, type ServiceCredential } from './cloud/broker.js';
+export { startBroker, type BrokerHandle, type BrokerOptions } from './cloud/broker.js';
 
-export {
-  connectOtaCloud,
-  connectOtaDevice,
-  OtaMqttError,
-  type CloudClientOptions,
-  type DeviceClientOptions,
-  type DeviceRef,
-  type OtaCloudClient,
-  type OtaDeviceClient,
-} from './device/mqtt-link.js';
+export { connectOtaDevice, OtaMqttError, type DeviceClientOptions, type OtaDeviceClient } from './device/mqtt-link.js';
+export { connectOtaCloud, OtaCloudMqttError, type CloudClientOptions, type OtaCloudClient } from './cloud/mqtt-client.js';
 
 export {
   computeEtag,
@@ -113,26 +96,11 @@ export {
 export { createHasher, resumeHasher } from './device/hashing.js';
 export { backoffDelay, defaultSleep, type BackoffOptions, type SleepFn } from './protocol/retry.js';
 
-export {
-  coapDownload,
-  decodeBlockOption,
-  encodeBlockOption,
-  startCoapFileServer,
-  type BlockOption,
-  type CoapDownloadOptions,
-  type CoapFileServerHandle,
-  type CoapFileServerOptions,
-} from './device/coap-download.js';
-
-export {
-  connectOtaDeviceCoap,
-  createCoapNoticeServer,
-  OtaCoapError,
-  type CoapDeviceClientOptions,
-  type CoapNoticeServer,
-  type CoapNoticeServerOptions,
-  type OtaCoapDeviceClient,
-} from './device/coap-link.js';
+export { BlockOptionError, decodeBlockOption, encodeBlockOption, type BlockOption } from './protocol/coap.js';
+export { coapDownload, type CoapDownloadOptions } from './device/coap-download.js';
+export { startCoapFileServer, type CoapFileServerHandle, type CoapFileServerOptions } from './cloud/coap-file-server.js';
+export { connectOtaDeviceCoap, OtaCoapError, type CoapDeviceClientOptions, type OtaCoapDeviceClient } from './device/coap-link.js';
+export { createCoapNoticeServer, type CoapNoticeServer, type CoapNoticeServerOptions } from './cloud/coap-notices.js';
 
 export {
   createDigestSign,

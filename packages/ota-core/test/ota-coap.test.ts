@@ -4,10 +4,11 @@ import { startUdpProxy } from './helpers/udp-proxy.js';
 import { CoapChannel, coapDownload } from '../src/device/coap-download.js';
 import { buildInformMessage, buildProgressMessage } from '../src/protocol/messages.js';
 import { deriveMqttCredentials } from '../src/protocol/mqtt-auth.js';
-import { connectOtaDeviceCoap, createCoapNoticeServer } from '../src/device/coap-link.js';
+import { connectOtaDeviceCoap } from '../src/device/coap-link.js';
+import { createCoapNoticeServer } from '../src/cloud/coap-notices.js';
 import type { OtaPort } from '../src/device/flash-port.js';
 import { createOtaService } from '../src/device/ota-service.js';
-import { startCoapFileServer } from '../src/device/coap-download.js';
+import { startCoapFileServer } from '../src/cloud/coap-file-server.js';
 import { buildUpgradeMessage, type UpgradeInfo } from '../src/protocol/messages.js';
 import { DN, firmwarePair, PK, same, SPLIT, startRig } from './helpers/ota-rig.js';
 

@@ -4,8 +4,8 @@ import { openNetworkHandles, recordNetworkBaseline } from './helpers/handles.js'
 import { startUdpProxy } from './helpers/udp-proxy.js';
 import { DN, firmwarePair, PK, same, startRig, type Rig } from './helpers/ota-rig.js';
 import { HEAD_FETCH_BYTES } from '../src/device/package-head.js';
-import { startCoapFileServer } from '../src/device/coap-download.js';
-import { connectOtaCloud } from '../src/device/mqtt-link.js';
+import { startCoapFileServer } from '../src/cloud/coap-file-server.js';
+import { connectOtaCloud } from '../src/cloud/mqtt-client.js';
 import { buildUpgradeMessage, type UpgradeInfo } from '../src/protocol/messages.js';
 import { fileDigest } from '../src/protocol/signature.js';
 import { upgradeTopic } from '../src/protocol/topics.js';

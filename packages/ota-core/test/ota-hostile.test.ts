@@ -16,7 +16,7 @@ import { DN, firmwarePair, packageKeys, PK, same, SPLIT, startRig, type Rig, typ
 import { deviceState, expectFailure, expectOldImageKept, packageNotice, recordWrites, testCloud, writtenUpTo } from './helpers/refusal.js';
 import type { StoredPackage } from '../src/cloud/cloud-store.js';
 import { buildUpgradeMessage, OtaStep, type UpgradeInfo } from '../src/protocol/messages.js';
-import type { OtaCloudClient } from '../src/device/mqtt-link.js';
+import type { OtaCloudClient } from '../src/cloud/mqtt-client.js';
 import type { OtaServiceEvent } from '../src/device/ota-service.js';
 import { HEAD_FETCH_BYTES } from '../src/device/package-head.js';
 import { fileDigest } from '../src/protocol/signature.js';

@@ -7,13 +7,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { Aedes, type AedesOptions, type Client } from 'aedes';
-import { MqttAuthError, verifyMqttCredentials, type DeviceSecretLookup, type MqttSignMethod } from '../protocol/mqtt-auth.js';
+import { MqttAuthError, verifyMqttCredentials, type DeviceSecretLookup, type MqttSignMethod, type ServiceCredential } from '../protocol/mqtt-auth.js';
 import { otaTopicFilter, parseOtaTopic } from '../protocol/topics.js';
-
-export interface ServiceCredential {
-  username: string;
-  password: string;
-}
 
 export interface BrokerOptions {
   registry: DeviceSecretLookup;

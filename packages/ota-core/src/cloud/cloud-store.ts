@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { generatePackage, packRaw, type GenerateResult } from '@otadiff/diff-gen';
 import { FIRMWARE_VERSION_BYTES, parseHeader, type PackageHeader, type PatchMode } from '@otadiff/patch-apply';
 import { DeviceRegistry, generateSecret, type DeviceRecord, type ProductRecord } from './device-registry.js';
-import type { ServiceCredential } from './broker.js';
+import type { ServiceCredential } from '../protocol/mqtt-auth.js';
 import { isValidDeviceName, isValidProductKey } from '../protocol/topics.js';
 import { compareVersions, isValidVersion } from '../protocol/version.js';
 

@@ -5,7 +5,7 @@ import { expect } from 'vitest';
 import { openPartition, parseFixedHeader, readHandover } from '@otadiff/patch-apply';
 import { parseDeviceState } from '../../src/device/device-state.js';
 import type { UpgradeInfo } from '../../src/protocol/messages.js';
-import { connectOtaCloud, type OtaCloudClient } from '../../src/device/mqtt-link.js';
+import { connectOtaCloud, type OtaCloudClient } from '../../src/cloud/mqtt-client.js';
 import { fileDigest } from '../../src/protocol/signature.js';
 import { PK, same, type Rig } from './ota-rig.js';
 
