@@ -111,6 +111,7 @@ export async function runOtaDemo(o: DemoOptions): Promise<DemoSummary> {
   const failures: string[] = [];
   const boots: string[] = [];
   let cloud: OtaCloud | undefined;
+  let openStore: CloudStore | undefined;
   let port: FlashDirPort | undefined;
   let svc: OtaService | undefined;
   let faulty: FaultyFlash | undefined;
@@ -133,11 +134,11 @@ export async function runOtaDemo(o: DemoOptions): Promise<DemoSummary> {
     say('keys', 'package signing key pair made for this run (Ed25519): the cloud signs, the device and its bootloader trust only the public key');
 
     // ---- the cloud's data: product, device, both firmware versions, the diff
-    const store = await CloudStore.open(join(workDir, 'cloud'), { signingKey });
+    const store = (openStore = await CloudStore.open(join(workDir, 'cloud'), { signingKey, durability: 'fast' }));
     await store.addProduct(PK, { mode, splitSize });
     const dev = await store.addDevice(PK, DN);
-    store.addFirmware(PK, oldVersion, o.oldImage, { securityCounter: 0 });
-    store.addFirmware(PK, newVersion, o.newImage, { securityCounter });
+    await store.addFirmware(PK, oldVersion, o.oldImage, { securityCounter: 0 });
+    await store.addFirmware(PK, newVersion, o.newImage, { securityCounter });
     const t0 = performance.now();
     const pkg = (await store.diffPackage(PK, oldVersion, newVersion))!;
     packageBytes = pkg.size;
@@ -149,6 +150,7 @@ export async function runOtaDemo(o: DemoOptions): Promise<DemoSummary> {
     const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
     cloud = await startOtaCloud({
       dataDir: join(workDir, 'cloud'),
+      store,
       pollMs: 0,
       signingKey: privateKey,
       packageSigningKey: signingKey,
@@ -272,7 +274,7 @@ export async function runOtaDemo(o: DemoOptions): Promise<DemoSummary> {
     if (problem !== null) failures.push(problem);
 
     // ---- check
-    const st = cloud.status().devices.find((d) => d.deviceName === DN);
+    const st = (await cloud.status()).devices.find((d) => d.deviceName === DN);
     isDiff = st?.job?.isDiff === true;
     finalVersion = st?.version ?? null;
     const running = svc.running;
@@ -290,6 +292,7 @@ export async function runOtaDemo(o: DemoOptions): Promise<DemoSummary> {
     await svc?.stop().catch(() => {});
     await port?.close().catch(() => {});
     await cloud?.close().catch(() => {});
+    await openStore?.close().catch(() => {});
     if (!o.keep && o.workDir === undefined) await rm(workDir, { recursive: true, force: true });
   }
 

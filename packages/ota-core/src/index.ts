@@ -5,7 +5,8 @@
 //              the CoAP Block2 option, backoff, an event hub
 //   device/    the device's OTA service (ota-service and its phases), the flash port, downloads
 //              over HTTP(S) and CoAP with checkpoints, the MQTT and CoAP notice links
-//   cloud/     the cloud: broker, file servers, the data store and the job logic
+//   cloud/     the cloud: broker, file servers, the store (a database: db/, SQLite or PostgreSQL;
+//              content-addressed files), the push queue, workers, and the job logic
 //   demo.ts    both halves on loopback, for `otadiff demo`
 
 export { compareVersions, compareParsed, isValidVersion, parseVersion, VersionError, type ParsedVersion } from './protocol/version.js';
@@ -168,5 +169,9 @@ export {
   type StoredPackage,
 } from './cloud/cloud-store.js';
 
+export { importJsonDir, hasJsonData, type ImportSummary } from './cloud/json-import.js';
+export { isPostgresUrl, redactUrl, DatabaseError, type Engine } from './cloud/db/engine.js';
+export { SCHEMA_VERSION } from './cloud/db/migrations.js';
+export { DEVICE_JOB_STATES, type DeviceJobState } from './cloud/db/schema.js';
 export { startOtaCloud, type CloudEvent, type OtaCloud, type OtaCloudOptions } from './cloud/cloud.js';
 export { runOtaDemo, type DemoMode, type DemoOptions, type DemoSummary } from './demo.js';

@@ -197,8 +197,8 @@ describe('embedded broker', () => {
     const cloud = await connectOtaCloud(url, SERVICE);
     try {
       const seen: string[] = [];
-      cloud.onProgress((dev) => seen.push(dev.deviceName));
-      cloud.onInform((dev) => seen.push(dev.deviceName));
+      cloud.onProgress((dev) => void seen.push(dev.deviceName));
+      cloud.onInform((dev) => void seen.push(dev.deviceName));
       const mallory = await rawDevice(url, a);
       const closed = new Promise<void>((resolve) => mallory.once('close', () => resolve()));
       mallory.publish(progressTopic(PK, 'dev-bbbb'), '{"id":"1","params":{"step":"-1","desc":"forged"}}', { qos: 0 });
@@ -210,7 +210,7 @@ describe('embedded broker', () => {
       await closed2;
       // The honest device's own report still flows.
       const honest = await connectOtaDevice(url, b);
-      const got = new Promise<void>((resolve) => cloud.onProgress((_d, m) => m.step === OtaStep.DOWNLOAD_FAILED && resolve()));
+      const got = new Promise<void>((resolve) => cloud.onProgress((_d, m) => void (m.step === OtaStep.DOWNLOAD_FAILED && resolve())));
       await honest.reportProgress(OtaStep.DOWNLOAD_FAILED, 'net');
       await got;
       await honest.close();

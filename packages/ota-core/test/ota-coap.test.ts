@@ -63,7 +63,7 @@ describe('the cloud serves packages over CoAP', () => {
       expect(proxy.state.dropped).toBeGreaterThan(0);
       // Nothing went over HTTP.
       expect(rig.cloud.files.requests).toEqual([]);
-      const st = rig.cloud.status().devices.find((d) => d.deviceName === DN)!;
+      const st = (await rig.cloud.status()).devices.find((d) => d.deviceName === DN)!;
       expect(st.job).toMatchObject({ state: 'succeeded', isDiff: true });
       // The first notice's capability path is no longer served.
       const url = new URL((first as { info: { url: string } }).info.url);
@@ -88,7 +88,7 @@ describe('the cloud serves packages over CoAP', () => {
       expect(p.info.url.startsWith(rig.cloud.coap.url)).toBe(true);
       expect(same(rig.slotBytes('A', pair.neu.length), pair.neu)).toBe(true);
       expect(rig.cloud.files.requests).toEqual([]);
-      expect(rig.cloud.store.jobs()[0].downloadProtocol).toBeUndefined();
+      expect((await rig.cloud.store.jobs())[0].downloadProtocol).toBeUndefined();
     } finally {
       await rig.close();
     }
@@ -98,8 +98,7 @@ describe('the cloud serves packages over CoAP', () => {
     const rig = await startRig({ ...pair });
     try {
       const j = await rig.cloud.createJob({ productKey: PK, version: '2.0.0', downloadProtocol: 'coap' });
-      await rig.cloud.store.reload();
-      expect(rig.cloud.store.jobs().find((x) => x.id === j.id)?.downloadProtocol).toBe('coap');
+      expect((await rig.cloud.store.jobs()).find((x) => x.id === j.id)?.downloadProtocol).toBe('coap');
       await expect(rig.cloud.createJob({ productKey: PK, version: '2.0.0', downloadProtocol: 'ftp' as 'coap' })).rejects.toThrow(/unknown download protocol/);
     } finally {
       await rig.close();
@@ -125,7 +124,7 @@ describe('notices over CoAP (transport: coap)', () => {
       expect(cloudEvents).toContain('progress');
       expect(rig.events.filter((e) => e.type === 'notice')).toHaveLength(1);
       expect(rig.cloud.broker!.aedes.connectedClients).toBe(1); // the cloud's own
-      expect(rig.cloud.status().devices[0].job).toMatchObject({ state: 'succeeded', isDiff: true });
+      expect((await rig.cloud.status()).devices[0].job).toMatchObject({ state: 'succeeded', isDiff: true });
     } finally {
       await rig.close();
     }
@@ -211,7 +210,7 @@ describe('notices over CoAP (transport: coap)', () => {
     const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
     const before = timers();
     const rig = await startRig({ ...pair });
-    const dev = rig.cloud.store.registry.getDevice(PK, DN)!;
+    const dev = (await rig.cloud.store.device(PK, DN))!;
     try {
       const udp = (): number => process.getActiveResourcesInfo().filter((r) => r === 'UDPWrap').length;
       const udpBefore = udp();

@@ -51,7 +51,7 @@ describe('the device refuses what it must not install', () => {
       const error = await expectFailure(rig, async () => void (await rig.cloud.createJob({ productKey: PK, version: '2.0.0' })), OtaStep.VERIFY_FAILED);
       expect(error?.name).toBe('SignatureError');
       expect(await cloudFailed).toMatchObject({ step: OtaStep.VERIFY_FAILED });
-      expect(rig.cloud.status().devices[0].job).toMatchObject({ state: 'failed', step: OtaStep.VERIFY_FAILED });
+      expect((await rig.cloud.status()).devices[0].job).toMatchObject({ state: 'failed', step: OtaStep.VERIFY_FAILED });
       expect(handover(rig)).toBeNull();
       // The failed job is not pushed again when the device reboots and informs 1.0.0.
       await rig.svc.stop();
@@ -216,7 +216,7 @@ describe('sign-in and topic isolation', () => {
       expect(seen).toEqual([]);
       expect(cloudProgress.length).toBeGreaterThan(0); // the victim's own reports arrive
       expect(cloudProgress).not.toContain('forged');
-      expect(rig.cloud.status().devices.find((d) => d.deviceName === DN)?.job?.desc).not.toBe('forged');
+      expect((await rig.cloud.status()).devices.find((d) => d.deviceName === DN)?.job?.desc).not.toBe('forged');
     } finally {
       await mallory.endAsync(true);
       await rig.close();

@@ -34,7 +34,7 @@ describe('OTA service through an external mosquitto broker', () => {
         const slot = mode === 'ab' ? 'B' : 'A';
         expect(rig.svc.running).toEqual({ slot, version: '2.0.0' });
         expect(same(rig.slotBytes(slot, pair.neu.length), pair.neu)).toBe(true);
-        expect(rig.cloud.status().devices[0].job).toMatchObject({ state: 'succeeded', isDiff: mode !== 'full' });
+        expect((await rig.cloud.status()).devices[0].job).toMatchObject({ state: 'succeeded', isDiff: mode !== 'full' });
       } finally {
         await rig.close();
       }

@@ -35,7 +35,8 @@ interface ServedFile {
 }
 
 const servedFile = (b: Uint8Array): ServedFile => {
-  const bytes = Buffer.from(b);
+  // A view, not a copy: the cloud serves one package to many devices from one buffer.
+  const bytes = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
   return { bytes, etag: createHash('sha256').update(bytes).digest().subarray(0, 8) };
 };
 

@@ -14,11 +14,12 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, OutgoingMessage } from 'coap';
 import { SESSION_TOKEN_RE } from '../protocol/coap.js';
 import { MAX_MESSAGE_BYTES, parseInformMessage, parseProgressMessage, type InformMessage, type ProgressMessage } from '../protocol/messages.js';
-import { verifyMqttCredentials, type DeviceSecretLookup, type MqttSignMethod } from '../protocol/mqtt-auth.js';
+import { verifyMqttCredentials, type MqttSignMethod } from '../protocol/mqtt-auth.js';
+import { lookupFor, type AsyncDeviceSecretLookup } from './secret-lookup.js';
 import { deviceKey as key, parseOtaTopic, type DeviceRef } from '../protocol/topics.js';
 
 export interface CoapNoticeServerOptions {
-  registry: DeviceSecretLookup;
+  registry: AsyncDeviceSecretLookup;
   allowedSignMethods?: readonly MqttSignMethod[];
   /** Lifetime of a session token (default 24 h). */
   tokenTtlMs?: number;
@@ -51,7 +52,7 @@ export function createCoapNoticeServer(o: CoapNoticeServerOptions): CoapNoticeSe
     res.end(body === undefined ? undefined : Buffer.from(body, 'utf8'));
   };
 
-  function auth(req: IncomingMessage, res: OutgoingMessage): void {
+  async function auth(req: IncomingMessage, res: OutgoingMessage): Promise<void> {
     let device: DeviceRef;
     try {
       if (req.payload.length > 1024) throw new Error('auth payload too large');
@@ -59,7 +60,8 @@ export function createCoapNoticeServer(o: CoapNoticeServerOptions): CoapNoticeSe
       if (typeof body !== 'object' || body === null || typeof body.clientId !== 'string' || typeof body.username !== 'string' || typeof body.password !== 'string') {
         throw new Error('auth needs clientId, username and password strings');
       }
-      const v = verifyMqttCredentials(body.clientId, body.username, body.password, o.registry, { allowedSignMethods: o.allowedSignMethods });
+      const lookup = await lookupFor(body.username, o.registry);
+      const v = verifyMqttCredentials(body.clientId, body.username, body.password, lookup, { allowedSignMethods: o.allowedSignMethods });
       device = { productKey: v.productKey, deviceName: v.deviceName };
     } catch (e) {
       o.onInvalid?.('/auth', e as Error);
@@ -77,7 +79,7 @@ export function createCoapNoticeServer(o: CoapNoticeServerOptions): CoapNoticeSe
   return {
     handle(req, res) {
       const [path, query = ''] = (req.url ?? '/').split('?', 2);
-      if (path === '/auth') return req.method === 'POST' ? auth(req, res) : reply(res, '4.05');
+      if (path === '/auth') return req.method === 'POST' ? void auth(req, res) : reply(res, '4.05');
       const t = parseOtaTopic(path);
       if (t === null) return reply(res, '4.04');
       const token = query.split('&').find((q) => q.startsWith('token='))?.slice(6) ?? '';

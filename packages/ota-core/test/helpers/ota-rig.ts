@@ -71,8 +71,8 @@ export async function startRig(o: RigOptions): Promise<Rig> {
   try {
     await cloud.store.addProduct(PK, { mode, splitSize: SPLIT });
     const dev = await cloud.store.addDevice(PK, DN);
-    cloud.store.addFirmware(PK, '1.0.0', o.old, { securityCounter: o.counters?.old ?? 0 });
-    cloud.store.addFirmware(PK, '2.0.0', o.neu, { securityCounter: o.counters?.neu ?? 0 });
+    await cloud.store.addFirmware(PK, '1.0.0', o.old, { securityCounter: o.counters?.old ?? 0 });
+    await cloud.store.addFirmware(PK, '2.0.0', o.neu, { securityCounter: o.counters?.neu ?? 0 });
     const devDir = join(dir, 'device');
     createDeviceFlashDir(devDir, { image: o.old, version: o.deviceVersion ?? '1.0.0', ab: o.deviceAb ?? mode === 'ab', splitSize: SPLIT });
     let faulty!: FaultyFlash;
