@@ -1,4 +1,5 @@
-// A grouped bar chart written as plain SVG (no dependency): one group per pair, one bar per series.
+// Charts written as plain SVG (no dependency): a grouped bar chart (one group per pair, one bar per
+// series) and a line chart of series over time (the fleet bench).
 
 export interface Series {
   label: string;
@@ -68,6 +69,71 @@ export function renderBarChart(c: BarChart): string {
   if (c.reference !== undefined) {
     const yr = y(c.reference);
     out.push(`<line x1="${left}" x2="${left + plotW}" y1="${yr}" y2="${yr}" stroke="#c00" stroke-dasharray="5,4"/>`);
+  }
+  c.series.forEach((s, si) => {
+    const ly = top + si * 18;
+    out.push(`<rect x="${left + plotW + 20}" y="${ly}" width="12" height="12" fill="${s.color}"/>`);
+    out.push(`<text x="${left + plotW + 38}" y="${ly + 10}">${esc(s.label)}</text>`);
+  });
+  out.push('</svg>');
+  return `${out.join('\n')}\n`;
+}
+
+export interface LineSeries {
+  label: string;
+  color: string;
+  /** [x, y] points, x ascending. */
+  points: Array<[number, number]>;
+}
+
+export interface LineChart {
+  title: string;
+  xLabel: string;
+  yLabel: string;
+  series: LineSeries[];
+  /** Vertical markers, e.g. the moment a worker was killed. */
+  markers?: Array<{ x: number; label: string }>;
+}
+
+export function renderLineChart(c: LineChart): string {
+  const left = 64;
+  const top = 40;
+  const plotW = 620;
+  const plotH = 280;
+  const legendW = 240;
+  const width = left + plotW + 20 + legendW;
+  const height = top + plotH + 56;
+  let xMax = 0;
+  let yMax = 0;
+  for (const s of c.series) for (const [x, y] of s.points) (xMax = Math.max(xMax, x)), (yMax = Math.max(yMax, y));
+  for (const m of c.markers ?? []) xMax = Math.max(xMax, m.x);
+  xMax = niceMax(xMax > 0 ? xMax : 1);
+  yMax = niceMax(yMax > 0 ? yMax : 1);
+  const X = (v: number): number => left + (v / xMax) * plotW;
+  const Y = (v: number): number => top + plotH - (v / yMax) * plotH;
+  const out: string[] = [];
+  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="11">`);
+  out.push(`<rect width="${width}" height="${height}" fill="white"/>`);
+  out.push(`<text x="${left}" y="20" font-size="14" font-weight="bold">${esc(c.title)}</text>`);
+  for (let i = 0; i <= 4; i++) {
+    const v = (yMax * i) / 4;
+    out.push(`<line x1="${left}" x2="${left + plotW}" y1="${Y(v)}" y2="${Y(v)}" stroke="#ddd"/>`);
+    out.push(`<text x="${left - 6}" y="${Y(v) + 4}" text-anchor="end">${+v.toFixed(1)}</text>`);
+    const xv = (xMax * i) / 4;
+    out.push(`<text x="${X(xv)}" y="${top + plotH + 16}" text-anchor="middle">${+xv.toFixed(1)}</text>`);
+  }
+  out.push(`<text x="${left + plotW / 2}" y="${top + plotH + 36}" text-anchor="middle">${esc(c.xLabel)}</text>`);
+  out.push(`<text transform="translate(14 ${top + plotH / 2}) rotate(-90)" text-anchor="middle">${esc(c.yLabel)}</text>`);
+  out.push(`<line x1="${left}" x2="${left + plotW}" y1="${top + plotH}" y2="${top + plotH}" stroke="#333"/>`);
+  out.push(`<line x1="${left}" x2="${left}" y1="${top}" y2="${top + plotH}" stroke="#333"/>`);
+  for (const m of c.markers ?? []) {
+    out.push(`<line x1="${X(m.x)}" x2="${X(m.x)}" y1="${top}" y2="${top + plotH}" stroke="#c00" stroke-dasharray="5,4"/>`);
+    out.push(`<text x="${X(m.x) + 4}" y="${top + 12}" fill="#c00">${esc(m.label)}</text>`);
+  }
+  for (const s of c.series) {
+    if (s.points.length === 0) continue;
+    const d = s.points.map(([x, y], i) => `${i === 0 ? 'M' : 'L'}${X(x).toFixed(1)},${Y(y).toFixed(1)}`).join(' ');
+    out.push(`<path d="${d}" fill="none" stroke="${s.color}" stroke-width="2"/>`);
   }
   c.series.forEach((s, si) => {
     const ly = top + si * 18;

@@ -170,6 +170,7 @@ export {
 } from './cloud/cloud-store.js';
 
 export { importJsonDir, hasJsonData, type ImportSummary } from './cloud/json-import.js';
+export { recordInform, recordProgress, type InformOutcome, type ProgressOutcome } from './cloud/device-status.js';
 export { isPostgresUrl, redactUrl, DatabaseError, type Engine } from './cloud/db/engine.js';
 export { SCHEMA_VERSION } from './cloud/db/migrations.js';
 export { DEVICE_JOB_STATES, type DeviceJobState } from './cloud/db/schema.js';

@@ -300,8 +300,7 @@ export class CloudStore {
     if (!isValidProductKey(productKey) || !isValidDeviceName(deviceName)) throw new CloudStoreError('invalid productKey or deviceName');
     const secret = checkSecret(deviceSecret ?? generateSecret(), 'deviceSecret');
     return this.handle.write(async (trx) => {
-      const p = await trx.selectFrom('products').select('product_key').where('product_key', '=', productKey).executeTakeFirst();
-      if (p === undefined) throw new CloudStoreError(`unknown product ${productKey}`);
+      if (!(await this.lockProduct(trx, productKey))) throw new CloudStoreError(`unknown product ${productKey}`);
       const now = Date.now();
       const job = await trx
         .selectFrom('jobs')
@@ -335,8 +334,7 @@ export class CloudStore {
       return { productKey, deviceName: d.deviceName, deviceSecret: checkSecret(d.deviceSecret ?? generateSecret(), 'deviceSecret') };
     });
     await this.handle.write(async (trx) => {
-      const p = await trx.selectFrom('products').select('product_key').where('product_key', '=', productKey).executeTakeFirst();
-      if (p === undefined) throw new CloudStoreError(`unknown product ${productKey}`);
+      if (!(await this.lockProduct(trx, productKey))) throw new CloudStoreError(`unknown product ${productKey}`);
       const job = await trx.selectFrom('jobs').select('id').where('product_key', '=', productKey).where('target', '=', 'all').orderBy('created_at', 'desc').orderBy('id', 'desc').limit(1).executeTakeFirst();
       const now = Date.now();
       for (const part of chunks(out)) {
@@ -400,9 +398,7 @@ export class CloudStore {
     const { sha256, size } = this.objects.put(image);
     return this.handle.write(async (trx) => {
       // One add-firmware per product at a time: the counter checks read the product's other versions.
-      let lock = trx.selectFrom('products').select('product_key').where('product_key', '=', productKey);
-      if (this.engine === 'postgres') lock = lock.forUpdate();
-      if ((await lock.executeTakeFirst()) === undefined) throw new CloudStoreError(`unknown product ${productKey}`);
+      if (!(await this.lockProduct(trx, productKey))) throw new CloudStoreError(`unknown product ${productKey}`);
       const releases = await this.releasesIn(trx, productKey);
       if (releases.some((r) => compareVersions(r.version, version) === 0)) throw new CloudStoreError(`${productKey} already has firmware ${version}`);
       const older = releases.filter((r) => compareVersions(r.version, version) < 0);
@@ -479,6 +475,16 @@ export class CloudStore {
 
   // ---------------------------------------------------------------- jobs
 
+  /**
+   * Serialises changes to one product's devices and jobs: PostgreSQL locks its row until commit;
+   * SQLite's write transaction holds the whole database already. False when there is no such product.
+   */
+  private async lockProduct(trx: Transaction<Database>, productKey: string): Promise<boolean> {
+    let q = trx.selectFrom('products').select('product_key').where('product_key', '=', productKey);
+    if (this.engine === 'postgres') q = q.forUpdate();
+    return (await q.executeTakeFirst()) !== undefined;
+  }
+
   private jobRow(jobId: string, productKey: string, deviceName: string, state: DeviceJobState, fromVersion: string | null, now: number): NewDeviceJob {
     return {
       job_id: jobId,
@@ -508,9 +514,13 @@ export class CloudStore {
     if ((await this.product(o.productKey)) === undefined) throw new CloudStoreError(`unknown product ${o.productKey}`);
     if ((await this.storedFirmware(o.productKey, o.version)) === undefined) throw new CloudStoreError(`${o.productKey} has no firmware ${o.version}; add it first`);
     return this.handle.write(async (trx) => {
+      // Jobs and registrations of a product one at a time, and its device rows held until commit:
+      // an inform handled meanwhile waits, then finds this job (device-status.ts).
+      if (!(await this.lockProduct(trx, o.productKey))) throw new CloudStoreError(`unknown product ${o.productKey}`);
       const now = Date.now();
       const id = `${now}-${randomBytes(4).toString('hex')}`;
-      const q = trx.selectFrom('devices').select(['device_name', 'version']).where('product_key', '=', o.productKey);
+      let q = trx.selectFrom('devices').select(['device_name', 'version']).where('product_key', '=', o.productKey);
+      if (this.engine === 'postgres') q = q.forUpdate();
       const devices: Array<{ device_name: string; version: string | null }> = [];
       if (list === undefined) devices.push(...(await q.execute()));
       else {

@@ -349,14 +349,20 @@ export async function startOtaCloud(opts: OtaCloudOptions): Promise<OtaCloud> {
         }
       });
   }
+  /** Periodic tasks, one run at a time each; close() waits for the runs in progress. */
+  const running = new Set<Promise<void>>();
   const every = (ms: number, fn: () => Promise<unknown>): void => {
     let busy = false;
     const t = setInterval(() => {
       if (busy || closed) return;
       busy = true;
-      fn()
-        .catch(reportError)
-        .finally(() => (busy = false));
+      const p: Promise<void> = fn()
+        .then(() => {}, reportError)
+        .finally(() => {
+          busy = false;
+          running.delete(p);
+        });
+      running.add(p);
     }, ms);
     t.unref();
     timers.push(t);
@@ -418,8 +424,9 @@ export async function startOtaCloud(opts: OtaCloudOptions): Promise<OtaCloud> {
     close() {
       closing ??= (async () => {
         closed = true;
-        await draining;
         for (const t of timers) clearInterval(t);
+        await draining;
+        await Promise.allSettled([...running]);
         await cloudClient.close().catch(() => {});
         await setWorkerState(store, worker.id, 'retired').catch(() => {});
         client = undefined;

@@ -36,21 +36,28 @@ export function informTransition(state: DeviceJobState, pushes: number, version:
 
 export async function recordInform(store: CloudStore, d: DeviceRef, version: string, now = Date.now()): Promise<InformOutcome> {
   const db = store.db;
+  // The version first, then the job: a job created meanwhile either saw this version (its row is
+  // queued) or is visible to the read below (its row waiting, moved on here). On PostgreSQL the
+  // job's transaction holds the device rows, so this update waits for it.
+  const updated = await db
+    .updateTable('devices')
+    .set({ version, last_seen: now })
+    .where('product_key', '=', d.productKey)
+    .where('device_name', '=', d.deviceName)
+    .returning('current_job')
+    .executeTakeFirst();
+  if (updated === undefined) return { kind: 'unknown-device' };
   for (let attempt = 0; ; attempt++) {
     const row = await db
       .selectFrom('devices as d')
-      .leftJoin('jobs as jb', 'jb.id', 'd.current_job')
-      .leftJoin('device_jobs as j', (join) => join.onRef('j.job_id', '=', 'd.current_job').onRef('j.product_key', '=', 'd.product_key').onRef('j.device_name', '=', 'd.device_name'))
+      .innerJoin('jobs as jb', 'jb.id', 'd.current_job')
+      .innerJoin('device_jobs as j', (join) => join.onRef('j.job_id', '=', 'd.current_job').onRef('j.product_key', '=', 'd.product_key').onRef('j.device_name', '=', 'd.device_name'))
       .select(['d.current_job', 'jb.version as target', 'j.id as row', 'j.state', 'j.pushes'])
       .where('d.product_key', '=', d.productKey)
       .where('d.device_name', '=', d.deviceName)
       .executeTakeFirst();
-    if (row === undefined) return { kind: 'unknown-device' };
-    if (attempt === 0) {
-      await db.updateTable('devices').set({ version, last_seen: now }).where('product_key', '=', d.productKey).where('device_name', '=', d.deviceName).execute();
-    }
-    if (row.current_job === null || row.row === null || row.state === null || row.target === null) return { kind: 'recorded' };
-    const next = informTransition(row.state, Number(row.pushes ?? 0), version, row.target);
+    if (row === undefined || row.current_job === null) return { kind: 'recorded' };
+    const next = informTransition(row.state, Number(row.pushes), version, row.target);
     if (next === undefined) {
       // Still queued: the notice will be made from the version it runs now.
       if (row.state === 'queued') await db.updateTable('device_jobs').set({ from_version: version, updated_at: now }).where('id', '=', row.row).where('state', '=', 'queued').execute();
