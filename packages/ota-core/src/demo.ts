@@ -17,7 +17,8 @@ import { boot, FaultyFlash, MemoryFlash, openPartition, readBytes, type Slot } f
 import { startOtaCloud, type OtaCloud } from './cloud/cloud.js';
 import { CloudStore, type PackageMode } from './cloud/cloud-store.js';
 import { createDeviceFlashDir, createFlashDirPort, type FlashDirPort } from './device/flash-port.js';
-import { createOtaService, type OtaService, type OtaServiceEvent } from './device/ota-service.js';
+import { createOtaService } from './device/ota-service.js';
+import type { OtaService, OtaServiceEvent } from './device/service-types.js';
 import type { RequestLogEntry } from './cloud/http-server.js';
 import { HEAD_FETCH_BYTES } from './device/package-head.js';
 import { resolveTrustedKeys } from './device/trusted-keys.js';

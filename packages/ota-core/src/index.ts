@@ -144,8 +144,8 @@ export { isPemText, resolveTrustedKeys, TrustedKeyError, type TrustedKeyInput } 
 export { fetchPackageHead, HEAD_FETCH_BYTES, type PackageHead, type PackageHeadOptions } from './device/package-head.js';
 export { EventHub, EventTimeoutError } from './protocol/event-hub.js';
 
+export { createOtaService } from './device/ota-service.js';
 export {
-  createOtaService,
   OtaServiceError,
   type DownloadProtocol,
   type OtaService,
@@ -153,7 +153,7 @@ export {
   type OtaServiceEvent,
   type OtaServiceOptions,
   type OtaServiceStatus,
-} from './device/ota-service.js';
+} from './device/service-types.js';
 
 export {
   CloudStore,

@@ -12,7 +12,8 @@ import { deriveMqttCredentials } from '../src/protocol/mqtt-auth.js';
 import { OtaStep, type UpgradeInfo } from '../src/protocol/messages.js';
 import { fileDigest } from '../src/protocol/signature.js';
 import { progressTopic, upgradeTopic } from '../src/protocol/topics.js';
-import { createOtaService, OtaServiceError } from '../src/device/ota-service.js';
+import { createOtaService } from '../src/device/ota-service.js';
+import { OtaServiceError } from '../src/device/service-types.js';
 import { HEAD_FETCH_BYTES } from '../src/device/package-head.js';
 
 beforeAll(recordNetworkBaseline);

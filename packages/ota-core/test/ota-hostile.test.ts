@@ -17,7 +17,7 @@ import { deviceState, expectFailure, expectOldImageKept, packageNotice, recordWr
 import type { StoredPackage } from '../src/cloud/cloud-store.js';
 import { buildUpgradeMessage, OtaStep, type UpgradeInfo } from '../src/protocol/messages.js';
 import type { OtaCloudClient } from '../src/cloud/mqtt-client.js';
-import type { OtaServiceEvent } from '../src/device/ota-service.js';
+import type { OtaServiceEvent } from '../src/device/service-types.js';
 import { HEAD_FETCH_BYTES } from '../src/device/package-head.js';
 import { fileDigest } from '../src/protocol/signature.js';
 import { upgradeTopic } from '../src/protocol/topics.js';

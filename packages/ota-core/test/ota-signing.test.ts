@@ -15,7 +15,8 @@ import { upgradeTopic } from '../src/protocol/topics.js';
 import { fileDigest } from '../src/protocol/signature.js';
 import { HEAD_FETCH_BYTES } from '../src/device/package-head.js';
 import { startCoapFileServer } from '../src/cloud/coap-file-server.js';
-import { createOtaService, OtaServiceError } from '../src/device/ota-service.js';
+import { createOtaService } from '../src/device/ota-service.js';
+import { OtaServiceError } from '../src/device/service-types.js';
 
 beforeAll(recordNetworkBaseline);
 afterAll(async () => {

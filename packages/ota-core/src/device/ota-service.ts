@@ -38,16 +38,6 @@ import { OtaStep, type UpgradeInfo } from '../protocol/messages.js';
 import { hashAlgorithmOf, verifyPackage } from '../protocol/signature.js';
 import { compareVersions } from '../protocol/version.js';
 
-export {
-  OtaServiceError,
-  type DownloadProtocol,
-  type OtaService,
-  type OtaServiceErrorCode,
-  type OtaServiceEvent,
-  type OtaServiceOptions,
-  type OtaServiceStatus,
-} from './service-types.js';
-
 /** A stored checkpoint whose hash state loads (a resume from it can work). */
 async function resumable(cp: DownloadCheckpoint): Promise<boolean> {
   try {

@@ -9,7 +9,8 @@ import { FaultyFlash, openPartition, readBytes, type Slot, type TearMode } from 
 import { startOtaCloud, type OtaCloud, type OtaCloudOptions } from '../../src/cloud/cloud.js';
 import type { PackageMode } from '../../src/cloud/cloud-store.js';
 import { createDeviceFlashDir, createFlashDirPort, type FlashDirPort } from '../../src/device/flash-port.js';
-import { createOtaService, type OtaService, type OtaServiceEvent, type OtaServiceOptions } from '../../src/device/ota-service.js';
+import { createOtaService } from '../../src/device/ota-service.js';
+import type { OtaService, OtaServiceEvent, OtaServiceOptions } from '../../src/device/service-types.js';
 import { resolveTrustedKeys } from '../../src/device/trusted-keys.js';
 import { testBytes } from './http.js';
 
