@@ -59,11 +59,14 @@ function simDevice(cfg: SimConfig, spec: SimDeviceSpec, index: number): Device {
   let busy = false;
   let stopping = false;
   const identity = { productKey: cfg.productKey, deviceName: spec.name, deviceSecret: spec.secret };
+  /** A report over the current link; a link that is gone (or never answers) loses it, as a device's would. */
   const publish = async (fn: (c: OtaDeviceClient) => Promise<void>): Promise<void> => {
     const c = client;
-    if (c === undefined) return;
+    if (c === undefined || !c.mqtt.connected) return;
     published++;
-    await fn(c).catch(() => {});
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([fn(c).catch(() => {}), new Promise<void>((r) => (timer = setTimeout(r, 5000)))]);
+    clearTimeout(timer);
   };
   async function update(info: UpgradeInfo): Promise<void> {
     try {

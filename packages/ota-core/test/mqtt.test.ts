@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { openNetworkHandles, recordNetworkBaseline } from './helpers/handles.js';
 import { connectAsync, type MqttClient } from 'mqtt';
 import { deriveMqttCredentials, MqttAuthError, signContent, verifyMqttCredentials } from '../src/protocol/mqtt-auth.js';
@@ -127,6 +127,15 @@ describe('embedded broker', () => {
     clients.push(client);
     return client;
   }
+
+  it("a device's report after its broker went away fails at once instead of waiting for ever", async () => {
+    const { a } = await setup();
+    const device = await connectOtaDevice(broker!.url, a);
+    await broker!.close();
+    await vi.waitFor(() => expect(device.mqtt.connected).toBe(false));
+    await expect(device.reportProgress(10, 'downloading')).rejects.toThrow();
+    await expect(device.reportVersion('1.0.0')).rejects.toThrow();
+  });
 
   it('carries inform -> upgrade -> progress between a device and the cloud', async () => {
     const { a, url } = await setup();

@@ -44,6 +44,9 @@ export async function connectOtaDevice(url: string, identity: DeviceIdentity, op
     reconnectPeriod: 0,
     keepalive: 300,
   });
+  // This link never reconnects (the service makes a new one): once closed, end it, so a report
+  // waiting for its PUBACK fails instead of waiting for ever.
+  client.once('close', () => void client.end(true));
   const { productKey: pk, deviceName: dn } = identity;
   const handlers: Array<(info: UpgradeInfo) => void> = [];
   client.on('message', (topic, payload) => {
