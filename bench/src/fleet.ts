@@ -14,6 +14,7 @@
 //   --device-procs P     processes holding the simulated devices (default 2)
 //   --no-status-cost     skip the status-write measurement
 //   --json               print one JSON object (the fields of FleetResult, and statusWriteCost)
+//   --report-only        write fleet.md again from fleet.json, run nothing
 
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -36,6 +37,7 @@ interface Args {
   deviceProcs: number;
   statusCost: boolean;
   json: boolean;
+  reportOnly: boolean;
 }
 
 function fail(msg: string): never {
@@ -44,7 +46,7 @@ function fail(msg: string): never {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { devices: 10_000, workers: 1, restoreSample: 20, pushRate: 250, deviceProcs: 2, statusCost: true, json: false };
+  const a: Args = { devices: 10_000, workers: 1, restoreSample: 20, pushRate: 250, deviceProcs: 2, statusCost: true, json: false, reportOnly: false };
   const num = (name: string, v: string | undefined, min: number, max: number, int = true): number => {
     const n = Number(v);
     if (v === undefined || !Number.isFinite(n) || n < min || n > max || (int && !Number.isInteger(n))) fail(`${name} must be ${int ? 'an integer' : 'a number'} from ${min} to ${max}`);
@@ -65,6 +67,7 @@ function parseArgs(argv: string[]): Args {
       case '--device-procs': a.deviceProcs = num(k, v, 1, 16); i++; break;
       case '--no-status-cost': a.statusCost = false; break;
       case '--json': a.json = true; break;
+      case '--report-only': a.reportOnly = true; break;
       default: fail(`unknown option ${k}`);
     }
   }
@@ -92,7 +95,7 @@ const mib = (b: number | null): string => (b === null ? '-' : `${(b / 1048576).t
 function report(all: Stored[]): string {
   const out: string[] = ['# Fleet bench', ''];
   out.push(
-    'One rollout of a diff to a simulated fleet through a real cloud (`npm run bench:fleet`, `bench/src/fleet.ts`). Every device is a real MQTT connection with its own HMAC sign-in; it reports its version, fetches the package head and then the rest over HTTP with Range, checks the SHA-256, reports progress and its new version (the restore is simulated but for the restore sample, which runs the real OTA service and restore on simulated flash). `updated` counts devices that run the new version, `lost` those the cloud does not show as succeeded or failed at the end, `duplicatePushes` notices a device got beyond its first. Peak RSS is each process\'s VmHWM; with the embedded broker it is part of the cloud\'s.',
+    'One rollout of a diff to a simulated fleet through a real cloud (`npm run bench:fleet`, `bench/src/fleet.ts`). Every device is a real MQTT connection with its own HMAC sign-in; it reports its version, fetches the package head and then the rest over HTTP with Range, checks the SHA-256, reports progress and its new version (the restore is simulated but for the restore sample, which runs the real OTA service and restore on simulated flash). `updated` counts devices that run the new version, `lost` those the cloud does not show as succeeded or failed at the end, `duplicatePushes` notices a device got beyond its first (the number of notices the cloud sent, under each scenario, also counts a notice sent again because the first never arrived). Peak RSS is each process\'s VmHWM; with the embedded broker it is part of the cloud\'s.',
     '',
   );
   out.push(
@@ -129,6 +132,11 @@ function report(all: Stored[]): string {
 
 async function main(): Promise<void> {
   const a = parseArgs(process.argv.slice(2));
+  const file = join(ensureDir(resultsDir), 'fleet.json');
+  if (a.reportOnly) {
+    writeFileSync(join(resultsDir, 'fleet.md'), report(JSON.parse(readFileSync(file, 'utf8')) as Stored[]));
+    return;
+  }
   const log = (l: string): void => void process.stderr.write(`${l}\n`);
   const old = new Uint8Array(readFileSync(join(espDir, 'at-v3.0.4.bin')));
   const neu = new Uint8Array(readFileSync(join(espDir, 'at-v3.0.5.bin')));
@@ -154,13 +162,12 @@ async function main(): Promise<void> {
     log('status write cost at 100 and 10,000 devices …');
     cost = await statusWriteCost([100, 10_000], 3000, old);
   }
-  const file = join(ensureDir(resultsDir), 'fleet.json');
   const all: Stored[] = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as Stored[]) : [];
   const scenario = scenarioName(result);
   const stored: Stored = {
     scenario,
     date: new Date().toISOString().slice(0, 10),
-    command: `npm run bench:fleet -- ${process.argv.slice(2).join(' ').replace(/postgres(ql)?:\/\/[^ ]*/g, 'postgres://…')}`.trim(),
+    command: ['npm run bench:fleet', ...(process.argv.length > 2 ? ['--', process.argv.slice(2).join(' ').replace(/postgres(ql)?:\/\/[^ ]*/g, 'postgres://…')] : [])].join(' '),
     result: { ...result, workerLogTail: [] },
     ...(cost === undefined ? {} : { statusWriteCost: cost }),
   };
