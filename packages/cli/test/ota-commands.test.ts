@@ -99,7 +99,9 @@ async function serveAndUpdate(variant: {
     stopServer.abort();
     await server;
   }
-  const status = (await CloudStore.open(data)).readStatus();
+  const store = await CloudStore.open(data);
+  const status = await store.status();
+  await store.close();
   expect(status.devices[0]).toMatchObject({ deviceName: 'cli-dev-1', version: '1.1.0', job: { state: 'succeeded', isDiff: true } });
   expect(serverLines.at(-1)).toBe('stopped');
   return { deviceLines, serverLines };
@@ -152,9 +154,14 @@ describe('otadiff serve + otadiff device', () => {
     const run = (...args: string[]) => main(['node', 'otadiff', ...args]);
     expect(await run('serve', '--data', data, 'add-product', '--product-key', 'a1Argv')).toBe(0);
     expect(await run('serve', 'add-firmware', '--product-key', 'a1Argv', '--version', '1.2.3', join(dir, 'fw.bin'), '--data', data)).toBe(0);
-    expect((await CloudStore.open(data)).firmwareVersions('a1Argv')).toEqual(['1.2.3']);
-    expect(await run('serve', 'add-firmware', '--product-key', 'a1Argv', '--version', '1.2.4', '--security-counter', '5', '--allow-downgrade', join(dir, 'fw.bin'), '--data', data)).toBe(0);
-    expect((await CloudStore.open(data)).firmwareRelease('a1Argv', '1.2.4')).toEqual({ version: '1.2.4', securityCounter: 5, allowDowngrade: true });
+    const store = await CloudStore.open(data);
+    try {
+      expect(await store.firmwareVersions('a1Argv')).toEqual(['1.2.3']);
+      expect(await run('serve', 'add-firmware', '--product-key', 'a1Argv', '--version', '1.2.4', '--security-counter', '5', '--allow-downgrade', join(dir, 'fw.bin'), '--data', data)).toBe(0);
+      expect(await store.firmwareRelease('a1Argv', '1.2.4')).toEqual({ version: '1.2.4', securityCounter: 5, allowDowngrade: true });
+    } finally {
+      await store.close();
+    }
   });
 
   it('takes versions from corpus file names', () => {

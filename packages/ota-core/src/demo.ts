@@ -14,13 +14,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { boot, FaultyFlash, MemoryFlash, openPartition, readBytes, type Slot } from '@otadiff/patch-apply';
-import { startOtaCloud, type OtaCloud } from './cloud.js';
-import { CloudStore, type PackageMode } from './cloud-store.js';
-import { createDeviceFlashDir, createFlashDirPort, type FlashDirPort } from './flash-port.js';
-import { createOtaService, type OtaService, type OtaServiceEvent } from './ota-service.js';
-import type { RequestLogEntry } from './http-server.js';
-import { HEAD_FETCH_BYTES } from './package-head.js';
-import { resolveTrustedKeys } from './trusted-keys.js';
+import { startOtaCloud, type OtaCloud } from './cloud/cloud.js';
+import { CloudStore, type PackageMode } from './cloud/cloud-store.js';
+import { createDeviceFlashDir, createFlashDirPort, type FlashDirPort } from './device/flash-port.js';
+import { createOtaService } from './device/ota-service.js';
+import type { OtaService, OtaServiceEvent } from './device/service-types.js';
+import type { RequestLogEntry } from './cloud/http-server.js';
+import { HEAD_FETCH_BYTES } from './device/package-head.js';
+import { resolveTrustedKeys } from './device/trusted-keys.js';
 
 /** Restore modes of a demo device (a diff update; full images are not the story). */
 export type DemoMode = Exclude<PackageMode, 'full'>;
@@ -111,6 +112,7 @@ export async function runOtaDemo(o: DemoOptions): Promise<DemoSummary> {
   const failures: string[] = [];
   const boots: string[] = [];
   let cloud: OtaCloud | undefined;
+  let openStore: CloudStore | undefined;
   let port: FlashDirPort | undefined;
   let svc: OtaService | undefined;
   let faulty: FaultyFlash | undefined;
@@ -133,11 +135,11 @@ export async function runOtaDemo(o: DemoOptions): Promise<DemoSummary> {
     say('keys', 'package signing key pair made for this run (Ed25519): the cloud signs, the device and its bootloader trust only the public key');
 
     // ---- the cloud's data: product, device, both firmware versions, the diff
-    const store = await CloudStore.open(join(workDir, 'cloud'), { signingKey });
+    const store = (openStore = await CloudStore.open(join(workDir, 'cloud'), { signingKey, durability: 'fast' }));
     await store.addProduct(PK, { mode, splitSize });
     const dev = await store.addDevice(PK, DN);
-    store.addFirmware(PK, oldVersion, o.oldImage, { securityCounter: 0 });
-    store.addFirmware(PK, newVersion, o.newImage, { securityCounter });
+    await store.addFirmware(PK, oldVersion, o.oldImage, { securityCounter: 0 });
+    await store.addFirmware(PK, newVersion, o.newImage, { securityCounter });
     const t0 = performance.now();
     const pkg = (await store.diffPackage(PK, oldVersion, newVersion))!;
     packageBytes = pkg.size;
@@ -149,6 +151,7 @@ export async function runOtaDemo(o: DemoOptions): Promise<DemoSummary> {
     const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
     cloud = await startOtaCloud({
       dataDir: join(workDir, 'cloud'),
+      store,
       pollMs: 0,
       signingKey: privateKey,
       packageSigningKey: signingKey,
@@ -272,7 +275,7 @@ export async function runOtaDemo(o: DemoOptions): Promise<DemoSummary> {
     if (problem !== null) failures.push(problem);
 
     // ---- check
-    const st = cloud.status().devices.find((d) => d.deviceName === DN);
+    const st = (await cloud.status()).devices.find((d) => d.deviceName === DN);
     isDiff = st?.job?.isDiff === true;
     finalVersion = st?.version ?? null;
     const running = svc.running;
@@ -290,6 +293,7 @@ export async function runOtaDemo(o: DemoOptions): Promise<DemoSummary> {
     await svc?.stop().catch(() => {});
     await port?.close().catch(() => {});
     await cloud?.close().catch(() => {});
+    await openStore?.close().catch(() => {});
     if (!o.keep && o.workDir === undefined) await rm(workDir, { recursive: true, force: true });
   }
 

@@ -1,26 +1,15 @@
-// @otadiff/ota-core — transport and cloud building blocks of the OTA service
-// (open counterpart of AliOS Things' OTA service, Alibaba Cloud IoT protocol).
+// @otadiff/ota-core — the OTA service (Alibaba Cloud IoT protocol; open counterpart of AliOS Things'
+// OTA service) in three homes, imports only downward (cloud and device never import each other):
 //
-//   version          compareVersions(a, b) -> -1|0|1, parseVersion, isValidVersion
-//   topics           /ota/device/{inform|upgrade|progress}/{productKey}/{deviceName}
-//   messages         strict parse/build of inform, upgrade and progress payloads; OtaStep codes
-//   mqtt-auth        Aliyun MQTT sign-in: deriveMqttCredentials / verifyMqttCredentials
-//   device-registry  products + devices, in memory or JSON-file backed
-//   broker           startBroker(): aedes on loopback with per-device topic ACLs
-//   ota-mqtt         connectOtaDevice() / connectOtaCloud(): typed OTA clients over mqtt.js
-//   http-server      startFileServer(): Range, ETag, If-Range, signed URLs, fault injection
-//   downloader       download(): resumable HTTP(S) into a flash sink with hash checkpoints
-//   checkpoint       DownloadCheckpoint + encodeCheckpoint / decodeCheckpoint
-//   coap-transfer    startCoapFileServer() / coapDownload(): RFC 7959 Block2, resumable
-//   ota-coap         the OTA notices over CoAP: createCoapNoticeServer() / connectOtaDeviceCoap()
-//   signature        sign (SHA-256/MD5) and RSA digestsign verification (the notice's)
-//   trusted-keys     the public keys that sign packages: resolveTrustedKeys (PEM text, files, DER)
-//   flash-port       the board port (AliOS hal_ota_module_s) + createFlashDirPort / createDeviceFlashDir
-//   ota-service      createOtaService(): the device's OTA service (ota_service_init)
-//   cloud            startOtaCloud(): broker + HTTP(S) and CoAP servers + jobs over a CloudStore data directory
-//   demo             runOtaDemo(): the whole story on loopback, for `otadiff demo`
+//   protocol/  what both ends speak: versions, topics, messages, MQTT sign-in, notice signatures,
+//              the CoAP Block2 option, backoff, an event hub
+//   device/    the device's OTA service (ota-service and its phases), the flash port, downloads
+//              over HTTP(S) and CoAP with checkpoints, the MQTT and CoAP notice links
+//   cloud/     the cloud: broker, file servers, the store (a database: db/, SQLite or PostgreSQL;
+//              content-addressed files), the push queue, workers, and the job logic
+//   demo.ts    both halves on loopback, for `otadiff demo`
 
-export { compareVersions, compareParsed, isValidVersion, parseVersion, VersionError, type ParsedVersion } from './version.js';
+export { compareVersions, compareParsed, isValidVersion, parseVersion, VersionError, type ParsedVersion } from './protocol/version.js';
 
 export {
   assertDeviceId,
@@ -33,9 +22,11 @@ export {
   progressTopic,
   TopicError,
   upgradeTopic,
+  deviceKey,
+  type DeviceRef,
   type OtaTopic,
   type OtaTopicKind,
-} from './topics.js';
+} from './protocol/topics.js';
 
 export {
   buildInformMessage,
@@ -55,7 +46,7 @@ export {
   type SignMethod,
   type UpgradeInfo,
   type UpgradeParseOptions,
-} from './messages.js';
+} from './protocol/messages.js';
 
 export {
   deriveMqttCredentials,
@@ -65,27 +56,20 @@ export {
   verifyMqttCredentials,
   type DeriveOptions,
   type DeviceIdentity,
+  type ServiceCredential,
   type DeviceSecretLookup,
   type MqttCredentials,
   type MqttSignMethod,
   type VerifiedDevice,
   type VerifyOptions,
-} from './mqtt-auth.js';
+} from './protocol/mqtt-auth.js';
 
-export { DeviceRegistry, generateSecret, RegistryError, type DeviceRecord, type ProductRecord } from './device-registry.js';
+export { DeviceRegistry, generateSecret, RegistryError, type DeviceRecord, type ProductRecord } from './cloud/device-registry.js';
 
-export { startBroker, type BrokerHandle, type BrokerOptions, type ServiceCredential } from './broker.js';
+export { startBroker, type BrokerHandle, type BrokerOptions } from './cloud/broker.js';
 
-export {
-  connectOtaCloud,
-  connectOtaDevice,
-  OtaMqttError,
-  type CloudClientOptions,
-  type DeviceClientOptions,
-  type DeviceRef,
-  type OtaCloudClient,
-  type OtaDeviceClient,
-} from './ota-mqtt.js';
+export { connectOtaDevice, OtaMqttError, type DeviceClientOptions, type OtaDeviceClient } from './device/mqtt-link.js';
+export { connectOtaCloud, OtaCloudMqttError, type CloudClientOptions, type OtaCloudClient } from './cloud/mqtt-client.js';
 
 export {
   computeEtag,
@@ -96,9 +80,9 @@ export {
   type FileServerOptions,
   type RangeResult,
   type RequestLogEntry,
-} from './http-server.js';
+} from './cloud/http-server.js';
 
-export { download, DownloadError, type DownloadErrorCode, type DownloadOptions, type DownloadResult, type Sink } from './downloader.js';
+export { download, DownloadError, type DownloadErrorCode, type DownloadOptions, type DownloadResult, type Sink } from './device/downloader.js';
 
 export {
   CheckpointError,
@@ -108,31 +92,16 @@ export {
   validateCheckpoint,
   type DownloadCheckpoint,
   type HashAlgorithm,
-} from './checkpoint.js';
+} from './device/checkpoint.js';
 
-export { createHasher, resumeHasher } from './hashing.js';
-export { backoffDelay, defaultSleep, type BackoffOptions, type SleepFn } from './retry.js';
+export { createHasher, resumeHasher } from './device/hashing.js';
+export { backoffDelay, defaultSleep, type BackoffOptions, type SleepFn } from './protocol/retry.js';
 
-export {
-  coapDownload,
-  decodeBlockOption,
-  encodeBlockOption,
-  startCoapFileServer,
-  type BlockOption,
-  type CoapDownloadOptions,
-  type CoapFileServerHandle,
-  type CoapFileServerOptions,
-} from './coap-transfer.js';
-
-export {
-  connectOtaDeviceCoap,
-  createCoapNoticeServer,
-  OtaCoapError,
-  type CoapDeviceClientOptions,
-  type CoapNoticeServer,
-  type CoapNoticeServerOptions,
-  type OtaCoapDeviceClient,
-} from './ota-coap.js';
+export { BlockOptionError, decodeBlockOption, encodeBlockOption, type BlockOption } from './protocol/coap.js';
+export { coapDownload, type CoapDownloadOptions } from './device/coap-download.js';
+export { startCoapFileServer, type CoapFileServerHandle, type CoapFileServerOptions } from './cloud/coap-file-server.js';
+export { connectOtaDeviceCoap, OtaCoapError, type CoapDeviceClientOptions, type OtaCoapDeviceClient } from './device/coap-link.js';
+export { createCoapNoticeServer, type CoapNoticeServer, type CoapNoticeServerOptions } from './cloud/coap-notices.js';
 
 export {
   createDigestSign,
@@ -143,7 +112,7 @@ export {
   verifyPackage,
   verifySign,
   type PackageVerifyOptions,
-} from './signature.js';
+} from './protocol/signature.js';
 
 export {
   createDeviceFlashDir,
@@ -157,7 +126,7 @@ export {
   type OtaFlashPort,
   type OtaPort,
   type OtaPortInfo,
-} from './flash-port.js';
+} from './device/flash-port.js';
 
 export {
   DeviceStateError,
@@ -168,15 +137,15 @@ export {
   type DownloadRecord,
   type PendingUpdate,
   type SlotRecord,
-} from './device-state.js';
+} from './device/device-state.js';
 
-export { defaultDeviceConfigPath, DeviceConfigError, loadDeviceConfig, parseDeviceConfig, type DeviceConfig } from './device-config.js';
-export { isPemText, resolveTrustedKeys, TrustedKeyError, type TrustedKeyInput } from './trusted-keys.js';
-export { fetchPackageHead, HEAD_FETCH_BYTES, type PackageHead, type PackageHeadOptions } from './package-head.js';
-export { EventHub, EventTimeoutError } from './event-hub.js';
+export { defaultDeviceConfigPath, DeviceConfigError, loadDeviceConfig, parseDeviceConfig, type DeviceConfig } from './device/device-config.js';
+export { isPemText, resolveTrustedKeys, TrustedKeyError, type TrustedKeyInput } from './device/trusted-keys.js';
+export { fetchPackageHead, HEAD_FETCH_BYTES, type PackageHead, type PackageHeadOptions } from './device/package-head.js';
+export { EventHub, EventTimeoutError } from './protocol/event-hub.js';
 
+export { createOtaService } from './device/ota-service.js';
 export {
-  createOtaService,
   OtaServiceError,
   type DownloadProtocol,
   type OtaService,
@@ -184,7 +153,7 @@ export {
   type OtaServiceEvent,
   type OtaServiceOptions,
   type OtaServiceStatus,
-} from './ota-service.js';
+} from './device/service-types.js';
 
 export {
   CloudStore,
@@ -198,7 +167,12 @@ export {
   type PackageMode,
   type ProductConfig,
   type StoredPackage,
-} from './cloud-store.js';
+} from './cloud/cloud-store.js';
 
-export { startOtaCloud, type CloudEvent, type OtaCloud, type OtaCloudOptions } from './cloud.js';
+export { importJsonDir, hasJsonData, type ImportSummary } from './cloud/json-import.js';
+export { recordInform, recordProgress, type InformOutcome, type ProgressOutcome } from './cloud/device-status.js';
+export { isPostgresUrl, redactUrl, DatabaseError, type Engine } from './cloud/db/engine.js';
+export { SCHEMA_VERSION } from './cloud/db/migrations.js';
+export { DEVICE_JOB_STATES, type DeviceJobState } from './cloud/db/schema.js';
+export { startOtaCloud, type CloudEvent, type OtaCloud, type OtaCloudOptions } from './cloud/cloud.js';
 export { runOtaDemo, type DemoMode, type DemoOptions, type DemoSummary } from './demo.js';

@@ -2,9 +2,11 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { openNetworkHandles, recordNetworkBaseline } from './helpers/handles.js';
 import fc from 'fast-check';
 import { createHash } from 'node:crypto';
-import { coapDownload, decodeBlockOption, encodeBlockOption, startCoapFileServer, type CoapFileServerHandle } from '../src/coap-transfer.js';
-import { DownloadError } from '../src/downloader.js';
-import { decodeCheckpoint, encodeCheckpoint } from '../src/checkpoint.js';
+import { coapDownload } from '../src/device/coap-download.js';
+import { startCoapFileServer, type CoapFileServerHandle } from '../src/cloud/coap-file-server.js';
+import { BlockOptionError, decodeBlockOption, encodeBlockOption } from '../src/protocol/coap.js';
+import { DownloadError } from '../src/device/downloader.js';
+import { decodeCheckpoint, encodeCheckpoint } from '../src/device/checkpoint.js';
 import { recordingSink, testBytes } from './helpers/http.js';
 import { startUdpProxy } from './helpers/udp-proxy.js';
 
@@ -27,8 +29,8 @@ describe('Block2 option codec', () => {
         expect(decodeBlockOption(encodeBlockOption(b))).toEqual(b);
       }),
     );
-    expect(() => decodeBlockOption(Buffer.from([0x07]))).toThrow(DownloadError);
-    expect(() => decodeBlockOption(Buffer.alloc(4))).toThrow(DownloadError);
+    expect(() => decodeBlockOption(Buffer.from([0x07]))).toThrow(BlockOptionError);
+    expect(() => decodeBlockOption(Buffer.alloc(4))).toThrow(BlockOptionError);
     expect(() => encodeBlockOption({ num: 0, more: false, size: 2048 })).toThrow(RangeError);
   });
 });

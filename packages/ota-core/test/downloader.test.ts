@@ -2,9 +2,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { openNetworkHandles, recordNetworkBaseline } from './helpers/handles.js';
 import fc from 'fast-check';
 import { createHash } from 'node:crypto';
-import { startFileServer, type FileServerHandle } from '../src/http-server.js';
-import { download, DownloadError } from '../src/downloader.js';
-import { CheckpointError, decodeCheckpoint, encodeCheckpoint, type DownloadCheckpoint } from '../src/checkpoint.js';
+import { startFileServer, type FileServerHandle } from '../src/cloud/http-server.js';
+import { download, DownloadError } from '../src/device/downloader.js';
+import { CheckpointError, decodeCheckpoint, encodeCheckpoint, type DownloadCheckpoint } from '../src/device/checkpoint.js';
 import { recordingSink, testBytes } from './helpers/http.js';
 
 const SIZE = 300_000;

@@ -5,15 +5,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generatePackage, packRaw } from '@otadiff/diff-gen';
 import { openPartition, readBytes, readHandover } from '@otadiff/patch-apply';
-import { createDeviceFlashDir, createFlashDirPort, FlashPortError, type FlashDirPort } from '../src/flash-port.js';
-import { emptyDeviceState, parseDeviceState, serializeDeviceState, DeviceStateError } from '../src/device-state.js';
-import { DeviceConfigError, loadDeviceConfig, parseDeviceConfig } from '../src/device-config.js';
-import { createOtaService, OtaServiceError } from '../src/ota-service.js';
-import { startOtaCloud } from '../src/cloud.js';
+import { createDeviceFlashDir, createFlashDirPort, FlashPortError, type FlashDirPort } from '../src/device/flash-port.js';
+import { emptyDeviceState, parseDeviceState, serializeDeviceState, DeviceStateError } from '../src/device/device-state.js';
+import { DeviceConfigError, loadDeviceConfig, parseDeviceConfig } from '../src/device/device-config.js';
+import { createOtaService } from '../src/device/ota-service.js';
+import { OtaServiceError } from '../src/device/service-types.js';
+import { startOtaCloud } from '../src/cloud/cloud.js';
 import { openNetworkHandles, recordNetworkBaseline } from './helpers/handles.js';
 import { testBytes } from './helpers/http.js';
 import { firmwarePair, packageKeys } from './helpers/ota-rig.js';
-import { resolveTrustedKeys } from '../src/trusted-keys.js';
+import { resolveTrustedKeys } from '../src/device/trusted-keys.js';
 
 beforeAll(recordNetworkBaseline);
 afterAll(async () => {

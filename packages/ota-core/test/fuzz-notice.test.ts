@@ -21,9 +21,9 @@ import {
   type InformMessage,
   type ProgressMessage,
   type UpgradeInfo,
-} from '../src/messages.js';
-import { isValidVersion } from '../src/version.js';
-import { informTopic, isValidDeviceName, isValidProductKey, otaTopic, parseOtaTopic, progressTopic, TopicError, upgradeTopic, type OtaTopicKind } from '../src/topics.js';
+} from '../src/protocol/messages.js';
+import { isValidVersion } from '../src/protocol/version.js';
+import { informTopic, isValidDeviceName, isValidProductKey, otaTopic, parseOtaTopic, progressTopic, TopicError, upgradeTopic, type OtaTopicKind } from '../src/protocol/topics.js';
 import { FUZZ_SEED, fuzzRuns, suiteWatchdog, type HangGuard } from '../../patch-apply/test/fuzz-watchdog.js';
 import { baseUpgrade, MD5, SHA } from './helpers/sample-notices.js';
 

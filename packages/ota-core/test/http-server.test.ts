@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseRangeHeader, startFileServer, type FileServerHandle } from '../src/http-server.js';
+import { parseRangeHeader, startFileServer, type FileServerHandle } from '../src/cloud/http-server.js';
 import { get, testBytes } from './helpers/http.js';
 
 const FILE = testBytes(100_000, 7);

@@ -10,8 +10,8 @@ import {
   parseProgressMessage,
   parseUpgradeMessage,
   type UpgradeInfo,
-} from '../src/messages.js';
-import { informTopic, otaTopicFilter, parseOtaTopic, progressTopic, TopicError, upgradeTopic } from '../src/topics.js';
+} from '../src/protocol/messages.js';
+import { informTopic, otaTopicFilter, parseOtaTopic, progressTopic, TopicError, upgradeTopic } from '../src/protocol/topics.js';
 import { baseUpgrade, MD5, SHA } from './helpers/sample-notices.js';
 
 

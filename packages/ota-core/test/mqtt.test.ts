@@ -1,12 +1,13 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { openNetworkHandles, recordNetworkBaseline } from './helpers/handles.js';
 import { connectAsync, type MqttClient } from 'mqtt';
-import { deriveMqttCredentials, MqttAuthError, signContent, verifyMqttCredentials } from '../src/mqtt-auth.js';
-import { DeviceRegistry, RegistryError } from '../src/device-registry.js';
-import { startBroker, type BrokerHandle } from '../src/broker.js';
-import { connectOtaCloud, connectOtaDevice } from '../src/ota-mqtt.js';
-import { buildUpgradeMessage, OtaStep, type UpgradeInfo } from '../src/messages.js';
-import { informTopic, progressTopic, upgradeTopic } from '../src/topics.js';
+import { deriveMqttCredentials, MqttAuthError, signContent, verifyMqttCredentials } from '../src/protocol/mqtt-auth.js';
+import { DeviceRegistry, RegistryError } from '../src/cloud/device-registry.js';
+import { startBroker, type BrokerHandle } from '../src/cloud/broker.js';
+import { connectOtaDevice } from '../src/device/mqtt-link.js';
+import { connectOtaCloud } from '../src/cloud/mqtt-client.js';
+import { buildUpgradeMessage, OtaStep, type UpgradeInfo } from '../src/protocol/messages.js';
+import { informTopic, progressTopic, upgradeTopic } from '../src/protocol/topics.js';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -127,6 +128,15 @@ describe('embedded broker', () => {
     return client;
   }
 
+  it("a device's report after its broker went away fails at once instead of waiting for ever", async () => {
+    const { a } = await setup();
+    const device = await connectOtaDevice(broker!.url, a);
+    await broker!.close();
+    await vi.waitFor(() => expect(device.mqtt.connected).toBe(false));
+    await expect(device.reportProgress(10, 'downloading')).rejects.toThrow();
+    await expect(device.reportVersion('1.0.0')).rejects.toThrow();
+  });
+
   it('carries inform -> upgrade -> progress between a device and the cloud', async () => {
     const { a, url } = await setup();
     const cloud = await connectOtaCloud(url, SERVICE);
@@ -196,8 +206,8 @@ describe('embedded broker', () => {
     const cloud = await connectOtaCloud(url, SERVICE);
     try {
       const seen: string[] = [];
-      cloud.onProgress((dev) => seen.push(dev.deviceName));
-      cloud.onInform((dev) => seen.push(dev.deviceName));
+      cloud.onProgress((dev) => void seen.push(dev.deviceName));
+      cloud.onInform((dev) => void seen.push(dev.deviceName));
       const mallory = await rawDevice(url, a);
       const closed = new Promise<void>((resolve) => mallory.once('close', () => resolve()));
       mallory.publish(progressTopic(PK, 'dev-bbbb'), '{"id":"1","params":{"step":"-1","desc":"forged"}}', { qos: 0 });
@@ -209,7 +219,7 @@ describe('embedded broker', () => {
       await closed2;
       // The honest device's own report still flows.
       const honest = await connectOtaDevice(url, b);
-      const got = new Promise<void>((resolve) => cloud.onProgress((_d, m) => m.step === OtaStep.DOWNLOAD_FAILED && resolve()));
+      const got = new Promise<void>((resolve) => cloud.onProgress((_d, m) => void (m.step === OtaStep.DOWNLOAD_FAILED && resolve())));
       await honest.reportProgress(OtaStep.DOWNLOAD_FAILED, 'net');
       await got;
       await honest.close();

@@ -1,14 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openNetworkHandles, recordNetworkBaseline } from './helpers/handles.js';
 import { startUdpProxy } from './helpers/udp-proxy.js';
-import { CoapChannel, coapDownload } from '../src/coap-transfer.js';
-import { buildInformMessage, buildProgressMessage } from '../src/messages.js';
-import { deriveMqttCredentials } from '../src/mqtt-auth.js';
-import { connectOtaDeviceCoap, createCoapNoticeServer } from '../src/ota-coap.js';
-import type { OtaPort } from '../src/flash-port.js';
-import { createOtaService } from '../src/ota-service.js';
-import { startCoapFileServer } from '../src/coap-transfer.js';
-import { buildUpgradeMessage, type UpgradeInfo } from '../src/messages.js';
+import { CoapChannel, coapDownload } from '../src/device/coap-download.js';
+import { buildInformMessage, buildProgressMessage } from '../src/protocol/messages.js';
+import { deriveMqttCredentials } from '../src/protocol/mqtt-auth.js';
+import { connectOtaDeviceCoap } from '../src/device/coap-link.js';
+import { createCoapNoticeServer } from '../src/cloud/coap-notices.js';
+import type { OtaPort } from '../src/device/flash-port.js';
+import { createOtaService } from '../src/device/ota-service.js';
+import { startCoapFileServer } from '../src/cloud/coap-file-server.js';
+import { buildUpgradeMessage, type UpgradeInfo } from '../src/protocol/messages.js';
 import { DN, firmwarePair, PK, same, SPLIT, startRig } from './helpers/ota-rig.js';
 
 beforeAll(recordNetworkBaseline);
@@ -62,7 +63,7 @@ describe('the cloud serves packages over CoAP', () => {
       expect(proxy.state.dropped).toBeGreaterThan(0);
       // Nothing went over HTTP.
       expect(rig.cloud.files.requests).toEqual([]);
-      const st = rig.cloud.status().devices.find((d) => d.deviceName === DN)!;
+      const st = (await rig.cloud.status()).devices.find((d) => d.deviceName === DN)!;
       expect(st.job).toMatchObject({ state: 'succeeded', isDiff: true });
       // The first notice's capability path is no longer served.
       const url = new URL((first as { info: { url: string } }).info.url);
@@ -87,7 +88,7 @@ describe('the cloud serves packages over CoAP', () => {
       expect(p.info.url.startsWith(rig.cloud.coap.url)).toBe(true);
       expect(same(rig.slotBytes('A', pair.neu.length), pair.neu)).toBe(true);
       expect(rig.cloud.files.requests).toEqual([]);
-      expect(rig.cloud.store.jobs()[0].downloadProtocol).toBeUndefined();
+      expect((await rig.cloud.store.jobs())[0].downloadProtocol).toBeUndefined();
     } finally {
       await rig.close();
     }
@@ -97,8 +98,7 @@ describe('the cloud serves packages over CoAP', () => {
     const rig = await startRig({ ...pair });
     try {
       const j = await rig.cloud.createJob({ productKey: PK, version: '2.0.0', downloadProtocol: 'coap' });
-      await rig.cloud.store.reload();
-      expect(rig.cloud.store.jobs().find((x) => x.id === j.id)?.downloadProtocol).toBe('coap');
+      expect((await rig.cloud.store.jobs()).find((x) => x.id === j.id)?.downloadProtocol).toBe('coap');
       await expect(rig.cloud.createJob({ productKey: PK, version: '2.0.0', downloadProtocol: 'ftp' as 'coap' })).rejects.toThrow(/unknown download protocol/);
     } finally {
       await rig.close();
@@ -124,7 +124,7 @@ describe('notices over CoAP (transport: coap)', () => {
       expect(cloudEvents).toContain('progress');
       expect(rig.events.filter((e) => e.type === 'notice')).toHaveLength(1);
       expect(rig.cloud.broker!.aedes.connectedClients).toBe(1); // the cloud's own
-      expect(rig.cloud.status().devices[0].job).toMatchObject({ state: 'succeeded', isDiff: true });
+      expect((await rig.cloud.status()).devices[0].job).toMatchObject({ state: 'succeeded', isDiff: true });
     } finally {
       await rig.close();
     }
@@ -210,7 +210,7 @@ describe('notices over CoAP (transport: coap)', () => {
     const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
     const before = timers();
     const rig = await startRig({ ...pair });
-    const dev = rig.cloud.store.registry.getDevice(PK, DN)!;
+    const dev = (await rig.cloud.store.device(PK, DN))!;
     try {
       const udp = (): number => process.getActiveResourcesInfo().filter((r) => r === 'UDPWrap').length;
       const udpBefore = udp();

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { runOtaDemo } from '../src/demo.js';
-import { HEAD_FETCH_BYTES } from '../src/package-head.js';
+import { HEAD_FETCH_BYTES } from '../src/device/package-head.js';
 import { openNetworkHandles, recordNetworkBaseline } from './helpers/handles.js';
 import { firmwarePair } from './helpers/ota-rig.js';
 

@@ -3,12 +3,12 @@ import { generateKeyPairSync } from 'node:crypto';
 import { openNetworkHandles, recordNetworkBaseline } from './helpers/handles.js';
 import { startUdpProxy } from './helpers/udp-proxy.js';
 import { DN, firmwarePair, PK, same, startRig, type Rig } from './helpers/ota-rig.js';
-import { HEAD_FETCH_BYTES } from '../src/package-head.js';
-import { startCoapFileServer } from '../src/coap-transfer.js';
-import { connectOtaCloud } from '../src/ota-mqtt.js';
-import { buildUpgradeMessage, type UpgradeInfo } from '../src/messages.js';
-import { fileDigest } from '../src/signature.js';
-import { upgradeTopic } from '../src/topics.js';
+import { HEAD_FETCH_BYTES } from '../src/device/package-head.js';
+import { startCoapFileServer } from '../src/cloud/coap-file-server.js';
+import { connectOtaCloud } from '../src/cloud/mqtt-client.js';
+import { buildUpgradeMessage, type UpgradeInfo } from '../src/protocol/messages.js';
+import { fileDigest } from '../src/protocol/signature.js';
+import { upgradeTopic } from '../src/protocol/topics.js';
 
 beforeAll(recordNetworkBaseline);
 afterAll(async () => {
@@ -40,7 +40,7 @@ describe('OTA service end to end (embedded broker, loopback)', () => {
       expect(rig.events.find((e) => e.type === 'set-boot')).toMatchObject({ firmwareType: 'diff', slot: 'A', version: '2.0.0' });
       expect(rig.events.find((e) => e.type === 'boot' && e.outcome.kind === 'trial')).toBeDefined();
       expect(rig.events.find((e) => e.type === 'confirmed')).toMatchObject({ slot: 'A', version: '2.0.0' });
-      const st = rig.cloud.status().devices.find((d) => d.deviceName === DN)!;
+      const st = (await rig.cloud.status()).devices.find((d) => d.deviceName === DN)!;
       expect(st.version).toBe('2.0.0');
       expect(st.job).toMatchObject({ state: 'succeeded', isDiff: true, fromVersion: '1.0.0' });
       // The signed head came by a ranged request, the rest resumed right after it.
@@ -80,7 +80,7 @@ describe('OTA service end to end (embedded broker, loopback)', () => {
       // The full image comes behind the same header as a diff: checked before the download.
       expect(rig.events.find((e) => e.type === 'header')).toMatchObject({ header: { mode: 'raw', newSize: pair.neu.length, firmwareVersion: '2.0.0' }, signature: null });
       expect(rig.events.find((e) => e.type === 'set-boot')).toMatchObject({ firmwareType: 'raw', slot: 'A' });
-      const st = rig.cloud.status().devices[0];
+      const st = (await rig.cloud.status()).devices[0];
       const raw = (await rig.cloud.store.rawPackage(PK, '2.0.0'))!;
       expect(raw.header).toMatchObject({ mode: 'raw', signatureType: 0 });
       expect(st.job).toMatchObject({ state: 'succeeded', isDiff: false, packageBytes: raw.size });
@@ -110,7 +110,7 @@ describe('OTA service end to end (embedded broker, loopback)', () => {
       const H = HEAD_FETCH_BYTES;
       expect(reqs.map((r) => r.range)).toEqual([`bytes=0-${H - 1}`, `bytes=${H}-`, `bytes=${H + 1500}-`, `bytes=${H + 3000}-`]);
       expect(reqs.slice(2).every((r) => r.ifRange !== undefined)).toBe(true);
-      expect(reqs.reduce((n, r) => n + r.bodyBytes, 0)).toBe(rig.cloud.status().devices[0].job!.packageBytes);
+      expect(reqs.reduce((n, r) => n + r.bodyBytes, 0)).toBe((await rig.cloud.status()).devices[0].job!.packageBytes);
     } finally {
       await rig.close();
     }
@@ -171,7 +171,7 @@ describe('OTA service end to end (embedded broker, loopback)', () => {
       await rig.cloud.createJob({ productKey: PK, version: '2.0.0' });
       await done;
       const raw = (await rig.cloud.store.rawPackage(PK, '2.0.0'))!;
-      expect(rig.cloud.status().devices[0].job).toMatchObject({ isDiff: false, fromVersion: '0.9.0', packageBytes: raw.size });
+      expect((await rig.cloud.status()).devices[0].job).toMatchObject({ isDiff: false, fromVersion: '0.9.0', packageBytes: raw.size });
       expect(same(rig.slotBytes('A', pair.neu.length), pair.neu)).toBe(true);
     } finally {
       await rig.close();

@@ -8,12 +8,13 @@ import { openNetworkHandles, recordNetworkBaseline } from './helpers/handles.js'
 import { DN, firmwarePair, PK, same, startRig } from './helpers/ota-rig.js';
 import { testBytes } from './helpers/http.js';
 import { deviceState, expectFailure, fullImageNotice, handover, testCloud } from './helpers/refusal.js';
-import { deriveMqttCredentials } from '../src/mqtt-auth.js';
-import { OtaStep, type UpgradeInfo } from '../src/messages.js';
-import { fileDigest } from '../src/signature.js';
-import { progressTopic, upgradeTopic } from '../src/topics.js';
-import { createOtaService, OtaServiceError } from '../src/ota-service.js';
-import { HEAD_FETCH_BYTES } from '../src/package-head.js';
+import { deriveMqttCredentials } from '../src/protocol/mqtt-auth.js';
+import { OtaStep, type UpgradeInfo } from '../src/protocol/messages.js';
+import { fileDigest } from '../src/protocol/signature.js';
+import { progressTopic, upgradeTopic } from '../src/protocol/topics.js';
+import { createOtaService } from '../src/device/ota-service.js';
+import { OtaServiceError } from '../src/device/service-types.js';
+import { HEAD_FETCH_BYTES } from '../src/device/package-head.js';
 
 beforeAll(recordNetworkBaseline);
 afterAll(async () => {
@@ -51,7 +52,7 @@ describe('the device refuses what it must not install', () => {
       const error = await expectFailure(rig, async () => void (await rig.cloud.createJob({ productKey: PK, version: '2.0.0' })), OtaStep.VERIFY_FAILED);
       expect(error?.name).toBe('SignatureError');
       expect(await cloudFailed).toMatchObject({ step: OtaStep.VERIFY_FAILED });
-      expect(rig.cloud.status().devices[0].job).toMatchObject({ state: 'failed', step: OtaStep.VERIFY_FAILED });
+      expect((await rig.cloud.status()).devices[0].job).toMatchObject({ state: 'failed', step: OtaStep.VERIFY_FAILED });
       expect(handover(rig)).toBeNull();
       // The failed job is not pushed again when the device reboots and informs 1.0.0.
       await rig.svc.stop();
@@ -216,7 +217,7 @@ describe('sign-in and topic isolation', () => {
       expect(seen).toEqual([]);
       expect(cloudProgress.length).toBeGreaterThan(0); // the victim's own reports arrive
       expect(cloudProgress).not.toContain('forged');
-      expect(rig.cloud.status().devices.find((d) => d.deviceName === DN)?.job?.desc).not.toBe('forged');
+      expect((await rig.cloud.status()).devices.find((d) => d.deviceName === DN)?.job?.desc).not.toBe('forged');
     } finally {
       await mallory.endAsync(true);
       await rig.close();

@@ -14,13 +14,13 @@ import { answerHonestly, chunkFrame, head, startHostileServer, streamUntilClosed
 import { testBytes } from './helpers/http.js';
 import { DN, firmwarePair, packageKeys, PK, same, SPLIT, startRig, type Rig, type RigOptions } from './helpers/ota-rig.js';
 import { deviceState, expectFailure, expectOldImageKept, packageNotice, recordWrites, testCloud, writtenUpTo } from './helpers/refusal.js';
-import type { StoredPackage } from '../src/cloud-store.js';
-import { buildUpgradeMessage, OtaStep, type UpgradeInfo } from '../src/messages.js';
-import type { OtaCloudClient } from '../src/ota-mqtt.js';
-import type { OtaServiceEvent } from '../src/ota-service.js';
-import { HEAD_FETCH_BYTES } from '../src/package-head.js';
-import { fileDigest } from '../src/signature.js';
-import { upgradeTopic } from '../src/topics.js';
+import type { StoredPackage } from '../src/cloud/cloud-store.js';
+import { buildUpgradeMessage, OtaStep, type UpgradeInfo } from '../src/protocol/messages.js';
+import type { OtaCloudClient } from '../src/cloud/mqtt-client.js';
+import type { OtaServiceEvent } from '../src/device/service-types.js';
+import { HEAD_FETCH_BYTES } from '../src/device/package-head.js';
+import { fileDigest } from '../src/protocol/signature.js';
+import { upgradeTopic } from '../src/protocol/topics.js';
 
 beforeAll(recordNetworkBaseline);
 afterAll(async () => {
@@ -35,7 +35,6 @@ const SIZE = RAW.length;
 /** The first head fetch asks for bytes 0..H-1; the download proper resumes at H. */
 const H = HEAD_FETCH_BYTES;
 /** The bare image, where a v1 cloud served full images. */
-const FW_PATH = `/fw/${PK}/2.0.0.bin`;
 const device = { productKey: PK, deviceName: DN };
 // Small budgets so that every refusal below comes in well under a second.
 const download = { retries: 2, backoff: { initialMs: 1, maxMs: 5 } };
@@ -602,7 +601,8 @@ describe('hostile broker messages', () => {
       error = await expectFailure(rig, push(notice({ isDiff: 1 })), OtaStep.UPGRADE_FAILED);
       expect(error?.message).toBe('refused: the notice announces a diff, the package is a full image (raw)');
       // A bare image, as a v1 cloud sent full images: not a package at all, refused on its first bytes.
-      const bare = { ...notice(), size: NEU.length, url: rig.cloud.files.signUrl(FW_PATH, Date.now() + 60_000), sign: fileDigest(NEU, 'SHA256') };
+      const fwPath = (await rig.cloud.store.firmware(PK, '2.0.0'))!.path; // the stored image itself
+      const bare = { ...notice(), size: NEU.length, url: rig.cloud.files.signUrl(fwPath, Date.now() + 60_000), sign: fileDigest(NEU, 'SHA256') };
       error = await expectFailure(rig, push(bare), OtaStep.UPGRADE_FAILED);
       expect(error?.message).toMatch(/^refused: not a usable otadiff package: /);
       expect(rig.cloud.files.requests.map((r) => r.range)).toEqual([`bytes=0-${H - 1}`, `bytes=0-${H - 1}`]); // the heads only

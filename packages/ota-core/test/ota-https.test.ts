@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openNetworkHandles, recordNetworkBaseline } from './helpers/handles.js';
 import { firmwarePair, PK, same, startRig } from './helpers/ota-rig.js';
-import { HEAD_FETCH_BYTES } from '../src/package-head.js';
+import { HEAD_FETCH_BYTES } from '../src/device/package-head.js';
 
 // Self-signed certificates made here by the openssl command (none is checked in).
 function hasOpenssl(): boolean {

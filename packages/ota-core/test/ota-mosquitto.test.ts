@@ -1,6 +1,6 @@
 // The same service against a real, external broker (mosquitto). CI installs it
 // (apt package `mosquitto`); without it these tests are skipped and say why.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { openNetworkHandles, recordNetworkBaseline } from './helpers/handles.js';
 import { findMosquitto, startMosquitto, type Mosquitto } from './helpers/mosquitto.js';
 import { firmwarePair, PK, same, startRig } from './helpers/ota-rig.js';
@@ -34,7 +34,7 @@ describe('OTA service through an external mosquitto broker', () => {
         const slot = mode === 'ab' ? 'B' : 'A';
         expect(rig.svc.running).toEqual({ slot, version: '2.0.0' });
         expect(same(rig.slotBytes(slot, pair.neu.length), pair.neu)).toBe(true);
-        expect(rig.cloud.status().devices[0].job).toMatchObject({ state: 'succeeded', isDiff: mode !== 'full' });
+        expect((await rig.cloud.status()).devices[0].job).toMatchObject({ state: 'succeeded', isDiff: mode !== 'full' });
       } finally {
         await rig.close();
       }
@@ -60,4 +60,28 @@ describe('OTA service through an external mosquitto broker', () => {
       await rig.close();
     }
   });
+
+  it.skipIf(bin === undefined)(`the cloud reconnects after a broker restart, says so, and serves devices again${suffix}`, async () => {
+    // A broker of its own, restarted on the same port.
+    let own = await startMosquitto(bin!);
+    const port = own.port;
+    const lines: string[] = [];
+    const rig = await startRig({ ...pair, mode: 'inplace', cloud: { broker: own.url, log: (l) => lines.push(l) }, service: { reconnect: true } });
+    try {
+      await rig.svc.start();
+      await own.close();
+      await vi.waitFor(() => expect(lines.some((l) => l.startsWith(`lost the broker ${own.url}`))).toBe(true), { timeout: 10_000 });
+      own = await startMosquitto(bin!, { port });
+      await vi.waitFor(() => expect(lines.some((l) => /^back at the broker .* after \d+ attempt\(s\), .*resubscribed$/.test(l))).toBe(true), { timeout: 20_000 });
+      // The device reconnects too and informs; the cloud hears it and pushes the job.
+      const done = rig.cloud.waitFor((e) => e.type === 'succeeded', 30_000);
+      await rig.cloud.createJob({ productKey: PK, version: '2.0.0' });
+      await done;
+      expect(rig.svc.running).toEqual({ slot: 'A', version: '2.0.0' });
+    } finally {
+      await rig.close();
+      await own.close();
+    }
+  });
 });
+

@@ -8,14 +8,15 @@ import { packRaw } from '@otadiff/diff-gen';
 import { openNetworkHandles, recordNetworkBaseline } from './helpers/handles.js';
 import { DN, firmwarePair, packageKeys, PK, same, startRig, type Rig, type RigOptions } from './helpers/ota-rig.js';
 import { testBytes } from './helpers/http.js';
-import type { OtaCloudClient } from '../src/ota-mqtt.js';
+import type { OtaCloudClient } from '../src/cloud/mqtt-client.js';
 import { deviceState, handover, testCloud, untilIdle } from './helpers/refusal.js';
-import { buildUpgradeMessage, OtaStep, type UpgradeInfo } from '../src/messages.js';
-import { upgradeTopic } from '../src/topics.js';
-import { fileDigest } from '../src/signature.js';
-import { HEAD_FETCH_BYTES } from '../src/package-head.js';
-import { startCoapFileServer } from '../src/coap-transfer.js';
-import { createOtaService, OtaServiceError } from '../src/ota-service.js';
+import { buildUpgradeMessage, OtaStep, type UpgradeInfo } from '../src/protocol/messages.js';
+import { upgradeTopic } from '../src/protocol/topics.js';
+import { fileDigest } from '../src/protocol/signature.js';
+import { HEAD_FETCH_BYTES } from '../src/device/package-head.js';
+import { startCoapFileServer } from '../src/cloud/coap-file-server.js';
+import { createOtaService } from '../src/device/ota-service.js';
+import { OtaServiceError } from '../src/device/service-types.js';
 
 beforeAll(recordNetworkBaseline);
 afterAll(async () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createHash, generateKeyPairSync, sign } from 'node:crypto';
-import { createDigestSign, fileDigest, SignatureError, verifyDigestSign, verifyPackage, verifySign } from '../src/signature.js';
-import type { UpgradeInfo } from '../src/messages.js';
+import { createDigestSign, fileDigest, SignatureError, verifyDigestSign, verifyPackage, verifySign } from '../src/protocol/signature.js';
+import type { UpgradeInfo } from '../src/protocol/messages.js';
 import { testBytes } from './helpers/http.js';
 
 const FILE = testBytes(50_000, 11);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { compareVersions, isValidVersion, VersionError } from '../src/version.js';
+import { compareVersions, isValidVersion, VersionError } from '../src/protocol/version.js';
 
 describe('compareVersions', () => {
   it('orders numerically, not lexically', () => {

@@ -10,6 +10,10 @@ const collect = (v: string, prev: string[] | undefined): string[] => [...(prev ?
 /** `serve --data DIR add-device …` or `serve add-device --data DIR …`. */
 const dataOf = (opts: { data?: string }, cmd: Command): string | undefined => opts.data ?? (cmd.parent?.opts() as { data?: string } | undefined)?.data;
 const DATA_HELP = `data directory (default ${DEFAULT_DATA_DIR}, or serve's --data)`;
+/** `--db` of the subcommand, else of `serve`, else $OTADIFF_DB. */
+const dbOf = (opts: { db?: string }, cmd: Command): string | undefined => opts.db ?? (cmd.parent?.opts() as { db?: string } | undefined)?.db ?? (process.env.OTADIFF_DB || undefined);
+const DB_HELP = "PostgreSQL database postgres://user:pass@host/db (default: the SQLite file DATA/otadiff.db; or $OTADIFF_DB, serve's --db)";
+const where = (opts: { data?: string; db?: string }, cmd: Command) => ({ data: dataOf(opts, cmd), db: dbOf(opts, cmd) });
 
 /** `otadiff serve`, `otadiff device`, `otadiff demo` (the OTA service). */
 export function registerOtaCommands(program: Command): void {
@@ -19,7 +23,8 @@ export function registerOtaCommands(program: Command): void {
   const serve = program
     .command('serve')
     .description('run the OTA cloud: MQTT broker, file server with signed URLs, upgrade jobs with diffs made on demand')
-    .option('--data <DIR>', 'data directory (devices, firmware, packages, jobs, status)', DEFAULT_DATA_DIR)
+    .option('--data <DIR>', 'data directory: firmware and package files, and (without --db) the SQLite database otadiff.db', DEFAULT_DATA_DIR)
+    .option('--db <URL>', 'PostgreSQL database (postgres://user:pass@host/db; default $OTADIFF_DB, else SQLite in --data): several serve processes can share it')
     .option('--host <ADDR>', 'interface the broker and the file server listen on', '127.0.0.1')
     .option('--port <N>', 'MQTT port of the embedded broker (0 = any free port)', '1883')
     .option('--http-port <N>', 'file server port (0 = any free port)', '8080')
@@ -32,10 +37,15 @@ export function registerOtaCommands(program: Command): void {
     .addOption(new Option('--download-protocol <p>', 'how notices tell devices to download (a job may override it)').choices(['http', 'coap']).default('http'))
     .option('--tls-key <PEM>', 'serve downloads over HTTPS with this private key (with --tls-cert)')
     .option('--tls-cert <PEM>', 'certificate for --tls-key')
+    .option('--push-rate <N>', 'upgrade notices this process sends per second at most (a rollout drains at this rate)', '200')
+    .option('--notice-timeout <SECONDS>', 'a notice without any answer is sent again after this long (3 notices at most)', '300')
+    .option('--public-url <URL>', 'base of download URLs (a load balancer in front of several serve processes), instead of this file server')
+    .option('--worker-id <ID>', "this process's name among the workers sharing the database (default: generated)")
+    .option('--quiet', 'log warnings and worker events only, not every message and push')
     .addHelpText(
       'after',
       `
-A typical session (the subcommands edit the data directory; a running server picks it up):
+A typical session (each subcommand is one database transaction; a running server picks it up):
   otadiff keygen -o fw-key
   otadiff serve add-product  --product-key a1Demo --mode inplace
   otadiff serve add-device   --product-key a1Demo --device-name meter-0001
@@ -51,7 +61,10 @@ installed version (generated once and cached), or the full image as a raw (OTA_R
 package when the store lacks that version or the product ships full images (--mode
 full). With --sign-key every package is signed, with the target's version and
 security counter in the signed header; a device with --pubkey refuses anything else,
-and anything below the security counter it has recorded.`,
+and anything below the security counter it has recorded.
+Several workers: run serve with the same --db postgres://… and --broker (an MQTT 5
+broker such as mosquitto 2); they share the devices' messages ($share subscriptions)
+and the push queue, and one takes over the broker session of another that dies.`,
     )
     .action(async (opts) => (await serveModule()).serveCommand(opts));
 
@@ -64,8 +77,9 @@ and anything below the security counter it has recorded.`,
     .option('--split-size <size>', 'chunk size of diffs (the device backup area must hold one)', '64K')
     .option('--dict-size <size>', 'LZMA dictionary of diffs', '16K')
     .option('--data <DIR>', DATA_HELP)
+    .option('--db <URL>', DB_HELP)
     .option('--json', 'print one JSON object')
-    .action(async (opts, cmd: Command) => (await serveModule()).addProductCommand({ ...opts, data: dataOf(opts, cmd) }));
+    .action(async (opts, cmd: Command) => (await serveModule()).addProductCommand({ ...opts, ...where(opts, cmd) }));
 
   serve
     .command('add-device')
@@ -74,8 +88,9 @@ and anything below the security counter it has recorded.`,
     .requiredOption('--device-name <DN>', 'device name (4-32 of letters, digits, _@.:-)')
     .option('--device-secret <S>', 'device secret (default: generated)')
     .option('--data <DIR>', DATA_HELP)
+    .option('--db <URL>', DB_HELP)
     .option('--json', 'print one JSON object')
-    .action(async (opts, cmd: Command) => (await serveModule()).addDeviceCommand({ ...opts, data: dataOf(opts, cmd) }));
+    .action(async (opts, cmd: Command) => (await serveModule()).addDeviceCommand({ ...opts, ...where(opts, cmd) }));
 
   serve
     .command('add-firmware')
@@ -86,8 +101,9 @@ and anything below the security counter it has recorded.`,
     .option('--security-counter <n>', "anti-rollback counter signed into its packages; devices refuse packages below the one they recorded (default: the highest of the product's older versions)")
     .option('--allow-downgrade', 'let devices install it below their recorded security counter (a deliberate rollback)')
     .option('--data <DIR>', DATA_HELP)
+    .option('--db <URL>', DB_HELP)
     .option('--json', 'print one JSON object')
-    .action(async (file: string, opts, cmd: Command) => (await serveModule()).addFirmwareCommand(file, { ...opts, data: dataOf(opts, cmd) }));
+    .action(async (file: string, opts, cmd: Command) => (await serveModule()).addFirmwareCommand(file, { ...opts, ...where(opts, cmd) }));
 
   serve
     .command('job')
@@ -97,15 +113,26 @@ and anything below the security counter it has recorded.`,
     .option('--device-name <DN>', 'only this device (repeatable; default all devices of the product)', collect, [])
     .addOption(new Option('--download-protocol <p>', 'download protocol for this job (default: the server\'s)').choices(['http', 'coap']))
     .option('--data <DIR>', DATA_HELP)
+    .option('--db <URL>', DB_HELP)
     .option('--json', 'print one JSON object')
-    .action(async (opts, cmd: Command) => (await serveModule()).jobCommand({ ...opts, data: dataOf(opts, cmd) }));
+    .action(async (opts, cmd: Command) => (await serveModule()).jobCommand({ ...opts, ...where(opts, cmd) }));
 
   serve
     .command('status')
     .description('products, jobs, and each device: version and job progress')
     .option('--data <DIR>', DATA_HELP)
+    .option('--db <URL>', DB_HELP)
     .option('--json', 'print one JSON object')
-    .action(async (opts, cmd: Command) => (await serveModule()).statusCommand({ ...opts, data: dataOf(opts, cmd) }));
+    .action(async (opts, cmd: Command) => (await serveModule()).statusCommand({ ...opts, ...where(opts, cmd) }));
+
+  serve
+    .command('migrate-from')
+    .description('import a data directory of the JSON format (otadiff before the database) into an empty database')
+    .argument('<DIR>', 'the JSON data directory (registry.json, products.json, files/fw, jobs, status.json)')
+    .option('--data <DIR>', DATA_HELP)
+    .option('--db <URL>', DB_HELP)
+    .option('--json', 'print one JSON object')
+    .action(async (dir: string, opts, cmd: Command) => (await serveModule()).migrateFromCommand(dir, { ...opts, ...where(opts, cmd) }));
 
   program
     .command('device')

@@ -1,9 +1,10 @@
-// `otadiff serve` (the cloud in one process) and its small admin subcommands, which
-// edit the data directory; a running server picks their changes up within a second.
-import { readFileSync } from 'node:fs';
+// `otadiff serve` (one cloud worker) and its small admin subcommands: each is one transaction on
+// the database (SQLite in the data directory, or PostgreSQL with --db), so they are safe to run
+// while serve runs and at the same time as each other; a running server picks their changes up.
+import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { createPrivateKey, type KeyObject } from 'node:crypto';
-import { CloudStore, CloudStoreError, startOtaCloud, type PackageMode } from '@otadiff/ota-core';
+import { CloudStore, CloudStoreError, importJsonDir, redactUrl, startOtaCloud, type PackageMode } from '@otadiff/ota-core';
 import { algorithmOf } from '@otadiff/diff-gen';
 import { readInput } from '../files.js';
 import { loadSigningKey as loadPackageKey } from './keys.js';
@@ -19,26 +20,42 @@ function port(text: string | undefined, fallback: number, what: string): number 
   return Number(text);
 }
 
-async function openStore(data: string | undefined): Promise<CloudStore> {
+async function openStore(w: DataOption, o: { importJson?: boolean } = {}): Promise<CloudStore> {
   try {
-    return await CloudStore.open(resolve(data ?? DEFAULT_DATA_DIR));
+    return await CloudStore.open(resolve(w.data ?? DEFAULT_DATA_DIR), { db: w.db, importJson: o.importJson, log: (l) => process.stderr.write(`${l}\n`) });
   } catch (e) {
     throw new CliError((e as Error).message);
   }
 }
 
-/** Store errors are the user's input: show them as `error: …`. */
-async function store<T>(fn: () => T | Promise<T>): Promise<T> {
+/** One subcommand on an open store, closed after; store errors are the user's input: `error: …`. */
+async function withStore<T>(w: DataOption, fn: (s: CloudStore) => Promise<T>, o: { importJson?: boolean } = {}): Promise<T> {
+  const s = await openStore(w, o);
   try {
-    return await fn();
+    return await fn(s);
   } catch (e) {
-    if (e instanceof CloudStoreError || (e as Error).name === 'RegistryError') throw new CliError((e as Error).message);
+    if (e instanceof CloudStoreError || (e as Error).name === 'RegistryError' || (e as Error).name === 'ObjectStoreError') throw new CliError((e as Error).message);
     throw e;
+  } finally {
+    await s.close();
   }
+}
+
+function positive(text: string | undefined, fallback: number, what: string): number {
+  if (text === undefined) return fallback;
+  const n = Number(text);
+  if (!/^\d+(\.\d+)?$/.test(text) || !(n > 0)) throw new CliError(`${what} must be a positive number, not "${text}"`);
+  return n;
 }
 
 export interface ServeOptions {
   data?: string;
+  db?: string;
+  pushRate?: string;
+  noticeTimeout?: string;
+  publicUrl?: string;
+  workerId?: string;
+  quiet?: boolean;
   host?: string;
   port?: string;
   httpPort?: string;
@@ -79,6 +96,11 @@ function loadSigningKey(path: string): KeyObject {
 export async function serveCommand(opts: ServeOptions, run: { signal?: AbortSignal; out?: Out } = {}): Promise<void> {
   const out = run.out ?? stdout;
   const dataDir = resolve(opts.data ?? DEFAULT_DATA_DIR);
+  const db = opts.db ?? (process.env.OTADIFF_DB || undefined);
+  const pushRate = positive(opts.pushRate, 200, '--push-rate');
+  const noticeTimeout = positive(opts.noticeTimeout, 300, '--notice-timeout');
+  if (opts.publicUrl !== undefined && !/^https?:\/\/[^\s/]+(\/\S*)?$/.test(opts.publicUrl)) throw new CliError('--public-url must be an http:// or https:// URL');
+  if (opts.workerId !== undefined && !/^[A-Za-z0-9_.-]{1,40}$/.test(opts.workerId)) throw new CliError('--worker-id must be 1-40 of letters, digits, _ . -');
   if (opts.broker !== undefined && !/^mqtts?:\/\/\S+$/.test(opts.broker)) throw new CliError('--broker must be an mqtt:// or mqtts:// URL');
   const ttl = opts.urlTtl === undefined ? 3600 : Number(opts.urlTtl);
   if (!Number.isSafeInteger(ttl) || ttl <= 0) throw new CliError('--url-ttl must be a positive number of seconds');
@@ -89,6 +111,12 @@ export async function serveCommand(opts: ServeOptions, run: { signal?: AbortSign
   const stamp = (): string => new Date().toISOString().slice(11, 23);
   const cloud = await startOtaCloud({
     dataDir,
+    db,
+    pushRate,
+    noticeTimeoutMs: noticeTimeout * 1000,
+    publicUrl: opts.publicUrl,
+    workerId: opts.workerId,
+    verbose: opts.quiet !== true,
     host: opts.host ?? '127.0.0.1',
     mqttPort: port(opts.port, 1883, '--port'),
     httpPort: port(opts.httpPort, 8080, '--http-port'),
@@ -104,7 +132,7 @@ export async function serveCommand(opts: ServeOptions, run: { signal?: AbortSign
   }).catch((e: unknown) => {
     throw new CliError(`cannot start the cloud: ${(e as Error).message}`);
   });
-  out(`otadiff cloud, data ${dataDir}`);
+  out(`otadiff cloud worker ${cloud.workerId}, data ${dataDir}, database ${db === undefined ? `SQLite ${resolve(dataDir, 'otadiff.db')}` : `PostgreSQL ${redactUrl(db)}`}`);
   out(`  MQTT   ${cloud.brokerUrl}${opts.broker === undefined ? ' (embedded broker, Aliyun device sign-in)' : ' (external broker)'}`);
   out(`  files  ${cloud.files.url} (signed URLs valid ${ttl} s${signingKey ? ', RSA digestsign' : ''}), CoAP ${cloud.coap.url}`);
   out(
@@ -112,8 +140,9 @@ export async function serveCommand(opts: ServeOptions, run: { signal?: AbortSign
       ? '  packages unsigned (no --sign-key): devices that trust a key (device --pubkey) refuse them'
       : `  packages signed with the ${algorithmOf(packageKey)} key ${opts.signKey} (firmware version and security counter in the signed header)`,
   );
-  const products = cloud.store.productList();
-  out(`  ${products.length} product(s), ${cloud.store.registry.listDevices().length} device(s), ${cloud.store.jobs().length} job(s); Ctrl-C stops`);
+  out(`  pushes at most ${pushRate} notice(s) a second${opts.broker === undefined ? '' : '; shares the work with the other workers on this database and broker'}`);
+  const products = await cloud.store.productList();
+  out(`  ${products.length} product(s), ${await cloud.store.deviceCount()} device(s), ${(await cloud.store.jobs()).length} job(s); Ctrl-C stops`);
   try {
     await untilStopped(run.signal);
   } finally {
@@ -124,27 +153,22 @@ export async function serveCommand(opts: ServeOptions, run: { signal?: AbortSign
 
 export interface DataOption {
   data?: string;
+  /** postgres://… (else SQLite in the data directory). */
+  db?: string;
 }
 
 export async function addProductCommand(opts: DataOption & { productKey: string; productSecret?: string; mode?: string; splitSize?: string; dictSize?: string; json?: boolean }): Promise<void> {
   const mode = (opts.mode ?? 'inplace') as PackageMode;
   if (mode !== 'inplace' && mode !== 'ab' && mode !== 'full') throw new CliError(`--mode must be inplace, ab or full, not "${opts.mode}"`);
-  const s = await openStore(opts.data);
-  const p = await store(() =>
-    s.addProduct(opts.productKey, {
-      productSecret: opts.productSecret,
-      mode,
-      splitSize: parseSize(opts.splitSize ?? '64K'),
-      dictSize: parseSize(opts.dictSize ?? '16K'),
-    }),
-  );
+  const splitSize = parseSize(opts.splitSize ?? '64K');
+  const dictSize = parseSize(opts.dictSize ?? '16K');
+  const p = await withStore(opts, (s) => s.addProduct(opts.productKey, { productSecret: opts.productSecret, mode, splitSize, dictSize }));
   if (opts.json) stdout(JSON.stringify(p));
   else stdout(`product ${p.productKey}: ${mode === 'full' ? 'full images' : `${mode} diffs, split ${formatBytes(p.config.splitSize)}`}, productSecret ${p.productSecret}`);
 }
 
 export async function addDeviceCommand(opts: DataOption & { productKey: string; deviceName: string; deviceSecret?: string; json?: boolean }): Promise<void> {
-  const s = await openStore(opts.data);
-  const d = await store(() => s.addDevice(opts.productKey, opts.deviceName, opts.deviceSecret));
+  const d = await withStore(opts, (s) => s.addDevice(opts.productKey, opts.deviceName, opts.deviceSecret));
   if (opts.json) stdout(JSON.stringify(d));
   else {
     stdout(`device ${d.productKey}/${d.deviceName}, deviceSecret ${d.deviceSecret}`);
@@ -158,36 +182,47 @@ export async function addFirmwareCommand(
 ): Promise<void> {
   const securityCounter = opts.securityCounter === undefined ? undefined : parseSecurityCounter(opts.securityCounter);
   const image = readInput(file, 'firmware');
-  const s = await openStore(opts.data);
-  const r = await store(() => s.addFirmware(opts.productKey, opts.version, image, { securityCounter, allowDowngrade: opts.allowDowngrade === true }));
+  const r = await withStore(opts, (s) => s.addFirmware(opts.productKey, opts.version, image, { securityCounter, allowDowngrade: opts.allowDowngrade === true }));
   if (opts.json) stdout(JSON.stringify({ productKey: opts.productKey, version: opts.version, ...r }));
   else stdout(`${opts.productKey} ${opts.version}: ${formatBytes(r.size)}, SHA-256 ${r.sha256}, security counter ${r.securityCounter}${r.allowDowngrade ? ', allows a downgrade' : ''}`);
 }
 
 export async function jobCommand(opts: DataOption & { productKey: string; version: string; deviceName?: string[]; downloadProtocol?: string; json?: boolean }): Promise<void> {
-  const s = await openStore(opts.data);
-  const j = await store(() => s.createJob({ productKey: opts.productKey, version: opts.version, devices: opts.deviceName, downloadProtocol: downloadProtocolOf(opts.downloadProtocol) }));
+  const downloadProtocol = downloadProtocolOf(opts.downloadProtocol);
+  const j = await withStore(opts, (s) => s.createJob({ productKey: opts.productKey, version: opts.version, devices: opts.deviceName, downloadProtocol }));
   if (opts.json) stdout(JSON.stringify(j));
   else stdout(`job ${j.id}: ${j.productKey} -> ${j.version} for ${j.devices === 'all' ? 'all devices' : j.devices.join(', ')} (a running server pushes it)`);
 }
 
 export async function statusCommand(opts: DataOption & { json?: boolean }): Promise<void> {
-  const s = await openStore(opts.data);
-  const st = s.readStatus();
-  if (opts.json) {
-    const firmware = Object.fromEntries(s.productList().map((p) => [p.productKey, s.firmwareReleases(p.productKey)]));
-    stdout(JSON.stringify({ products: s.productList(), firmware, jobs: s.jobs(), devices: st.devices }));
-    return;
-  }
-  for (const p of s.productList()) {
-    const fw = s.firmwareReleases(p.productKey).map((r) => `${r.version} (counter ${r.securityCounter}${r.allowDowngrade ? ', downgrade allowed' : ''})`);
-    stdout(`product ${p.productKey} (${p.mode}): firmware ${fw.join(', ') || '-'}`);
-  }
-  for (const j of s.jobs()) stdout(`job ${j.id}: ${j.productKey} -> ${j.version} for ${j.devices === 'all' ? 'all' : j.devices.join(', ')}`);
-  const seen = new Map(st.devices.map((d) => [`${d.productKey}/${d.deviceName}`, d]));
-  for (const d of s.registry.listDevices()) {
-    const x = seen.get(`${d.productKey}/${d.deviceName}`);
-    const job = x?.job ? `, job ${x.job.version}: ${x.job.state}${x.job.step !== undefined ? ` (${x.job.step}${x.job.desc ? ` ${x.job.desc}` : ''})` : ''}` : '';
-    stdout(`device ${d.productKey}/${d.deviceName}: ${x?.version ?? 'never seen'}${job}`);
-  }
+  await withStore(opts, async (s) => {
+    const products = await s.productList();
+    const firmware = Object.fromEntries(await Promise.all(products.map(async (p) => [p.productKey, await s.firmwareReleases(p.productKey)] as const)));
+    const jobs = await s.jobs();
+    const st = await s.status();
+    if (opts.json) {
+      stdout(JSON.stringify({ products, firmware, jobs, devices: st.devices }));
+      return;
+    }
+    for (const p of products) {
+      const fw = firmware[p.productKey].map((r) => `${r.version} (counter ${r.securityCounter}${r.allowDowngrade ? ', downgrade allowed' : ''})`);
+      stdout(`product ${p.productKey} (${p.mode}): firmware ${fw.join(', ') || '-'}`);
+    }
+    for (const j of jobs) {
+      const counts = Object.entries(await s.jobCounts(j.id)).map(([k, n]) => `${n} ${k}`);
+      stdout(`job ${j.id}: ${j.productKey} -> ${j.version} for ${j.devices === 'all' ? 'all' : j.devices.join(', ')}: ${counts.join(', ') || 'no devices'}`);
+    }
+    for (const x of st.devices) {
+      const job = x.job ? `, job ${x.job.version}: ${x.job.state}${x.job.step !== undefined ? ` (${x.job.step}${x.job.desc ? ` ${x.job.desc}` : ''})` : ''}` : '';
+      stdout(`device ${x.productKey}/${x.deviceName}: ${x.version ?? 'never seen'}${job}`);
+    }
+  });
+}
+
+export async function migrateFromCommand(dir: string, opts: DataOption & { json?: boolean }): Promise<void> {
+  const from = resolve(dir);
+  if (!existsSync(from)) throw new CliError(`${from} does not exist`);
+  const r = await withStore(opts, (s) => importJsonDir(s, from), { importJson: false });
+  if (opts.json) stdout(JSON.stringify({ from, ...r }));
+  else stdout(`imported ${from}: ${r.products} product(s), ${r.devices} device(s), ${r.firmware} firmware version(s), ${r.jobs} job(s)`);
 }

@@ -37,12 +37,13 @@ const canConnect = (port: number): Promise<boolean> =>
 
 export interface Mosquitto {
   url: string;
+  port: number;
   close(): Promise<void>;
 }
 
-export async function startMosquitto(bin: string): Promise<Mosquitto> {
+export async function startMosquitto(bin: string, o: { port?: number } = {}): Promise<Mosquitto> {
   const dir = await mkdtemp(join(tmpdir(), 'ota-mosq-'));
-  const port = await freePort();
+  const port = o.port ?? (await freePort());
   const conf = join(dir, 'mosquitto.conf');
   await writeFile(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n`);
   const child: ChildProcess = spawn(bin, ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -62,5 +63,5 @@ export async function startMosquitto(bin: string): Promise<Mosquitto> {
     }
     await new Promise((r) => setTimeout(r, 50));
   }
-  return { url: `mqtt://127.0.0.1:${port}`, close: stop };
+  return { url: `mqtt://127.0.0.1:${port}`, port, close: stop };
 }

@@ -6,11 +6,12 @@ import { join } from 'node:path';
 import type { KeyLike, KeyObject } from 'node:crypto';
 import { generateKeyPair, loadPrivateKey } from '@otadiff/diff-gen';
 import { FaultyFlash, openPartition, readBytes, type Slot, type TearMode } from '@otadiff/patch-apply';
-import { startOtaCloud, type OtaCloud, type OtaCloudOptions } from '../../src/cloud.js';
-import type { PackageMode } from '../../src/cloud-store.js';
-import { createDeviceFlashDir, createFlashDirPort, type FlashDirPort } from '../../src/flash-port.js';
-import { createOtaService, type OtaService, type OtaServiceEvent, type OtaServiceOptions } from '../../src/ota-service.js';
-import { resolveTrustedKeys } from '../../src/trusted-keys.js';
+import { startOtaCloud, type OtaCloud, type OtaCloudOptions } from '../../src/cloud/cloud.js';
+import type { PackageMode } from '../../src/cloud/cloud-store.js';
+import { createDeviceFlashDir, createFlashDirPort, type FlashDirPort } from '../../src/device/flash-port.js';
+import { createOtaService } from '../../src/device/ota-service.js';
+import type { OtaService, OtaServiceEvent, OtaServiceOptions } from '../../src/device/service-types.js';
+import { resolveTrustedKeys } from '../../src/device/trusted-keys.js';
 import { testBytes } from './http.js';
 
 export const PK = 'a1RigProd01';
@@ -71,8 +72,8 @@ export async function startRig(o: RigOptions): Promise<Rig> {
   try {
     await cloud.store.addProduct(PK, { mode, splitSize: SPLIT });
     const dev = await cloud.store.addDevice(PK, DN);
-    cloud.store.addFirmware(PK, '1.0.0', o.old, { securityCounter: o.counters?.old ?? 0 });
-    cloud.store.addFirmware(PK, '2.0.0', o.neu, { securityCounter: o.counters?.neu ?? 0 });
+    await cloud.store.addFirmware(PK, '1.0.0', o.old, { securityCounter: o.counters?.old ?? 0 });
+    await cloud.store.addFirmware(PK, '2.0.0', o.neu, { securityCounter: o.counters?.neu ?? 0 });
     const devDir = join(dir, 'device');
     createDeviceFlashDir(devDir, { image: o.old, version: o.deviceVersion ?? '1.0.0', ab: o.deviceAb ?? mode === 'ab', splitSize: SPLIT });
     let faulty!: FaultyFlash;

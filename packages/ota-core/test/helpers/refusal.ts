@@ -3,10 +3,10 @@
 // running and booting again.
 import { expect } from 'vitest';
 import { openPartition, parseFixedHeader, readHandover } from '@otadiff/patch-apply';
-import { parseDeviceState } from '../../src/device-state.js';
-import type { UpgradeInfo } from '../../src/messages.js';
-import { connectOtaCloud, type OtaCloudClient } from '../../src/ota-mqtt.js';
-import { fileDigest } from '../../src/signature.js';
+import { parseDeviceState } from '../../src/device/device-state.js';
+import type { UpgradeInfo } from '../../src/protocol/messages.js';
+import { connectOtaCloud, type OtaCloudClient } from '../../src/cloud/mqtt-client.js';
+import { fileDigest } from '../../src/protocol/signature.js';
 import { PK, same, type Rig } from './ota-rig.js';
 
 export const handover = (rig: Rig) => readHandover(openPartition(rig.port.flash, rig.port.layout, 'params'));

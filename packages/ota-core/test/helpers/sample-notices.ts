@@ -1,5 +1,5 @@
 // An Aliyun-shaped upgrade notice (every field set), shared by the message tests and the notice fuzz.
-import type { UpgradeInfo } from '../../src/messages.js';
+import type { UpgradeInfo } from '../../src/protocol/messages.js';
 
 export const SHA = 'a'.repeat(64);
 export const MD5 = '93230c3bde425a9d7984a594ac55ab12';

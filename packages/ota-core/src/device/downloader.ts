@@ -10,7 +10,7 @@ import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { DownloadCheckpoint, HashAlgorithm } from './checkpoint.js';
 import { checkTarget, resumePoint } from './download-target.js';
-import { backoffDelay, defaultSleep, type BackoffOptions, type SleepFn } from './retry.js';
+import { backoffDelay, defaultSleep, type BackoffOptions, type SleepFn } from '../protocol/retry.js';
 import { parseContentRange, RETRYABLE_STATUS, strongEtag } from './http-response.js';
 
 export type DownloadErrorCode =

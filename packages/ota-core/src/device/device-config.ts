@@ -10,7 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
-import { isValidDeviceName, isValidProductKey } from './topics.js';
+import { isValidDeviceName, isValidProductKey } from '../protocol/topics.js';
 import { isPemText } from './trusted-keys.js';
 
 export class DeviceConfigError extends Error {

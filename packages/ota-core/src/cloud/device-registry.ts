@@ -1,10 +1,11 @@
-// Products (productKey, productSecret) and devices (deviceName, deviceSecret).
-// In memory, or backed by a JSON file written atomically (tmp + rename, 0600).
+// Products (productKey, productSecret) and devices (deviceName, deviceSecret), in memory or in the
+// JSON file of a data directory from before the database (registry.json; json-import.ts reads it).
+// The broker tests use it as a small in-memory registry.
 
 import { randomBytes } from 'node:crypto';
 import { readFile, rename, writeFile } from 'node:fs/promises';
-import { isValidDeviceName, isValidProductKey } from './topics.js';
-import type { DeviceSecretLookup } from './mqtt-auth.js';
+import { isValidDeviceName, isValidProductKey } from '../protocol/topics.js';
+import type { DeviceSecretLookup } from '../protocol/mqtt-auth.js';
 
 export class RegistryError extends Error {
   override name = 'RegistryError';
@@ -43,7 +44,8 @@ export function generateSecret(length = 32): string {
   return out.length === length ? out : generateSecret(length);
 }
 
-function checkSecret(s: unknown, what: string): string {
+/** A product or device secret: 8..128 printable ASCII characters, no spaces; throws RegistryError. */
+export function checkSecret(s: unknown, what: string): string {
   if (typeof s !== 'string' || !SECRET_RE.test(s)) throw new RegistryError(`${what} must be 8..128 printable ASCII chars`);
   return s;
 }

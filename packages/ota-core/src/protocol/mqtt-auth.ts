@@ -24,6 +24,12 @@ export type MqttSignMethod = 'hmacsha256' | 'hmacsha1' | 'hmacmd5';
 const HMAC_ALG: Record<MqttSignMethod, string> = { hmacsha256: 'sha256', hmacsha1: 'sha1', hmacmd5: 'md5' };
 const HMAC_LEN: Record<MqttSignMethod, number> = { hmacsha256: 32, hmacsha1: 20, hmacmd5: 16 };
 
+/** The cloud's own sign-in at a broker (not a device's). */
+export interface ServiceCredential {
+  username: string;
+  password: string;
+}
+
 export interface DeviceIdentity {
   productKey: string;
   deviceName: string;

@@ -1,155 +1,29 @@
-// Firmware download over CoAP block-wise transfer (RFC 7959, Block2).
-// Server: the `coap` package's server (messaging, piggybacked ACKs, duplicate
-// detection) answering each Block2 request with just that block. Client: one
+// Firmware download over CoAP block-wise transfer (RFC 7959, Block2), the device's half
+// (the cloud's server is cloud/coap-file-server.ts): one
 // confirmable GET per block (RFC 7252 retransmission with exponential
 // back-off), each block written straight to the sink and hashed; the checkpoint (offset = block number x block size, plus the hash
 // state and the ETag) lets a new instance resume at the block where it stopped.
 
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';
 import coapPacket, { type ParsedPacket } from 'coap-packet';
-import { createServer as createCoapServer, OutgoingMessage, type IncomingMessage } from 'coap';
+import { BlockOptionError, decodeBlockOption, encodeBlockOption, type BlockOption } from '../protocol/coap.js';
 import type { DownloadCheckpoint, HashAlgorithm } from './checkpoint.js';
 import { DownloadError, type DownloadResult, type Sink } from './downloader.js';
 import { checkTarget, resumePoint } from './download-target.js';
-import { backoffDelay, defaultSleep, type BackoffOptions, type SleepFn } from './retry.js';
+import { backoffDelay, defaultSleep, type BackoffOptions, type SleepFn } from '../protocol/retry.js';
 
 const { generate, parse } = coapPacket;
 
-// ------------------------------------------------------------ Block2 option
-
-export interface BlockOption {
-  num: number;
-  more: boolean;
-  /** Block size in bytes: 16 << szx, szx in 0..6. */
-  size: number;
+/** A malformed Block2 option from the server is a protocol error of the download. */
+function blockOf(raw: Uint8Array): BlockOption {
+  try {
+    return decodeBlockOption(raw);
+  } catch (e) {
+    if (e instanceof BlockOptionError) throw new DownloadError('PROTOCOL', e.message);
+    throw e;
+  }
 }
-
-/** Encode NUM|M|SZX as the shortest big-endian uint (RFC 7959 §2.2). */
-export function encodeBlockOption(b: BlockOption): Buffer<ArrayBuffer> {
-  const szx = Math.log2(b.size) - 4;
-  if (!Number.isInteger(szx) || szx < 0 || szx > 6) throw new RangeError(`block size ${b.size} is not 16..1024`);
-  if (!Number.isInteger(b.num) || b.num < 0 || b.num > 0xfffff) throw new RangeError(`block number ${b.num} out of range`);
-  const v = (b.num << 4) | (b.more ? 8 : 0) | szx;
-  if (v === 0) return Buffer.alloc(0);
-  if (v < 0x100) return Buffer.from([v]);
-  if (v < 0x10000) return Buffer.from([v >> 8, v & 0xff]);
-  return Buffer.from([v >> 16, (v >> 8) & 0xff, v & 0xff]);
-}
-
-export function decodeBlockOption(buf: Uint8Array): BlockOption {
-  if (buf.length > 3) throw new DownloadError('PROTOCOL', `Block option of ${buf.length} bytes`);
-  let v = 0;
-  for (const byte of buf) v = (v << 8) | byte;
-  const szx = v & 7;
-  if (szx === 7) throw new DownloadError('PROTOCOL', 'Block option uses reserved SZX 7');
-  return { num: v >>> 4, more: (v & 8) !== 0, size: 16 << szx };
-}
-
-// ------------------------------------------------------------ server
-
-export interface CoapFileServerOptions {
-  host?: string;
-  port?: number;
-  /** Files by path, e.g. { '/fw/1.1.0.bin': bytes }. */
-  files?: Record<string, Uint8Array>;
-  /** Requests for paths that hold no file go here (the cloud's OTA notices); without it they get 4.04. */
-  onRequest?: (req: IncomingMessage, res: OutgoingMessage) => void;
-}
-
-export interface CoapFileServerHandle {
-  url: string;
-  port: number;
-  setFile(path: string, bytes: Uint8Array): void;
-  removeFile(path: string): void;
-  /** Requests in arrival order (retransmissions answered from the dedup cache are not seen). */
-  readonly requests: ReadonlyArray<{ path: string; block?: BlockOption }>;
-  close(): Promise<void>;
-}
-
-const MAX_BLOCK = 1024;
-
-interface ServedFile {
-  bytes: Buffer;
-  /** Strong ETag: first 8 bytes of the SHA-256 (the CoAP ETag option holds at most 8). */
-  etag: Buffer;
-}
-
-const servedFile = (b: Uint8Array): ServedFile => {
-  const bytes = Buffer.from(b);
-  return { bytes, etag: createHash('sha256').update(bytes).digest().subarray(0, 8) };
-};
-
-export async function startCoapFileServer(opts: CoapFileServerOptions = {}): Promise<CoapFileServerHandle> {
-  const host = opts.host ?? '127.0.0.1';
-  const files = new Map<string, ServedFile>();
-  for (const [p, b] of Object.entries(opts.files ?? {})) files.set(p, servedFile(b));
-  const requests: Array<{ path: string; block?: BlockOption }> = [];
-  const server = createCoapServer({ type: 'udp4' }, (req: IncomingMessage, res: OutgoingMessage) => {
-    const path = (req.url ?? '/').split('?')[0];
-    const raw = req._packet.options?.find((o) => o.name === 'Block2')?.value;
-    const entry: { path: string; block?: BlockOption } = { path };
-    requests.push(entry);
-    try {
-      if (raw instanceof Buffer) entry.block = decodeBlockOption(raw);
-    } catch {
-      res.code = '4.02';
-      return void res.end();
-    }
-    if (opts.onRequest !== undefined && !files.has(path)) return opts.onRequest(req, res);
-    if (req.method !== 'GET') {
-      res.code = '4.05';
-      return void res.end();
-    }
-    const file = files.get(path);
-    if (file === undefined) {
-      res.code = '4.04';
-      return void res.end();
-    }
-    const want = entry.block ?? (file.bytes.length > MAX_BLOCK ? { num: 0, more: false, size: MAX_BLOCK } : undefined);
-    if (want === undefined) return void res.end(file.bytes);
-    const size = Math.min(want.size, MAX_BLOCK);
-    const last = Math.max(0, Math.ceil(file.bytes.length / size) - 1);
-    if (want.num > last) {
-      res.code = '4.02'; // RFC 7959 §2.4: a block beyond the end is a bad option
-      return void res.end();
-    }
-    res.setOption('Block2', encodeBlockOption({ num: want.num, more: want.num < last, size }));
-    res.setOption('ETag', file.etag);
-    res.setOption('Size2', file.bytes.length);
-    // We frame the block ourselves and send through the base class: the coap
-    // package's own block-wise end() recomputes its ETag over the whole file
-    // and caches it per token, i.e. O(file) work and a timer for every block.
-    OutgoingMessage.prototype.end.call(res, file.bytes.subarray(want.num * size, (want.num + 1) * size));
-  });
-  const sock = createSocket('udp4');
-  await new Promise<void>((resolve, reject) => {
-    sock.once('error', reject);
-    sock.bind(opts.port ?? 0, host, () => {
-      sock.off('error', reject);
-      resolve();
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(sock, () => resolve()));
-  const port = sock.address().port;
-  let closing: Promise<void> | undefined;
-  return {
-    url: `coap://${host}:${port}`,
-    port,
-    requests,
-    setFile: (p, b) => void files.set(p, servedFile(b)),
-    removeFile: (p) => void files.delete(p),
-    close() {
-      closing ??= new Promise<void>((resolve) => {
-        server.close();
-        sock.close(() => resolve());
-      });
-      return closing;
-    },
-  };
-}
-
-// ------------------------------------------------------------ client
 
 export interface CoapDownloadOptions {
   /** coap://host:port/path */
@@ -378,7 +252,7 @@ export async function coapDownload(opts: CoapDownloadOptions): Promise<DownloadR
         // A server may send the whole (small) representation at once.
         if (offset !== 0 || p.payload.length !== size) fail(new DownloadError('PROTOCOL', 'response without Block2 in a block-wise transfer'));
       }
-      const b = rawBlock === undefined ? { num: 0, more: false, size: Math.max(16, p.payload.length) } : decodeBlockOption(rawBlock);
+      const b = rawBlock === undefined ? { num: 0, more: false, size: Math.max(16, p.payload.length) } : blockOf(rawBlock);
       const at = b.num * b.size;
       if (at !== offset) fail(new DownloadError('PROTOCOL', `server sent block at ${at}, wanted ${offset}`));
       if (b.more ? p.payload.length !== b.size : p.payload.length > b.size) fail(new DownloadError('PROTOCOL', `block ${b.num} has ${p.payload.length} bytes`));

@@ -34,6 +34,8 @@ export interface FileServerOptions {
   failFirst?: number;
   /** Serve HTTPS with this PEM key and certificate (chain). */
   tls?: { key: string | Buffer; cert: string | Buffer };
+  /** Keep only about the last this many entries of `requests` (default: all; a long-running cloud keeps a bounded log). */
+  requestLogLimit?: number;
 }
 
 export interface RequestLogEntry {
@@ -269,6 +271,8 @@ export async function startFileServer(opts: FileServerOptions = {}): Promise<Fil
     if (range !== undefined) entry.range = range;
     if (ifRange !== undefined) entry.ifRange = ifRange;
     log.push(entry);
+    // Trimmed in steps so a busy server does not shift the array on every request.
+    if (opts.requestLogLimit !== undefined && log.length >= 2 * opts.requestLogLimit) log.splice(0, log.length - opts.requestLogLimit);
     handle(req, res, entry).catch(() => res.destroy());
   };
   const server = opts.tls === undefined ? createServer(handler) : createHttpsServer({ key: opts.tls.key, cert: opts.tls.cert }, handler);

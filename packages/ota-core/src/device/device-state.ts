@@ -6,8 +6,8 @@
 
 import type { Slot } from '@otadiff/patch-apply';
 import { decodeCheckpoint, encodeCheckpoint, type DownloadCheckpoint } from './checkpoint.js';
-import type { SignMethod } from './messages.js';
-import { isValidVersion } from './version.js';
+import type { SignMethod } from '../protocol/messages.js';
+import { isValidVersion } from '../protocol/version.js';
 
 export class DeviceStateError extends Error {
   override name = 'DeviceStateError';

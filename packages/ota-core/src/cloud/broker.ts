@@ -7,16 +7,12 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { Aedes, type AedesOptions, type Client } from 'aedes';
-import { MqttAuthError, verifyMqttCredentials, type DeviceSecretLookup, type MqttSignMethod } from './mqtt-auth.js';
-import { otaTopicFilter, parseOtaTopic } from './topics.js';
-
-export interface ServiceCredential {
-  username: string;
-  password: string;
-}
+import { MqttAuthError, verifyMqttCredentials, type MqttSignMethod, type ServiceCredential } from '../protocol/mqtt-auth.js';
+import { otaTopicFilter, parseOtaTopic } from '../protocol/topics.js';
+import { lookupFor, type AsyncDeviceSecretLookup } from './secret-lookup.js';
 
 export interface BrokerOptions {
-  registry: DeviceSecretLookup;
+  registry: AsyncDeviceSecretLookup;
   /** The cloud's own sign-in. */
   service: ServiceCredential;
   port?: number;
@@ -65,21 +61,11 @@ export async function startBroker(opts: BrokerOptions): Promise<BrokerHandle> {
   const options: AedesOptions = {
     maxClientsIdLength: 256,
     authenticate(client, username, password, done) {
-      try {
-        let principal: Principal;
-        if (username === opts.service.username) {
-          if (password === undefined || !sameSecret(password, opts.service.password)) {
-            return done(authError('bad service credential', RC_BAD_USERNAME_OR_PASSWORD), false);
-          }
-          principal = { kind: 'service' };
-        } else {
-          const dev = verifyMqttCredentials(client.id, username, password, opts.registry, {
-            now: opts.now,
-            maxSkewMs: opts.maxSkewMs,
-            allowedSignMethods: opts.allowedSignMethods,
-          });
-          principal = { kind: 'device', productKey: dev.productKey, deviceName: dev.deviceName };
-        }
+      const fail = (e: unknown): void => {
+        const msg = e instanceof MqttAuthError ? `${e.code}: ${e.message}` : 'authentication failed';
+        done(authError(msg, RC_BAD_USERNAME_OR_PASSWORD), false);
+      };
+      const admit = (principal: Principal): void => {
         const owner = clientIdOwner.get(client.id);
         if (owner !== undefined && owner.key !== principalKey(principal)) {
           return done(authError('client id held by another principal', RC_IDENTIFIER_REJECTED), false);
@@ -87,10 +73,26 @@ export async function startBroker(opts: BrokerOptions): Promise<BrokerHandle> {
         clientIdOwner.set(client.id, { key: principalKey(principal), client });
         principals.set(client, principal);
         done(null, true);
-      } catch (e) {
-        const msg = e instanceof MqttAuthError ? `${e.code}: ${e.message}` : 'authentication failed';
-        done(authError(msg, RC_BAD_USERNAME_OR_PASSWORD), false);
+      };
+      if (username === opts.service.username) {
+        if (password === undefined || !sameSecret(password, opts.service.password)) {
+          return done(authError('bad service credential', RC_BAD_USERNAME_OR_PASSWORD), false);
+        }
+        return admit({ kind: 'service' });
       }
+      lookupFor(username, opts.registry).then((lookup) => {
+        let dev;
+        try {
+          dev = verifyMqttCredentials(client.id, username, password, lookup, {
+            now: opts.now,
+            maxSkewMs: opts.maxSkewMs,
+            allowedSignMethods: opts.allowedSignMethods,
+          });
+        } catch (e) {
+          return fail(e);
+        }
+        admit({ kind: 'device', productKey: dev.productKey, deviceName: dev.deviceName });
+      }, fail);
     },
     authorizePublish(client, packet, callback) {
       const p = client ? principals.get(client) : undefined;

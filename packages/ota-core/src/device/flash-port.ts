@@ -42,7 +42,7 @@ import {
   type UpdateType,
 } from '@otadiff/patch-apply';
 import { emptyDeviceState, serializeDeviceState } from './device-state.js';
-import { isValidVersion } from './version.js';
+import { isValidVersion } from '../protocol/version.js';
 
 export class FlashPortError extends Error {
   override name = 'FlashPortError';

@@ -5,6 +5,15 @@ export class TopicError extends Error {
   override name = 'TopicError';
 }
 
+/** One device of one product: what every topic and message names. */
+export interface DeviceRef {
+  productKey: string;
+  deviceName: string;
+}
+
+/** "productKey/deviceName": a device's key in maps and logs. */
+export const deviceKey = (d: DeviceRef): string => `${d.productKey}/${d.deviceName}`;
+
 export type OtaTopicKind = 'inform' | 'upgrade' | 'progress';
 
 export interface OtaTopic {

@@ -9,10 +9,10 @@
 
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { coapDownload } from './coap-transfer.js';
+import { coapDownload } from './coap-download.js';
 import { DownloadError } from './downloader.js';
 import type { HashAlgorithm } from './checkpoint.js';
-import { backoffDelay, defaultSleep, type BackoffOptions, type SleepFn } from './retry.js';
+import { backoffDelay, defaultSleep, type BackoffOptions, type SleepFn } from '../protocol/retry.js';
 import { parseContentRange, RETRYABLE_STATUS, strongEtag } from './http-response.js';
 
 export interface PackageHead {
