@@ -275,10 +275,12 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
     }
     const lastUpdate = Math.max(...Array.from(updatedAt).filter((x) => x > 0), t0);
     const seconds = (lastUpdate - t0) / 1000;
-    // Let the last informs land before reading the cloud's view.
+    // Let the last informs land before reading the cloud's view: a device whose last report died with a
+    // killed cloud reports again once its link is back (its reconnects back off up to 5 s, and the cloud
+    // takes a moment to start again), so wait up to 30 s for the view to settle.
     const counts = async (): Promise<Record<string, number>> => store!.jobCounts(job.id) as Promise<Record<string, number>>;
     let states = await counts();
-    for (let i = 0; i < 40 && (states.succeeded ?? 0) + (states.failed ?? 0) < n; i++) {
+    for (let i = 0; i < 120 && (states.succeeded ?? 0) + (states.failed ?? 0) < n; i++) {
       await new Promise((r) => setTimeout(r, 250));
       states = await counts();
     }
