@@ -22,7 +22,7 @@ describe('a rollout through a real cloud', () => {
     const r = await runFleet({ ...common, devices: 40, restoreSample: 2, pushRate: 20, crashAt: 0.25, log: (l) => lines.push(l) });
     expect(r.killed, lines.join('\n')).toMatchObject({ restarted: true });
     expect(r.updated, [...lines, ...r.workerLogTail].join('\n')).toBe(40);
-    expect(r.lost).toBe(0);
+    expect(r.lost, JSON.stringify(r.lostDevices) + '\n' + [...lines, ...r.workerLogTail].join('\n')).toBe(0);
     expect(r.failed).toBe(0);
     expect(r.cloud.succeeded).toBe(40);
     expect(r.restoreSample).toEqual({ devices: 2, updated: 2 });

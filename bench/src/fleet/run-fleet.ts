@@ -48,6 +48,8 @@ export interface FleetResult {
   updated: number;
   failed: number;
   lost: number;
+  /** The lost devices as the cloud's database has them (at most 20), to say why. */
+  lostDevices: Array<{ deviceName: string; state: string | null; pushes: number | null }>;
   duplicatePushes: number;
   seconds: number;
   messagesPerSecond: number;
@@ -285,6 +287,8 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
       states = await counts();
     }
     const rows = await store.db.selectFrom('device_jobs').select(['device_name', 'state', 'pushes']).where('job_id', '=', job.id).execute();
+    const rowOf = new Map(rows.map((r) => [r.device_name, r]));
+    const lostDevices: FleetResult['lostDevices'] = [];
     const succeededInCloud = new Set(rows.filter((r) => r.state === 'succeeded').map((r) => r.device_name));
     let updated = 0;
     let failed = 0;
@@ -298,6 +302,7 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
       if (updatedAt[i] > 0) {
         updated++;
         if (succeededInCloud.has(specs[i].name)) recorded++;
+        else if (lostDevices.length < 20) lostDevices.push({ deviceName: specs[i].name, state: rowOf.get(specs[i].name)?.state ?? null, pushes: rowOf.get(specs[i].name)?.pushes ?? null });
         if (specs[i].flashDir !== undefined) sampleUpdated++;
       } else if (failedAt[i] > 0) failed++;
     }
@@ -307,6 +312,7 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
       updated,
       failed,
       lost: n - recorded - failed,
+      lostDevices,
       duplicatePushes,
       seconds,
       messagesPerSecond: seconds > 0 ? published / seconds : 0,

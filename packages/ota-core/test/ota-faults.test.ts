@@ -15,6 +15,8 @@ import { progressTopic, upgradeTopic } from '../src/protocol/topics.js';
 import { createOtaService } from '../src/device/ota-service.js';
 import { OtaServiceError } from '../src/device/service-types.js';
 import { HEAD_FETCH_BYTES } from '../src/device/package-head.js';
+import { startOtaCloud } from '../src/cloud/cloud.js';
+import { join } from 'node:path';
 
 beforeAll(recordNetworkBaseline);
 afterAll(async () => {
@@ -300,6 +302,39 @@ describe('power cuts and rollback', () => {
       // Slot B still holds the image that failed; the state knows it.
       expect((await deviceState(rig)).slots.B?.version).toBe('2.0.0');
     } finally {
+      await rig.close();
+    }
+  });
+});
+
+describe('a cloud that is down when the device reboots into its update', () => {
+  it('the device keeps trying and reports its new version when the cloud is back', async () => {
+    const free = await new Promise<number>((resolve) => {
+      const s = createServer().listen(0, '127.0.0.1', () => {
+        const { port } = s.address() as AddressInfo;
+        s.close(() => resolve(port));
+      });
+    });
+    const rig = await startRig({ ...pair, cloud: { mqttPort: free }, service: { reconnect: true } });
+    let again: Awaited<ReturnType<typeof startOtaCloud>> | undefined;
+    try {
+      await rig.svc.start();
+      // The cloud goes away as the device reboots into the restore, and comes back a moment later.
+      const down = new Promise<void>((resolve) => {
+        rig.svc.on((e) => {
+          if (e.type === 'rebooting') void rig.cloud.close().then(resolve);
+        });
+      });
+      await rig.cloud.createJob({ productKey: PK, version: '2.0.0' });
+      await down;
+      await new Promise((r) => setTimeout(r, 300));
+      again = await startOtaCloud({ dataDir: join(rig.dir, 'cloud'), pollMs: 0, mqttPort: free });
+      const done = again.waitFor((e) => e.type === 'succeeded', 20_000);
+      expect(await done).toMatchObject({ device: { deviceName: DN } });
+      expect(rig.svc.running).toMatchObject({ version: '2.0.0' });
+      expect(rig.events.some((e) => e.type === 'disconnected')).toBe(true);
+    } finally {
+      await again?.close();
       await rig.close();
     }
   });

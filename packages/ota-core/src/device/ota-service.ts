@@ -64,6 +64,8 @@ class Service implements OtaService {
   /** Keys a package must be signed by; undefined: signatures are not judged. */
   private readonly trust: readonly TrustedKey[] | undefined;
   private client: DeviceLink | undefined;
+  /** Outcomes of the last boot (a failed update, a rollback) the cloud has not heard yet. */
+  private unreported: Array<[number, string]> = [];
   private readonly transport: 'mqtt' | 'coap';
   /** Bumped at every power transition; async work from an older epoch stops quietly. */
   private epoch = 0;
@@ -157,16 +159,36 @@ class Service implements OtaService {
     return saveState(this.port, s);
   }
 
-  /** Boot (possibly through a restore), adopt and confirm a new image, then go online. */
-  private async powerOn(epoch: number): Promise<void> {
+  /**
+   * Boot (possibly through a restore), adopt and confirm a new image, then go online. After an update's
+   * reboot (`persist`) a cloud that cannot be reached is tried again with backoff, the outcome reported
+   * when it answers: a device whose cloud restarts while it reboots must not stay silent for ever.
+   */
+  private async powerOn(epoch: number, persist = false): Promise<void> {
     const { reports } = await bootAndConfirm(this.port, this.opts, (e) => this.emit(e), (r) => (this.running = r));
     if (epoch !== this.epoch) return;
-    await this.connect(epoch);
+    this.unreported = reports;
+    try {
+      await this.connect(epoch);
+    } catch (e) {
+      if (!persist || this.opts.reconnect === false || !(e instanceof OtaServiceError) || e.code !== 'CONNECT') throw e;
+      this.status = 'running';
+      this.emit({ type: 'disconnected' });
+      this.scheduleReconnect(epoch, 1);
+      return;
+    }
     if (epoch !== this.epoch) return;
+    await this.greet();
+    this.status = 'running';
+  }
+
+  /** What a device says when its link comes up: the outcomes not reported yet, then its version. */
+  private async greet(): Promise<void> {
     // Failures first, so the cloud closes the job before it sees the old version again.
+    const reports = this.unreported;
+    this.unreported = [];
     for (const [step, desc] of reports) await this.report(step, desc);
     await this.inform();
-    this.status = 'running';
   }
 
   // ------------------------------------------------------------------ notice link
@@ -197,7 +219,7 @@ class Service implements OtaService {
     this.reconnectTimer = setTimeout(() => {
       if (epoch !== this.epoch) return;
       this.connect(epoch)
-        .then(() => (epoch === this.epoch ? this.inform() : undefined))
+        .then(() => (epoch === this.epoch ? this.greet() : undefined))
         .catch(() => {
           if (epoch === this.epoch) this.scheduleReconnect(epoch, attempt + 1);
         });
@@ -421,7 +443,7 @@ class Service implements OtaService {
     await this.disconnect();
     if (epoch !== this.epoch) return;
     try {
-      await this.powerOn(epoch);
+      await this.powerOn(epoch, true);
     } catch (e) {
       if (isPowerCut(e)) return this.die(e as Error);
       this.status = 'off';
