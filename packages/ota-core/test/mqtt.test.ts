@@ -11,6 +11,8 @@ import { informTopic, progressTopic, upgradeTopic } from '../src/protocol/topics
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { selfSigned } from './helpers/tls.js';
+import { SignInGuard } from '../src/protocol/sign-in-guard.js';
 
 const PK = 'a1ProdKey01';
 const SERVICE = { username: 'otadiff-cloud', password: 'cloud-service-password-1234' };
@@ -116,7 +118,7 @@ describe('embedded broker', () => {
     registry.addProduct(PK);
     const a = registry.addDevice(PK, 'dev-aaaa');
     const b = registry.addDevice(PK, 'dev-bbbb');
-    broker = await startBroker({ registry, service: SERVICE, now: () => Date.now(), maxSkewMs: 60_000 });
+    broker = await startBroker({ registry, service: SERVICE, signIn: { now: () => Date.now(), windowMs: 60_000 } });
     expect(broker.url).toMatch(/^mqtt:\/\/127\.0\.0\.1:\d+$/);
     return { registry, a, b, url: broker.url };
   }
@@ -268,15 +270,80 @@ describe('embedded broker', () => {
     const first = await rawDevice(url, a, { clientIdBase: 'shared-id', timestamp });
     await expect(rawDevice(url, b, { clientIdBase: 'shared-id', timestamp })).rejects.toThrow(/Identifier rejected/i);
     expect(first.connected).toBe(true);
-    // The rightful owner may take its own session over (reconnect after a network loss).
-    const firstClosed = new Promise<void>((resolve) => first.once('close', () => resolve()));
-    const again = await rawDevice(url, a, { clientIdBase: 'shared-id', timestamp });
-    await firstClosed;
+    // The same sign-in again is a replay, even from its owner: refused, and the first stays connected.
+    await expect(rawDevice(url, a, { clientIdBase: 'shared-id', timestamp })).rejects.toThrow(/bad user ?name or password/i);
+    expect(first.connected).toBe(true);
+    // The owner signs in anew (a new timestamp) after a network loss.
+    const again = await rawDevice(url, a, { clientIdBase: 'shared-id', timestamp: timestamp + 1 });
     expect(again.connected).toBe(true);
+  });
+
+  it('refuses a replayed CONNECT and a sign-in outside the clock window (±15 min by default)', async () => {
+    const registry = DeviceRegistry.inMemory();
+    registry.addProduct(PK);
+    const a = registry.addDevice(PK, 'dev-aaaa');
+    let clock = 1_800_000_000_000;
+    broker = await startBroker({ registry, service: SERVICE, signIn: { now: () => clock } });
+    const url = broker.url;
+    const first = await rawDevice(url, a, { timestamp: clock - 60_000 });
+    expect(first.connected).toBe(true);
+    // A captured CONNECT sent again, while the first connection lives and after it closed.
+    await expect(rawDevice(url, a, { timestamp: clock - 60_000 })).rejects.toThrow(/bad user ?name or password/i);
+    await first.endAsync();
+    await expect(rawDevice(url, a, { timestamp: clock - 60_000 })).rejects.toThrow(/bad user ?name or password/i);
+    // Timestamps beyond the window either way, and none at all.
+    await expect(rawDevice(url, a, { timestamp: clock - 16 * 60_000 })).rejects.toThrow(/bad user ?name or password/i);
+    await expect(rawDevice(url, a, { timestamp: clock + 16 * 60_000 })).rejects.toThrow(/bad user ?name or password/i);
+    await expect(rawDevice(url, a, { timestamp: null })).rejects.toThrow(/bad user ?name or password/i);
+    expect((await rawDevice(url, a, { timestamp: clock + 14 * 60_000 })).connected).toBe(true);
+    // Once the clock has moved past the window, the old sign-in is stale and forgotten.
+    clock += 40 * 60_000;
+    await expect(rawDevice(url, a, { timestamp: clock - 60_000 - 40 * 60_000 })).rejects.toThrow(/bad user ?name or password/i);
+    expect((await rawDevice(url, a, { timestamp: clock })).connected).toBe(true);
+  });
+
+  it('securemode=2 (TLS) is refused on plain TCP and accepted over TLS; devices wait for the cloud', async () => {
+    const registry = DeviceRegistry.inMemory();
+    registry.addProduct(PK);
+    const a = registry.addDevice(PK, 'dev-aaaa');
+    const { key, cert } = selfSigned();
+    broker = await startBroker({ registry, service: SERVICE, tls: { key, cert }, closedToDevices: true });
+    expect(broker.tlsUrl).toMatch(/^mqtts:\/\/127\.0\.0\.1:\d+$/);
+    // Until the cloud opens the broker to devices: "server unavailable".
+    await expect(rawDevice(broker.url, a)).rejects.toThrow(/unavailable/i);
+    broker.openToDevices();
+    await expect(rawDevice(broker.url, a, { secureMode: 2 })).rejects.toThrow(/bad user ?name or password/i);
+    expect((await rawDevice(broker.url, a, { secureMode: 3 })).connected).toBe(true);
+    const c = deriveMqttCredentials(a, { secureMode: 2 });
+    const tls = await connectAsync(broker.tlsUrl!, { clientId: c.clientId, username: c.username, password: c.password, reconnectPeriod: 0, ca: cert });
+    clients.push(tls);
+    expect(tls.connected).toBe(true);
+    // The OTA device client picks securemode=2 for an mqtts:// URL.
+    const device = await connectOtaDevice(broker.tlsUrl!, a, { ca: cert });
+    await device.reportVersion('1.0.0');
+    await device.close();
   });
 });
 
 beforeAll(recordNetworkBaseline);
 afterAll(async () => {
   expect(await openNetworkHandles()).toEqual([]);
+});
+
+describe('sign-in guard', () => {
+  it('remembers sign-ins for two windows, then forgets them; a flood past its bound is refused, not stored', () => {
+    let now = 1_000_000_000;
+    const g = new SignInGuard({ now: () => now, windowMs: 1000, maxEntries: 3 });
+    expect(g.admit('p/a', now, 'aa')).toEqual({ ok: true });
+    expect(g.admit('p/a', now, 'AA')).toMatchObject({ ok: false, code: 'REPLAYED' }); // hex case does not make it new
+    expect(g.admit('p/b', now, 'aa')).toEqual({ ok: true }); // another device, the same bytes: its own sign-in
+    expect(g.admit('p/a', now + 1001, 'bb')).toMatchObject({ ok: false, code: 'STALE_TIMESTAMP' });
+    expect(g.admit('p/a', undefined, 'cc')).toMatchObject({ ok: false, code: 'STALE_TIMESTAMP' });
+    expect(g.admit('p/c', now, 'cc')).toEqual({ ok: true });
+    expect(g.admit('p/d', now, 'dd')).toMatchObject({ ok: false, code: 'REPLAYED', message: expect.stringMatching(/too many/) });
+    expect(g.size).toBe(3);
+    now += 2001;
+    expect(g.admit('p/d', now, 'dd')).toEqual({ ok: true });
+    expect(g.size).toBe(1);
+  });
 });

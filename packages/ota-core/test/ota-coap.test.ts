@@ -187,8 +187,13 @@ describe('notices over CoAP (transport: coap)', () => {
       expect((await post(`/ota/device/inform/${PK}/${DN}`, inform, [`token=${'ab'.repeat(16)}`])).code).toBe('4.01');
       // The other device signs in properly...
       const c = deriveMqttCredentials({ productKey: PK, deviceName: 'rig-device-02', deviceSecret: other.deviceSecret });
-      const auth = await post('/auth', JSON.stringify({ clientId: c.clientId, username: c.username, password: c.password }));
+      const signIn = JSON.stringify({ clientId: c.clientId, username: c.username, password: c.password });
+      const auth = await post('/auth', signIn);
       expect(auth.code).toBe('2.05');
+      // The same sign-in again (a replay) is refused; so is one whose timestamp is an hour old.
+      expect((await post('/auth', signIn)).code).toBe('4.01');
+      const stale = deriveMqttCredentials({ productKey: PK, deviceName: 'rig-device-02', deviceSecret: other.deviceSecret }, { timestamp: Date.now() - 3_600_000 });
+      expect((await post('/auth', JSON.stringify({ clientId: stale.clientId, username: stale.username, password: stale.password }))).code).toBe('4.01');
       const token = (JSON.parse(auth.payload.toString()) as { token: string }).token;
       // ...and may use its own paths, not DN's.
       expect((await post(`/ota/device/inform/${PK}/rig-device-02`, inform, [`token=${token}`])).code).toBe('2.04');
@@ -271,7 +276,7 @@ describe('notices over CoAP (transport: coap)', () => {
 
   it('an expired session token makes the device sign in again, once, transparently', async () => {
     const secret = 'k'.repeat(32);
-    let clock = 1_000_000;
+    let clock = Date.now();
     const informs: string[] = [];
     let auths = 0;
     const notices = createCoapNoticeServer({

@@ -1,39 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { openNetworkHandles, recordNetworkBaseline } from './helpers/handles.js';
 import { firmwarePair, PK, same, startRig } from './helpers/ota-rig.js';
 import { HEAD_FETCH_BYTES } from '../src/device/package-head.js';
+import { OPENSSL, selfSigned } from './helpers/tls.js';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 
-// Self-signed certificates made here by the openssl command (none is checked in).
-function hasOpenssl(): boolean {
-  try {
-    execFileSync('openssl', ['version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-const OPENSSL = hasOpenssl();
 if (!OPENSSL) console.warn('ota-https.test: the openssl command is missing, the HTTPS tests are skipped');
-
-const dir = mkdtempSync(join(tmpdir(), 'ota-tls-'));
-function selfSigned(name: string): { key: string; cert: string } {
-  const key = join(dir, `${name}.key`);
-  const cert = join(dir, `${name}.crt`);
-  execFileSync(
-    'openssl',
-    ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', `/CN=${name}`, '-addext', 'subjectAltName=IP:127.0.0.1'],
-    { stdio: 'ignore' },
-  );
-  return { key: readFileSync(key, 'utf8'), cert: readFileSync(cert, 'utf8') };
-}
 
 beforeAll(recordNetworkBaseline);
 afterAll(async () => {
-  rmSync(dir, { recursive: true, force: true });
   expect(await openNetworkHandles()).toEqual([]);
 });
 
@@ -56,6 +31,30 @@ describe.skipIf(!OPENSSL)('downloads over HTTPS (self-signed certificate, the de
       expect(same(rig.slotBytes('A', pair.neu.length), pair.neu)).toBe(true);
       // Header first by a ranged request, then the rest: both over TLS.
       expect(rig.cloud.files.requests.map((r) => r.range)).toEqual([`bytes=0-${HEAD_FETCH_BYTES - 1}`, `bytes=${HEAD_FETCH_BYTES}-`]);
+    } finally {
+      await rig.close();
+    }
+  });
+
+  it('notices over MQTT on TLS too (mqtts://, securemode=2), the embedded broker on the same key and certificate', async () => {
+    const tlsPort = await new Promise<number>((resolve) => {
+      const s = createNetServer().listen(0, '127.0.0.1', () => {
+        const { port } = s.address() as AddressInfo;
+        s.close(() => resolve(port));
+      });
+    });
+    const rig = await startRig({
+      ...pair,
+      cloud: { tls: server, mqttTlsPort: tlsPort },
+      service: { broker: `mqtts://127.0.0.1:${tlsPort}`, downloadProtocol: 'https', download: { ca: server.cert, backoff: { initialMs: 5, maxMs: 50 } } },
+    });
+    try {
+      expect(rig.cloud.brokerTlsUrl).toBe(`mqtts://127.0.0.1:${tlsPort}`);
+      await rig.svc.start();
+      const done = rig.cloud.waitFor((e) => e.type === 'succeeded', 20_000);
+      await rig.cloud.createJob({ productKey: PK, version: '2.0.0' });
+      await done;
+      expect(rig.svc.running).toEqual({ slot: 'A', version: '2.0.0' });
     } finally {
       await rig.close();
     }

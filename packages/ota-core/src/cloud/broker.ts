@@ -6,9 +6,11 @@
 
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
 import { Aedes, type AedesOptions, type Client } from 'aedes';
 import { MqttAuthError, verifyMqttCredentials, type MqttSignMethod, type ServiceCredential } from '../protocol/mqtt-auth.js';
 import { otaTopicFilter, parseOtaTopic } from '../protocol/topics.js';
+import { SignInGuard, type SignInGuardOptions } from '../protocol/sign-in-guard.js';
 import { lookupFor, type AsyncDeviceSecretLookup } from './secret-lookup.js';
 
 export interface BrokerOptions {
@@ -17,16 +19,27 @@ export interface BrokerOptions {
   service: ServiceCredential;
   port?: number;
   host?: string;
-  /** Clock for timestamp freshness (ms); omit to accept any timestamp. */
-  now?: () => number;
-  maxSkewMs?: number;
+  /**
+   * MQTT over TLS on this port too (0 = any free port), with this key and certificate (PEM). A device
+   * that claims TLS (securemode=2) is refused on the plain port.
+   */
+  tls?: { port?: number; key: string | Buffer; cert: string | Buffer };
+  /** Refuse devices (CONNACK "server unavailable") until openToDevices(): the cloud's client comes first. */
+  closedToDevices?: boolean;
+  /** Sign-in freshness: the timestamp window and the replay check (a guard, or its options: clock, window). */
+  signIn?: SignInGuard | SignInGuardOptions;
   allowedSignMethods?: readonly MqttSignMethod[];
 }
 
 export interface BrokerHandle {
   url: string;
   port: number;
+  /** mqtts:// URL and port of the TLS listener, when there is one. */
+  tlsUrl?: string;
+  tlsPort?: number;
   aedes: Aedes;
+  /** Lets devices sign in (after a start with closedToDevices). */
+  openToDevices(): void;
   close(): Promise<void>;
 }
 
@@ -36,6 +49,7 @@ type Principal =
 
 // Aedes' CONNACK return codes (MQTT 3.1.1 table 3.1).
 const RC_IDENTIFIER_REJECTED = 2;
+const RC_SERVER_UNAVAILABLE = 3;
 const RC_BAD_USERNAME_OR_PASSWORD = 4;
 
 function authError(message: string, returnCode: number): Error & { returnCode: number } {
@@ -49,6 +63,8 @@ function sameSecret(a: string | Buffer, b: string): boolean {
   return timingSafeEqual(ha, hb);
 }
 
+const passwordText = (p: string | Buffer | undefined): string => (p === undefined ? '' : typeof p === 'string' ? p : p.toString('latin1'));
+
 const principalKey = (p: Principal): string => (p.kind === 'service' ? 'service' : `${p.productKey}/${p.deviceName}`);
 
 export async function startBroker(opts: BrokerOptions): Promise<BrokerHandle> {
@@ -57,6 +73,10 @@ export async function startBroker(opts: BrokerOptions): Promise<BrokerHandle> {
   // clientId -> principal key of its current holder: a device must not be able
   // to kick another device off by reusing its client id.
   const clientIdOwner = new Map<string, { key: string; client: Client }>();
+  let openForDevices = opts.closedToDevices !== true;
+  const guard = opts.signIn instanceof SignInGuard ? opts.signIn : new SignInGuard(opts.signIn);
+  // Sockets accepted by the TLS listener: only there may a device claim TLS (securemode=2).
+  const overTls = new WeakSet<object>();
 
   const options: AedesOptions = {
     maxClientsIdLength: 256,
@@ -80,14 +100,15 @@ export async function startBroker(opts: BrokerOptions): Promise<BrokerHandle> {
         }
         return admit({ kind: 'service' });
       }
+      if (!openForDevices) return done(authError('the cloud is starting: try again', RC_SERVER_UNAVAILABLE), false);
       lookupFor(username, opts.registry).then((lookup) => {
         let dev;
         try {
-          dev = verifyMqttCredentials(client.id, username, password, lookup, {
-            now: opts.now,
-            maxSkewMs: opts.maxSkewMs,
-            allowedSignMethods: opts.allowedSignMethods,
-          });
+          dev = verifyMqttCredentials(client.id, username, password, lookup, { allowedSignMethods: opts.allowedSignMethods });
+          if (dev.secureMode === 2 && !overTls.has(client.conn as object))
+            throw new MqttAuthError('MALFORMED', 'securemode=2 claims TLS, but this connection is plain TCP: connect to the TLS port');
+          const fresh = guard.admit(`${dev.productKey}/${dev.deviceName}`, dev.timestamp, passwordText(password));
+          if (!fresh.ok) throw new MqttAuthError(fresh.code, fresh.message);
         } catch (e) {
           return fail(e);
         }
@@ -138,30 +159,53 @@ export async function startBroker(opts: BrokerOptions): Promise<BrokerHandle> {
   });
 
   const sockets = new Set<Socket>();
-  const server: Server = createServer((socket) => {
+  const accept = (socket: Socket): void => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     aedes.handle(socket);
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port ?? 0, host, () => {
-      server.off('error', reject);
-      resolve();
+  };
+  const server: Server = createServer(accept);
+  const tlsServer =
+    opts.tls === undefined
+      ? undefined
+      : createTlsServer({ key: opts.tls.key, cert: opts.tls.cert }, (socket) => {
+          overTls.add(socket);
+          accept(socket);
+        });
+  // A failed TLS handshake is the peer's problem, not the broker's.
+  tlsServer?.on('tlsClientError', () => {});
+  const listen = (srv: Server, p: number): Promise<number> =>
+    new Promise<number>((resolve, reject) => {
+      srv.once('error', reject);
+      srv.listen(p, host, () => {
+        srv.off('error', reject);
+        resolve((srv.address() as AddressInfo).port);
+      });
     });
-  });
-  const port = (server.address() as AddressInfo).port;
+  const port = await listen(server, opts.port ?? 0);
+  const tlsPort =
+    tlsServer === undefined
+      ? undefined
+      : await listen(tlsServer, opts.tls!.port ?? 0).catch(async (e: unknown) => {
+          await new Promise<void>((resolve) => server.close(() => resolve()));
+          throw e;
+        });
 
   let closed: Promise<void> | undefined;
   return {
     url: `mqtt://${host}:${port}`,
     port,
+    ...(tlsPort === undefined ? {} : { tlsUrl: `mqtts://${host}:${tlsPort}`, tlsPort }),
     aedes,
+    openToDevices() {
+      openForDevices = true;
+    },
     close() {
       closed ??= (async () => {
         await new Promise<void>((resolve) => aedes.close(() => resolve()));
         for (const s of sockets) s.destroy();
         await new Promise<void>((resolve) => server.close(() => resolve()));
+        if (tlsServer !== undefined) await new Promise<void>((resolve) => tlsServer.close(() => resolve()));
       })();
       return closed;
     },

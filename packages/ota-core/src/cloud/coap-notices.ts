@@ -14,7 +14,8 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, OutgoingMessage } from 'coap';
 import { SESSION_TOKEN_RE } from '../protocol/coap.js';
 import { MAX_MESSAGE_BYTES, parseInformMessage, parseProgressMessage, type InformMessage, type ProgressMessage } from '../protocol/messages.js';
-import { verifyMqttCredentials, type MqttSignMethod } from '../protocol/mqtt-auth.js';
+import { MqttAuthError, verifyMqttCredentials, type MqttSignMethod } from '../protocol/mqtt-auth.js';
+import { SignInGuard, type SignInGuardOptions } from '../protocol/sign-in-guard.js';
 import { lookupFor, type AsyncDeviceSecretLookup } from './secret-lookup.js';
 import { deviceKey as key, parseOtaTopic, type DeviceRef } from '../protocol/topics.js';
 
@@ -29,6 +30,8 @@ export interface CoapNoticeServerOptions {
   onProgress: (device: DeviceRef, msg: ProgressMessage) => void;
   onInvalid?: (path: string, error: Error) => void;
   now?: () => number;
+  /** Sign-in freshness (timestamp window, replay check); default a guard on `now`, ±15 min. */
+  signIn?: SignInGuard | SignInGuardOptions;
 }
 
 export interface CoapNoticeServer {
@@ -42,6 +45,7 @@ export interface CoapNoticeServer {
 export function createCoapNoticeServer(o: CoapNoticeServerOptions): CoapNoticeServer {
   const ttl = o.tokenTtlMs ?? 86_400_000;
   const now = o.now ?? Date.now;
+  const guard = o.signIn instanceof SignInGuard ? o.signIn : new SignInGuard({ now, ...o.signIn });
   // One live token per device keeps the table as small as the registry.
   const tokens = new Map<string, { device: DeviceRef; expires: number }>();
   const tokenOf = new Map<string, string>();
@@ -63,6 +67,8 @@ export function createCoapNoticeServer(o: CoapNoticeServerOptions): CoapNoticeSe
       const lookup = await lookupFor(body.username, o.registry);
       const v = verifyMqttCredentials(body.clientId, body.username, body.password, lookup, { allowedSignMethods: o.allowedSignMethods });
       device = { productKey: v.productKey, deviceName: v.deviceName };
+      const fresh = guard.admit(key(device), v.timestamp, body.password);
+      if (!fresh.ok) throw new MqttAuthError(fresh.code, fresh.message);
     } catch (e) {
       o.onInvalid?.('/auth', e as Error);
       return reply(res, '4.01');

@@ -31,18 +31,23 @@ export interface OtaDeviceClient {
 }
 
 export interface DeviceClientOptions extends DeriveOptions {
+  /** Certificates (PEM) to trust for an mqtts:// broker, beside the system's. */
+  ca?: string | Buffer | Array<string | Buffer>;
   upgradeParse?: UpgradeParseOptions;
   onInvalid?: (topic: string, error: Error) => void;
 }
 
 export async function connectOtaDevice(url: string, identity: DeviceIdentity, opts: DeviceClientOptions = {}): Promise<OtaDeviceClient> {
-  const creds = deriveMqttCredentials(identity, opts);
+  // Over TLS a device says so in its sign-in (securemode=2); the broker refuses that claim on plain TCP.
+  const tls = /^mqtts:/i.test(url);
+  const creds = deriveMqttCredentials(identity, { secureMode: tls ? 2 : 3, ...opts });
   const client = await connectAsync(url, {
     clientId: creds.clientId,
     username: creds.username,
     password: creds.password,
     reconnectPeriod: 0,
     keepalive: 300,
+    ...(tls && opts.ca !== undefined ? { ca: opts.ca as string | Buffer | string[] | Buffer[] } : {}),
   });
   // This link never reconnects (the service makes a new one): once closed, end it, so a report
   // waiting for its PUBACK fails instead of waiting for ever.

@@ -59,7 +59,7 @@ export async function openNoticeLink(
       });
       return { link: { ...c, kill: () => c.close() } };
     }
-    const c = await connectOtaDevice(broker, identity, { signMethod: opts.signMethod, upgradeParse, onInvalid });
+    const c = await connectOtaDevice(broker, identity, { signMethod: opts.signMethod, upgradeParse, onInvalid, ca: opts.download?.ca });
     c.mqtt.on('error', () => {}); // surfaced through 'close'
     return { link: { ...c, kill: () => c.mqtt.endAsync(true) }, onDrop: (fn) => void c.mqtt.on('close', fn) };
   } catch (e) {

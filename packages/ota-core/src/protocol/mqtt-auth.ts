@@ -12,7 +12,7 @@ import { isValidDeviceName, isValidProductKey } from './topics.js';
 export class MqttAuthError extends Error {
   override name = 'MqttAuthError';
   constructor(
-    readonly code: 'MALFORMED' | 'UNKNOWN_DEVICE' | 'BAD_SIGNATURE' | 'STALE_TIMESTAMP' | 'UNSUPPORTED_SIGN_METHOD',
+    readonly code: 'MALFORMED' | 'UNKNOWN_DEVICE' | 'BAD_SIGNATURE' | 'STALE_TIMESTAMP' | 'REPLAYED' | 'UNSUPPORTED_SIGN_METHOD',
     message: string,
   ) {
     super(message);
@@ -70,6 +70,8 @@ export interface VerifiedDevice {
   clientIdBase: string;
   timestamp?: number;
   signMethod: MqttSignMethod;
+  /** 2: the device claims TLS; 3: plain TCP. */
+  secureMode: 2 | 3;
 }
 
 const CLIENT_ID_BASE_RE = /^[A-Za-z0-9_.:@-]{0,64}$/;
@@ -185,7 +187,7 @@ export function verifyMqttCredentials(
     const skew = Math.abs(opts.now() - timestamp);
     if (skew > (opts.maxSkewMs ?? 5 * 60_000)) throw new MqttAuthError('STALE_TIMESTAMP', `timestamp off by ${skew} ms`);
   }
-  const out: VerifiedDevice = { productKey, deviceName, clientIdBase: base, signMethod: method };
+  const out: VerifiedDevice = { productKey, deviceName, clientIdBase: base, signMethod: method, secureMode: securemode === '2' ? 2 : 3 };
   if (timestamp !== undefined) out.timestamp = timestamp;
   return out;
 }
