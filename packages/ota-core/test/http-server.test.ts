@@ -129,6 +129,39 @@ describe('file server', () => {
     expect(expired.body.toString()).toContain('expired');
   });
 
+  it('a URL bound to a device and job: its signature covers both, and it is served only while the job allows', async () => {
+    let open = true;
+    const asked: string[] = [];
+    server = await startFileServer({
+      files: { '/fw/2.bin': FILE },
+      secret: 'server-secret',
+      authorizeBinding: ({ device, job }) => {
+        asked.push(`${device} ${job}`);
+        return open;
+      },
+    });
+    const bound = server.signUrl('/fw/2.bin', Date.now() + 60_000, { device: 'a1Prod/dev-01', job: 'j42' });
+    expect(new URL(bound).searchParams.get('device')).toBe('a1Prod/dev-01');
+    expect((await get(bound, { Range: 'bytes=0-9' })).status).toBe(206);
+    expect(asked).toEqual(['a1Prod/dev-01 j42']);
+    // Another device's name, another job, or the binding taken away: the signature no longer matches.
+    for (const [k, v] of [['device', 'a1Prod/dev-02'], ['job', 'j43']] as const) {
+      const u = new URL(bound);
+      u.searchParams.set(k, v);
+      expect((await get(u.toString())).status).toBe(403);
+    }
+    const stripped = new URL(bound);
+    stripped.searchParams.delete('device');
+    stripped.searchParams.delete('job');
+    expect((await get(stripped.toString())).status).toBe(403);
+    // Once the job is over for the device, its URL fetches nothing, though it has not expired.
+    open = false;
+    const over = await get(bound);
+    expect(over.status).toBe(403);
+    expect(over.body.toString()).toMatch(/job is over/);
+    expect(() => server!.signUrl('/fw/2.bin', Date.now(), { device: 'a b', job: 'j' })).toThrow(/cannot bind/);
+  });
+
   it('misbehaves on request: ignoreRange, failFirst, dropAfterBytes', async () => {
     server = await startFileServer({ files: { '/fw.bin': FILE }, ignoreRange: true });
     const r = await get(`${server.url}/fw.bin`, { Range: 'bytes=10-19' });

@@ -49,6 +49,15 @@ describe('OTA service end to end (embedded broker, loopback)', () => {
       const sent = reqs.reduce((n, r) => n + r.bodyBytes, 0);
       expect(sent).toBe(st.job!.packageBytes);
       expect(sent).toBeLessThan(pair.neu.length / 4);
+      // The notice's URL was the device's, for that job, and 15 minutes at most; with the job done it
+      // fetches nothing more (a leaked URL is not a bearer token for the rest of its life).
+      const url = new URL(rig.events.find((e) => e.type === 'notice')!.info.url);
+      expect(url.searchParams.get('device')).toBe(`${PK}/${DN}`);
+      expect(url.searchParams.get('job')).toBe(st.job!.id);
+      expect(Number(url.searchParams.get('expires')) * 1000 - Date.now()).toBeLessThanOrEqual(15 * 60_000);
+      const again = await fetch(url);
+      expect(again.status).toBe(403);
+      expect(await again.text()).toMatch(/job is over/);
     } finally {
       await rig.close();
     }

@@ -20,7 +20,7 @@ import type { Transaction } from 'kysely';
 import { FIRMWARE_VERSION_BYTES, type PackageHeader, type PatchMode } from '@otadiff/patch-apply';
 import { DatabaseError, isPostgresUrl, openDatabaseEngine, type DatabaseHandle, type Engine } from './db/engine.js';
 import { migrate } from './db/migrations.js';
-import { FINAL_STATES, type Database, type DeviceJobState, type NewDeviceJob } from './db/schema.js';
+import { FINAL_STATES, IN_FLIGHT_STATES, type Database, type DeviceJobState, type NewDeviceJob } from './db/schema.js';
 import { checkSecret, generateSecret, type DeviceRecord, type ProductRecord } from './device-registry.js';
 import { ObjectStore } from './object-store.js';
 import { PackageCache } from './package-cache.js';
@@ -641,6 +641,21 @@ export class CloudStore {
         return s;
       }),
     };
+  }
+
+  /**
+   * Whether a device may still download for a job: it was sent the job's notice and has not finished
+   * (a download URL is bound to both; the file server asks at every request).
+   */
+  async downloadAllowed(jobId: string, productKey: string, deviceName: string): Promise<boolean> {
+    const row = await this.db
+      .selectFrom('device_jobs')
+      .select('state')
+      .where('job_id', '=', jobId)
+      .where('product_key', '=', productKey)
+      .where('device_name', '=', deviceName)
+      .executeTakeFirst();
+    return row !== undefined && IN_FLIGHT_STATES.includes(row.state);
   }
 
   /** Devices per job state of one job (the bench and `status` summaries). */

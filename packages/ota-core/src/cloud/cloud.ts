@@ -62,7 +62,7 @@ export interface OtaCloudOptions {
   /** The cloud's sign-in at the broker (default: user:pass in `broker`, else the store's generated credential). */
   service?: ServiceCredential;
   allowedSignMethods?: readonly MqttSignMethod[];
-  /** Lifetime of a signed download URL (default 1 h). */
+  /** Lifetime of a signed download URL (default 15 min; each is bound to its device and job). */
   urlTtlMs?: number;
   /** Digest of files in notices (default SHA256). */
   signMethod?: SignMethod;
@@ -76,6 +76,8 @@ export interface OtaCloudOptions {
   packageSigningKey?: KeyObject | string;
   /** Serve packages over HTTPS with this PEM key and certificate (devices then need to trust it: `download.ca`). */
   tls?: FileServerOptions['tls'];
+  /** The embedded broker also speaks MQTT over TLS on this port (0 = any free port), with `tls`'s key and certificate. */
+  mqttTlsPort?: number;
   /** Misbehaviour knobs of the file server (tests and the demo). */
   fileServer?: Pick<FileServerOptions, 'ignoreRange' | 'dropAfterBytes' | 'dropTimes' | 'failFirst'>;
   /** Notices a second this worker sends at most (default 200; see README). */
@@ -107,6 +109,8 @@ export type CloudEvent =
 export interface OtaCloud {
   readonly store: CloudStore;
   readonly brokerUrl: string;
+  /** mqtts:// URL of the embedded broker's TLS listener (mqttTlsPort), when there is one. */
+  readonly brokerTlsUrl?: string;
   readonly broker: BrokerHandle | undefined;
   readonly files: FileServerHandle;
   /** The CoAP server: packages (Block2) and, for CoAP devices, the OTA notices. */
@@ -142,7 +146,7 @@ export async function startOtaCloud(opts: OtaCloudOptions): Promise<OtaCloud> {
   const hub = new EventHub<CloudEvent>();
   const service = opts.service ?? brokerUserinfo(opts.broker) ?? store.serviceCredential;
   const signMethod = opts.signMethod ?? 'SHA256';
-  const ttl = opts.urlTtlMs ?? 3_600_000;
+  const ttl = opts.urlTtlMs ?? 900_000;
   const shared = opts.broker !== undefined;
   const pushRate = opts.pushRate ?? 200;
   if (!(pushRate > 0) || !Number.isFinite(pushRate)) throw new Error(`pushRate must be a positive number of notices a second, not ${pushRate}`);
@@ -157,12 +161,22 @@ export async function startOtaCloud(opts: OtaCloudOptions): Promise<OtaCloud> {
   let client: OtaCloudClient | undefined;
   const timers: NodeJS.Timeout[] = [];
   // Devices on the CoAP transport: informs and progress arrive here too (handlers below).
+  // Device messages can arrive (from a broker's queue, a CoAP device) before this function has set up all
+  // it needs to handle them: they wait for `ready`, and are acknowledged only once handled.
+  let markReady!: () => void;
+  const ready = new Promise<void>((resolve) => (markReady = resolve));
+  const whenReady =
+    <T>(handle: (d: DeviceRef, m: T) => Promise<void>) =>
+    async (d: DeviceRef, m: T): Promise<void> => {
+      await ready;
+      await handle(d, m);
+    };
   const coapNotices: CoapNoticeServer = createCoapNoticeServer({
     registry: secretOf,
     allowedSignMethods: opts.allowedSignMethods,
     onAuth: (d) => coapNotices.clearNotice(d),
-    onInform: (d, m) => void onInform(d, m).catch(reportError),
-    onProgress: (d, m) => void onProgress(d, m).catch(reportError),
+    onInform: (d, m) => void whenReady(onInform)(d, m).catch(reportError),
+    onProgress: (d, m) => void whenReady(onProgress)(d, m).catch(reportError),
     onInvalid: (path, e) => log(`ignored a malformed CoAP request on ${path}: ${e.message}`),
   });
   const cleanup = async (): Promise<void> => {
@@ -221,19 +235,46 @@ export async function startOtaCloud(opts: OtaCloudOptions): Promise<OtaCloud> {
 
   try {
     if (!shared) {
-      broker = await startBroker({ registry: secretOf, service, host, port: opts.mqttPort ?? 0, allowedSignMethods: opts.allowedSignMethods });
+      // Devices are refused until the cloud's own client has subscribed: a message published to no
+      // subscriber would be acknowledged to the device and lost.
+      if (opts.mqttTlsPort !== undefined && opts.tls === undefined) throw new Error('MQTT over TLS needs the TLS key and certificate (tls)');
+      broker = await startBroker({
+        registry: secretOf,
+        service,
+        host,
+        port: opts.mqttPort ?? 0,
+        allowedSignMethods: opts.allowedSignMethods,
+        closedToDevices: true,
+        ...(opts.mqttTlsPort === undefined ? {} : { tls: { port: opts.mqttTlsPort, key: opts.tls!.key, cert: opts.tls!.cert } }),
+      });
       // One process owns an embedded broker: workers left by an earlier run of it are gone.
       await store.db.updateTable('workers').set({ state: 'retired' }).where('state', '=', 'live').where('id', '!=', worker.id).execute();
     }
-    files = await startFileServer({ host, port: opts.httpPort ?? 0, root: store.filesDir, secret: store.urlSecret, tls: opts.tls, requestLogLimit: 10_000, ...opts.fileServer });
+    files = await startFileServer({
+      host,
+      port: opts.httpPort ?? 0,
+      root: store.filesDir,
+      secret: store.urlSecret,
+      tls: opts.tls,
+      requestLogLimit: 10_000,
+      // A download URL is its device's, for its job, while that job is under way for it.
+      authorizeBinding: ({ device, job }) => {
+        const slash = device.indexOf('/');
+        return slash > 0 && store.downloadAllowed(job, device.slice(0, slash), device.slice(slash + 1));
+      },
+      ...opts.fileServer,
+    });
     coap = await startCoapFileServer({ host, port: opts.coapPort ?? 0, onRequest: (req, res) => coapNotices.handle(req, res) });
     client = await connectOtaCloud(opts.broker ?? broker!.url, service, {
       clientId: shared ? () => worker.clientId : `otadiff-cloud-${process.pid}-${randomBytes(3).toString('hex')}`,
       shared,
+      onInform: whenReady(onInform),
+      onProgress: whenReady(onProgress),
       onInvalid: (topic, e) => log(`ignored a malformed message on ${topic.slice(0, 200)}: ${e.message}`),
       onError: reportError,
       log,
     });
+    broker?.openToDevices();
   } catch (e) {
     await cleanup();
     throw e;
@@ -241,8 +282,6 @@ export async function startOtaCloud(opts: OtaCloudOptions): Promise<OtaCloud> {
   const fileServer = files;
   const coapServer = coap;
   const cloudClient = client;
-  cloudClient.onInform(onInform);
-  cloudClient.onProgress(onProgress);
   const brokerUrl = opts.broker ?? broker!.url;
   const coapBase = `coap://${opts.publicHost ?? host}:${opts.publicCoapPort ?? coapServer.port}`;
   const publicBase =
@@ -250,8 +289,8 @@ export async function startOtaCloud(opts: OtaCloudOptions): Promise<OtaCloud> {
 
   // ------------------------------------------------------------ pushes
 
-  const signedUrl = (path: string): string => {
-    const url = fileServer.signUrl(path, Date.now() + ttl);
+  const signedUrl = (path: string, d: DeviceRef, jobId: string): string => {
+    const url = fileServer.signUrl(path, Date.now() + ttl, { device: key(d), job: jobId });
     return publicBase === fileServer.url ? url : url.replace(fileServer.url, publicBase);
   };
 
@@ -288,7 +327,7 @@ export async function startOtaCloud(opts: OtaCloudOptions): Promise<OtaCloud> {
       id: String(c.id),
       size: meta.size,
       version: job.version,
-      url: (job.downloadProtocol ?? defaultProtocol) === 'coap' ? coapUrl(d, meta) : signedUrl(meta.path),
+      url: (job.downloadProtocol ?? defaultProtocol) === 'coap' ? coapUrl(d, meta) : signedUrl(meta.path, d, c.jobId),
       signMethod,
       sign,
       isDiff: isDiff ? 1 : 0,
@@ -400,12 +439,14 @@ export async function startOtaCloud(opts: OtaCloudOptions): Promise<OtaCloud> {
       }
     });
   }
+  markReady();
   kick();
 
   let closing: Promise<void> | undefined;
   return {
     store,
     brokerUrl,
+    brokerTlsUrl: broker?.tlsUrl,
     broker,
     files: fileServer,
     coap: coapServer,

@@ -24,6 +24,12 @@ export interface FileServerOptions {
   requireSignedUrls?: boolean;
   /** Clock in ms (for URL expiry). */
   now?: () => number;
+  /**
+   * A URL bound to a device and job (signUrl's `bind`, as the cloud makes every URL it sends) is served
+   * only while this says that download may go on (its job not finished, cancelled or taken over): a
+   * leaked URL fetches nothing once its job is over, and names whose it was.
+   */
+  authorizeBinding?: (binding: UrlBinding) => boolean | Promise<boolean>;
   /** Always answer 200 with the full body, whatever Range says. */
   ignoreRange?: boolean;
   /** Destroy the socket after this many body bytes of a response... */
@@ -50,8 +56,8 @@ export interface RequestLogEntry {
 export interface FileServerHandle {
   url: string;
   port: number;
-  /** Absolute URL for `path`, signed until `expiresAtMs`. */
-  signUrl(path: string, expiresAtMs: number): string;
+  /** Absolute URL for `path`, signed until `expiresAtMs`, for one device and job when `bind` is given. */
+  signUrl(path: string, expiresAtMs: number, bind?: UrlBinding): string;
   setFile(path: string, bytes: Uint8Array): void;
   readonly requests: readonly RequestLogEntry[];
   close(): Promise<void>;
@@ -126,8 +132,19 @@ function header(req: IncomingMessage, name: string): string | undefined {
   return Array.isArray(v) ? v.join(', ') : v;
 }
 
-function signature(secret: Buffer, path: string, expires: string): string {
-  return createHmac('sha256', secret).update(`${path}\n${expires}`).digest('base64url');
+/** Whose a signed URL is: the device (productKey/deviceName) and the job it was sent for. */
+export interface UrlBinding {
+  device: string;
+  job: string;
+}
+
+const BINDING_VALUE = /^[A-Za-z0-9_.:@/-]{1,200}$/;
+
+function signature(secret: Buffer, path: string, expires: string, bind?: UrlBinding): string {
+  const h = createHmac('sha256', secret).update(`${path}\n${expires}`);
+  // A bound URL signs its device and job too (an unbound one keeps its old signature).
+  if (bind !== undefined) h.update(`\n${bind.device}\n${bind.job}`);
+  return h.digest('base64url');
 }
 
 export async function startFileServer(opts: FileServerOptions = {}): Promise<FileServerHandle> {
@@ -171,15 +188,23 @@ export async function startFileServer(opts: FileServerOptions = {}): Promise<Fil
     return { size: st.size, etag: cached.etag, body: (s, e) => createReadStream(full, { start: s, end: e, highWaterMark: CHUNK }) };
   }
 
-  function checkSignature(url: URL): 'ok' | 'missing' | 'bad' | 'expired' {
+  async function checkSignature(url: URL): Promise<'ok' | 'missing' | 'bad' | 'expired' | 'over'> {
     if (!requireSigned || secret === undefined) return 'ok';
     const expires = url.searchParams.get('expires');
     const sig = url.searchParams.get('signature');
     if (expires === null || sig === null) return 'missing';
     if (!/^[0-9]{1,13}$/.test(expires) || !/^[A-Za-z0-9_-]{43}$/.test(sig)) return 'bad';
-    const want = Buffer.from(signature(secret, url.pathname, expires));
+    const device = url.searchParams.get('device');
+    const job = url.searchParams.get('job');
+    if ((device === null) !== (job === null)) return 'bad';
+    const bind = device === null ? undefined : { device, job: job! };
+    if (bind !== undefined && (!BINDING_VALUE.test(bind.device) || !BINDING_VALUE.test(bind.job))) return 'bad';
+    const want = Buffer.from(signature(secret, url.pathname, expires, bind));
     if (!timingSafeEqual(want, Buffer.from(sig))) return 'bad';
-    return now() > Number(expires) * 1000 ? 'expired' : 'ok';
+    if (now() > Number(expires) * 1000) return 'expired';
+    // URLs the cloud sends devices are bound; an unbound one (made by a tool) holds until it expires.
+    if (opts.authorizeBinding === undefined || bind === undefined) return 'ok';
+    return (await opts.authorizeBinding(bind)) ? 'ok' : 'over';
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse, entry: RequestLogEntry): Promise<void> {
@@ -202,7 +227,8 @@ export async function startFileServer(opts: FileServerOptions = {}): Promise<Fil
       return send(400, {}, 'bad request target\n');
     }
     if (path.includes('\0') || path.includes('\\') || path.split('/').includes('..')) return send(400, {}, 'bad path\n');
-    const sig = checkSignature(url);
+    const sig = await checkSignature(url);
+    if (sig === 'over') return send(403, {}, "this download's job is over for this device\n");
     if (sig !== 'ok') return send(403, {}, `signature ${sig}\n`);
     const entity = memFiles.get(path) ?? (await diskEntity(path));
     if (entity === undefined) return send(404, {}, 'not found\n');
@@ -291,11 +317,13 @@ export async function startFileServer(opts: FileServerOptions = {}): Promise<Fil
     port,
     requests: log,
     setFile,
-    signUrl(path, expiresAtMs) {
+    signUrl(path, expiresAtMs, bind) {
       if (secret === undefined) throw new Error('server has no secret');
+      if (bind !== undefined && (!BINDING_VALUE.test(bind.device) || !BINDING_VALUE.test(bind.job))) throw new Error(`cannot bind a URL to ${bind.device} / ${bind.job}`);
       const expires = String(Math.floor(expiresAtMs / 1000));
       const encoded = new URL(path, base).pathname;
-      return `${base}${encoded}?expires=${expires}&signature=${signature(secret, encoded, expires)}`;
+      const who = bind === undefined ? '' : `&device=${encodeURIComponent(bind.device)}&job=${encodeURIComponent(bind.job)}`;
+      return `${base}${encoded}?expires=${expires}${who}&signature=${signature(secret, encoded, expires, bind)}`;
     },
     close() {
       closing ??= new Promise<void>((resolve) => {

@@ -44,6 +44,12 @@ export interface CloudClientOptions {
   /** Reconnect after a lost connection (default true). */
   reconnect?: boolean;
   backoff?: BackoffOptions;
+  /**
+   * Handlers in place before the first message can arrive (a message handled by none is acknowledged
+   * and gone). onInform/onProgress of the client add more later.
+   */
+  onInform?: Handler<InformMessage>;
+  onProgress?: Handler<ProgressMessage>;
   onInvalid?: (topic: string, error: Error) => void;
   /** Handler failures (the message is acknowledged all the same, or the stream would stall). */
   onError?: (error: Error) => void;
@@ -134,8 +140,8 @@ export async function connectOtaCloud(url: string, service: ServiceCredential, o
   const idOf = (): string => (typeof opts.clientId === 'function' ? opts.clientId() : (opts.clientId ?? `otadiff-cloud-${process.pid}`));
   let lastId = idOf();
   const log = opts.log ?? (() => {});
-  const informs: Handler<InformMessage>[] = [];
-  const progress: Handler<ProgressMessage>[] = [];
+  const informs: Handler<InformMessage>[] = opts.onInform === undefined ? [] : [opts.onInform];
+  const progress: Handler<ProgressMessage>[] = opts.onProgress === undefined ? [] : [opts.onProgress];
   const route = router(informs, progress, opts);
   const inHand: { n: number; idle?: () => void; last: number } = { n: 0, last: 0 };
   let closing = false;
