@@ -9,6 +9,7 @@ import { deviceCommand, type DeviceOptions } from '../src/commands/device.js';
 import { versionFromName } from '../src/commands/demo.js';
 import { CliError } from '../src/size-arg.js';
 import { main } from '../src/main.js';
+import { findMosquitto, startMosquitto } from '../../ota-core/test/helpers/mosquitto.js';
 
 function bytes(n: number, seed: number): Uint8Array {
   const out = new Uint8Array(n);
@@ -139,6 +140,42 @@ describe('otadiff serve + otadiff device', () => {
     await expect(deviceCommand({ ...base, pubkey: [join(dir, 'bad.pub')] })).rejects.toThrow(/bad\.pub: no "BEGIN PUBLIC KEY" block/);
     await expect(deviceCommand({ ...base, pubkey: [join(dir, 'missing.pub')] })).rejects.toThrow(/cannot read the public key/);
   });
+
+  it("serve reads an external broker's password from a file or $OTADIFF_BROKER_PASSWORD, never from the URL", async () => {
+    dir = await mkdtemp(join(tmpdir(), 'otadiff-cli-ota-'));
+    const data = join(dir, 'data');
+    const base: ServeOptions = { data, port: '0', httpPort: '0', coapPort: '0', quiet: true };
+    await expect(serveCommand({ ...base, broker: 'mqtt://cloud:s3cret@127.0.0.1:1' })).rejects.toThrow(/must not carry a password .*process list/);
+    await expect(serveCommand({ ...base, broker: 'mqtt://cloud@127.0.0.1:1', brokerPasswordFile: join(dir, 'none') })).rejects.toThrow(/cannot read --broker-password-file .*no such file/);
+    await expect(serveCommand({ ...base, brokerPasswordFile: join(dir, 'none') })).rejects.toThrow(/goes with --broker/);
+    await expect(serveCommand({ ...base, mqttTlsPort: '0' })).rejects.toThrow(/--mqtt-tls-port needs --tls-key and --tls-cert/);
+    const bin = findMosquitto();
+    if (bin === undefined) return; // .ci/run installs mosquitto; the refusals above need none
+    const mosq = await startMosquitto(bin, { users: { cloud: 'right horse battery' } });
+    const url = mosq.url.replace('mqtt://', 'mqtt://cloud@');
+    try {
+      await writeFile(join(dir, 'pw'), 'right horse battery\n');
+      const lines: string[] = [];
+      const stop = new AbortController();
+      const running = serveCommand({ ...base, broker: url, brokerPasswordFile: join(dir, 'pw') }, { signal: stop.signal, out: (l) => lines.push(l) });
+      await until(() => lines.some((l) => /Ctrl-C stops/.test(l)));
+      expect(lines.join('\n')).not.toContain('right horse');
+      stop.abort();
+      await running;
+      await writeFile(join(dir, 'pw'), 'wrong\n');
+      await expect(serveCommand({ ...base, broker: url, brokerPasswordFile: join(dir, 'pw') })).rejects.toThrow(/cannot start the cloud/);
+      vi.stubEnv('OTADIFF_BROKER_PASSWORD', 'right horse battery');
+      const stop2 = new AbortController();
+      const lines2: string[] = [];
+      const again = serveCommand({ ...base, broker: url }, { signal: stop2.signal, out: (l) => lines2.push(l) });
+      await until(() => lines2.some((l) => /Ctrl-C stops/.test(l)));
+      stop2.abort();
+      await again;
+    } finally {
+      vi.unstubAllEnvs();
+      await mosq.close();
+    }
+  }, 60_000);
 
   it('device refuses to start without an identity or a flash image', async () => {
     dir = await mkdtemp(join(tmpdir(), 'otadiff-cli-ota-'));

@@ -61,6 +61,9 @@ export interface ServeOptions {
   httpPort?: string;
   publicHost?: string;
   broker?: string;
+  /** File holding the external broker's password for the cloud (else $OTADIFF_BROKER_PASSWORD). */
+  brokerPasswordFile?: string;
+  mqttTlsPort?: string;
   signingKey?: string;
   /** Private key (PEM) that signs every package the cloud makes (diffs and raw packages). */
   signKey?: string;
@@ -69,6 +72,41 @@ export interface ServeOptions {
   downloadProtocol?: string;
   tlsKey?: string;
   tlsCert?: string;
+}
+
+/** Signed download URLs live this long by default (s): a download starts soon after its notice. */
+export const DEFAULT_URL_TTL_S = 900;
+
+/**
+ * The cloud's credential at an external broker: the user from the URL, the password from a file or the
+ * environment, never from the URL (a command line shows in the process list).
+ */
+function brokerCredential(opts: ServeOptions): { url: string; credential: { username: string; password: string } } | undefined {
+  if (opts.broker === undefined) {
+    if (opts.brokerPasswordFile !== undefined) throw new CliError('--broker-password-file goes with --broker');
+    return undefined;
+  }
+  let u: URL;
+  try {
+    u = new URL(opts.broker);
+  } catch {
+    throw new CliError(`--broker ${redactUrl(opts.broker)} is not a URL`);
+  }
+  if (u.password !== '')
+    throw new CliError('--broker must not carry a password (it shows in the process list): put it in --broker-password-file FILE or $OTADIFF_BROKER_PASSWORD');
+  let password: string | undefined;
+  if (opts.brokerPasswordFile !== undefined) {
+    try {
+      password = readFileSync(opts.brokerPasswordFile, 'utf8').replace(/\r?\n$/, '');
+    } catch (e) {
+      throw new CliError(`cannot read --broker-password-file ${opts.brokerPasswordFile}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+    }
+  } else password = process.env.OTADIFF_BROKER_PASSWORD || undefined;
+  if (password === undefined) return undefined;
+  if (u.username === '') throw new CliError('a broker password needs a user name in --broker (mqtt://USER@host:port)');
+  const username = decodeURIComponent(u.username);
+  u.username = '';
+  return { url: u.toString().replace(/\/$/, ''), credential: { username, password } };
 }
 
 function readPem(path: string, what: string): Buffer {
@@ -102,12 +140,16 @@ export async function serveCommand(opts: ServeOptions, run: { signal?: AbortSign
   if (opts.publicUrl !== undefined && !/^https?:\/\/[^\s/]+(\/\S*)?$/.test(opts.publicUrl)) throw new CliError('--public-url must be an http:// or https:// URL');
   if (opts.workerId !== undefined && !/^[A-Za-z0-9_.-]{1,40}$/.test(opts.workerId)) throw new CliError('--worker-id must be 1-40 of letters, digits, _ . -');
   if (opts.broker !== undefined && !/^mqtts?:\/\/\S+$/.test(opts.broker)) throw new CliError('--broker must be an mqtt:// or mqtts:// URL');
-  const ttl = opts.urlTtl === undefined ? 3600 : Number(opts.urlTtl);
+  const service = brokerCredential(opts);
+  const ttl = opts.urlTtl === undefined ? DEFAULT_URL_TTL_S : Number(opts.urlTtl);
   if (!Number.isSafeInteger(ttl) || ttl <= 0) throw new CliError('--url-ttl must be a positive number of seconds');
   const signingKey = opts.signingKey === undefined ? undefined : loadSigningKey(opts.signingKey);
   const packageKey = opts.signKey === undefined ? undefined : loadPackageKey(opts.signKey);
   if ((opts.tlsKey === undefined) !== (opts.tlsCert === undefined)) throw new CliError('--tls-key and --tls-cert go together');
   const tls = opts.tlsKey === undefined ? undefined : { key: readPem(opts.tlsKey, 'TLS key'), cert: readPem(opts.tlsCert!, 'TLS certificate') };
+  const mqttTlsPort = opts.mqttTlsPort === undefined ? undefined : port(opts.mqttTlsPort, 8883, '--mqtt-tls-port');
+  if (mqttTlsPort !== undefined && tls === undefined) throw new CliError('--mqtt-tls-port needs --tls-key and --tls-cert');
+  if (mqttTlsPort !== undefined && opts.broker !== undefined) throw new CliError('--mqtt-tls-port is for the embedded broker: an external broker (--broker) has its own TLS');
   const stamp = (): string => new Date().toISOString().slice(11, 23);
   const cloud = await startOtaCloud({
     dataDir,
@@ -124,7 +166,9 @@ export async function serveCommand(opts: ServeOptions, run: { signal?: AbortSign
     downloadProtocol: downloadProtocolOf(opts.downloadProtocol),
     tls,
     publicHost: opts.publicHost,
-    broker: opts.broker,
+    broker: service === undefined ? opts.broker : service.url,
+    ...(service === undefined ? {} : { service: service.credential }),
+    mqttTlsPort,
     urlTtlMs: ttl * 1000,
     signingKey,
     packageSigningKey: packageKey,
@@ -133,7 +177,7 @@ export async function serveCommand(opts: ServeOptions, run: { signal?: AbortSign
     throw new CliError(`cannot start the cloud: ${(e as Error).message}`);
   });
   out(`otadiff cloud worker ${cloud.workerId}, data ${dataDir}, database ${db === undefined ? `SQLite ${resolve(dataDir, 'otadiff.db')}` : `PostgreSQL ${redactUrl(db)}`}`);
-  out(`  MQTT   ${cloud.brokerUrl}${opts.broker === undefined ? ' (embedded broker, Aliyun device sign-in)' : ' (external broker)'}`);
+  out(`  MQTT   ${redactUrl(cloud.brokerUrl)}${cloud.brokerTlsUrl === undefined ? '' : ` and ${cloud.brokerTlsUrl} (TLS)`}${opts.broker === undefined ? ' (embedded broker, Aliyun device sign-in, timestamps within ±15 min, each sign-in once)' : ' (external broker)'}`);
   out(`  files  ${cloud.files.url} (signed URLs valid ${ttl} s${signingKey ? ', RSA digestsign' : ''}), CoAP ${cloud.coap.url}`);
   out(
     packageKey === undefined

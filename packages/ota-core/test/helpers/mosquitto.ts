@@ -1,7 +1,7 @@
 // A throwaway mosquitto on loopback: a free port, a temp config, killed by pid.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -41,11 +41,22 @@ export interface Mosquitto {
   close(): Promise<void>;
 }
 
-export async function startMosquitto(bin: string, o: { port?: number } = {}): Promise<Mosquitto> {
+/** With `users`, only they may connect (a password file made by mosquitto_passwd beside the binary). */
+export async function startMosquitto(bin: string, o: { port?: number; users?: Record<string, string> } = {}): Promise<Mosquitto> {
   const dir = await mkdtemp(join(tmpdir(), 'ota-mosq-'));
   const port = o.port ?? (await freePort());
   const conf = join(dir, 'mosquitto.conf');
-  await writeFile(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n`);
+  let auth = 'allow_anonymous true\n';
+  if (o.users !== undefined) {
+    const passwd = join(dir, 'passwd');
+    const tool = [join(bin, '..', 'mosquitto_passwd'), '/usr/bin/mosquitto_passwd'].find((p) => existsSync(p)) ?? 'mosquitto_passwd';
+    for (const [i, [user, password]] of Object.entries(o.users).entries()) execFileSync(tool, [...(i === 0 ? ['-c'] : []), '-b', passwd, user, password]);
+    // Started as root, mosquitto drops to its own user, which must be able to read the file.
+    await chmod(dir, 0o755);
+    await chmod(passwd, 0o644);
+    auth = `allow_anonymous false\npassword_file ${passwd}\n`;
+  }
+  await writeFile(conf, `listener ${port} 127.0.0.1\n${auth}persistence false\n`);
   const child: ChildProcess = spawn(bin, ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
