@@ -254,11 +254,17 @@ describe.each(ENGINES)('the cloud store on %s', (engine) => {
       await recordInform(s, d('quiet'), '1.0.0');
       await recordInform(s, d('talks'), '1.0.0');
       const job = await s.createJob({ productKey: PK, version: '2.0.0' });
+      // Queued but never sent a notice: it holds no URL of this job.
+      expect(await s.downloadAllowed(job.id, PK, 'quiet')).toBe(false);
       const t0 = Date.now();
       await claimPushes(s, 'w', 10, t0);
       await recordProgress(s, d('talks'), 10, 'downloading');
       expect(await expireNotices(s, 1000, 2, t0 + 500)).toEqual({ requeued: 0, failed: 0 });
       expect(await expireNotices(s, 1000, 2, t0 + 1500)).toEqual({ requeued: 1, failed: 0 });
+      // Queued again after a notice: the device may be downloading with the URL it was sent.
+      expect(await s.downloadAllowed(job.id, PK, 'quiet')).toBe(true);
+      expect(await s.downloadAllowed(job.id, PK, 'talks')).toBe(true);
+      expect(await s.downloadAllowed(job.id, PK, 'nobody')).toBe(false);
       expect((await claimPushes(s, 'w', 10, t0 + 1600)).map((c) => c.deviceName)).toEqual(['quiet']);
       expect(await expireNotices(s, 1000, 2, t0 + 3000)).toEqual({ requeued: 0, failed: 1 });
       expect(await s.jobCounts(job.id)).toEqual({ failed: 1, downloading: 1 });

@@ -650,12 +650,15 @@ export class CloudStore {
   async downloadAllowed(jobId: string, productKey: string, deviceName: string): Promise<boolean> {
     const row = await this.db
       .selectFrom('device_jobs')
-      .select('state')
+      .select(['state', 'pushes'])
       .where('job_id', '=', jobId)
       .where('product_key', '=', productKey)
       .where('device_name', '=', deviceName)
       .executeTakeFirst();
-    return row !== undefined && IN_FLIGHT_STATES.includes(row.state);
+    if (row === undefined) return false;
+    // A row queued again after a notice went out (a restarted worker, an unanswered notice) still
+    // belongs to a device that may be downloading with the URL it was sent.
+    return IN_FLIGHT_STATES.includes(row.state) || (row.state === 'queued' && Number(row.pushes) > 0);
   }
 
   /** Devices per job state of one job (the bench and `status` summaries). */
