@@ -27,6 +27,8 @@ export interface BrokerHandle {
   url: string;
   port: number;
   aedes: Aedes;
+  /** Disconnects every live session of the device (it was removed or its secret rotated); returns how many. */
+  endDeviceSessions(productKey: string, deviceName: string): number;
   close(): Promise<void>;
 }
 
@@ -157,6 +159,17 @@ export async function startBroker(opts: BrokerOptions): Promise<BrokerHandle> {
     url: `mqtt://${host}:${port}`,
     port,
     aedes,
+    endDeviceSessions(productKey, deviceName) {
+      let n = 0;
+      for (const { client } of [...clientIdOwner.values()]) {
+        const p = principals.get(client);
+        if (p?.kind === 'device' && p.productKey === productKey && p.deviceName === deviceName) {
+          client.close();
+          n++;
+        }
+      }
+      return n;
+    },
     close() {
       closed ??= (async () => {
         await new Promise<void>((resolve) => aedes.close(() => resolve()));
