@@ -231,14 +231,29 @@ export interface CancelClaim {
 
 /** Claims up to `n` devices to send a cancel notice to (their rows become cancelled), as the push queue claims notices. */
 export async function claimCancels(store: CloudStore, n: number, now = Date.now()): Promise<CancelClaim[]> {
-  let candidates = store.db.selectFrom('device_jobs').select('id').where('state', '=', 'cancelling').orderBy('id').limit(n);
-  if (store.engine === 'postgres') candidates = candidates.forUpdate().skipLocked();
-  const rows = await store.db
-    .updateTable('device_jobs')
-    .set({ state: 'cancelled', detail: 'rollout cancelled: told to stop its download', updated_at: now, finished_at: now })
-    .where('id', 'in', candidates)
-    .where('state', '=', 'cancelling')
-    .returning(['id', 'job_id', 'product_key', 'device_name'])
-    .execute();
+  const set = { state: 'cancelled' as const, detail: 'rollout cancelled: told to stop its download', updated_at: now, finished_at: now };
+  const returned = ['device_jobs.id', 'device_jobs.job_id', 'device_jobs.product_key', 'device_jobs.device_name'] as const;
+  // As claimPushes (push-queue.ts): on PostgreSQL a materialized CTE, so a claim takes at most n.
+  const rows =
+    store.engine === 'postgres'
+      ? await store.db
+          .with(
+            (w) => w('c').materialized(),
+            (db) => db.selectFrom('device_jobs').select('id').where('state', '=', 'cancelling').orderBy('id').limit(n).forUpdate().skipLocked(),
+          )
+          .updateTable('device_jobs')
+          .from('c')
+          .set(set)
+          .whereRef('device_jobs.id', '=', 'c.id')
+          .where('device_jobs.state', '=', 'cancelling')
+          .returning([...returned])
+          .execute()
+      : await store.db
+          .updateTable('device_jobs')
+          .set(set)
+          .where('id', 'in', store.db.selectFrom('device_jobs').select('id').where('state', '=', 'cancelling').orderBy('id').limit(n))
+          .where('state', '=', 'cancelling')
+          .returning([...returned])
+          .execute();
   return rows.map((r) => ({ id: Number(r.id), jobId: r.job_id, productKey: r.product_key, deviceName: r.device_name }));
 }

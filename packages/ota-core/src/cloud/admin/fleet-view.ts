@@ -191,8 +191,8 @@ export async function rolloutTimeline(store: CloudStore, jobId: string, since: n
     raw.push({ t: Number(e.at), updated, failed, notified: told.size });
   }
   if (raw.length <= points) return raw;
-  const out: typeof raw = [];
-  const step = raw.length / points;
-  for (let i = 0; i < points; i++) out.push(raw[Math.min(raw.length - 1, Math.floor((i + 1) * step) - 1)]);
+  // The first and the last point, and evenly spaced ones between.
+  const out: typeof raw = [raw[0]];
+  for (let i = 1; i < points; i++) out.push(raw[Math.round((i * (raw.length - 1)) / (points - 1))]);
   return out;
 }

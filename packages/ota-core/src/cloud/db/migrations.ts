@@ -226,8 +226,8 @@ const MIGRATIONS: readonly Migration[] = [
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;
 
-/** Applies the migrations this database lacks; returns the versions applied. */
-export async function migrate(h: DatabaseHandle): Promise<number[]> {
+/** Applies the migrations this database lacks (up to `upTo`, default all: tests stop earlier); returns the versions applied. */
+export async function migrate(h: DatabaseHandle, upTo = SCHEMA_VERSION): Promise<number[]> {
   return h.write(async (trx) => {
     const db = trx as unknown as AnyDb;
     // Serialises concurrent first opens on PostgreSQL (SQLite's BEGIN IMMEDIATE already does).
@@ -246,7 +246,7 @@ export async function migrate(h: DatabaseHandle): Promise<number[]> {
     }
     const applied: number[] = [];
     for (const m of MIGRATIONS) {
-      if (done.has(m.version)) continue;
+      if (done.has(m.version) || m.version > upTo) continue;
       await m.up(trx, h.engine);
       await trx.insertInto('schema_migrations').values({ version: m.version, name: m.name, applied_at: Date.now() }).execute();
       applied.push(m.version);
