@@ -62,7 +62,7 @@ const TAG = str('^[A-Za-z0-9_.:-]{1,64}$', 'tag: 1-64 of letters, digits, _ . : 
 const SECRET = str('^[\\x21-\\x7e]{8,128}$', 'secret: 8-128 printable ASCII characters, no spaces');
 const TAGS: Schema = { type: 'array', items: TAG, maxItems: 32 };
 const INT = (min: number, max: number): Schema => ({ type: 'integer', minimum: min, maximum: max });
-const LIMIT: Schema = { anyOf: [INT(1, 1000), str('^[0-9]{1,4}$', 'a count')] };
+const LIMIT: Schema = { anyOf: [INT(1, 1000), str('^[1-9][0-9]{0,3}$', 'a count from 1')] };
 const CURSOR = str('^[A-Za-z0-9_-]{1,400}$', 'a cursor from the previous page');
 const AMOUNT: Schema = { anyOf: [str('^[0-9]{1,3}(\\.[0-9]{1,3})?%$|^[0-9]{1,8}$', 'a percentage such as 5% or a count'), INT(0, 10_000_000)] };
 const object = (properties: Record<string, Schema>, required: string[] = []): Schema => ({ type: 'object', properties, required, additionalProperties: false });
@@ -269,7 +269,7 @@ export function operation(name: OperationName): Operation {
 
 // ---------------------------------------------------------------- running one
 
-const ajv = new Ajv({ allErrors: false, coerceTypes: false, useDefaults: false, removeAdditional: false, strict: false });
+const ajv = new Ajv({ allErrors: false, coerceTypes: false, useDefaults: false, removeAdditional: false, strict: false, verbose: true });
 const compiled = new Map<string, ValidateFunction>();
 
 /** "productKey: must match …", naming the field (a missing or unexpected one too). */

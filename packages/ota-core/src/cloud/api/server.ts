@@ -90,7 +90,7 @@ function staticFile(path: string): Buffer {
 export async function startApiServer(o: ApiServerOptions): Promise<ApiServerHandle> {
   const app = Fastify({
     bodyLimit: 1024 * 1024,
-    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false, verbose: true } },
     // Name the field: "body.productKey must be …", "body.extra is not a known field".
     schemaErrorFormatter: (errors, dataVar) => {
       const d = describeSchemaError(errors[0], dataVar);
@@ -121,6 +121,10 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServerHand
       url: r.url,
       schema,
       ...(file ? { bodyLimit: maxFirmware } : {}),
+      // A POST whose body has nothing required may come without one (pause, resume, cancel).
+      preValidation: async (req: FastifyRequest) => {
+        if (r.from.includes('body') && (req.body === undefined || req.body === null)) req.body = {};
+      },
       handler: async (req: FastifyRequest, reply: FastifyReply) => {
         const auth = req.headers.authorization;
         const token = typeof auth === 'string' && /^Bearer \S+$/.test(auth) ? auth.slice(7) : undefined;
@@ -149,7 +153,8 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServerHand
   app.get('/', page('index.html', 'text/html; charset=utf-8'));
   app.get('/console.js', page('console.js', 'text/javascript; charset=utf-8'));
   app.get('/console.css', page('console.css', 'text/css; charset=utf-8'));
-  const chartJs = require.resolve('chart.js/dist/chart.umd.min.js');
+  // chart.js's exports map names no UMD file: find it beside the package's CommonJS entry.
+  const chartJs = join(dirname(require.resolve('chart.js')), 'chart.umd.min.js');
   app.get('/vendor/chart.umd.min.js', (_req, reply) => reply.type('text/javascript; charset=utf-8').header('cache-control', 'max-age=86400').send(staticFile(chartJs)));
 
   await app.listen({ host: o.host ?? '127.0.0.1', port: o.port ?? 0 });
