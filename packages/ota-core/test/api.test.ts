@@ -151,7 +151,8 @@ describe('the management API', () => {
     await bad({ productKey: PK, version: '2.0.0', waves: '10%,5%' }, /cumulative/);
     await bad({ productKey: PK, version: '9.9.9' }, /has no firmware 9\.9\.9/, 404);
     expect((await call('POST', '/api/v1/rollouts', { token: tokens.operator, raw: '{"productKey":' })).status).toBe(400);
-    expect((await call('POST', '/api/v1/rollouts', { token: tokens.operator, raw: 'x', type: 'text/plain' })).status).toBe(415);
+    expect((await call('POST', '/api/v1/rollouts', { token: tokens.operator, raw: 'x', type: 'text/plain' })).status).toBe(400);
+    expect((await call('POST', '/api/v1/rollouts', { token: tokens.operator, raw: '<x/>', type: 'application/xml' })).status).toBe(415);
   });
 
   it('never answers a fuzzed body with a 500', async () => {
