@@ -170,9 +170,17 @@ export {
 } from './cloud/cloud-store.js';
 
 export { importJsonDir, hasJsonData, type ImportSummary } from './cloud/json-import.js';
+export { OPERATIONS, runOperation, ServiceError, validateInput, type OperationName, type ServiceContext, type ServiceHooks } from './cloud/admin/operations.js';
+export { ROLES, roleAllows, type OperatorInfo } from './cloud/admin/operators.js';
+export type { Actor, AuditEntry, AuditRecord } from './cloud/audit.js';
+export type { RolloutView, WaveView, NewRollout } from './cloud/rollouts.js';
+export type { DeviceSummary, HistoryEntry } from './cloud/admin/fleet-view.js';
+export { parsePolicy, parseWaves, waveTargets, PolicyError, type RolloutPolicy, type Amount } from './cloud/rollout-policy.js';
+export { startApiServer, type ApiServerHandle, type ApiServerOptions } from './cloud/api/server.js';
+export { buildCancelMessage, parseCloudNotice, type CancelNotice, type CloudNotice } from './protocol/messages.js';
 export { recordInform, recordProgress, type InformOutcome, type ProgressOutcome } from './cloud/device-status.js';
 export { isPostgresUrl, redactUrl, DatabaseError, type Engine } from './cloud/db/engine.js';
 export { SCHEMA_VERSION } from './cloud/db/migrations.js';
-export { DEVICE_JOB_STATES, type DeviceJobState } from './cloud/db/schema.js';
+export { DEVICE_JOB_STATES, ROLLOUT_STATES, type DeviceJobState, type Role, type RolloutState } from './cloud/db/schema.js';
 export { startOtaCloud, type CloudEvent, type OtaCloud, type OtaCloudOptions } from './cloud/cloud.js';
 export { runOtaDemo, type DemoMode, type DemoOptions, type DemoSummary } from './demo.js';

@@ -3,6 +3,7 @@ import { Option, type Command } from 'commander';
 // Command modules load when their command runs: ota-core pulls in MQTT, CoAP (which opens
 // UDP sockets on import) and the diff generator, which `otadiff diff` does not need.
 const serveModule = () => import('./serve.js');
+const adminModule = () => import('./serve-admin.js');
 const DEFAULT_DATA_DIR = 'otadiff-data';
 
 const collect = (v: string, prev: string[] | undefined): string[] => [...(prev ?? []), v];
@@ -43,6 +44,8 @@ export function registerOtaCommands(program: Command): void {
     .option('--notice-timeout <SECONDS>', 'a notice without any answer is sent again after this long (3 notices at most)', '300')
     .option('--public-url <URL>', 'base of download URLs (a load balancer in front of several serve processes), instead of this file server')
     .option('--worker-id <ID>', "this process's name among the workers sharing the database (default: generated)")
+    .option('--api-port <N>', 'serve the management API (/api/v1, bearer tokens from serve add-operator) and the console (/) on this port')
+    .option('--api-host <ADDR>', 'interface of the API and console (default: --host)')
     .option('--quiet', 'log warnings and worker events only, not every message and push')
     .addHelpText(
       'after',
@@ -89,6 +92,7 @@ and the push queue, and one takes over the broker session of another that dies.`
     .requiredOption('--product-key <PK>', 'product key')
     .requiredOption('--device-name <DN>', 'device name (4-32 of letters, digits, _@.:-)')
     .option('--device-secret <S>', 'device secret (default: generated)')
+    .option('--tag <TAG>', 'a tag for rollouts to target (repeatable)', collect, [])
     .option('--data <DIR>', DATA_HELP)
     .option('--db <URL>', DB_HELP)
     .option('--json', 'print one JSON object')
@@ -101,7 +105,7 @@ and the push queue, and one takes over the broker session of another that dies.`
     .requiredOption('--product-key <PK>', 'product key')
     .requiredOption('--version <V>', 'its version, e.g. 1.2.0 (at most 32 characters: it is signed into its packages)')
     .option('--security-counter <n>', "anti-rollback counter signed into its packages; devices refuse packages below the one they recorded (default: the highest of the product's older versions)")
-    .option('--allow-downgrade', 'let devices install it below their recorded security counter (a deliberate rollback)')
+    .option('--allow-downgrade', 'a rollback target: devices on newer versions may be brought back to it (never below the security counter they recorded)')
     .option('--data <DIR>', DATA_HELP)
     .option('--db <URL>', DB_HELP)
     .option('--json', 'print one JSON object')
@@ -118,6 +122,135 @@ and the push queue, and one takes over the broker session of another that dies.`
     .option('--db <URL>', DB_HELP)
     .option('--json', 'print one JSON object')
     .action(async (opts, cmd: Command) => (await serveModule()).jobCommand({ ...opts, ...where(opts, cmd) }));
+
+  // `serve rollout create`: --data and --db of the subcommand, else of `serve` (two levels up).
+  const w = <T extends { data?: string; db?: string }>(opts: T, cmd: Command): T => ({ ...opts, ...where(opts, cmd.parent?.name() === "serve" ? cmd : cmd.parent!) });
+  const rollout = serve.command('rollout').description('staged rollouts: waves, a success threshold, an automatic stop on failures, pause, resume, cancel');
+  rollout
+    .command('create')
+    .description('roll VERSION out in waves; the first wave is released at once (a running server pushes it)')
+    .requiredOption('--product-key <PK>', 'product key')
+    .requiredOption('--version <V>', 'target version (in the store; an older one added with --allow-downgrade rolls devices back)')
+    .option('--groups <TAG...>', 'only devices carrying any of these tags (default all devices of the product, also those added later)')
+    .option('--waves <LIST>', 'cumulative waves: 1%,10%,50%,100% or device counts 10,100,1000 (a last wave below everything gets a 100% one after it)', '100%')
+    .option('--success-threshold <P>', "share of a wave that must succeed before the next starts", '95%')
+    .option('--max-failures <N>', 'failures in one wave (a count, or a percentage of the wave) beyond which the rollout pauses itself (default: 100% minus the success threshold)')
+    .option('--timeout <T>', 'a released device that neither succeeds nor fails within this (90s, 30m, 2h) counts as failed (default: none)')
+    .option('--retries <N>', 'try a failed device again this many times before it counts', '0')
+    .addOption(new Option('--download-protocol <p>', "download protocol for this rollout (default: the server's)").choices(['http', 'coap']))
+    .option('--data <DIR>', DATA_HELP)
+    .option('--db <URL>', DB_HELP)
+    .option('--json', 'print one JSON object (the rollout, its policy and waves)')
+    .action(async (opts, cmd: Command) => (await adminModule()).rolloutCreateCommand(w(opts, cmd)));
+  rollout
+    .command('list')
+    .description('rollouts, newest first')
+    .option('--product-key <PK>', 'only this product')
+    .addOption(new Option('--state <S>', 'only rollouts in this state').choices(['running', 'paused', 'completed', 'cancelled']))
+    .option('--limit <N>', 'at most this many', '50')
+    .option('--data <DIR>', DATA_HELP)
+    .option('--db <URL>', DB_HELP)
+    .option('--json', 'print one JSON object')
+    .action(async (opts, cmd: Command) => (await adminModule()).rolloutListCommand(w(opts, cmd)));
+  rollout
+    .command('show')
+    .description('a rollout: its policy, each wave with its devices updated, failed, skipped, in progress, and why it paused')
+    .argument('<ID>', 'rollout id')
+    .option('--data <DIR>', DATA_HELP)
+    .option('--db <URL>', DB_HELP)
+    .option('--json', 'print one JSON object')
+    .action(async (id: string, opts, cmd: Command) => (await adminModule()).rolloutShowCommand(id, w(opts, cmd)));
+  for (const [action, what] of [
+    ['pause', 'send nothing new (devices already told go on); the released devices not yet told are held back'],
+    ['resume', 'go on: the failures so far are accepted, and the wave may end below its success threshold'],
+    ['cancel', 'stop at once: nothing more is sent, devices downloading are told to stop, a device mid-restore finishes'],
+  ] as const) {
+    const c = rollout
+      .command(action)
+      .description(what)
+      .argument('<ID>', 'rollout id')
+      .option('--data <DIR>', DATA_HELP)
+      .option('--db <URL>', DB_HELP)
+      .option('--json', 'print one JSON object');
+    if (action === 'pause') c.option('--reason <TEXT>', 'why (kept with the rollout and in the audit log)');
+    c.action(async (id: string, opts, cmd: Command) => (await adminModule()).rolloutActionCommand(action, id, w(opts, cmd)));
+  }
+
+  const device = serve.command('device').description("a registered device's tags and history");
+  device
+    .command('tag')
+    .description('add and remove tags of a device (rollouts target tags)')
+    .requiredOption('--product-key <PK>', 'product key')
+    .requiredOption('--device-name <DN>', 'device name')
+    .option('--add <TAG>', 'add this tag (repeatable)', collect, [])
+    .option('--remove <TAG>', 'remove this tag (repeatable)', collect, [])
+    .option('--data <DIR>', DATA_HELP)
+    .option('--db <URL>', DB_HELP)
+    .option('--json', 'print one JSON object')
+    .action(async (opts, cmd: Command) => (await adminModule()).deviceTagCommand(w(opts, cmd)));
+  device
+    .command('history')
+    .description('every job and rollout the device took part in, with each state change and its time')
+    .requiredOption('--product-key <PK>', 'product key')
+    .requiredOption('--device-name <DN>', 'device name')
+    .option('--data <DIR>', DATA_HELP)
+    .option('--db <URL>', DB_HELP)
+    .option('--json', 'print one JSON object')
+    .action(async (opts, cmd: Command) => (await adminModule()).deviceHistoryCommand(w(opts, cmd)));
+
+  serve
+    .command('remove-device')
+    .description('remove a device: its sign-in stops working and running servers end its live sessions')
+    .requiredOption('--product-key <PK>', 'product key')
+    .requiredOption('--device-name <DN>', 'device name')
+    .option('--data <DIR>', DATA_HELP)
+    .option('--db <URL>', DB_HELP)
+    .option('--json', 'print one JSON object')
+    .action(async (opts, cmd: Command) => (await adminModule()).removeDeviceCommand({ ...opts, ...where(opts, cmd) }));
+  serve
+    .command('rotate-secret')
+    .description('give a device a new secret (printed once): the old one stops working and live sessions end')
+    .requiredOption('--product-key <PK>', 'product key')
+    .requiredOption('--device-name <DN>', 'device name')
+    .option('--device-secret <S>', 'the new secret (default: generated)')
+    .option('--data <DIR>', DATA_HELP)
+    .option('--db <URL>', DB_HELP)
+    .option('--json', 'print one JSON object {"productKey","deviceName","deviceSecret"}')
+    .action(async (opts, cmd: Command) => (await adminModule()).rotateSecretCommand({ ...opts, ...where(opts, cmd) }));
+  serve
+    .command('add-operator')
+    .description('add an operator of the management API and console; prints its bearer token once (only a hash is kept)')
+    .requiredOption('--name <N>', 'operator name (1-64 of letters, digits, _ . @ -)')
+    .addOption(new Option('--role <R>', 'viewer: reads; operator: also runs rollouts and jobs; admin: also manages products, firmware, devices and operators').choices(['viewer', 'operator', 'admin']).makeOptionMandatory())
+    .option('--data <DIR>', DATA_HELP)
+    .option('--db <URL>', DB_HELP)
+    .option('--json', 'print one JSON object {"name","role","token"}')
+    .action(async (opts, cmd: Command) => (await adminModule()).addOperatorCommand({ ...opts, ...where(opts, cmd) }));
+  serve
+    .command('remove-operator')
+    .description('remove an operator: its token stops working')
+    .requiredOption('--name <N>', 'operator name')
+    .option('--data <DIR>', DATA_HELP)
+    .option('--db <URL>', DB_HELP)
+    .option('--json', 'print one JSON object')
+    .action(async (opts, cmd: Command) => (await adminModule()).removeOperatorCommand({ ...opts, ...where(opts, cmd) }));
+  serve
+    .command('operators')
+    .description('the operators of the management API, with their roles')
+    .option('--data <DIR>', DATA_HELP)
+    .option('--db <URL>', DB_HELP)
+    .option('--json', 'print one JSON object')
+    .action(async (opts, cmd: Command) => (await adminModule()).operatorsCommand({ ...opts, ...where(opts, cmd) }));
+  serve
+    .command('audit')
+    .description('the audit log, newest first: who changed what, when (CLI and API alike)')
+    .option('--limit <N>', 'at most this many entries', '50')
+    .option('--before <ID>', 'entries older than this one (the "older" hint of the previous page)')
+    .option('--target <T>', 'only changes of this target (a rollout id, PK/DN, an operator)')
+    .option('--data <DIR>', DATA_HELP)
+    .option('--db <URL>', DB_HELP)
+    .option('--json', 'print one JSON object')
+    .action(async (opts, cmd: Command) => (await adminModule()).auditCommand({ ...opts, ...where(opts, cmd) }));
 
   serve
     .command('status')

@@ -4,7 +4,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { createPrivateKey, type KeyObject } from 'node:crypto';
-import { CloudStore, CloudStoreError, importJsonDir, redactUrl, startOtaCloud, type PackageMode } from '@otadiff/ota-core';
+import { userInfo } from 'node:os';
+import { CloudStore, CloudStoreError, importJsonDir, redactUrl, runOperation, ServiceError, startOtaCloud, type Actor, type OperationName, type PackageMode } from '@otadiff/ota-core';
 import { algorithmOf } from '@otadiff/diff-gen';
 import { readInput } from '../files.js';
 import { loadSigningKey as loadPackageKey } from './keys.js';
@@ -28,13 +29,36 @@ async function openStore(w: DataOption, o: { importJson?: boolean } = {}): Promi
   }
 }
 
+/** Whoever runs the CLI on the machine holding the database is its administrator (the audit log names them). */
+export function cliActor(): Actor {
+  let name = 'unknown';
+  try {
+    name = userInfo().username;
+  } catch {
+    /* no passwd entry: keep "unknown" */
+  }
+  return { name: `cli:${name}`.slice(0, 64), role: 'admin' };
+}
+
+/** One operation of the service layer (the API's code path), as the CLI's administrator. */
+export async function operate<T>(w: DataOption, name: OperationName, input: Record<string, unknown>, file?: Uint8Array): Promise<T> {
+  return withStore(w, async (s) => {
+    try {
+      return (await runOperation(name, { store: s, actor: cliActor() }, input, file)) as T;
+    } catch (e) {
+      if (e instanceof ServiceError) throw new CliError(e.message);
+      throw e;
+    }
+  });
+}
+
 /** One subcommand on an open store, closed after; store errors are the user's input: `error: …`. */
 async function withStore<T>(w: DataOption, fn: (s: CloudStore) => Promise<T>, o: { importJson?: boolean } = {}): Promise<T> {
   const s = await openStore(w, o);
   try {
     return await fn(s);
   } catch (e) {
-    if (e instanceof CloudStoreError || (e as Error).name === 'RegistryError' || (e as Error).name === 'ObjectStoreError') throw new CliError((e as Error).message);
+    if (e instanceof CloudStoreError || ['RegistryError', 'ObjectStoreError', 'TagError', 'PolicyError'].includes((e as Error).name)) throw new CliError((e as Error).message);
     throw e;
   } finally {
     await s.close();
@@ -72,6 +96,8 @@ export interface ServeOptions {
   downloadProtocol?: string;
   tlsKey?: string;
   tlsCert?: string;
+  apiPort?: string;
+  apiHost?: string;
 }
 
 /** Signed download URLs live this long by default (s): a download starts soon after its notice. */
@@ -172,6 +198,8 @@ export async function serveCommand(opts: ServeOptions, run: { signal?: AbortSign
     urlTtlMs: ttl * 1000,
     signingKey,
     packageSigningKey: packageKey,
+    apiPort: opts.apiPort === undefined ? undefined : port(opts.apiPort, 0, '--api-port'),
+    apiHost: opts.apiHost,
     log: (line) => out(`${stamp()} ${line}`),
   }).catch((e: unknown) => {
     throw new CliError(`cannot start the cloud: ${(e as Error).message}`);
@@ -184,9 +212,11 @@ export async function serveCommand(opts: ServeOptions, run: { signal?: AbortSign
       ? '  packages unsigned (no --sign-key): devices that trust a key (device --pubkey) refuse them'
       : `  packages signed with the ${algorithmOf(packageKey)} key ${opts.signKey} (firmware version and security counter in the signed header)`,
   );
+  if (cloud.api !== undefined) out(`  API    ${cloud.api.url}/api/v1 (bearer tokens: serve add-operator), console ${cloud.api.url}/`);
   out(`  pushes at most ${pushRate} notice(s) a second${opts.broker === undefined ? '' : '; shares the work with the other workers on this database and broker'}`);
   const products = await cloud.store.productList();
-  out(`  ${products.length} product(s), ${await cloud.store.deviceCount()} device(s), ${(await cloud.store.jobs()).length} job(s); Ctrl-C stops`);
+  const rollouts = await cloud.store.db.selectFrom('rollouts').select('state').execute();
+  out(`  ${products.length} product(s), ${await cloud.store.deviceCount()} device(s), ${(await cloud.store.jobs()).length - rollouts.length} job(s), ${rollouts.length} rollout(s) (${rollouts.filter((r) => r.state === 'running').length} running); Ctrl-C stops`);
   try {
     await untilStopped(run.signal);
   } finally {
@@ -206,16 +236,21 @@ export async function addProductCommand(opts: DataOption & { productKey: string;
   if (mode !== 'inplace' && mode !== 'ab' && mode !== 'full') throw new CliError(`--mode must be inplace, ab or full, not "${opts.mode}"`);
   const splitSize = parseSize(opts.splitSize ?? '64K');
   const dictSize = parseSize(opts.dictSize ?? '16K');
-  const p = await withStore(opts, (s) => s.addProduct(opts.productKey, { productSecret: opts.productSecret, mode, splitSize, dictSize }));
-  if (opts.json) stdout(JSON.stringify(p));
-  else stdout(`product ${p.productKey}: ${mode === 'full' ? 'full images' : `${mode} diffs, split ${formatBytes(p.config.splitSize)}`}, productSecret ${p.productSecret}`);
+  const p = await operate<{ productKey: string; productSecret: string; splitSize: number }>(opts, 'product.add', { productKey: opts.productKey, ...(opts.productSecret === undefined ? {} : { productSecret: opts.productSecret }), mode, splitSize, dictSize });
+  if (opts.json) stdout(JSON.stringify({ productKey: p.productKey, productSecret: p.productSecret, config: { productKey: p.productKey, mode, splitSize, dictSize } }));
+  else stdout(`product ${p.productKey}: ${mode === 'full' ? 'full images' : `${mode} diffs, split ${formatBytes(p.splitSize)}`}, productSecret ${p.productSecret}`);
 }
 
-export async function addDeviceCommand(opts: DataOption & { productKey: string; deviceName: string; deviceSecret?: string; json?: boolean }): Promise<void> {
-  const d = await withStore(opts, (s) => s.addDevice(opts.productKey, opts.deviceName, opts.deviceSecret));
-  if (opts.json) stdout(JSON.stringify(d));
+export async function addDeviceCommand(opts: DataOption & { productKey: string; deviceName: string; deviceSecret?: string; tag?: string[]; json?: boolean }): Promise<void> {
+  const d = await operate<{ productKey: string; deviceName: string; deviceSecret: string; tags: string[] }>(opts, 'device.add', {
+    productKey: opts.productKey,
+    deviceName: opts.deviceName,
+    ...(opts.deviceSecret === undefined ? {} : { deviceSecret: opts.deviceSecret }),
+    ...(opts.tag === undefined || opts.tag.length === 0 ? {} : { tags: opts.tag }),
+  });
+  if (opts.json) stdout(JSON.stringify({ productKey: d.productKey, deviceName: d.deviceName, deviceSecret: d.deviceSecret, ...(d.tags.length > 0 ? { tags: d.tags } : {}) }));
   else {
-    stdout(`device ${d.productKey}/${d.deviceName}, deviceSecret ${d.deviceSecret}`);
+    stdout(`device ${d.productKey}/${d.deviceName}, deviceSecret ${d.deviceSecret}${d.tags.length > 0 ? `, tags ${d.tags.join(', ')}` : ''}`);
     stdout(`run it: otadiff device --product-key ${d.productKey} --device-name ${d.deviceName} --device-secret ${d.deviceSecret} --flash DIR --image FILE --version V`);
   }
 }
@@ -226,14 +261,24 @@ export async function addFirmwareCommand(
 ): Promise<void> {
   const securityCounter = opts.securityCounter === undefined ? undefined : parseSecurityCounter(opts.securityCounter);
   const image = readInput(file, 'firmware');
-  const r = await withStore(opts, (s) => s.addFirmware(opts.productKey, opts.version, image, { securityCounter, allowDowngrade: opts.allowDowngrade === true }));
-  if (opts.json) stdout(JSON.stringify({ productKey: opts.productKey, version: opts.version, ...r }));
-  else stdout(`${opts.productKey} ${opts.version}: ${formatBytes(r.size)}, SHA-256 ${r.sha256}, security counter ${r.securityCounter}${r.allowDowngrade ? ', allows a downgrade' : ''}`);
+  const r = await operate<{ size: number; sha256: string; securityCounter: number; allowDowngrade: boolean; path: string }>(
+    opts,
+    'firmware.add',
+    { productKey: opts.productKey, version: opts.version, ...(securityCounter === undefined ? {} : { securityCounter }), allowDowngrade: opts.allowDowngrade === true },
+    image,
+  );
+  if (opts.json) stdout(JSON.stringify(r));
+  else stdout(`${opts.productKey} ${opts.version}: ${formatBytes(r.size)}, SHA-256 ${r.sha256}, security counter ${r.securityCounter}${r.allowDowngrade ? ', allows a downgrade (a rollback target)' : ''}`);
 }
 
 export async function jobCommand(opts: DataOption & { productKey: string; version: string; deviceName?: string[]; downloadProtocol?: string; json?: boolean }): Promise<void> {
   const downloadProtocol = downloadProtocolOf(opts.downloadProtocol);
-  const j = await withStore(opts, (s) => s.createJob({ productKey: opts.productKey, version: opts.version, devices: opts.deviceName, downloadProtocol }));
+  const j = await operate<{ id: string; productKey: string; version: string; devices: string[] | 'all' }>(opts, 'job.create', {
+    productKey: opts.productKey,
+    version: opts.version,
+    ...(opts.deviceName === undefined || opts.deviceName.length === 0 ? {} : { devices: opts.deviceName }),
+    ...(downloadProtocol === undefined ? {} : { downloadProtocol }),
+  });
   if (opts.json) stdout(JSON.stringify(j));
   else stdout(`job ${j.id}: ${j.productKey} -> ${j.version} for ${j.devices === 'all' ? 'all devices' : j.devices.join(', ')} (a running server pushes it)`);
 }

@@ -40,6 +40,8 @@ export interface BrokerHandle {
   aedes: Aedes;
   /** Lets devices sign in (after a start with closedToDevices). */
   openToDevices(): void;
+  /** Disconnects every live session of the device (it was removed or its secret rotated); returns how many. */
+  endDeviceSessions(productKey: string, deviceName: string): number;
   close(): Promise<void>;
 }
 
@@ -199,6 +201,17 @@ export async function startBroker(opts: BrokerOptions): Promise<BrokerHandle> {
     aedes,
     openToDevices() {
       openForDevices = true;
+    },
+    endDeviceSessions(productKey, deviceName) {
+      let n = 0;
+      for (const { client } of [...clientIdOwner.values()]) {
+        const p = principals.get(client);
+        if (p?.kind === 'device' && p.productKey === productKey && p.deviceName === deviceName) {
+          client.close();
+          n++;
+        }
+      }
+      return n;
     },
     close() {
       closed ??= (async () => {

@@ -28,9 +28,32 @@ import { PackageMaker, type PackageMeta } from './packages.js';
 import type { ServiceCredential } from '../protocol/mqtt-auth.js';
 import { isValidDeviceName, isValidProductKey } from '../protocol/topics.js';
 import { compareVersions, isValidVersion } from '../protocol/version.js';
+import { decideTarget, type JobTarget } from './job-target.js';
+import { writeAudit, type AuditEntry } from './audit.js';
+import { addTags, checkTags, MAX_TAGS, removeTags, tagsOf } from './device-tags.js';
+
+/** What kind of refusal (the API answers 404, 409 or 400). */
+export type StoreErrorKind = 'invalid' | 'not-found' | 'conflict';
 
 export class CloudStoreError extends Error {
   override name = 'CloudStoreError';
+  constructor(
+    message: string,
+    readonly kind: StoreErrorKind = 'invalid',
+  ) {
+    super(message);
+  }
+}
+
+/** A job to create: a product's version for a list of devices, or all of them. */
+export interface NewJob {
+  productKey: string;
+  version: string;
+  /** Device names; default (or empty, unless `listed`): all devices of the product, also those added later. */
+  devices?: string[];
+  /** `devices` is the list even when empty (a rollout by tags that matched none is refused before). */
+  listed?: boolean;
+  downloadProtocol?: 'http' | 'coap';
 }
 
 /** How a product's updates travel: diffs for that restore mode, or always the whole image ('full'). */
@@ -154,10 +177,15 @@ function chunks<T>(list: readonly T[], n = BATCH_ROWS): T[][] {
   return out;
 }
 
-/** The job state a device gets when a job for `target` starts, from the version it last reported. */
-export function initialJobState(reported: string | null, target: string): DeviceJobState {
-  if (reported === null) return 'waiting';
-  return compareVersions(reported, target) < 0 ? 'queued' : 'skipped';
+/**
+ * The job state a device gets when a job for `target` starts (or a rollout releases it), from the
+ * version it last reported and the security counter it recorded (job-target.ts), with why it is skipped.
+ */
+export function initialJobState(reported: string | null, target: string | JobTarget, recordedCounter = 0): { state: DeviceJobState; detail: string | null } {
+  const t = typeof target === 'string' ? { version: target, allowDowngrade: false, securityCounter: 0 } : target;
+  const d = decideTarget(reported, recordedCounter, t);
+  if (d.kind === 'wait') return { state: 'waiting', detail: null };
+  return d.kind === 'push' ? { state: 'queued', detail: d.rollback ? `rollback from ${reported}` : null } : { state: 'skipped', detail: d.detail };
 }
 
 export class CloudStore {
@@ -278,64 +306,83 @@ export class CloudStore {
     return rows.map((r) => ({ productKey: r.product_key, mode: r.mode as PackageMode, splitSize: r.split_size, dictSize: r.dict_size }));
   }
 
-  async addProduct(productKey: string, o: { productSecret?: string; mode?: PackageMode; splitSize?: number; dictSize?: number } = {}): Promise<ProductRecord & { config: ProductConfig }> {
+  async addProduct(productKey: string, o: { productSecret?: string; mode?: PackageMode; splitSize?: number; dictSize?: number; audit?: AuditEntry } = {}): Promise<ProductRecord & { config: ProductConfig }> {
     if (!isValidProductKey(productKey)) throw new CloudStoreError(`invalid productKey ${JSON.stringify(productKey)}`);
     const mode = checkMode(o.mode ?? 'inplace');
     const config: ProductConfig = { productKey, mode, splitSize: o.splitSize ?? DEFAULT_SPLIT, dictSize: o.dictSize ?? DEFAULT_DICT };
     const productSecret = checkSecret(o.productSecret ?? generateSecret(), 'productSecret');
     try {
-      await this.db
-        .insertInto('products')
-        .values({ product_key: productKey, product_secret: productSecret, mode, split_size: config.splitSize, dict_size: config.dictSize, created_at: Date.now() })
-        .execute();
+      await this.handle.write(async (trx) => {
+        await trx
+          .insertInto('products')
+          .values({ product_key: productKey, product_secret: productSecret, mode, split_size: config.splitSize, dict_size: config.dictSize, created_at: Date.now() })
+          .execute();
+        if (o.audit !== undefined) await writeAudit(trx, { ...o.audit, target: productKey, detail: { mode, splitSize: config.splitSize, dictSize: config.dictSize } });
+      });
     } catch (e) {
-      if (isUniqueViolation(e)) throw new CloudStoreError(`product ${productKey} exists`);
+      if (isUniqueViolation(e)) throw new CloudStoreError(`product ${productKey} exists`, 'conflict');
       throw e;
     }
     return { productKey, productSecret, config };
   }
 
-  /** Registers a device (a generated secret unless given); it joins the product's newest job for all devices. */
-  async addDevice(productKey: string, deviceName: string, deviceSecret?: string): Promise<DeviceRecord> {
+  /**
+   * The job a device registered now joins: the product's newest job for all devices, as a waiting
+   * row; a rollout's (running or paused) as a held one, for its waves to release. A finished or
+   * cancelled rollout takes no new devices.
+   */
+  private async joinableJob(trx: Transaction<Database>, productKey: string): Promise<{ id: string; state: 'waiting' | 'held' } | undefined> {
+    const job = await trx
+      .selectFrom('jobs')
+      .leftJoin('rollouts', 'rollouts.job_id', 'jobs.id')
+      .select(['jobs.id', 'rollouts.state as rollout'])
+      .where('jobs.product_key', '=', productKey)
+      .where('jobs.target', '=', 'all')
+      .orderBy('jobs.created_at', 'desc')
+      .orderBy('jobs.id', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    if (job === undefined) return undefined;
+    if (job.rollout === null) return { id: job.id, state: 'waiting' };
+    return job.rollout === 'running' || job.rollout === 'paused' ? { id: job.id, state: 'held' } : undefined;
+  }
+
+  /** Registers a device (a generated secret unless given) with its tags; it joins the product's newest job for all devices. */
+  async addDevice(productKey: string, deviceName: string, deviceSecret?: string, o: { tags?: string[]; audit?: AuditEntry } = {}): Promise<DeviceRecord> {
     if (!isValidProductKey(productKey) || !isValidDeviceName(deviceName)) throw new CloudStoreError('invalid productKey or deviceName');
     const secret = checkSecret(deviceSecret ?? generateSecret(), 'deviceSecret');
+    const tags = checkTags(o.tags ?? []);
     return this.handle.write(async (trx) => {
-      if (!(await this.lockProduct(trx, productKey))) throw new CloudStoreError(`unknown product ${productKey}`);
+      if (!(await this.lockProduct(trx, productKey))) throw new CloudStoreError(`unknown product ${productKey}`, 'not-found');
       const now = Date.now();
-      const job = await trx
-        .selectFrom('jobs')
-        .select(['id', 'target'])
-        .where('product_key', '=', productKey)
-        .where('target', '=', 'all')
-        .orderBy('created_at', 'desc')
-        .orderBy('id', 'desc')
-        .limit(1)
-        .executeTakeFirst();
+      const job = await this.joinableJob(trx, productKey);
       try {
         await trx
           .insertInto('devices')
           .values({ product_key: productKey, device_name: deviceName, device_secret: secret, created_at: now, version: null, last_seen: null, current_job: job?.id ?? null })
           .execute();
       } catch (e) {
-        if (isUniqueViolation(e)) throw new CloudStoreError(`device ${productKey}/${deviceName} exists`);
+        if (isUniqueViolation(e)) throw new CloudStoreError(`device ${productKey}/${deviceName} exists`, 'conflict');
         throw e;
       }
+      await addTags(trx, productKey, deviceName, tags);
       if (job !== undefined) {
-        await trx.insertInto('device_jobs').values(this.jobRow(job.id, productKey, deviceName, 'waiting', null, now)).execute();
+        await trx.insertInto('device_jobs').values(this.jobRow(job.id, productKey, deviceName, job.state, null, now)).execute();
       }
+      if (o.audit !== undefined) await writeAudit(trx, { ...o.audit, target: `${productKey}/${deviceName}`, detail: { tags } }, now);
       return { productKey, deviceName, deviceSecret: secret };
     });
   }
 
   /** Registers many devices in one transaction (the fleet bench); each as addDevice would. */
-  async addDevices(productKey: string, devices: ReadonlyArray<{ deviceName: string; deviceSecret?: string }>): Promise<DeviceRecord[]> {
-    const out: DeviceRecord[] = devices.map((d) => {
+  async addDevices(productKey: string, devices: ReadonlyArray<{ deviceName: string; deviceSecret?: string; tags?: string[] }>): Promise<DeviceRecord[]> {
+    const out: Array<DeviceRecord & { tags: string[] }> = devices.map((d) => {
       if (!isValidDeviceName(d.deviceName)) throw new CloudStoreError(`invalid deviceName ${JSON.stringify(d.deviceName)}`);
-      return { productKey, deviceName: d.deviceName, deviceSecret: checkSecret(d.deviceSecret ?? generateSecret(), 'deviceSecret') };
+      return { productKey, deviceName: d.deviceName, deviceSecret: checkSecret(d.deviceSecret ?? generateSecret(), 'deviceSecret'), tags: checkTags(d.tags ?? []) };
     });
     await this.handle.write(async (trx) => {
-      if (!(await this.lockProduct(trx, productKey))) throw new CloudStoreError(`unknown product ${productKey}`);
-      const job = await trx.selectFrom('jobs').select('id').where('product_key', '=', productKey).where('target', '=', 'all').orderBy('created_at', 'desc').orderBy('id', 'desc').limit(1).executeTakeFirst();
+      if (!(await this.lockProduct(trx, productKey))) throw new CloudStoreError(`unknown product ${productKey}`, 'not-found');
+      const job = await this.joinableJob(trx, productKey);
       const now = Date.now();
       for (const part of chunks(out)) {
         try {
@@ -344,13 +391,67 @@ export class CloudStore {
             .values(part.map((d) => ({ product_key: productKey, device_name: d.deviceName, device_secret: d.deviceSecret, created_at: now, version: null, last_seen: null, current_job: job?.id ?? null })))
             .execute();
         } catch (e) {
-          if (isUniqueViolation(e)) throw new CloudStoreError(`a device of ${productKey} exists already`);
+          if (isUniqueViolation(e)) throw new CloudStoreError(`a device of ${productKey} exists already`, 'conflict');
           throw e;
         }
-        if (job !== undefined) await trx.insertInto('device_jobs').values(part.map((d) => this.jobRow(job.id, productKey, d.deviceName, 'waiting', null, now))).execute();
+        const tagRows = part.flatMap((d) => d.tags.map((tag) => ({ product_key: productKey, device_name: d.deviceName, tag })));
+        for (const t of chunks(tagRows)) await trx.insertInto('device_tags').values(t).execute();
+        if (job !== undefined) await trx.insertInto('device_jobs').values(part.map((d) => this.jobRow(job.id, productKey, d.deviceName, job.state, null, now))).execute();
       }
     });
-    return out;
+    return out.map(({ tags: _tags, ...d }) => d);
+  }
+
+  /**
+   * Removes a device: its row, tags and job rows (their history with them); its live sessions are
+   * ended by every worker (a revocation row they poll). Returns false when there was none.
+   */
+  async removeDevice(productKey: string, deviceName: string, o: { audit?: AuditEntry } = {}): Promise<boolean> {
+    return this.handle.write(async (trx) => {
+      const now = Date.now();
+      const gone = await trx.deleteFrom('devices').where('product_key', '=', productKey).where('device_name', '=', deviceName).executeTakeFirst();
+      if (Number(gone.numDeletedRows) === 0) return false;
+      await trx.deleteFrom('device_tags').where('product_key', '=', productKey).where('device_name', '=', deviceName).execute();
+      await trx.deleteFrom('device_job_events').where('product_key', '=', productKey).where('device_name', '=', deviceName).execute();
+      await trx.deleteFrom('device_jobs').where('product_key', '=', productKey).where('device_name', '=', deviceName).execute();
+      await trx.insertInto('revocations').values({ product_key: productKey, device_name: deviceName, reason: 'removed', at: now }).execute();
+      if (o.audit !== undefined) await writeAudit(trx, { ...o.audit, target: `${productKey}/${deviceName}` }, now);
+      return true;
+    });
+  }
+
+  /** A new secret for a device (generated unless given); the old one stops working and live sessions end. */
+  async rotateSecret(productKey: string, deviceName: string, o: { deviceSecret?: string; audit?: AuditEntry } = {}): Promise<DeviceRecord> {
+    const secret = checkSecret(o.deviceSecret ?? generateSecret(), 'deviceSecret');
+    return this.handle.write(async (trx) => {
+      const now = Date.now();
+      const r = await trx
+        .updateTable('devices')
+        .set((eb) => ({ device_secret: secret, credential_version: eb('credential_version', '+', 1) }))
+        .where('product_key', '=', productKey)
+        .where('device_name', '=', deviceName)
+        .executeTakeFirst();
+      if (Number(r.numUpdatedRows) === 0) throw new CloudStoreError(`unknown device ${productKey}/${deviceName}`, 'not-found');
+      await trx.insertInto('revocations').values({ product_key: productKey, device_name: deviceName, reason: 'secret rotated', at: now }).execute();
+      if (o.audit !== undefined) await writeAudit(trx, { ...o.audit, target: `${productKey}/${deviceName}` }, now);
+      return { productKey, deviceName, deviceSecret: secret };
+    });
+  }
+
+  /** Adds and removes tags of a device; returns its tags. */
+  async tagDevice(productKey: string, deviceName: string, o: { add?: string[]; remove?: string[]; audit?: AuditEntry }): Promise<string[]> {
+    const add = checkTags(o.add ?? []);
+    const remove = checkTags(o.remove ?? []);
+    return this.handle.write(async (trx) => {
+      const d = await trx.selectFrom('devices').select('device_name').where('product_key', '=', productKey).where('device_name', '=', deviceName).executeTakeFirst();
+      if (d === undefined) throw new CloudStoreError(`unknown device ${productKey}/${deviceName}`, 'not-found');
+      await removeTags(trx, productKey, deviceName, remove);
+      await addTags(trx, productKey, deviceName, add);
+      const tags = await tagsOf(trx, productKey, deviceName);
+      if (tags.length > MAX_TAGS) throw new CloudStoreError(`a device carries at most ${MAX_TAGS} tags`);
+      if (o.audit !== undefined) await writeAudit(trx, { ...o.audit, target: `${productKey}/${deviceName}`, detail: { add, remove } });
+      return tags;
+    });
   }
 
   async device(productKey: string, deviceName: string): Promise<DeviceRecord | undefined> {
@@ -387,20 +488,20 @@ export class CloudStore {
     productKey: string,
     version: string,
     image: Uint8Array,
-    o: { securityCounter?: number; allowDowngrade?: boolean } = {},
+    o: { securityCounter?: number; allowDowngrade?: boolean; audit?: AuditEntry } = {},
   ): Promise<{ path: string; size: number; sha256: string; securityCounter: number; allowDowngrade: boolean }> {
     checkReleaseVersion(version);
     if (image.length === 0) throw new CloudStoreError('empty firmware image');
     const allowDowngrade = o.allowDowngrade ?? false;
     if (o.securityCounter !== undefined && (!Number.isInteger(o.securityCounter) || o.securityCounter < 0 || o.securityCounter > MAX_COUNTER))
       throw new CloudStoreError(`security counter must be an integer from 0 to ${MAX_COUNTER}`);
-    if ((await this.product(productKey)) === undefined) throw new CloudStoreError(`unknown product ${productKey}`);
+    if ((await this.product(productKey)) === undefined) throw new CloudStoreError(`unknown product ${productKey}`, 'not-found');
     const { sha256, size } = this.objects.put(image);
     return this.handle.write(async (trx) => {
       // One add-firmware per product at a time: the counter checks read the product's other versions.
       if (!(await this.lockProduct(trx, productKey))) throw new CloudStoreError(`unknown product ${productKey}`);
       const releases = await this.releasesIn(trx, productKey);
-      if (releases.some((r) => compareVersions(r.version, version) === 0)) throw new CloudStoreError(`${productKey} already has firmware ${version}`);
+      if (releases.some((r) => compareVersions(r.version, version) === 0)) throw new CloudStoreError(`${productKey} already has firmware ${version}`, 'conflict');
       const older = releases.filter((r) => compareVersions(r.version, version) < 0);
       const newer = releases.filter((r) => compareVersions(r.version, version) > 0);
       const floor = older.reduce((m, r) => Math.max(m, r.securityCounter), 0);
@@ -417,6 +518,7 @@ export class CloudStore {
         .insertInto('firmware')
         .values({ product_key: productKey, version, sha256, size, security_counter: securityCounter, allow_downgrade: allowDowngrade ? 1 : 0, created_at: Date.now() })
         .execute();
+      if (o.audit !== undefined) await writeAudit(trx, { ...o.audit, target: `${productKey}@${version}`, detail: { sha256, size, securityCounter, allowDowngrade } });
       return { path: this.objects.urlPath(sha256), size, sha256, securityCounter, allowDowngrade };
     });
   }
@@ -441,6 +543,23 @@ export class CloudStore {
   /** A stored version (compared as a version: "1.0" finds "1.0.0"): its release and image object. */
   async storedFirmware(productKey: string, version: string): Promise<(FirmwareRelease & { sha256: string; size: number }) | undefined> {
     return (await this.releasesIn(this.db, productKey)).find((r) => compareVersions(r.version, version) === 0);
+  }
+
+  private readonly counters = new Map<string, number>();
+  /**
+   * The security counter of a stored version (exactly as spelt, then compared as a version), or
+   * undefined when the store lacks it. Firmware is immutable: a found counter is remembered.
+   */
+  async releaseCounter(productKey: string, version: string): Promise<number | undefined> {
+    const k = `${productKey}\n${version}`;
+    const hit = this.counters.get(k);
+    if (hit !== undefined) return hit;
+    const r = await this.db.selectFrom('firmware').select('security_counter').where('product_key', '=', productKey).where('version', '=', version).executeTakeFirst();
+    const c = r !== undefined ? Number(r.security_counter) : (await this.storedFirmware(productKey, version))?.securityCounter;
+    if (c === undefined) return undefined;
+    if (this.counters.size >= 4096) this.counters.delete(this.counters.keys().next().value!);
+    this.counters.set(k, c);
+    return c;
   }
 
   /** The release of a stored version. */
@@ -485,14 +604,16 @@ export class CloudStore {
     return (await q.executeTakeFirst()) !== undefined;
   }
 
-  private jobRow(jobId: string, productKey: string, deviceName: string, state: DeviceJobState, fromVersion: string | null, now: number): NewDeviceJob {
+  jobRow(jobId: string, productKey: string, deviceName: string, state: DeviceJobState, fromVersion: string | null, now: number, detail: string | null = null): NewDeviceJob {
     return {
       job_id: jobId,
       product_key: productKey,
       device_name: deviceName,
       state,
       from_version: state === 'queued' ? fromVersion : null,
-      detail: state === 'skipped' ? `already runs ${fromVersion}` : null,
+      detail,
+      wave: null,
+      released_at: null,
       pushes: 0,
       created_at: now,
       queued_at: state === 'queued' ? now : null,
@@ -506,66 +627,100 @@ export class CloudStore {
    * added later). In the same transaction each device's unfinished job is superseded and the devices
    * known to run an older version are queued for a notice; the others wait for their version.
    */
-  async createJob(o: { productKey: string; version: string; devices?: string[]; downloadProtocol?: 'http' | 'coap' }): Promise<OtaJob> {
-    checkVersion(o.version);
-    const list = o.devices === undefined || o.devices.length === 0 ? undefined : [...new Set(o.devices)];
-    if (list !== undefined && list.length > MAX_JOB_DEVICES) throw new CloudStoreError(`a job lists at most ${MAX_JOB_DEVICES} devices`);
-    if (o.downloadProtocol !== undefined && o.downloadProtocol !== 'http' && o.downloadProtocol !== 'coap') throw new CloudStoreError(`unknown download protocol ${String(o.downloadProtocol)}`);
-    if ((await this.product(o.productKey)) === undefined) throw new CloudStoreError(`unknown product ${o.productKey}`);
-    if ((await this.storedFirmware(o.productKey, o.version)) === undefined) throw new CloudStoreError(`${o.productKey} has no firmware ${o.version}; add it first`);
+  async createJob(o: NewJob & { audit?: AuditEntry }): Promise<OtaJob> {
+    const target = await this.checkJob(o);
     return this.handle.write(async (trx) => {
-      // Jobs and registrations of a product one at a time, and its device rows held until commit:
-      // an inform handled meanwhile waits, then finds this job (device-status.ts).
-      if (!(await this.lockProduct(trx, o.productKey))) throw new CloudStoreError(`unknown product ${o.productKey}`);
-      const now = Date.now();
-      const id = `${now}-${randomBytes(4).toString('hex')}`;
-      let q = trx.selectFrom('devices').select(['device_name', 'version']).where('product_key', '=', o.productKey);
-      if (this.engine === 'postgres') q = q.forUpdate();
-      const devices: Array<{ device_name: string; version: string | null }> = [];
-      if (list === undefined) devices.push(...(await q.execute()));
-      else {
-        for (const part of chunks(list)) devices.push(...(await q.where('device_name', 'in', part).execute()));
-        if (devices.length !== list.length) {
-          const known = new Set(devices.map((d) => d.device_name));
-          throw new CloudStoreError(`unknown device ${o.productKey}/${list.find((d) => !known.has(d))}`);
-        }
+      const { job } = await this.createJobIn(trx, o, target);
+      if (o.audit !== undefined) await writeAudit(trx, { ...o.audit, target: job.id, detail: { productKey: job.productKey, version: job.version, devices: job.devices === 'all' ? 'all' : job.devices.length, ...o.audit.detail } });
+      return job;
+    });
+  }
+
+  /** The checks of a new job before its transaction: the product, the version and its release. */
+  async checkJob(o: NewJob): Promise<JobTarget> {
+    checkVersion(o.version);
+    if (o.devices !== undefined && o.devices.length > MAX_JOB_DEVICES) throw new CloudStoreError(`a job lists at most ${MAX_JOB_DEVICES} devices`);
+    if (o.downloadProtocol !== undefined && o.downloadProtocol !== 'http' && o.downloadProtocol !== 'coap') throw new CloudStoreError(`unknown download protocol ${String(o.downloadProtocol)}`);
+    if ((await this.product(o.productKey)) === undefined) throw new CloudStoreError(`unknown product ${o.productKey}`, 'not-found');
+    const f = await this.storedFirmware(o.productKey, o.version);
+    if (f === undefined) throw new CloudStoreError(`${o.productKey} has no firmware ${o.version}; add it first`, 'not-found');
+    return { version: f.version, allowDowngrade: f.allowDowngrade, securityCounter: f.securityCounter };
+  }
+
+  /**
+   * A job in the caller's transaction: each listed device's (default: every device of the product's)
+   * unfinished job is superseded, and each gets a row: queued when it runs a version the job moves
+   * (job-target.ts), skipped, or waiting for its version; with `hold`, every row is held for a
+   * rollout's waves to release.
+   */
+  async createJobIn(trx: Transaction<Database>, o: NewJob, target: JobTarget, opts: { hold?: boolean } = {}): Promise<{ job: OtaJob; devices: number }> {
+    const list = o.devices === undefined || (o.devices.length === 0 && !o.listed) ? undefined : [...new Set(o.devices)];
+    // Jobs and registrations of a product one at a time, and its device rows held until commit:
+    // an inform handled meanwhile waits, then finds this job (device-status.ts).
+    if (!(await this.lockProduct(trx, o.productKey))) throw new CloudStoreError(`unknown product ${o.productKey}`, 'not-found');
+    const now = Date.now();
+    const id = `${now}-${randomBytes(4).toString('hex')}`;
+    let q = trx.selectFrom('devices').select(['device_name', 'version', 'recorded_counter']).where('product_key', '=', o.productKey);
+    if (this.engine === 'postgres') q = q.forUpdate();
+    const devices: Array<{ device_name: string; version: string | null; recorded_counter: number }> = [];
+    if (list === undefined) devices.push(...(await q.execute()));
+    else {
+      for (const part of chunks(list)) devices.push(...(await q.where('device_name', 'in', part).execute()));
+      if (devices.length !== list.length) {
+        const known = new Set(devices.map((d) => d.device_name));
+        throw new CloudStoreError(`unknown device ${o.productKey}/${list.find((d) => !known.has(d))}`, 'not-found');
       }
+    }
+    await trx
+      .insertInto('jobs')
+      .values({
+        id,
+        product_key: o.productKey,
+        version: target.version,
+        target: list === undefined ? 'all' : 'list',
+        download_protocol: o.downloadProtocol ?? null,
+        created_at: now,
+        allow_downgrade: target.allowDowngrade ? 1 : 0,
+        security_counter: target.securityCounter,
+      })
+      .execute();
+    const unfinished = FINAL_STATES as DeviceJobState[];
+    if (list === undefined) {
       await trx
-        .insertInto('jobs')
-        .values({ id, product_key: o.productKey, version: o.version, target: list === undefined ? 'all' : 'list', download_protocol: o.downloadProtocol ?? null, created_at: now })
+        .updateTable('device_jobs')
+        .set({ state: 'superseded', updated_at: now, finished_at: now })
+        .where('product_key', '=', o.productKey)
+        .where('state', 'not in', unfinished)
         .execute();
-      const unfinished = FINAL_STATES as DeviceJobState[];
-      if (list === undefined) {
+      await trx.updateTable('devices').set({ current_job: id }).where('product_key', '=', o.productKey).execute();
+    } else {
+      for (const part of chunks(list)) {
+        await trx.insertInto('job_devices').values(part.map((device_name) => ({ job_id: id, device_name }))).execute();
         await trx
           .updateTable('device_jobs')
           .set({ state: 'superseded', updated_at: now, finished_at: now })
           .where('product_key', '=', o.productKey)
+          .where('device_name', 'in', part)
           .where('state', 'not in', unfinished)
           .execute();
-        await trx.updateTable('devices').set({ current_job: id }).where('product_key', '=', o.productKey).execute();
-      } else {
-        for (const part of chunks(list)) {
-          await trx.insertInto('job_devices').values(part.map((device_name) => ({ job_id: id, device_name }))).execute();
-          await trx
-            .updateTable('device_jobs')
-            .set({ state: 'superseded', updated_at: now, finished_at: now })
-            .where('product_key', '=', o.productKey)
-            .where('device_name', 'in', part)
-            .where('state', 'not in', unfinished)
-            .execute();
-          await trx.updateTable('devices').set({ current_job: id }).where('product_key', '=', o.productKey).where('device_name', 'in', part).execute();
-        }
+        await trx.updateTable('devices').set({ current_job: id }).where('product_key', '=', o.productKey).where('device_name', 'in', part).execute();
       }
-      for (const part of chunks(devices)) {
-        await trx
-          .insertInto('device_jobs')
-          .values(part.map((d) => this.jobRow(id, o.productKey, d.device_name, initialJobState(d.version, o.version), d.version, now)))
-          .execute();
-      }
-      const job: OtaJob = { id, productKey: o.productKey, version: o.version, devices: list ?? 'all', createdAt: now };
-      if (o.downloadProtocol !== undefined) job.downloadProtocol = o.downloadProtocol;
-      return job;
-    });
+    }
+    for (const part of chunks(devices)) {
+      await trx
+        .insertInto('device_jobs')
+        .values(
+          part.map((d) => {
+            if (opts.hold === true) return this.jobRow(id, o.productKey, d.device_name, 'held', null, now);
+            const s = initialJobState(d.version, target, Number(d.recorded_counter));
+            return this.jobRow(id, o.productKey, d.device_name, s.state, d.version, now, s.detail);
+          }),
+        )
+        .execute();
+    }
+    const job: OtaJob = { id, productKey: o.productKey, version: target.version, devices: list ?? 'all', createdAt: now };
+    if (o.downloadProtocol !== undefined) job.downloadProtocol = o.downloadProtocol;
+    return { job, devices: devices.length };
   }
 
   /** Every job, oldest first. */

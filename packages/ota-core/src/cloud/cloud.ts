@@ -27,9 +27,12 @@ import { startFileServer, type FileServerHandle, type FileServerOptions } from '
 import { connectOtaCloud, drainSession, type OtaCloudClient } from './mqtt-client.js';
 import type { PackageMeta } from './packages.js';
 import { claimPushes, expireNotices, failPush, recordPush, unclaim, type Claim } from './push-queue.js';
+import { activeRollouts } from './rollouts.js';
+import { claimCancels, tickRollouts } from './rollout-tick.js';
+import { startApiServer, type ApiServerHandle } from './api/server.js';
 import { claimDead, deadWorkers, heartbeat, newWorkerId, registerWorker, setWorkerState, workerClientId } from './workers.js';
 import { EventHub } from '../protocol/event-hub.js';
-import { buildUpgradeMessage, type InformMessage, type ProgressMessage, type SignMethod, type UpgradeInfo } from '../protocol/messages.js';
+import { buildCancelMessage, buildUpgradeMessage, type InformMessage, type ProgressMessage, type SignMethod, type UpgradeInfo } from '../protocol/messages.js';
 import type { MqttSignMethod, ServiceCredential } from '../protocol/mqtt-auth.js';
 import { createDigestSign } from '../protocol/signature.js';
 import { deviceKey as key, type DeviceRef } from '../protocol/topics.js';
@@ -92,6 +95,14 @@ export interface OtaCloudOptions {
   /** Heartbeat period and the silence after which a worker is taken over (ms; default 1000 and 5000). */
   heartbeatMs?: number;
   staleWorkerMs?: number;
+  /** Run each running rollout's controller this often (ms; default 1000; 0: only when told, `tick()`). */
+  rolloutTickMs?: number;
+  /** Look for revoked devices (removed, secret rotated by another process) this often (ms; default 1000). */
+  revocationPollMs?: number;
+  /** Serve the management API and the console on this port (api/server.ts); undefined: none. */
+  apiPort?: number;
+  /** Interface of the API (default: `host`). */
+  apiHost?: string;
   /** One line per message and push (default true); warnings and worker events are always logged. */
   verbose?: boolean;
   log?: (line: string) => void;
@@ -104,6 +115,9 @@ export type CloudEvent =
   | { type: 'succeeded'; device: DeviceRef; job: OtaJob }
   | { type: 'failed'; device: DeviceRef; job: OtaJob; step: number; desc: string }
   | { type: 'takeover'; worker: string; messages: number }
+  | { type: 'rollout'; id: string; event: string }
+  | { type: 'cancel-sent'; device: DeviceRef; version: string }
+  | { type: 'revoked'; device: DeviceRef; sessions: number }
   | { type: 'error'; error: Error };
 
 export interface OtaCloud {
@@ -117,6 +131,12 @@ export interface OtaCloud {
   readonly coap: CoapFileServerHandle;
   /** This worker's id in the workers table. */
   readonly workerId: string;
+  /** The management API and console, when `apiPort` was given. */
+  readonly api: ApiServerHandle | undefined;
+  /** Runs the rollouts' controllers and sends pending cancel notices now (what the timer does). */
+  tick(): Promise<void>;
+  /** Ends the live sessions of a device (removed, or its secret rotated) on this worker's broker and CoAP server. */
+  revoke(d: DeviceRef): number;
   /** Creates a job and starts pushing it to the devices already known to run an older version. */
   createJob(o: { productKey: string; version: string; devices?: string[]; downloadProtocol?: 'http' | 'coap' }): Promise<OtaJob>;
   status(): Promise<CloudStatus>;
@@ -416,6 +436,85 @@ export async function startOtaCloud(opts: OtaCloudOptions): Promise<OtaCloud> {
     }
   });
 
+  // ------------------------------------------------------------ rollouts and revocations
+
+  /** Cancel notices of cancelled rollouts' downloading devices, a batch at a time. */
+  async function sendCancels(): Promise<void> {
+    for (;;) {
+      const claims = await claimCancels(store, 100);
+      for (const c of claims) {
+        const d = { productKey: c.productKey, deviceName: c.deviceName };
+        const job = await jobOf(c.jobId);
+        if (job === undefined) continue;
+        const cancel = { id: String(c.id), version: job.version };
+        coapNotices.setNotice(d, buildCancelMessage(cancel));
+        try {
+          await cloudClient.pushCancel(d, cancel);
+        } catch (e) {
+          log(`${key(d)}: the cancel notice did not go out (${(e as Error).message})`);
+          continue;
+        }
+        verbose(`${key(d)}: told to stop its download of ${job.version} (rollout cancelled)`);
+        hub.emit({ type: 'cancel-sent', device: d, version: job.version });
+      }
+      if (claims.length < 100) return;
+    }
+  }
+  let ticking: Promise<void> | undefined;
+  const tick = (): Promise<void> =>
+    (ticking ??= (async () => {
+      try {
+        for (const r of await tickRollouts(store, await activeRollouts(store))) {
+          for (const ev of r.events) {
+            log(`rollout ${r.id}: ${ev}`);
+            hub.emit({ type: 'rollout', id: r.id, event: ev });
+          }
+          if (r.queued > 0) kick();
+        }
+        await sendCancels();
+      } finally {
+        ticking = undefined;
+      }
+    })());
+  if ((opts.rolloutTickMs ?? 1000) > 0) every(opts.rolloutTickMs ?? 1000, tick);
+
+  const revoke = (d: DeviceRef): number => {
+    const n = broker?.endDeviceSessions(d.productKey, d.deviceName) ?? 0;
+    coapNotices.endSession(d);
+    hub.emit({ type: 'revoked', device: d, sessions: n });
+    return n;
+  };
+  // Removals and rotations made by any process (a CLI command, another worker's API) are rows here.
+  let lastRevocation = Number((await store.db.selectFrom('revocations').select((eb) => eb.fn.max('id').as('m')).executeTakeFirst())?.m ?? 0);
+  every(opts.revocationPollMs ?? 1000, async () => {
+    const rows = await store.db.selectFrom('revocations').selectAll().where('id', '>', lastRevocation).orderBy('id').limit(1000).execute();
+    for (const r of rows) {
+      lastRevocation = Math.max(lastRevocation, Number(r.id));
+      const n = revoke({ productKey: r.product_key, deviceName: r.device_name });
+      log(`${r.product_key}/${r.device_name}: ${r.reason}; ${n} live session(s) ended${opts.broker === undefined ? '' : ' (an external broker ends its own)'}`);
+    }
+  });
+
+  let api: ApiServerHandle | undefined;
+  if (opts.apiPort !== undefined) {
+    try {
+      api = await startApiServer({
+        store,
+        host: opts.apiHost ?? host,
+        port: opts.apiPort,
+        log,
+        onRevoked: (d) => void revoke(d),
+        onRolloutChanged: () => void tick().catch(reportError),
+        onJobCreated: () => kick(),
+      });
+    } catch (e) {
+      closed = true;
+      for (const t of timers) clearInterval(t);
+      await cleanup();
+      throw e;
+    }
+  }
+
   // ------------------------------------------------------------ workers
 
   every(opts.heartbeatMs ?? 1000, async () => {
@@ -453,6 +552,9 @@ export async function startOtaCloud(opts: OtaCloudOptions): Promise<OtaCloud> {
     get workerId() {
       return worker.id;
     },
+    api,
+    tick,
+    revoke,
     async createJob(o) {
       const job = await store.createJob(o);
       log(`job ${job.id}: ${job.productKey} -> ${job.version} for ${job.devices === 'all' ? 'all devices' : job.devices.join(', ')}`);
@@ -466,6 +568,8 @@ export async function startOtaCloud(opts: OtaCloudOptions): Promise<OtaCloud> {
       closing ??= (async () => {
         closed = true;
         for (const t of timers) clearInterval(t);
+        await api?.close();
+        await ticking?.catch(() => {});
         await draining;
         await Promise.allSettled([...running]);
         await cloudClient.close().catch(() => {});

@@ -40,6 +40,8 @@ export interface CoapNoticeServer {
   /** The notice a device's next poll gets (a built upgrade message). */
   setNotice(device: DeviceRef, message: string): void;
   clearNotice(device: DeviceRef): void;
+  /** Ends the device's session (it was removed or its secret rotated): its token stops working. */
+  endSession(device: DeviceRef): boolean;
 }
 
 export function createCoapNoticeServer(o: CoapNoticeServerOptions): CoapNoticeServer {
@@ -119,5 +121,11 @@ export function createCoapNoticeServer(o: CoapNoticeServerOptions): CoapNoticeSe
     },
     setNotice: (d, message) => void notices.set(key(d), message),
     clearNotice: (d) => void notices.delete(key(d)),
+    endSession(d) {
+      const t = tokenOf.get(key(d));
+      tokenOf.delete(key(d));
+      notices.delete(key(d));
+      return t !== undefined && tokens.delete(t);
+    },
   };
 }

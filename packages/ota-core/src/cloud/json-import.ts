@@ -199,7 +199,7 @@ export async function importJsonDir(store: CloudStore, dir: string): Promise<Imp
         .execute();
       if (job === undefined) continue;
       const old = s.job?.id === job.id ? s.job : undefined;
-      let state: DeviceJobState = old?.state ?? initialJobState(s.version ?? null, job.version);
+      let state: DeviceJobState = old?.state ?? initialJobState(s.version ?? null, job.version).state;
       // A device that was told and has not finished is told again (a download resumes from its checkpoint).
       if (!FINAL_STATES.includes(state) && state !== 'waiting' && s.version !== undefined && compareVersions(s.version, job.version) < 0) state = 'queued';
       await trx

@@ -10,7 +10,7 @@
 // retried with backoff and resubscribed; its return is logged too.
 
 import { connect, type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
-import { buildUpgradeMessage, parseInformMessage, parseProgressMessage, type InformMessage, type ProgressMessage, type UpgradeInfo } from '../protocol/messages.js';
+import { buildCancelMessage, buildUpgradeMessage, parseInformMessage, parseProgressMessage, type CancelNotice, type InformMessage, type ProgressMessage, type UpgradeInfo } from '../protocol/messages.js';
 import type { ServiceCredential } from '../protocol/mqtt-auth.js';
 import { backoffDelay, type BackoffOptions } from '../protocol/retry.js';
 import { otaTopicFilter, parseOtaTopic, upgradeTopic, type DeviceRef } from '../protocol/topics.js';
@@ -28,6 +28,8 @@ export interface OtaCloudClient {
   onInform(handler: Handler<InformMessage>): void;
   onProgress(handler: Handler<ProgressMessage>): void;
   pushUpgrade(device: DeviceRef, info: UpgradeInfo): Promise<void>;
+  /** Tells a device to stop its download of `version` (its rollout was cancelled). */
+  pushCancel(device: DeviceRef, cancel: CancelNotice): Promise<void>;
   /** Unsubscribes, lets the messages in hand finish, and disconnects (ending a shared session). */
   close(): Promise<void>;
 }
@@ -201,6 +203,10 @@ export async function connectOtaCloud(url: string, service: ServiceCredential, o
       if (!client.connected) throw new OtaCloudMqttError('not connected to the broker');
       // The cloud may hand out CoAP download URLs; each device decides what it accepts.
       await client.publishAsync(upgradeTopic(device.productKey, device.deviceName), buildUpgradeMessage(info, { allowedProtocols: ['http:', 'https:', 'coap:'] }), { qos: 1 });
+    },
+    async pushCancel(device, cancel) {
+      if (!client.connected) throw new OtaCloudMqttError('not connected to the broker');
+      await client.publishAsync(upgradeTopic(device.productKey, device.deviceName), buildCancelMessage(cancel), { qos: 1 });
     },
     async close() {
       closing = true;

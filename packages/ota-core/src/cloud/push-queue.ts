@@ -17,15 +17,29 @@ export interface Claim {
 
 export async function claimPushes(store: CloudStore, worker: string, n: number, now = Date.now()): Promise<Claim[]> {
   if (n <= 0) return [];
-  let candidates = store.db.selectFrom('device_jobs').select('id').where('state', '=', 'queued').orderBy('queued_at').orderBy('id').limit(n);
-  if (store.engine === 'postgres') candidates = candidates.forUpdate().skipLocked();
-  const rows = await store.db
-    .updateTable('device_jobs')
-    .set({ state: 'notified', worker, notified_at: now, updated_at: now, step: null, detail: null, pushes: sql<number>`pushes + 1` })
-    .where('id', 'in', candidates)
-    .where('state', '=', 'queued')
-    .returning(['id', 'job_id', 'product_key', 'device_name', 'from_version'])
-    .execute();
+  const set = { state: 'notified' as const, worker, notified_at: now, updated_at: now, step: null, detail: null, pushes: sql<number>`pushes + 1` };
+  const returned = ['device_jobs.id', 'device_jobs.job_id', 'device_jobs.product_key', 'device_jobs.device_name', 'device_jobs.from_version'] as const;
+  let rows;
+  if (store.engine === 'postgres') {
+    // The candidates in a materialized CTE, locked once: as `id IN (subquery … FOR UPDATE SKIP
+    // LOCKED)` PostgreSQL may run the subquery again for each row it updates, and each run skips the
+    // rows the statement already moved, so one claim could take far more than n.
+    rows = await store.db
+      .with(
+        (w) => w('c').materialized(),
+        (db) => db.selectFrom('device_jobs').select('id').where('state', '=', 'queued').orderBy('queued_at').orderBy('id').limit(n).forUpdate().skipLocked(),
+      )
+      .updateTable('device_jobs')
+      .from('c')
+      .set(set)
+      .whereRef('device_jobs.id', '=', 'c.id')
+      .where('device_jobs.state', '=', 'queued')
+      .returning([...returned])
+      .execute();
+  } else {
+    const candidates = store.db.selectFrom('device_jobs').select('id').where('state', '=', 'queued').orderBy('queued_at').orderBy('id').limit(n);
+    rows = await store.db.updateTable('device_jobs').set(set).where('id', 'in', candidates).where('state', '=', 'queued').returning([...returned]).execute();
+  }
   return rows.map((r) => ({ id: Number(r.id), jobId: r.job_id, productKey: r.product_key, deviceName: r.device_name, fromVersion: r.from_version }));
 }
 

@@ -16,7 +16,8 @@ import {
   buildInformMessage,
   buildProgressMessage,
   MAX_MESSAGE_BYTES,
-  parseUpgradeMessage,
+  parseCloudNotice,
+  type CancelNotice,
   type InformMessage,
   type ProgressMessage,
   type UpgradeInfo,
@@ -53,6 +54,7 @@ export interface OtaCoapDeviceClient {
   reportVersion(version: string, module?: string): Promise<void>;
   reportProgress(step: number, desc?: string, module?: string): Promise<void>;
   onUpgrade(handler: (info: UpgradeInfo) => void): void;
+  onCancel(handler: (c: CancelNotice) => void): void;
   close(): Promise<void>;
 }
 
@@ -119,6 +121,7 @@ export async function connectOtaDeviceCoap(url: string, identity: DeviceIdentity
   }
 
   const handlers: Array<(info: UpgradeInfo) => void> = [];
+  const cancels: Array<(c: CancelNotice) => void> = [];
   let lastNotice: string | undefined;
   let closed = false;
   let timer: NodeJS.Timeout | undefined;
@@ -147,10 +150,12 @@ export async function connectOtaDeviceCoap(url: string, identity: DeviceIdentity
     try {
       const body = await fetchNotice();
       if (closed || body.length === 0) return;
-      const info = parseUpgradeMessage(body, opts.upgradeParse);
-      if (info.id === lastNotice) return; // the same notice until the cloud hears from us
-      lastNotice = info.id;
-      for (const h of handlers) h(info);
+      const n = parseCloudNotice(body, opts.upgradeParse);
+      const id = n.kind === 'upgrade' ? n.info.id : `cancel-${n.cancel.id}`;
+      if (id === lastNotice) return; // the same notice until the cloud hears from us
+      lastNotice = id;
+      if (n.kind === 'upgrade') for (const h of handlers) h(n.info);
+      else for (const h of cancels) h(n.cancel);
     } catch (e) {
       if (closed) return;
       if ((e as Error).name === 'MessageError') opts.onInvalid?.(upgradeTopic(pk, dn), e as Error);
@@ -177,6 +182,7 @@ export async function connectOtaDeviceCoap(url: string, identity: DeviceIdentity
       await call('POST', progressTopic(pk, dn), buildProgressMessage(m));
     },
     onUpgrade: (h) => void handlers.push(h),
+    onCancel: (h) => void cancels.push(h),
     async close() {
       if (closed) return;
       closed = true;

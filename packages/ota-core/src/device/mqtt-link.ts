@@ -7,7 +7,8 @@ import { deriveMqttCredentials, type DeriveOptions, type DeviceIdentity } from '
 import {
   buildInformMessage,
   buildProgressMessage,
-  parseUpgradeMessage,
+  parseCloudNotice,
+  type CancelNotice,
   type InformMessage,
   type ProgressMessage,
   type UpgradeInfo,
@@ -27,6 +28,8 @@ export interface OtaDeviceClient {
   reportVersion(version: string, module?: string): Promise<void>;
   reportProgress(step: number, desc?: string, module?: string): Promise<void>;
   onUpgrade(handler: (info: UpgradeInfo) => void): void;
+  /** The cloud cancelled an update (its rollout was cancelled). */
+  onCancel(handler: (c: CancelNotice) => void): void;
   close(): Promise<void>;
 }
 
@@ -54,12 +57,14 @@ export async function connectOtaDevice(url: string, identity: DeviceIdentity, op
   client.once('close', () => void client.end(true));
   const { productKey: pk, deviceName: dn } = identity;
   const handlers: Array<(info: UpgradeInfo) => void> = [];
+  const cancels: Array<(c: CancelNotice) => void> = [];
   client.on('message', (topic, payload) => {
     // The broker only forwards this device's own topic; anything else is a broker gone wrong.
     if (topic !== upgradeTopic(pk, dn)) return opts.onInvalid?.(topic, new OtaMqttError(`a message on ${topic.slice(0, 128)}, not this device's upgrade topic: ignored`));
     try {
-      const info = parseUpgradeMessage(payload, opts.upgradeParse);
-      for (const h of handlers) h(info);
+      const n = parseCloudNotice(payload, opts.upgradeParse);
+      if (n.kind === 'upgrade') for (const h of handlers) h(n.info);
+      else for (const h of cancels) h(n.cancel);
     } catch (e) {
       opts.onInvalid?.(topic, e as Error);
     }
@@ -85,6 +90,9 @@ export async function connectOtaDevice(url: string, identity: DeviceIdentity, op
     },
     onUpgrade(handler) {
       handlers.push(handler);
+    },
+    onCancel(handler) {
+      cancels.push(handler);
     },
     close: () => client.endAsync(),
   };

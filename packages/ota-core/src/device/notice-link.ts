@@ -4,7 +4,7 @@
 import { connectOtaDeviceCoap, OtaCoapError } from './coap-link.js';
 import { connectOtaDevice } from './mqtt-link.js';
 import { OtaServiceError, type DownloadProtocol, type OtaServiceOptions } from './service-types.js';
-import type { UpgradeInfo, UpgradeParseOptions } from '../protocol/messages.js';
+import type { CancelNotice, UpgradeInfo, UpgradeParseOptions } from '../protocol/messages.js';
 import type { DeviceIdentity } from '../protocol/mqtt-auth.js';
 
 export function allowedProtocols(p: DownloadProtocol): string[] {
@@ -18,6 +18,8 @@ export interface DeviceLink {
   reportVersion(version: string, module?: string): Promise<void>;
   reportProgress(step: number, desc?: string, module?: string): Promise<void>;
   onUpgrade(handler: (info: UpgradeInfo) => void): void;
+  /** The cloud cancelled an update (its rollout was cancelled). */
+  onCancel(handler: (c: CancelNotice) => void): void;
   close(): Promise<void>;
   /** Drop the link at once (a power cut). */
   kill(): Promise<void>;

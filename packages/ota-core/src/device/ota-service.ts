@@ -34,9 +34,14 @@ import { isPowerCut, Refusal, restartsDownload, stepFor } from './refusal.js';
 import { resolveServiceConfig } from './service-config.js';
 import { OtaServiceError, type DownloadProtocol, type OtaService, type OtaServiceEvent, type OtaServiceOptions, type OtaServiceStatus } from './service-types.js';
 import { EventHub } from '../protocol/event-hub.js';
-import { OtaStep, type UpgradeInfo } from '../protocol/messages.js';
+import { OtaStep, type CancelNotice, type UpgradeInfo } from '../protocol/messages.js';
 import { hashAlgorithmOf, verifyPackage } from '../protocol/signature.js';
 import { compareVersions } from '../protocol/version.js';
+
+/** Why an update stopped: the cloud cancelled it (its rollout). */
+class UpdateCancelled extends Error {
+  override name = 'UpdateCancelled';
+}
 
 /** A stored checkpoint whose hash state loads (a resume from it can work). */
 async function resumable(cp: DownloadCheckpoint): Promise<boolean> {
@@ -72,6 +77,9 @@ class Service implements OtaService {
   private work: Promise<void> | undefined;
   private abort: AbortController | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
+  /** The notice being worked on, and whether it has been handed to the bootloader (no cancel then). */
+  private current: UpgradeInfo | undefined;
+  private handingOver = false;
 
   constructor(private readonly opts: OtaServiceOptions) {
     const c = resolveServiceConfig(opts);
@@ -204,6 +212,7 @@ class Service implements OtaService {
     }
     this.client = link;
     link.onUpgrade((info) => this.onNotice(info, epoch));
+    link.onCancel((c) => this.onCancel(c, epoch));
     // CoAP has no connection to lose: the link keeps polling until closed.
     onDrop?.(() => {
       if (this.client !== link || epoch !== this.epoch) return;
@@ -268,6 +277,24 @@ class Service implements OtaService {
     });
   }
 
+  /**
+   * The cloud cancelled an update: a download of it in progress stops (its checkpoint stays, should
+   * the same package come again); once it is handed to the bootloader the restore must finish.
+   */
+  private onCancel(c: CancelNotice, epoch: number): void {
+    if (epoch !== this.epoch) return;
+    const cur = this.current;
+    if (!this.updating || cur === undefined || compareVersions(cur.version, c.version) !== 0) {
+      this.emit({ type: 'cancel-ignored', version: c.version, reason: cur === undefined ? 'no update in progress' : `the update in progress is ${cur.version}` });
+      return;
+    }
+    if (this.handingOver) {
+      this.emit({ type: 'cancel-ignored', version: c.version, reason: 'the update is handed to the bootloader: its restore finishes' });
+      return;
+    }
+    this.abort?.abort(new UpdateCancelled(`the cloud cancelled the update to ${c.version}`));
+  }
+
   /** Handles one notice; true when set_boot is done and the device must reboot. */
   private async upgrade(info: UpgradeInfo, epoch: number): Promise<boolean> {
     const port = this.port;
@@ -275,6 +302,8 @@ class Service implements OtaService {
     if (running === undefined) return false;
     const abort = (this.abort = new AbortController());
     const signal = abort.signal;
+    this.current = info;
+    this.handingOver = false;
     const hash = hashAlgorithmOf(info.signMethod);
     const dl = this.opts.download ?? {};
     let state: DeviceState | undefined;
@@ -401,6 +430,9 @@ class Service implements OtaService {
       });
 
       const firmwareType = flashed.header.mode === 'raw' ? 'raw' : 'diff';
+      // The last moment a cancel stops the update: from here on the restore must happen.
+      if (signal.aborted) throw signal.reason;
+      this.handingOver = true;
       // Pending first: a power cut before set_boot completes just boots the old image.
       state.pending = { slot: target, version: info.version, size: flashed.header.newSize, firmwareType };
       await this.saveState(state);
@@ -421,6 +453,11 @@ class Service implements OtaService {
     } catch (e) {
       if (isPowerCut(e)) throw e;
       if (epoch !== this.epoch) return false; // stopped meanwhile: the checkpoint stays for later
+      if (signal.aborted && signal.reason instanceof UpdateCancelled) {
+        // The cloud knows (it cancelled): nothing to report; the checkpoint stays.
+        this.emit({ type: 'cancelled', version: info.version, reason: signal.reason.message });
+        return false;
+      }
       if (restartsDownload(e) && state?.download !== undefined) {
         delete state.download;
         await this.saveState(state).catch(() => {});
@@ -431,7 +468,10 @@ class Service implements OtaService {
       await this.report(step, error.message);
       return false;
     } finally {
-      if (this.abort === abort) this.abort = undefined;
+      if (this.abort === abort) {
+        this.abort = undefined;
+        this.current = undefined;
+      }
     }
   }
 

@@ -90,6 +90,10 @@ export type OtaServiceEvent =
   | { type: 'verified'; sha256: string; digestsign: boolean; signature: SignatureAlgorithm | null; securityCounter: number }
   | { type: 'set-boot'; firmwareType: 'raw' | 'diff'; slot: Slot; version: string }
   | { type: 'failed'; step: number; error: Error }
+  /** The cloud cancelled the update: its download stopped (the checkpoint stays). */
+  | { type: 'cancelled'; version: string; reason: string }
+  /** A cancel notice that stops nothing: no such update in progress, or its restore is under way. */
+  | { type: 'cancel-ignored'; version: string; reason: string }
   | { type: 'rebooting' }
   | { type: 'powercut'; error: Error }
   | { type: 'error'; error: Error }

@@ -376,3 +376,35 @@ export function buildUpgradeMessage(info: UpgradeInfo, opts: UpgradeParseOptions
   const n = parseUpgradeData(toWireData(info), id, opts);
   return bounded('upgrade', JSON.stringify({ code: '1000', data: toWireData(n), id: Number(id), message: 'success' }));
 }
+
+// ---------------------------------------------------------------- cancel (an otadiff extension)
+
+/**
+ * The cloud cancelled the update to `version` (its rollout was cancelled): a device still
+ * downloading it stops; one that has handed it to its bootloader finishes. On the upgrade topic,
+ * told apart from an upgrade notice by its code; a device that knows only Aliyun's notices drops it
+ * as malformed.
+ */
+export interface CancelNotice {
+  id: string;
+  version: string;
+}
+
+export const CANCEL_CODE = 'cancel';
+
+export function buildCancelMessage(c: CancelNotice): string {
+  const id = parseId(c.id, Number.MAX_SAFE_INTEGER, 'cancel');
+  return bounded('cancel', JSON.stringify({ code: CANCEL_CODE, data: { version: parseVersionField(c.version, 'cancel.version') }, id: Number(id), message: 'cancelled' }));
+}
+
+export type CloudNotice = { kind: 'upgrade'; info: UpgradeInfo } | { kind: 'cancel'; cancel: CancelNotice };
+
+/** An upgrade or a cancel notice, parsed as strictly as parseUpgradeMessage. */
+export function parseCloudNotice(payload: string | Uint8Array, opts: UpgradeParseOptions = {}): CloudNotice {
+  const root = decodeJson(payload, 'notice');
+  if (root.code !== CANCEL_CODE) return { kind: 'upgrade', info: parseUpgradeMessage(payload, opts) };
+  const id = parseId(root.id, Number.MAX_SAFE_INTEGER, 'cancel');
+  const data = asObject(root.data, 'cancel.data');
+  if (opts.device !== undefined) checkAddressee(root, data, opts.device);
+  return { kind: 'cancel', cancel: { id, version: parseVersionField(data.version, 'cancel.data.version') } };
+}

@@ -117,12 +117,117 @@ const MIGRATIONS: readonly Migration[] = [
         .execute();
     },
   },
+  {
+    version: 2,
+    name: 'rollouts (waves, thresholds), device tags, per-device history, operators, audit log, revocations',
+    async up(trx, engine) {
+      const db = trx as unknown as AnyDb;
+      const big = 'bigint';
+      const serial = (t: ReturnType<AnyDb['schema']['createTable']>) =>
+        t.addColumn('id', engine === 'postgres' ? 'bigserial' : 'integer', (c) => (engine === 'postgres' ? c.primaryKey() : c.primaryKey().autoIncrement()));
+      await db.schema.alterTable('devices').addColumn('recorded_counter', big, (c) => c.notNull().defaultTo(0)).execute();
+      await db.schema.alterTable('devices').addColumn('credential_version', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+      await db.schema
+        .createTable('device_tags')
+        .addColumn('product_key', 'text', (c) => c.notNull())
+        .addColumn('device_name', 'text', (c) => c.notNull())
+        .addColumn('tag', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('device_tags_pk', ['product_key', 'device_name', 'tag'])
+        .execute();
+      await db.schema.createIndex('device_tags_by_tag').on('device_tags').columns(['product_key', 'tag']).execute();
+      await db.schema.alterTable('jobs').addColumn('allow_downgrade', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+      await db.schema.alterTable('jobs').addColumn('security_counter', big, (c) => c.notNull().defaultTo(0)).execute();
+      await db.schema.alterTable('device_jobs').addColumn('wave', 'integer').execute();
+      await db.schema.alterTable('device_jobs').addColumn('released_at', big).execute();
+      await db.schema.alterTable('device_jobs').addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+      // A rollout's counts per wave and state, every tick.
+      await db.schema.createIndex('device_jobs_by_job').on('device_jobs').columns(['job_id', 'wave', 'state']).execute();
+      await serial(db.schema.createTable('device_job_events'))
+        .addColumn('device_job_id', big, (c) => c.notNull())
+        .addColumn('job_id', 'text', (c) => c.notNull())
+        .addColumn('product_key', 'text', (c) => c.notNull())
+        .addColumn('device_name', 'text', (c) => c.notNull())
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('step', 'integer')
+        .addColumn('detail', 'text')
+        .addColumn('wave', 'integer')
+        .addColumn('at', big, (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('device_job_events_by_device').on('device_job_events').columns(['product_key', 'device_name', 'id']).execute();
+      await db.schema.createIndex('device_job_events_by_job').on('device_job_events').columns(['job_id', 'state', 'at']).execute();
+      // The history is written by triggers, so no code path that moves a row (the push queue, a
+      // device's message, a rollout's tick, an import) can forget it, and it commits with the move.
+      // Triggers are the one place the two dialects differ.
+      const cols = 'device_job_id, job_id, product_key, device_name, state, step, detail, wave, at';
+      const vals = 'NEW.id, NEW.job_id, NEW.product_key, NEW.device_name, NEW.state, NEW.step, NEW.detail, NEW.wave, NEW.updated_at';
+      if (engine === 'postgres') {
+        await sql
+          .raw(
+            `CREATE FUNCTION device_job_history() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+               IF TG_OP = 'INSERT' OR OLD.state IS DISTINCT FROM NEW.state THEN
+                 INSERT INTO device_job_events (${cols}) VALUES (${vals});
+               END IF;
+               RETURN NULL;
+             END $$`,
+          )
+          .execute(trx);
+        await sql.raw('CREATE TRIGGER device_job_history AFTER INSERT OR UPDATE OF state ON device_jobs FOR EACH ROW EXECUTE FUNCTION device_job_history()').execute(trx);
+      } else {
+        await sql.raw(`CREATE TRIGGER device_job_history_insert AFTER INSERT ON device_jobs BEGIN INSERT INTO device_job_events (${cols}) VALUES (${vals}); END`).execute(trx);
+        await sql
+          .raw(`CREATE TRIGGER device_job_history_update AFTER UPDATE OF state ON device_jobs WHEN OLD.state IS NOT NEW.state BEGIN INSERT INTO device_job_events (${cols}) VALUES (${vals}); END`)
+          .execute(trx);
+      }
+      await db.schema
+        .createTable('rollouts')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('product_key', 'text', (c) => c.notNull().references('products.product_key'))
+        .addColumn('version', 'text', (c) => c.notNull())
+        .addColumn('job_id', 'text', (c) => c.notNull().unique().references('jobs.id'))
+        .addColumn('groups', 'text')
+        .addColumn('policy', 'text', (c) => c.notNull())
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('reason', 'text')
+        .addColumn('wave', 'integer', (c) => c.notNull())
+        .addColumn('wave_started_at', big, (c) => c.notNull())
+        .addColumn('accepted_failures', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('resumed_wave', 'integer')
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .addColumn('created_at', big, (c) => c.notNull())
+        .addColumn('updated_at', big, (c) => c.notNull())
+        .addColumn('finished_at', big)
+        .execute();
+      await db.schema.createIndex('rollouts_by_state').on('rollouts').columns(['state', 'created_at']).execute();
+      await db.schema
+        .createTable('operators')
+        .addColumn('name', 'text', (c) => c.primaryKey())
+        .addColumn('role', 'text', (c) => c.notNull())
+        .addColumn('token_hash', 'text', (c) => c.notNull().unique())
+        .addColumn('created_at', big, (c) => c.notNull())
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .execute();
+      await serial(db.schema.createTable('audit_log'))
+        .addColumn('at', big, (c) => c.notNull())
+        .addColumn('actor', 'text', (c) => c.notNull())
+        .addColumn('role', 'text', (c) => c.notNull())
+        .addColumn('action', 'text', (c) => c.notNull())
+        .addColumn('target', 'text', (c) => c.notNull())
+        .addColumn('detail', 'text', (c) => c.notNull())
+        .execute();
+      await serial(db.schema.createTable('revocations'))
+        .addColumn('product_key', 'text', (c) => c.notNull())
+        .addColumn('device_name', 'text', (c) => c.notNull())
+        .addColumn('reason', 'text', (c) => c.notNull())
+        .addColumn('at', big, (c) => c.notNull())
+        .execute();
+    },
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;
 
-/** Applies the migrations this database lacks; returns the versions applied. */
-export async function migrate(h: DatabaseHandle): Promise<number[]> {
+/** Applies the migrations this database lacks (up to `upTo`, default all: tests stop earlier); returns the versions applied. */
+export async function migrate(h: DatabaseHandle, upTo = SCHEMA_VERSION): Promise<number[]> {
   return h.write(async (trx) => {
     const db = trx as unknown as AnyDb;
     // Serialises concurrent first opens on PostgreSQL (SQLite's BEGIN IMMEDIATE already does).
@@ -141,7 +246,7 @@ export async function migrate(h: DatabaseHandle): Promise<number[]> {
     }
     const applied: number[] = [];
     for (const m of MIGRATIONS) {
-      if (done.has(m.version)) continue;
+      if (done.has(m.version) || m.version > upTo) continue;
       await m.up(trx, h.engine);
       await trx.insertInto('schema_migrations').values({ version: m.version, name: m.name, applied_at: Date.now() }).execute();
       applied.push(m.version);
