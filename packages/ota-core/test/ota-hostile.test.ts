@@ -548,10 +548,10 @@ describe('hostile broker messages', () => {
       try {
         const big = wire(b, { padding: 'x'.repeat(100 * 1024) });
         const cases: Array<[string | Buffer, RegExp]> = [
-          [big, new RegExp(`^upgrade: payload of ${Buffer.byteLength(big)} bytes exceeds 16384$`)],
-          ['{"code":"1000","data":{', /^upgrade: payload is not JSON$/],
-          [Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), /^upgrade: payload is not valid UTF-8$/],
-          ['[1,2,3]', /^upgrade must be a JSON object$/],
+          [big, new RegExp(`^notice: payload of ${Buffer.byteLength(big)} bytes exceeds 16384$`)],
+          ['{"code":"1000","data":{', /^notice: payload is not JSON$/],
+          [Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), /^notice: payload is not valid UTF-8$/],
+          ['[1,2,3]', /^notice must be a JSON object$/],
           [wire(b, {}, { data: null }), /^upgrade\.data must be a JSON object$/],
           [wire(b, {}, { code: 9201 }), /^upgrade\.code 9201 is not "1000"$/],
           [wire(b, { size: String(SIZE) }), /^upgrade\.data\.size must be an integer in 1\.\.\d+$/],
