@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generatePackage, packRaw } from '@otadiff/diff-gen';
-import { openPartition, readBytes, readHandover } from '@otadiff/patch-apply';
+import { openPartition, readBytes, readHandover, type OverwriteMode } from '@otadiff/patch-apply';
 import { createDeviceFlashDir, createFlashDirPort, FlashPortError, type FlashDirPort } from '../src/device/flash-port.js';
 import { emptyDeviceState, parseDeviceState, serializeDeviceState, DeviceStateError } from '../src/device/device-state.js';
 import { DeviceConfigError, loadDeviceConfig, parseDeviceConfig } from '../src/device/device-config.js';
@@ -29,9 +29,9 @@ afterEach(async () => {
   dir = '';
 });
 
-async function device(o: { programUnit?: number; ab?: boolean; image?: Uint8Array } = {}): Promise<FlashDirPort> {
+async function device(o: { programUnit?: number; ab?: boolean; image?: Uint8Array; overwrite?: OverwriteMode } = {}): Promise<FlashDirPort> {
   dir = await mkdtemp(join(tmpdir(), 'ota-port-'));
-  createDeviceFlashDir(join(dir, 'dev'), { image: o.image ?? testBytes(20_000, 3), version: '1.0.0', slotSize: 64 * 1024, splitSize: 16 * 1024, programUnit: o.programUnit, ab: o.ab });
+  createDeviceFlashDir(join(dir, 'dev'), { image: o.image ?? testBytes(20_000, 3), version: '1.0.0', slotSize: 64 * 1024, splitSize: 16 * 1024, programUnit: o.programUnit, ab: o.ab, overwrite: o.overwrite });
   const port = createFlashDirPort(join(dir, 'dev'));
   ports.push(port);
   return port;
@@ -53,7 +53,7 @@ describe('flash-directory port: the five callbacks', () => {
       }
       expect(Buffer.compare(await port.read(0, data.length), data)).toBe(0);
       // In place: the backup ring holds two chunks and eight sectors (patch-apply's defaultBackupBytes).
-      expect(port.info).toMatchObject({ otaSize: 64 * 1024, sectorSize: 4096, slots: ['A'], backupSize: 2 * 16 * 1024 + 8 * 4096 });
+      expect(port.info).toMatchObject({ otaSize: 64 * 1024, sectorSize: 4096, slots: ['A'], backupSize: 2 * 16 * 1024 + 8 * 4096, durableUnit: 1 });
     });
   }
 
@@ -74,6 +74,46 @@ describe('flash-directory port: the five callbacks', () => {
     // init(0) erases it all again.
     await port.init(0);
     expect((await port.read(0, 64 * 1024)).every((b) => b === 0xff)).toBe(true);
+  });
+
+  it('on program-once (ECC) flash: uneven writes program each unit once; a partial last unit is held until it fills or set_boot', async () => {
+    const { old, neu } = firmwarePair(48 * 1024, 12);
+    const port = await device({ programUnit: 16, overwrite: 'program-once', image: old });
+    expect(port.info.durableUnit).toBe(16);
+    const { package: pkg, header } = await generatePackage(old, neu, { mode: 'inplace', splitSize: 16 * 1024 });
+    expect((await port.powerOn()).kind).toBe('normal');
+    await port.init(0);
+    // Uneven pieces, like network reads: every one that ends inside a unit would re-program it.
+    const ota = openPartition(port.flash, port.layout, 'ota');
+    let off = 0;
+    for (let k = 1; off < pkg.length; k++) {
+      const n = Math.min(((k * 7919) % 3001) + 1, pkg.length - off);
+      await port.write(off, pkg.subarray(off, off + n));
+      off += n;
+      // What the flash holds ends at the last whole unit; the rest is in RAM, and reads see it.
+      const durable = Math.floor(off / 16) * 16;
+      if (durable < off) expect(readBytes(ota, durable, 16).every((b) => b === 0xff)).toBe(true);
+    }
+    expect(Buffer.compare(await port.read(0, pkg.length), pkg)).toBe(0);
+    // A rewind to a breakpoint inside the held unit keeps the bytes before it.
+    const back = pkg.length - 5;
+    await port.init(back);
+    await port.write(back, pkg.subarray(back));
+    expect(Buffer.compare(await port.read(0, pkg.length), pkg)).toBe(0);
+    await port.setBoot({ result: 'finish', firmwareType: 'diff', splitSize: header.splitSize, diffVersion: header.diffVersion, packageLength: pkg.length, packageSha256: sha256(pkg) });
+    // set_boot programmed the last unit (padded with erased bytes).
+    expect(Buffer.compare(readBytes(ota, 0, pkg.length), pkg)).toBe(0);
+    expect(await port.powerOn()).toEqual({ kind: 'trial', slot: 'A', attempt: 1 });
+    expect(Buffer.compare(await port.readImage(0, neu.length), neu)).toBe(0);
+  });
+
+  it('on program-once flash a write into a unit that reached the flash is refused, not programmed twice', async () => {
+    const port = await device({ programUnit: 16, overwrite: 'program-once' });
+    await port.init(0);
+    await port.write(0, testBytes(40, 2)); // units 0-1 programmed, 8 bytes of unit 2 held
+    await expect(port.write(20, testBytes(4, 3))).rejects.toThrow(/programmed already/);
+    // The held bytes were not lost by the refusal.
+    expect(Buffer.compare(await port.read(0, 40), testBytes(40, 2))).toBe(0);
   });
 
   it('refuses spans outside the OTA partition', async () => {

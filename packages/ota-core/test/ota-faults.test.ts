@@ -257,6 +257,30 @@ describe('power cuts and rollback', () => {
     }
   });
 
+  it('on program-once (ECC) flash with 16-byte units: a power cut during the download resumes from a whole-unit breakpoint, the in-place restore completes', async () => {
+    const rig = await startRig({ ...pair, mode: 'inplace', tear: 'random', flash: { programUnit: 16, overwrite: 'program-once' } });
+    try {
+      await rig.svc.start();
+      rig.faulty.scheduleCut(3);
+      const cut = rig.svc.waitFor((e) => e.type === 'powercut', 20_000);
+      await rig.cloud.createJob({ productKey: PK, version: '2.0.0' });
+      await cut;
+      const cp = (await deviceState(rig)).download?.checkpoint;
+      // Only breakpoints the flash holds: a multiple of the unit (the partial unit was in RAM).
+      expect(cp?.offset).toBeGreaterThan(0);
+      expect(cp!.offset % 16).toBe(0);
+      rig.faulty.reboot();
+      const done = rig.cloud.waitFor((e) => e.type === 'succeeded', 30_000);
+      await rig.svc.start();
+      await done;
+      expect(same(rig.slotBytes('A', pair.neu.length), pair.neu)).toBe(true);
+      expect(rig.svc.running).toEqual({ slot: 'A', version: '2.0.0' });
+      expect(rig.events.some((e) => e.type === 'failed')).toBe(false);
+    } finally {
+      await rig.close();
+    }
+  });
+
   for (const mode of ['inplace', 'ab'] as const) {
     it(`a power cut during the ${mode} restore: the next boot resumes it`, async () => {
       const rig = await startRig({ ...pair, mode, tear: 'bits' });

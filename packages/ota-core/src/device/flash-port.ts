@@ -38,6 +38,7 @@ import {
   type Flash,
   type PartitionLayout,
   type Slot,
+  type OverwriteMode,
   type TrustedKey,
   type UpdateType,
 } from '@otadiff/patch-apply';
@@ -72,7 +73,12 @@ export interface OtaFinishParam {
 export interface OtaFlashPort {
   /** Prepare the OTA partition: offset 0 erases it; a non-zero offset resumes a download at that breakpoint. */
   init(offset: number): Promise<void>;
-  /** Store package bytes at `offset` of the OTA partition (any offset and length). */
+  /**
+   * Store package bytes at `offset` of the OTA partition (any offset and length). A port may hold
+   * the bytes of a last, partial program unit in RAM until the unit fills or set_boot
+   * (`info.durableUnit`): they are lost to a power cut, so only offsets at multiples of it are
+   * breakpoints a download may resume from.
+   */
   write(offset: number, bytes: Uint8Array): Promise<void>;
   /** Read back package bytes from the OTA partition. */
   read(offset: number, length: number): Promise<Uint8Array>;
@@ -97,6 +103,13 @@ export interface OtaPortInfo {
   readonly slotSize: Readonly<Partial<Record<Slot, number>>>;
   /** Bytes of the in-place restore's backup ring (patch-apply's backupBytes is the least a package needs). */
   readonly backupSize: number;
+  /**
+   * Written bytes survive a power cut only in whole units of this many bytes from offset 0 (1: every
+   * byte once write() returns). Program-once (ECC) flash cannot program a unit twice, so its port
+   * keeps a partial last unit in RAM: the service saves its download breakpoint only at multiples
+   * of this. Default 1.
+   */
+  readonly durableUnit?: number;
 }
 
 /** A board: the five callbacks plus the services the OTA service needs around them. */
@@ -154,6 +167,10 @@ export function createFlashDirPort(dir: string, opts: FlashDirPortOptions = {}):
   const pu = layout.flash.programUnit;
   const og = ota.geometry;
   const otaSize = layout.ota.size;
+  // Program-once (ECC) flash: a unit may be programmed once between erases, so a write that ends
+  // inside a unit keeps that unit's bytes here until the unit fills (or set_boot pads it).
+  const programOnce = fd.device.overwrite === 'program-once' && pu > 1;
+  let tail: { at: number; bytes: Uint8Array } | undefined;
   const statePath = join(dir, DEVICE_STATE_FILE);
   let booted: Slot | undefined;
   let closed = false;
@@ -175,6 +192,43 @@ export function createFlashDirPort(dir: string, opts: FlashDirPortOptions = {}):
     if (data.length === 0) return;
     ota.program(offset, padToUnit(data, og));
   };
+  const flushTail = (): void => {
+    if (tail === undefined) return;
+    const t = tail;
+    tail = undefined;
+    programPadded(t.at, t.bytes);
+  };
+  // What the partition holds, the RAM tail included.
+  const readOverlaid = (offset: number, length: number): Uint8Array => {
+    const out = readBytes(ota, offset, length);
+    if (tail !== undefined) {
+      const from = Math.max(offset, tail.at);
+      const to = Math.min(offset + length, tail.at + tail.bytes.length);
+      if (from < to) out.set(tail.bytes.subarray(from - tail.at, to - tail.at), from - offset);
+    }
+    return out;
+  };
+  const writeProgramOnce = (offset: number, bytes: Uint8Array): void => {
+    const start = Math.floor(offset / pu) * pu;
+    let prefix: Uint8Array;
+    if (tail !== undefined && tail.at === start && tail.bytes.length <= offset - start) {
+      // Continues the held unit (a gap, if any, stays erased).
+      prefix = new Uint8Array(offset - start).fill(og.erasedValue);
+      prefix.set(tail.bytes);
+      tail = undefined;
+    } else {
+      flushTail();
+      if (offset !== start && !isErased(ota, start, pu))
+        throw new FlashPortError(`write at ${offset}: its program unit at ${start} was programmed already, and this flash programs a unit once (init the breakpoint first)`);
+      prefix = new Uint8Array(offset - start).fill(og.erasedValue);
+    }
+    const buf = new Uint8Array(prefix.length + bytes.length);
+    buf.set(prefix);
+    buf.set(bytes, prefix.length);
+    const whole = Math.floor(buf.length / pu) * pu;
+    if (whole > 0) ota.program(start, buf.subarray(0, whole));
+    if (whole < buf.length) tail = { at: start + whole, bytes: buf.slice(whole) };
+  };
 
   const port: FlashDirPort = {
     dir,
@@ -185,6 +239,7 @@ export function createFlashDirPort(dir: string, opts: FlashDirPortOptions = {}):
     },
     info: {
       otaSize,
+      durableUnit: programOnce ? pu : 1,
       sectorSize: smallestSector(og),
       slots: layout.appB === undefined ? ['A'] : ['A', 'B'],
       slotSize: layout.appB === undefined ? { A: layout.appA.size } : { A: layout.appA.size, B: layout.appB.size },
@@ -194,6 +249,11 @@ export function createFlashDirPort(dir: string, opts: FlashDirPortOptions = {}):
     async init(offset) {
       live();
       checkSpan(offset, 0, 'init');
+      // Held bytes at or past the breakpoint are dropped; before it they stay held.
+      if (tail !== undefined) {
+        if (tail.at >= offset) tail = undefined;
+        else if (tail.at + tail.bytes.length > offset) tail = { at: tail.at, bytes: tail.bytes.slice(0, offset - tail.at) };
+      }
       if (offset === 0) return eraseDirtyFrom(0);
       if (offset >= otaSize) return;
       // A write after the breakpoint may have reached the flash (torn or whole) before the
@@ -202,9 +262,15 @@ export function createFlashDirPort(dir: string, opts: FlashDirPortOptions = {}):
       const start = sectorStart(og, s0);
       const rest = start + sectorLength(og, s0) - offset;
       if (offset !== start && !isErased(ota, offset, rest)) {
-        const prefix = readBytes(ota, start, offset - start);
+        const prefix = readOverlaid(start, offset - start);
         ota.erase(s0);
-        programPadded(start, prefix);
+        if (programOnce) {
+          // Whole units again; a partial last one is held (it cannot be programmed twice).
+          const whole = Math.floor(prefix.length / pu) * pu;
+          if (tail !== undefined && tail.at < start + whole) throw new FlashPortError('init: inconsistent held unit');
+          if (whole > 0) ota.program(start, prefix.subarray(0, whole));
+          tail = whole < prefix.length ? { at: start + whole, bytes: prefix.slice(whole) } : undefined;
+        } else programPadded(start, prefix);
       }
       eraseDirtyFrom(offset === start ? s0 : s0 + 1);
     },
@@ -214,6 +280,7 @@ export function createFlashDirPort(dir: string, opts: FlashDirPortOptions = {}):
       checkSpan(offset, bytes.length, 'write');
       if (bytes.length === 0) return;
       if (pu === 1) return ota.program(offset, bytes);
+      if (programOnce) return writeProgramOnce(offset, bytes);
       // Partial program units: merge with what the unit already holds (erased or earlier bytes).
       const start = Math.floor(offset / pu) * pu;
       const end = roundUp(offset + bytes.length, pu);
@@ -225,7 +292,7 @@ export function createFlashDirPort(dir: string, opts: FlashDirPortOptions = {}):
     async read(offset, length) {
       live();
       checkSpan(offset, length, 'read');
-      return readBytes(ota, offset, length);
+      return readOverlaid(offset, length);
     },
 
     async setBoot(p) {
@@ -233,6 +300,8 @@ export function createFlashDirPort(dir: string, opts: FlashDirPortOptions = {}):
       checkSpan(0, p.packageLength, 'package');
       if (p.packageLength === 0) throw new FlashPortError('set_boot: empty package');
       if (!(p.packageSha256 instanceof Uint8Array) || p.packageSha256.length !== 32) throw new FlashPortError('set_boot: packageSha256 must be 32 bytes');
+      // The package is complete: its last, partial unit goes to the flash (padded with erased bytes).
+      flushTail();
       const updateType = p.updateType ?? 'app';
       const rollback = p.rollback ?? true;
       if (p.result === 'breakpoint') {
@@ -345,6 +414,8 @@ export interface DeviceFlashOptions {
   splitSize?: number;
   sectorSize?: number;
   programUnit?: number;
+  /** How the flash takes a second program of a unit (default 'error'; 'program-once': ECC flash). */
+  overwrite?: OverwriteMode;
 }
 
 /** Creates a device flash directory holding `image` in slot A (refuses an existing one). */
@@ -362,7 +433,7 @@ export function createDeviceFlashDir(dir: string, o: DeviceFlashOptions): Partit
     programUnit: o.programUnit,
     ab: o.ab === true,
   });
-  const fd = createFlashDir(dir, layout);
+  const fd = createFlashDir(dir, layout, o.overwrite === undefined ? {} : { overwrite: o.overwrite });
   try {
     const appA = openPartition(fd.flash, layout, 'appA');
     eraseRange(appA, 0, appA.geometry.size);

@@ -368,7 +368,7 @@ class Service implements OtaService {
           hasher.update(bytes);
           cp = { algorithm: hash, offset: bytes.length, totalSize: info.size, expectedDigest: info.sign, hashState: hasher.save() };
           if (etag !== undefined) cp.etag = etag;
-          state.download.checkpoint = cp;
+          if (cp.offset % Math.max(1, port.info.durableUnit ?? 1) === 0) state.download.checkpoint = cp;
         }
         await this.saveState(state);
       } else {
@@ -382,6 +382,7 @@ class Service implements OtaService {
       // NOR bytes cannot be programmed twice: if the downloader rewinds (the server's
       // representation changed and it starts over), clear the partition from there first.
       let written = cp?.offset ?? 0;
+      const durableUnit = Math.max(1, port.info.durableUnit ?? 1);
       const sink = async (offset: number, bytes: Uint8Array): Promise<void> => {
         if (offset < written) await port.init(offset);
         await port.write(offset, bytes);
@@ -398,8 +399,12 @@ class Service implements OtaService {
         backoff: dl.backoff,
         sleep: dl.sleep,
         onCheckpoint: async (c: DownloadCheckpoint) => {
-          st.download!.checkpoint = c;
-          await this.saveState(st);
+          // A breakpoint only where the port's bytes are durable (program-once flash holds a
+          // partial last unit in RAM): after a power cut the download resumes from the one before.
+          if (c.offset % durableUnit === 0) {
+            st.download!.checkpoint = c;
+            await this.saveState(st);
+          }
           this.emit({ type: 'download', offset: c.offset, total: c.totalSize });
           const pct = Math.floor((c.offset * 100) / c.totalSize);
           if (pct >= lastPct + stepPct && pct < 100) {

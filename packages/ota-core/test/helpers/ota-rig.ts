@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { KeyLike, KeyObject } from 'node:crypto';
 import { generateKeyPair, loadPrivateKey } from '@otadiff/diff-gen';
-import { FaultyFlash, openPartition, readBytes, type Slot, type TearMode } from '@otadiff/patch-apply';
+import { FaultyFlash, openPartition, readBytes, type OverwriteMode, type Slot, type TearMode } from '@otadiff/patch-apply';
 import { startOtaCloud, type OtaCloud, type OtaCloudOptions } from '../../src/cloud/cloud.js';
 import type { PackageMode } from '../../src/cloud/cloud-store.js';
 import { createDeviceFlashDir, createFlashDirPort, type FlashDirPort } from '../../src/device/flash-port.js';
@@ -51,6 +51,8 @@ export interface RigOptions {
   deviceVersion?: string;
   /** The device takes its notices over CoAP from the cloud's CoAP server. */
   coapNotices?: boolean;
+  /** The device flash's program unit and overwrite rule (default 1 byte, 'error'). */
+  flash?: { programUnit?: number; overwrite?: OverwriteMode };
 }
 
 export interface Rig {
@@ -75,7 +77,7 @@ export async function startRig(o: RigOptions): Promise<Rig> {
     await cloud.store.addFirmware(PK, '1.0.0', o.old, { securityCounter: o.counters?.old ?? 0 });
     await cloud.store.addFirmware(PK, '2.0.0', o.neu, { securityCounter: o.counters?.neu ?? 0 });
     const devDir = join(dir, 'device');
-    createDeviceFlashDir(devDir, { image: o.old, version: o.deviceVersion ?? '1.0.0', ab: o.deviceAb ?? mode === 'ab', splitSize: SPLIT });
+    createDeviceFlashDir(devDir, { image: o.old, version: o.deviceVersion ?? '1.0.0', ab: o.deviceAb ?? mode === 'ab', splitSize: SPLIT, ...o.flash });
     let faulty!: FaultyFlash;
     const trustedKeys = o.trustedKeys === undefined ? undefined : resolveTrustedKeys(o.trustedKeys);
     const port = createFlashDirPort(devDir, { trustedKeys, wrapFlash: (f) => (faulty = new FaultyFlash(f, { tear: o.tear ?? 'random', seed: 5 })) });
