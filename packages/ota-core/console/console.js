@@ -236,7 +236,12 @@ async function refreshRollouts() {
     );
     const p = r.policyText;
     node.querySelector('.policy').textContent = `waves ${p.waves}; a wave must reach ${p.successThreshold}; stops after ${p.maxFailures} failures; device timeout ${p.timeout}; retries ${p.retries}. Created by ${r.createdBy}, ${when(r.createdAt)}${r.finishedAt ? `; ended ${when(r.finishedAt)}` : ''}.`;
-    node.querySelector('.actions').replaceChildren(...rolloutButtons(r, node.querySelector('.action-error')));
+    // The buttons are made again only when the state changes: a refresh never swaps one under a click.
+    const actions = node.querySelector('.actions');
+    if (actions.dataset.state !== r.state) {
+      actions.replaceChildren(...rolloutButtons(r, node.querySelector('.action-error')));
+      actions.dataset.state = r.state;
+    }
     node.querySelector('.waves').replaceChildren(
       el('tr', {}, ...['wave', 'up to', 'devices', 'updated', 'failed', 'skipped', 'cancelled', 'in progress', ''].map((h) => el('th', {}, h))),
       ...r.waves.map((w) =>
