@@ -182,7 +182,9 @@ export const OPERATIONS = {
     input: ID,
     run: async (ctx, i) => {
       const r = found(await getRollout(ctx.store, s(i.id)), `unknown rollout ${s(i.id)}`);
-      return { id: r.id, state: r.state, devices: r.devices, points: await rolloutTimeline(ctx.store, r.jobId, r.createdAt) };
+      const points = await rolloutTimeline(ctx.store, r.jobId, r.createdAt);
+      // `now`: the cloud's clock, where a running rollout's lines end (the browser's may be off).
+      return { id: r.id, state: r.state, devices: r.devices, now: Date.now(), points };
     },
   },
   'rollout.create': {

@@ -83,6 +83,12 @@ function partSchema(op: OperationName, url: string, part: Part, parts: Part[]): 
 const consoleDir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'console');
 const require = createRequire(import.meta.url);
 
+const CONSOLE_HEADERS = {
+  'content-security-policy': "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'",
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+};
+
 function staticFile(path: string): Buffer {
   return readFileSync(path);
 }
@@ -148,14 +154,16 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServerHand
     });
   }
 
-  // The console: a page, its script and style, and chart.js's UMD build from node_modules.
-  const page = (name: string, type: string) => (_req: FastifyRequest, reply: FastifyReply) => reply.type(type).header('cache-control', 'no-cache').send(staticFile(join(consoleDir, name)));
+  // The console: a page, its script and style, and chart.js's UMD build from node_modules. The page
+  // holds an operator's token: it runs only its own scripts, talks only to this server, and is never
+  // framed (CONSOLE_HEADERS).
+  const page = (name: string, type: string) => (_req: FastifyRequest, reply: FastifyReply) => reply.type(type).headers(CONSOLE_HEADERS).header('cache-control', 'no-cache').send(staticFile(join(consoleDir, name)));
   app.get('/', page('index.html', 'text/html; charset=utf-8'));
   app.get('/console.js', page('console.js', 'text/javascript; charset=utf-8'));
   app.get('/console.css', page('console.css', 'text/css; charset=utf-8'));
   // chart.js's exports map names no UMD file: find it beside the package's CommonJS entry.
   const chartJs = join(dirname(require.resolve('chart.js')), 'chart.umd.min.js');
-  app.get('/vendor/chart.umd.min.js', (_req, reply) => reply.type('text/javascript; charset=utf-8').header('cache-control', 'max-age=86400').send(staticFile(chartJs)));
+  app.get('/vendor/chart.umd.min.js', (_req, reply) => reply.type('text/javascript; charset=utf-8').headers(CONSOLE_HEADERS).header('cache-control', 'max-age=86400').send(staticFile(chartJs)));
 
   await app.listen({ host: o.host ?? '127.0.0.1', port: o.port ?? 0 });
   const address = app.server.address();
