@@ -45,6 +45,11 @@ describe('rollout policies', () => {
     expect(waveTargets(parseWaves('1%,10%,100%'), 1000)).toEqual([10, 100, 1000]);
     expect(waveTargets(parseWaves('1%,10%,100%'), 7)).toEqual([1, 1, 7]);
     expect(waveTargets(parseWaves('10,100,1000'), 50)).toEqual([10, 50, 50, 50]);
+    // Fractional percentages whose product is not exact in floating point release no extra device.
+    expect(waveTargets(parseWaves('64.4%,100%'), 250)).toEqual([161, 250]);
+    expect(waveTargets(parseWaves('8.8%,17.6%,100%'), 375)).toEqual([33, 66, 375]);
+    expect(waveTargets(parseWaves('0.1%,100%'), 1000)).toEqual([1, 1000]);
+    expect(waveTargets(parseWaves('0.101%,100%'), 1000)).toEqual([2, 1000]);
   });
 });
 
