@@ -114,6 +114,8 @@ describe.each(ENGINES)('rollouts on %s', (engine) => {
     expect(new Set(told.flat()).size).toBe(100);
     const done = (await getRollout(s, r.id))!;
     expect(done).toMatchObject({ state: 'completed', counts: { succeeded: 100 } });
+    // The whole rollout's count (the last wave alone is 50).
+    expect(done.reason).toBe('100 of 100 device(s) updated or already on 2.0.0');
     expect(done.waves.map((w) => w.succeeded)).toEqual([10, 40, 50]);
     const h = await deviceHistory(s, PK, told[1][0]);
     expect(h[0]).toMatchObject({ rolloutId: r.id, version: '2.0.0', state: 'succeeded', wave: 1, pushes: 1 });
@@ -124,6 +126,7 @@ describe.each(ENGINES)('rollouts on %s', (engine) => {
     expect(devs.length).toBe(100);
     const audit = await listAudit(s.db, { limit: 10, target: r.id });
     expect(audit.entries.map((e) => `${e.actor}:${e.action}`)).toEqual(['rollout-controller:rollout.complete', 'alice:rollout.create']);
+    expect(audit.entries[0].detail).toEqual({ succeeded: 100, failed: 0 });
   });
 
   it('pauses itself when a wave fails past the limit, says why, and sends nothing more; resume accepts those failures', async () => {
