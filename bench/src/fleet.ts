@@ -199,7 +199,8 @@ function report(all: Stored[]): string {
       out.push(
         table(
           ['wave', 'released by its end', 'devices', 'updated', 'failed', 'skipped', 'in progress', 'state'],
-          ro.waves.map((w) => [String(w.wave), String(w.target), String(w.devices), String(w.succeeded), String(w.failed), String(w.skipped), String(w.inProgress), w.state]),
+          // The view calls the current wave of a paused rollout running; here it says paused.
+          ro.waves.map((w) => [String(w.wave), String(w.target), String(w.devices), String(w.succeeded), String(w.failed), String(w.skipped), String(w.inProgress), w.state === 'running' && ro.state !== 'running' ? ro.state : w.state]),
           ['r', 'r', 'r', 'r', 'r', 'r', 'r', 'l'],
         ),
       );
