@@ -2,6 +2,9 @@
 // (fleet/run-fleet.ts), and what one status write costs at 100 and 10,000 devices
 // (fleet/status-cost.ts). Writes bench/results/fleet.md (every scenario run so far, kept in
 // fleet.json) with a plot of devices updated over time per scenario; --json prints the result.
+// With --waves (or any rollout option) it is a staged rollout made with `otadiff serve rollout
+// create`, and with --fail-rate a share of the devices fails its update: the bench waits until the
+// rollout completes or pauses itself, and reports how far it got and how many devices it told.
 //
 //   --devices N          fleet size (default 10000)
 //   --workers K          cloud processes (default 1; more need --db and an external broker)
@@ -12,6 +15,14 @@
 //   --kill-at F          with several workers: SIGKILL one once this share is updated (default 0.3; 0 = never)
 //   --crash-at F         with one worker: SIGKILL it once this share is updated, then start it again
 //   --device-procs P     processes holding the simulated devices (default 2)
+//   --fail-rate F        share of the devices whose update fails its verify: 0..1 or 20% (default 0)
+//   --fail-seed N        which devices fail (a seeded choice; default 1)
+//   --waves W            a staged rollout: cumulative waves, 1%,10%,100% or 10,100,1000
+//   --success-threshold P, --max-failures N, --timeout T, --retries N
+//                        the rollout's policy, as `otadiff serve rollout create` takes them
+//                        (any of them makes the run a rollout; --waves defaults to 100%)
+//   --deadline S         give up waiting after S seconds (default 600); a rollout still running
+//                        then is an error (exit 1, nothing recorded); completed or paused is a result
 //   --no-status-cost     skip the status-write measurement
 //   --json               print one JSON object (the fields of FleetResult, and statusWriteCost)
 //   --report-only        write fleet.md again from fleet.json, run nothing
@@ -21,6 +32,9 @@ import { join } from 'node:path';
 import { espDir } from './corpus.js';
 import { table } from './format.js';
 import { ensureDir, resultsDir } from './paths.js';
+import { parsePolicy } from '@otadiff/ota-core';
+import { parseFailRate } from './fleet/fail-choice.js';
+import type { RolloutArgs } from './fleet/rollout-cli.js';
 import { runFleet, type FleetOptions, type FleetResult } from './fleet/run-fleet.js';
 import { statusWriteCost, type WriteCost } from './fleet/status-cost.js';
 import { renderLineChart } from './svg.js';
@@ -35,6 +49,10 @@ interface Args {
   killAt?: number;
   crashAt?: number;
   deviceProcs: number;
+  failRate: number;
+  failSeed: number;
+  rollout?: RolloutArgs;
+  deadline: number;
   statusCost: boolean;
   json: boolean;
   reportOnly: boolean;
@@ -46,7 +64,12 @@ function fail(msg: string): never {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { devices: 10_000, workers: 1, restoreSample: 20, pushRate: 250, deviceProcs: 2, statusCost: true, json: false, reportOnly: false };
+  const a: Args = { devices: 10_000, workers: 1, restoreSample: 20, pushRate: 250, deviceProcs: 2, failRate: 0, failSeed: 1, deadline: 600, statusCost: true, json: false, reportOnly: false };
+  const policy: RolloutArgs = {};
+  const text = (name: string, v: string | undefined): string => {
+    if (v === undefined || v.startsWith('--')) fail(`${name} needs a value`);
+    return v;
+  };
   const num = (name: string, v: string | undefined, min: number, max: number, int = true): number => {
     const n = Number(v);
     if (v === undefined || !Number.isFinite(n) || n < min || n > max || (int && !Number.isInteger(n))) fail(`${name} must be ${int ? 'an integer' : 'a number'} from ${min} to ${max}`);
@@ -65,6 +88,21 @@ function parseArgs(argv: string[]): Args {
       case '--kill-at': a.killAt = num(k, v, 0, 1, false); i++; break;
       case '--crash-at': a.crashAt = num(k, v, 0, 1, false); i++; break;
       case '--device-procs': a.deviceProcs = num(k, v, 1, 16); i++; break;
+      case '--fail-rate':
+        try {
+          a.failRate = parseFailRate(text(k, v));
+        } catch (e) {
+          fail((e as Error).message);
+        }
+        i++;
+        break;
+      case '--fail-seed': a.failSeed = num(k, v, 0, 2 ** 32 - 1); i++; break;
+      case '--deadline': a.deadline = num(k, v, 1, 86_400); i++; break;
+      case '--waves': policy.waves = text(k, v); i++; break;
+      case '--success-threshold': policy.successThreshold = text(k, v); i++; break;
+      case '--max-failures': policy.maxFailures = text(k, v); i++; break;
+      case '--timeout': policy.timeout = text(k, v); i++; break;
+      case '--retries': policy.retries = text(k, v); i++; break;
       case '--no-status-cost': a.statusCost = false; break;
       case '--json': a.json = true; break;
       case '--report-only': a.reportOnly = true; break;
@@ -72,6 +110,15 @@ function parseArgs(argv: string[]): Args {
     }
   }
   if (a.workers > 1 && a.db === undefined) fail('--workers above 1 needs --db postgres://… (the workers share it)');
+  if (Object.keys(policy).length > 0) {
+    // Checked here, before a fleet is registered; `serve rollout create` checks them again.
+    try {
+      parsePolicy(policy);
+    } catch (e) {
+      fail((e as Error).message);
+    }
+    a.rollout = policy;
+  }
   return a;
 }
 
@@ -85,9 +132,22 @@ interface Stored {
 
 const slug = (s: string): string => s.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
 
+const pct = (f: number): string => `${+(f * 100).toFixed(3)}%`;
+
 function scenarioName(r: FleetResult): string {
   const kill = r.killed === null ? '' : r.killed.restarted ? ', cloud SIGKILLed and restarted' : ', one worker SIGKILLed';
-  return `${r.devices} devices, ${r.workers} worker(s), ${r.engine}, ${r.broker.startsWith('embedded') ? 'embedded broker' : r.broker}${kill}`;
+  const p = r.rollout?.policy;
+  const rollout = p === undefined ? '' : `, rollout ${p.waves} (max failures ${p.maxFailures}${p.successThreshold === '95%' ? '' : `, success threshold ${p.successThreshold}`}${p.timeout === 'none' ? '' : `, timeout ${p.timeout}`}${p.retries === 0 ? '' : `, retries ${p.retries}`})`;
+  const failing = (r.failRate ?? 0) > 0 ? `, ${pct(r.failRate)} failing` : '';
+  return `${r.devices} devices, ${r.workers} worker(s), ${r.engine}, ${r.broker.startsWith('embedded') ? 'embedded broker' : r.broker}${kill}${rollout}${failing}`;
+}
+
+/** "paused itself in wave 2: …; 112 of 1000 devices (11.2%) ever notified" (null: a plain job). */
+function rolloutSentence(r: FleetResult): string | null {
+  const ro = r.rollout ?? null;
+  if (ro === null) return null;
+  const what = ro.state === 'paused' ? 'paused itself' : ro.state === 'running' ? 'was still running' : ro.state;
+  return `rollout ${what} in wave ${ro.wave} of ${ro.waves.length}${ro.reason ? `: ${ro.reason}` : ''}; ${r.notified} of ${r.devices} devices (${pct(r.notifiedFraction)}) ever notified`;
 }
 
 const mib = (b: number | null): string => (b === null ? '-' : `${(b / 1048576).toFixed(0)} MiB`);
@@ -108,12 +168,43 @@ function report(all: Stored[]): string {
       ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
     ),
   );
+  const rollouts = all.filter((s) => (s.result.rollout ?? null) !== null);
+  if (rollouts.length > 0) {
+    out.push(
+      '',
+      '## Staged rollouts',
+      '',
+      'A rollout made with `otadiff serve rollout create` (waves, a success threshold, a failure limit that pauses it), with `--fail-rate` of the devices failing their update: each has a flash fault, downloads the package, finds its flash does not hold it and reports a verify failure (-3). `notified` counts the devices that ever received a notice, at the devices; `updated + failed` are the devices that took part. The bench waits until the rollout completed or paused itself and the devices already told have finished.',
+      '',
+      table(
+        ['scenario', 'rollout', 'wave reached', 'notified', 'updated', 'failed', 'set to fail', 'ended after s'],
+        rollouts.map((s) => {
+          const r = s.result;
+          const ro = r.rollout!;
+          return [s.scenario, ro.state, `${ro.wave} of ${ro.waves.length}`, `${r.notified}/${r.devices} (${pct(r.notifiedFraction)})`, String(r.updated), String(r.failed), `${r.failing} (${pct(r.failRate)})`, ro.endedAtSeconds === null ? '-' : ro.endedAtSeconds.toFixed(1)];
+        }),
+        ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r'],
+      ),
+    );
+  }
   for (const s of all) {
     const r = s.result;
     out.push('', `## ${s.scenario}`, '', `${s.date}: \`${s.command}\``, '');
     out.push(
       `Registered in ${r.registerSeconds.toFixed(1)} s, connected in ${r.connectSeconds.toFixed(1)} s; package ${r.packageBytes ?? '-'} bytes. The cloud's database at the end: ${Object.entries(r.cloud.states).map(([k, v]) => `${v} ${k}`).join(', ')}; ${r.cloud.notices} notices sent, ${r.cloud.devicesPushedTwice} device(s) sent more than one. ${r.killed === null ? '' : `${r.killed.worker} was SIGKILLed at ${r.killed.atSeconds.toFixed(1)} s${r.killed.restarted ? ' and started again' : ''}.`}`,
     );
+    const ro = r.rollout ?? null;
+    if (ro !== null) {
+      out.push('', `${rolloutSentence(r)}. The cloud sent ${ro.cloudNotified} device(s) a notice; ${r.failing} device(s) were set to fail.`, '');
+      out.push(
+        table(
+          ['wave', 'released by its end', 'devices', 'updated', 'failed', 'skipped', 'in progress', 'state'],
+          // The view calls the current wave of a paused rollout running; here it says paused.
+          ro.waves.map((w) => [String(w.wave), String(w.target), String(w.devices), String(w.succeeded), String(w.failed), String(w.skipped), String(w.inProgress), w.state === 'running' && ro.state !== 'running' ? ro.state : w.state]),
+          ['r', 'r', 'r', 'r', 'r', 'r', 'r', 'l'],
+        ),
+      );
+    }
     out.push('', `![devices updated over time](${`fleet-${slug(s.scenario)}.svg`})`);
     if (s.statusWriteCost !== undefined) {
       out.push('', 'Status write cost (SQLite, as `serve` runs it; same run):', '');
@@ -150,6 +241,10 @@ async function main(): Promise<void> {
     killAt: a.killAt === 0 ? 2 : a.killAt,
     crashAt: a.crashAt,
     deviceProcs: a.deviceProcs,
+    failRate: a.failRate,
+    failSeed: a.failSeed,
+    rollout: a.rollout,
+    timeoutSec: a.deadline,
     fromVersion: '3.0.4',
     toVersion: '3.0.5',
     old,
@@ -157,6 +252,11 @@ async function main(): Promise<void> {
     log,
   };
   const result = await runFleet(opts);
+  if (result.rollout !== null && result.rollout.state === 'running') {
+    // No answer to the scenario: print what there is, record nothing.
+    if (a.json) process.stdout.write(`${JSON.stringify(result)}\n`);
+    fail(`the rollout was still running after the --deadline of ${a.deadline} s (${rolloutSentence(result)}); nothing recorded`);
+  }
   let cost: WriteCost[] | undefined;
   if (a.statusCost) {
     log('status write cost at 100 and 10,000 devices …');
@@ -183,6 +283,7 @@ async function main(): Promise<void> {
       series: [
         { label: 'notified', color: '#9ab', points: result.timeline.map(([t, , told]) => [t, told]) },
         { label: 'updated', color: '#1a7f37', points: result.timeline.map(([t, up]) => [t, up]) },
+        ...(result.failed > 0 ? [{ label: 'failed', color: '#cf222e', points: result.timeline.map(([t, , , down]): [number, number] => [t, down ?? 0]) }] : []),
       ],
       markers,
     }),
@@ -191,6 +292,8 @@ async function main(): Promise<void> {
   if (a.json) process.stdout.write(`${JSON.stringify({ ...result, statusWriteCost: cost })}\n`);
   else {
     log(`${scenario}: ${result.updated}/${result.devices} updated, ${result.failed} failed, ${result.lost} lost, ${result.duplicatePushes} duplicate pushes, ${result.seconds.toFixed(1)} s, cloud peak RSS ${mib(result.cloudPeakRssBytes)}`);
+    const sentence = rolloutSentence(result);
+    if (sentence !== null) log(sentence);
     if (cost) for (const c of cost) log(`status write at ${c.devices} devices: progress ${c.progressMicros.toFixed(1)} µs, inform ${c.informMicros.toFixed(1)} µs`);
     log(`wrote bench/results/fleet.md`);
   }

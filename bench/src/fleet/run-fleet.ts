@@ -1,17 +1,21 @@
 // The fleet load bench: a real cloud (one embedded `otadiff serve`, or K workers on PostgreSQL and
 // mosquitto behind a small load balancer for their file servers), N simulated devices in a few child
-// processes (sim-devices.ts), one rollout of a diff. Counts what the devices saw (notices, updates,
-// failures) and what the cloud recorded, samples the workers' and the broker's peak RSS, and can
-// SIGKILL a worker (or the only cloud, then restart it) in the middle of the rollout.
+// processes (sim-devices.ts), one rollout of a diff: a plain job to every device, or a staged
+// rollout (waves, a failure limit …) made with `otadiff serve rollout create`, with a share of the
+// devices failing their update (fail-choice.ts, flash-fault.ts). Counts what the devices saw
+// (notices, updates, failures) and what the cloud recorded, samples the workers' and the broker's
+// peak RSS, and can SIGKILL a worker (or the only cloud, then restart it) in the middle of it.
 
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CloudStore, createDeviceFlashDir } from '@otadiff/ota-core';
+import { CloudStore, createDeviceFlashDir, type RolloutView } from '@otadiff/ota-core';
 import { benchDir, cliBin } from '../paths.js';
 import { startBalancer, type Balancer } from './balancer.js';
+import { failingDevices } from './fail-choice.js';
+import { childEnv, createRolloutWithCli, readRollout, type RolloutArgs } from './rollout-cli.js';
 import { freePort, startBenchMosquitto, type BenchMosquitto } from './mosquitto.js';
 import type { ChildMessage, SimConfig, SimDeviceSpec, SimEventKind } from './sim-devices.js';
 
@@ -35,7 +39,13 @@ export interface FleetOptions {
   /** With one worker: SIGKILL it once this share is updated and start it again (the power cut of the cloud). */
   crashAt?: number;
   noticeTimeoutSec?: number;
+  /** The bench gives up waiting for the devices (or the rollout) after this (default 600 s). */
   timeoutSec?: number;
+  /** Share of the fleet (0..1) whose update fails its verify (a flash fault), chosen by failSeed (default 1). */
+  failRate?: number;
+  failSeed?: number;
+  /** A staged rollout instead of one plain job, with this policy (as `serve rollout create` takes it). */
+  rollout?: RolloutArgs;
   old: Uint8Array;
   neu: Uint8Array;
   fromVersion?: string;
@@ -61,15 +71,50 @@ export interface FleetResult {
   pushRate: number;
   restoreSample: { devices: number; updated: number };
   /** What the cloud's database says at the end. */
-  cloud: { succeeded: number; failed: number; states: Record<string, number>; notices: number; devicesPushedTwice: number };
+  cloud: {
+    succeeded: number;
+    failed: number;
+    states: Record<string, number>;
+    notices: number;
+    devicesPushedTwice: number;
+    /** The failed devices by the progress step they reported (-3: verify failed; older results: absent). */
+    failedSteps?: Record<string, number>;
+  };
   notices: number;
   connectSeconds: number;
   registerSeconds: number;
   packageBytes: number | null;
   killed: { atSeconds: number; worker: string; restarted: boolean } | null;
-  timeline: Array<[number, number, number]>;
+  /** [seconds, updated, notified, failed] as the devices saw it (older results: no failed). */
+  timeline: Array<[number, number, number, number?]>;
   workerLogTail: string[];
+  /** The share of the fleet set to fail, and how many devices that is. */
+  failRate: number;
+  failing: number;
+  /** Devices that ever received a notice, counted at the devices; `updated + failed` of them finished. */
+  notified: number;
+  notifiedFraction: number;
+  /** The staged rollout, when there was one (null: a plain job). */
+  rollout: RolloutOutcome | null;
 }
+
+export interface RolloutOutcome {
+  id: string;
+  /** At the end: completed, paused (by itself: a plain bench never pauses one), cancelled, or still running at the deadline. */
+  state: RolloutView['state'];
+  reason: string | null;
+  /** The wave it reached, 1-based (as `serve rollout show` prints it), of `waves.length`. */
+  wave: number;
+  policy: RolloutView['policyText'];
+  waves: Array<{ wave: number; target: number; devices: number; succeeded: number; failed: number; skipped: number; cancelled: number; inProgress: number; state: string }>;
+  /** Seconds after the bench began creating it that it saw it leave `running` (null: it never did). */
+  endedAtSeconds: number | null;
+  /** Devices the cloud sent a notice to (its view; `notified` is the devices'). */
+  cloudNotified: number;
+}
+
+/** A rollout's device rows not finished yet (held ones wait for a resume: not in flight). */
+const IN_FLIGHT = ['waiting', 'queued', 'notified', 'downloading', 'downloaded', 'cancelling'] as const;
 
 /** The device processes run the built bench (a test runs this module from its TypeScript source). */
 const simDevicesJs = join(benchDir, 'dist', 'fleet', 'sim-devices.js');
@@ -94,7 +139,7 @@ function vmHwm(pid: number | undefined): number {
 }
 
 function startWorker(id: string, args: string[], log: (l: string) => void): Promise<Worker> {
-  const child = spawn(process.execPath, [cliBin, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [cliBin, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv() });
   const w: Worker = { id, args, child, peakRss: 0, tail: [], exited: new Promise((r) => child.once('exit', () => r())) };
   let buf = '';
   let ready: (() => void) | undefined;
@@ -106,7 +151,7 @@ function startWorker(id: string, args: string[], log: (l: string) => void): Prom
       buf = buf.slice(i + 1);
       w.tail.push(`${id}: ${line}`);
       if (w.tail.length > 40) w.tail.shift();
-      if (/error|lost the broker|back at the broker|taken over|taking over|unanswered/.test(line)) log(`${id}: ${line}`);
+      if (/error|lost the broker|back at the broker|taken over|taking over|unanswered| rollout r[0-9a-z]+: /.test(line)) log(`${id}: ${line}`);
       if (line.includes('Ctrl-C stops')) ready?.();
     }
   };
@@ -146,6 +191,9 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
       name: d.deviceName,
       secret: d.deviceSecret,
     }));
+    const failRate = o.failRate ?? 0;
+    const fails = failingDevices(n, failRate, o.failSeed ?? 1);
+    for (const i of fails) specs[i].fails = true;
     const sample = Math.min(o.restoreSample ?? 20, n);
     for (let i = 0; i < sample; i++) {
       // Spread over the fleet, so the sample sees the whole rollout.
@@ -154,7 +202,7 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
       createDeviceFlashDir(specs[j].flashDir!, { image: o.old, version: from, splitSize: 64 * 1024 });
     }
     const registerSeconds = (Date.now() - tr) / 1000;
-    log(`registered ${n} devices (${sample} with the real restore) in ${registerSeconds.toFixed(1)} s; ${o.db === undefined ? 'SQLite' : 'PostgreSQL'}`);
+    log(`registered ${n} devices (${sample} with the real restore${fails.size > 0 ? `, ${fails.size} set to fail their update` : ''}) in ${registerSeconds.toFixed(1)} s; ${o.db === undefined ? 'SQLite' : 'PostgreSQL'}`);
 
     // ---- broker and workers
     let brokerUrl: string;
@@ -230,10 +278,19 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
     const connectSeconds = (Date.now() - tc) / 1000;
     log(`${readyCount} devices connected and reported ${from} in ${connectSeconds.toFixed(1)} s${failedToConnect ? ` (${failedToConnect} could not connect)` : ''}`);
 
-    // ---- the rollout
-    const job = await store.createJob({ productKey: FLEET_PK, version: to });
+    // ---- the rollout: one plain job, or a staged rollout as an operator makes it
+    let jobId: string;
+    let rolloutId: string | undefined;
     t0 = Date.now();
-    const timeline: Array<[number, number, number]> = [];
+    if (o.rollout !== undefined) {
+      const r = await createRolloutWithCli({ dataDir, db: o.db, productKey: FLEET_PK, version: to, policy: o.rollout });
+      jobId = r.jobId;
+      rolloutId = r.id;
+      log(`rollout ${r.id}: waves ${r.policyText.waves}, success threshold ${r.policyText.successThreshold}, max failures ${r.policyText.maxFailures} a wave, timeout ${r.policyText.timeout}, retries ${r.policyText.retries}; wave 1 of ${r.waves.length} released (${r.waves[0]?.devices ?? 0} devices)`);
+    } else jobId = (await store.createJob({ productKey: FLEET_PK, version: to })).id;
+    let view: RolloutView | undefined;
+    let endedAt: number | null = null;
+    const timeline: Array<[number, number, number, number]> = [];
     let killed: FleetResult['killed'] = null;
     const killAt = k > 1 ? (o.killAt ?? 0.3) : undefined;
     const deadline = t0 + (o.timeoutSec ?? 600) * 1000;
@@ -249,7 +306,7 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
         if (notices[i] > 0) told++;
       }
       const t = (Date.now() - t0) / 1000;
-      timeline.push([t, up, told]);
+      timeline.push([t, up, told, down]);
       for (const w of workers) w.peakRss = Math.max(w.peakRss, vmHwm(w.child.pid));
       if (mosquitto) mosquitto.peakRss = Math.max(mosquitto.peakRss, vmHwm(mosquitto.pid));
       if (Math.floor(t / 5) !== last) {
@@ -273,20 +330,39 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
         again.peakRss = w.peakRss;
         workers[0] = again;
       }
-      if (up + down >= n || Date.now() > deadline) break;
+      if (Date.now() > deadline) break;
+      if (rolloutId === undefined) {
+        if (up + down >= n) break;
+        continue;
+      }
+      // A rollout ends completed or paused; then the devices already told finish (a pause sends
+      // nothing new but lets them go on): none in flight in the cloud's view, every device told
+      // updated or failed at the devices; bounded by 30 s.
+      if (endedAt === null && timeline.length % 4 !== 1) continue;
+      view = await readRollout(store, rolloutId);
+      if (endedAt === null && view.state !== 'running') {
+        endedAt = t;
+        log(`${t.toFixed(1)} s: rollout ${view.state} in wave ${view.wave + 1} of ${view.waves.length}${view.reason ? `: ${view.reason}` : ''}`);
+      }
+      const inFlight = IN_FLIGHT.reduce((s, k) => s + (view!.counts[k] ?? 0), 0);
+      if (endedAt !== null && ((inFlight === 0 && up + down >= told) || t - endedAt > 30)) break;
     }
+    if (rolloutId !== undefined) view = await readRollout(store, rolloutId);
     const lastUpdate = Math.max(...Array.from(updatedAt).filter((x) => x > 0), t0);
     const seconds = (lastUpdate - t0) / 1000;
     // Let the last informs land before reading the cloud's view: a device whose last report died with a
     // killed cloud reports again once its link is back (its reconnects back off up to 5 s, and the cloud
     // takes a moment to start again), so wait up to 30 s for the view to settle.
-    const counts = async (): Promise<Record<string, number>> => store!.jobCounts(job.id) as Promise<Record<string, number>>;
+    const counts = async (): Promise<Record<string, number>> => store!.jobCounts(jobId) as Promise<Record<string, number>>;
+    const notified = notices.reduce((s, x) => s + (x > 0 ? 1 : 0), 0);
+    // The devices that took part: all of them for a plain job, those told for a rollout.
+    const taking = rolloutId === undefined ? n : notified;
     let states = await counts();
-    for (let i = 0; i < 120 && (states.succeeded ?? 0) + (states.failed ?? 0) < n; i++) {
+    for (let i = 0; i < 120 && (states.succeeded ?? 0) + (states.failed ?? 0) < taking; i++) {
       await new Promise((r) => setTimeout(r, 250));
       states = await counts();
     }
-    const rows = await store.db.selectFrom('device_jobs').select(['device_name', 'state', 'pushes']).where('job_id', '=', job.id).execute();
+    const rows = await store.db.selectFrom('device_jobs').select(['device_name', 'state', 'pushes', 'step']).where('job_id', '=', jobId).execute();
     const rowOf = new Map(rows.map((r) => [r.device_name, r]));
     const lostDevices: FleetResult['lostDevices'] = [];
     const succeededInCloud = new Set(rows.filter((r) => r.state === 'succeeded').map((r) => r.device_name));
@@ -311,7 +387,7 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
       devices: n,
       updated,
       failed,
-      lost: n - recorded - failed,
+      lost: taking - recorded - failed,
       lostDevices,
       duplicatePushes,
       seconds,
@@ -329,6 +405,7 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
         states,
         notices: rows.reduce((s, r) => s + Number(r.pushes), 0),
         devicesPushedTwice: rows.filter((r) => Number(r.pushes) > 1).length,
+        failedSteps: rows.filter((r) => r.state === 'failed').reduce<Record<string, number>>((m, r) => ((m[String(r.step)] = (m[String(r.step)] ?? 0) + 1), m), {}),
       },
       notices: noticeCount,
       connectSeconds,
@@ -337,6 +414,23 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
       killed,
       timeline,
       workerLogTail: workers.flatMap((w) => w.tail.slice(-10)),
+      failRate,
+      failing: fails.size,
+      notified,
+      notifiedFraction: n > 0 ? notified / n : 0,
+      rollout:
+        view === undefined
+          ? null
+          : {
+              id: view.id,
+              state: view.state,
+              reason: view.reason,
+              wave: view.wave + 1,
+              policy: view.policyText,
+              waves: view.waves.map((w) => ({ wave: w.index + 1, target: w.target, devices: w.devices, succeeded: w.succeeded, failed: w.failed, skipped: w.skipped, cancelled: w.cancelled, inProgress: w.inProgress, state: w.state })),
+              endedAtSeconds: endedAt,
+              cloudNotified: rows.filter((r) => Number(r.pushes) > 0).length,
+            },
     };
   } finally {
     await Promise.all(

@@ -3,15 +3,20 @@
 // the package's signed head with a Range request, downloads the rest with Range (resuming through
 // dropped connections), checks the SHA-256, reports progress and, after a simulated restore, its new
 // version. The devices of the restore sample are the real OTA service on simulated flash instead
-// (the restore runs for real). Events go to the parent in batches over IPC.
+// (the restore runs for real). A device marked to fail has a flash fault (flash-fault.ts): it
+// downloads, finds its flash does not hold the package and reports a verify failure, as a real
+// device does. Events go to the parent in batches over IPC.
 
-import { createFlashDirPort, createHasher, createOtaService, download, connectOtaDevice, fetchPackageHead, HEAD_FETCH_BYTES, type OtaDeviceClient, type UpgradeInfo } from '@otadiff/ota-core';
+import { createFlashDirPort, createHasher, createOtaService, download, DownloadError, connectOtaDevice, fetchPackageHead, HEAD_FETCH_BYTES, OtaStep, type OtaDeviceClient, type UpgradeInfo } from '@otadiff/ota-core';
+import { stuckOtaFlash, withStuckBytes } from './flash-fault.js';
 
 export interface SimDeviceSpec {
   name: string;
   secret: string;
   /** A flash directory: this device runs the real OTA service and restore. */
   flashDir?: string;
+  /** Its OTA partition has stuck bytes: every update fails its verify. */
+  fails?: boolean;
 }
 
 export interface SimConfig {
@@ -52,6 +57,19 @@ interface Device {
   stop(): Promise<void>;
 }
 
+/** A failed check of the package, reported as the step it is (the real service's refusal codes). */
+class StepError extends Error {
+  constructor(
+    readonly step: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const stepOf = (e: unknown): number =>
+  e instanceof StepError ? e.step : e instanceof DownloadError && (e.code === 'DIGEST_MISMATCH' || e.code === 'SIZE_MISMATCH') ? OtaStep.VERIFY_FAILED : OtaStep.DOWNLOAD_FAILED;
+
 /** The simulated device: download and digest checks for real, the restore simulated. */
 function simDevice(cfg: SimConfig, spec: SimDeviceSpec, index: number): Device {
   let version = cfg.fromVersion;
@@ -74,17 +92,24 @@ function simDevice(cfg: SimConfig, spec: SimDeviceSpec, index: number): Device {
       await publish((c) => c.reportProgress(0, 'downloading'));
       const hasher = await createHasher('sha256');
       hasher.update(head.bytes);
+      // What the flash reads back, hashed only on a device with the fault (the others hold what they got).
+      const flashed = spec.fails === true ? await createHasher('sha256') : undefined;
+      flashed?.update(withStuckBytes(0, head.bytes));
+      const sink = async (offset: number, bytes: Uint8Array): Promise<void> => void flashed?.update(withStuckBytes(offset, bytes));
       const state = { algorithm: 'sha256' as const, offset: head.bytes.length, totalSize: info.size, expectedDigest: info.sign, hashState: hasher.save(), ...(head.etag === undefined ? {} : { etag: head.etag }) };
       if (head.bytes.length < info.size) {
-        await download({ url: info.url, sink: async () => {}, hash: 'sha256', expectedSize: info.size, expectedDigest: info.sign, state, retries: 20, backoff });
-      } else if (hasher.digest('hex') !== info.sign.toLowerCase()) throw new Error('the package does not match its digest');
+        await download({ url: info.url, sink, hash: 'sha256', expectedSize: info.size, expectedDigest: info.sign, state, retries: 20, backoff });
+      } else if (hasher.digest('hex') !== info.sign.toLowerCase()) throw new StepError(OtaStep.VERIFY_FAILED, 'the package does not match its digest');
+      if (flashed !== undefined && flashed.digest('hex') !== info.sign.toLowerCase()) {
+        throw new StepError(OtaStep.VERIFY_FAILED, 'refused: the package read back from flash does not match the SHA-256 of the notice');
+      }
       await publish((c) => c.reportProgress(100, 'verified; rebooting into the restore'));
       await sleep(20); // the simulated restore and reboot
       version = info.version;
       await publish((c) => c.reportVersion(version));
       emit('updated', index);
     } catch (e) {
-      await publish((c) => c.reportProgress(-2, (e as Error).message.slice(0, 200)));
+      await publish((c) => c.reportProgress(stepOf(e), (e as Error).message.slice(0, 200)));
       emit('failed', index);
     } finally {
       busy = false;
@@ -130,7 +155,9 @@ function simDevice(cfg: SimConfig, spec: SimDeviceSpec, index: number): Device {
 
 /** A device of the restore sample: the real OTA service on a flash directory. */
 function realDevice(cfg: SimConfig, spec: SimDeviceSpec, index: number): Device {
-  const port = createFlashDirPort(spec.flashDir!);
+  let otaStart: number | undefined;
+  const port = createFlashDirPort(spec.flashDir!, spec.fails === true ? { wrapFlash: (f) => stuckOtaFlash(f, () => otaStart) } : {});
+  otaStart = port.layout.ota.offset;
   const svc = createOtaService({
     productKey: cfg.productKey,
     deviceName: spec.name,

@@ -45,6 +45,11 @@ describe('rollout policies', () => {
     expect(waveTargets(parseWaves('1%,10%,100%'), 1000)).toEqual([10, 100, 1000]);
     expect(waveTargets(parseWaves('1%,10%,100%'), 7)).toEqual([1, 1, 7]);
     expect(waveTargets(parseWaves('10,100,1000'), 50)).toEqual([10, 50, 50, 50]);
+    // Fractional percentages whose product is not exact in floating point release no extra device.
+    expect(waveTargets(parseWaves('64.4%,100%'), 250)).toEqual([161, 250]);
+    expect(waveTargets(parseWaves('8.8%,17.6%,100%'), 375)).toEqual([33, 66, 375]);
+    expect(waveTargets(parseWaves('0.1%,100%'), 1000)).toEqual([1, 1000]);
+    expect(waveTargets(parseWaves('0.101%,100%'), 1000)).toEqual([2, 1000]);
   });
 });
 
@@ -109,6 +114,8 @@ describe.each(ENGINES)('rollouts on %s', (engine) => {
     expect(new Set(told.flat()).size).toBe(100);
     const done = (await getRollout(s, r.id))!;
     expect(done).toMatchObject({ state: 'completed', counts: { succeeded: 100 } });
+    // The whole rollout's count (the last wave alone is 50).
+    expect(done.reason).toBe('100 of 100 device(s) updated or already on 2.0.0');
     expect(done.waves.map((w) => w.succeeded)).toEqual([10, 40, 50]);
     const h = await deviceHistory(s, PK, told[1][0]);
     expect(h[0]).toMatchObject({ rolloutId: r.id, version: '2.0.0', state: 'succeeded', wave: 1, pushes: 1 });
@@ -119,6 +126,7 @@ describe.each(ENGINES)('rollouts on %s', (engine) => {
     expect(devs.length).toBe(100);
     const audit = await listAudit(s.db, { limit: 10, target: r.id });
     expect(audit.entries.map((e) => `${e.actor}:${e.action}`)).toEqual(['rollout-controller:rollout.complete', 'alice:rollout.create']);
+    expect(audit.entries[0].detail).toEqual({ succeeded: 100, failed: 0 });
   });
 
   it('pauses itself when a wave fails past the limit, says why, and sends nothing more; resume accepts those failures', async () => {

@@ -137,7 +137,8 @@ export function policyFromJson(text: string): RolloutPolicy {
 export function waveTargets(waves: readonly Amount[], total: number): number[] {
   let last = 0;
   return waves.map((w, i) => {
-    const n = i === waves.length - 1 ? total : 'percent' in w ? Math.ceil((total * w.percent) / 100) : Math.min(w.count, total);
+    // As successesNeeded: 250 × 64.4% / 100 is 161.00000000000003 in floating point, not 161.
+    const n = i === waves.length - 1 ? total : 'percent' in w ? Math.ceil((total * w.percent) / 100 - 1e-9) : Math.min(w.count, total);
     last = Math.max(last, Math.min(n, total));
     return last;
   });

@@ -201,8 +201,10 @@ export async function rolloutTickIn(store: CloudStore, trx: Transaction<Database
     if (!goOn) break;
     if (last) {
       if (!allDone) break;
-      await trx.updateTable('rollouts').set({ state: 'completed', reason: `${ok} of ${total} device(s) updated or already on ${r.version}`, wave, updated_at: now, finished_at: now }).where('id', '=', id).execute();
-      await writeAudit(trx, { actor: CONTROLLER, action: 'rollout.complete', target: id, detail: { succeeded: of(['succeeded']), failed } }, now);
+      // The whole rollout's numbers, not the last wave's: every wave is done.
+      const ofAll = (states: readonly DeviceJobState[]): number => rows.filter((x) => states.includes(x.state)).reduce((s, x) => s + x.n, 0);
+      await trx.updateTable('rollouts').set({ state: 'completed', reason: `${ofAll(DONE_OK)} of ${total} device(s) updated or already on ${r.version}`, wave, updated_at: now, finished_at: now }).where('id', '=', id).execute();
+      await writeAudit(trx, { actor: CONTROLLER, action: 'rollout.complete', target: id, detail: { succeeded: ofAll(['succeeded']), failed: ofAll(['failed']) } }, now);
       out.events.push('completed');
       return out;
     }
