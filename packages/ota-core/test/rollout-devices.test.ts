@@ -157,13 +157,17 @@ describe('rollouts to devices on simulated flash', () => {
 
     // A second rollout, cancelled once the device has handed the update to its bootloader: it finishes.
     const again = await createRollout(cloud!.store, { productKey: PK, version: '2.0.0' }, ops);
-    await until('set_boot', () => d.events.some((e) => e.type === 'set-boot'), 60_000);
+    await until('set_boot', () => d.events.some((e) => e.type === 'set-boot'), 90_000).catch(async (e) => {
+      // Seen once under a loaded full run: say where the device and the cloud were.
+      console.log(JSON.stringify(await getRollout(cloud!.store, again.id)), d.events.map((x) => x.type).join(' '), JSON.stringify(await deviceHistory(cloud!.store, PK, d.name)));
+      throw e;
+    });
     await cancelRollout(cloud!.store, again.id, ops);
     await cloud!.tick();
     await until('the restore to finish', () => confirmed(d, '2.0.0'), 60_000);
     expect(same(d.slot(neu.length), neu)).toBe(true);
     await until('the cloud to see it', async () => (await deviceHistory(cloud!.store, PK, d.name))[0].state === 'succeeded');
-  }, 120_000);
+  }, 180_000);
 
   it('a device removed or given a new secret by another process loses its live session at once', async () => {
     await setUp({ n: 2, size: 16 * 1024 });
