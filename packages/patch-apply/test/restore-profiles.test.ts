@@ -17,6 +17,8 @@ import { Journal } from '../src/flash/journal.js';
 import { PROFILE_NAMES } from '../src/flash/profiles.js';
 import { parseHeader } from '../src/package-format.js';
 import { image, pair } from './helpers/images.js';
+import { randomBytes } from './helpers/lzma-drive.js';
+import { crc32 } from '../src/crc32.js';
 
 const K = 1024;
 const same = (a: Uint8Array, b: Uint8Array) => a.length === b.length && Buffer.compare(a, b) === 0;
@@ -107,11 +109,64 @@ describe('the backup ring', () => {
     // Everything live: no room; nothing live: the sectors are reused.
     const full = new BackupRing(flash, 7);
     expect(() => {
-      for (let i = 0; i < 20; i++) full.save(i * 512, image(400, i), 3, live);
+      for (let i = 0; i < 20; i++) full.save(i * 512, randomBytes(400, i), 3, live);
     }).toThrow(RingFullError);
     const dead = new BackupRing(new MemoryFlash(geometry, { onOverwrite: 'program-once' }), 7);
-    for (let i = 0; i < 20; i++) dead.save(i * 512, image(400, i), 3, (r: RingRecord) => r.slotOffset >= (i - 2) * 512);
+    for (let i = 0; i < 20; i++) dead.save(i * 512, randomBytes(400, i), 3, (r: RingRecord) => r.slotOffset >= (i - 2) * 512);
     expect(dead.erases).toBeGreaterThan(8);
+  });
+
+  it('packs old bytes that compress, reads them back after a reboot, and takes no damaged packed record', () => {
+    const big = { size: 16 * 4096, sectorSize: 4096, programUnit: 16 };
+    const code = image(3 * 4096, 5); // code-like: packs
+    const noise = randomBytes(3 * 4096, 5);
+    const used = (data: Uint8Array) => {
+      const f = new MemoryFlash(big, { onOverwrite: 'program-once' });
+      const ring = new BackupRing(f, 3);
+      ring.save(8192, data, 4, live);
+      const again = new BackupRing(f, 3);
+      const back = new Uint8Array(data.length);
+      for (let at = 8192; at < 8192 + data.length; ) {
+        const rec = again.find(at)!;
+        const n = Math.min(8192 + data.length, rec.slotOffset + rec.length) - at;
+        again.read(rec, at, back, at - 8192, n);
+        at += n;
+      }
+      expect(same(back, data)).toBe(true);
+      let end = 0;
+      const raw = readBytes(f, 0, big.size);
+      for (let i = 0; i < raw.length; i++) if (raw[i] !== 0xff) end = i + 1;
+      return { f, bytes: end - 3 * 4096 }; // from the ring's first sector (update id mod sectors)
+    };
+    const packed = used(code);
+    const plain = used(noise);
+    expect(plain.bytes).toBeGreaterThan(3 * 4096);
+    expect(packed.bytes).toBeLessThan(0.8 * 3 * 4096);
+    // Damage one byte of the first packed record's stream: its CRC fails, so the ring no longer holds it.
+    const at = 3 * 4096 + 32 + 4 + 10; // the ring starts at sector (update id mod sectors)
+    const bytes = readBytes(packed.f, 0, big.size);
+    bytes[at] ^= 0x10;
+    const damaged = new BackupRing(new MemoryFlash(big, { contents: bytes }), 3);
+    expect(damaged.uncovered(8192, 4096)).not.toEqual([]);
+  });
+
+  it('refuses a packed record whose count of held bytes is out of bounds, even with good CRCs', () => {
+    const big = { size: 4 * 4096, sectorSize: 4096, programUnit: 8 };
+    const f = new MemoryFlash(big, { onOverwrite: 'program-once' });
+    new BackupRing(f, 3).save(0, image(4096, 2), 4, live);
+    const good = readBytes(f, 0, big.size);
+    expect(new BackupRing(new MemoryFlash(big, { contents: good }), 3).uncovered(0, 4096)).toEqual([]);
+    for (const count of [0, 5000, 10]) {
+      const bytes = good.slice();
+      const h = 3 * 4096; // the ring starts at sector (update id mod sectors)
+      const dv = new DataView(bytes.buffer, h);
+      expect(dv.getUint32(0, true)).toBe(0x5a41544f); // 'OTAZ'
+      const stored = dv.getUint32(16, true);
+      dv.setUint32(32, count, true); // the held count, the first word of the data
+      dv.setUint32(20, crc32(bytes.subarray(h + 32, h + 32 + stored)), true);
+      dv.setUint32(28, crc32(bytes.subarray(h, h + 28)), true);
+      expect(new BackupRing(new MemoryFlash(big, { contents: bytes }), 3).uncovered(0, 4096)).toEqual([{ offset: 0, length: 4096 }]);
+    }
   });
 
   it('a record cut while written is not taken, and its sector is not written again before an erase', () => {

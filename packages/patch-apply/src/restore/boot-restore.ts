@@ -28,7 +28,7 @@ import { describeSectors, type Flash } from '../flash/flash.js';
 import { readHandover, checkHandoverFits, type Handover, type Slot } from '../flash/handover.js';
 import { Journal, deriveUpdateId, type JournalEntry } from '../flash/journal.js';
 import { openPartition, type PartitionLayout, type PartitionView } from '../flash/partition-layout.js';
-import { BackupRing } from './backup-ring.js';
+import { BackupRing, RING_PACK_RAM_BYTES } from './backup-ring.js';
 import { ChunkReader, zeroSource } from './chunk-reader.js';
 import { restoreByCopy } from './copy-restore.js';
 import { FlashIo, IO_BLOCK } from './flash-io.js';
@@ -75,12 +75,12 @@ export function backupBytes(p: Pick<PackageHeader, 'splitSize' | 'chunks'>, sect
 
 /**
  * RAM the restore's buffers take for a package: the chunk decoder + an I/O block + the signed header and
- * signature, i.e. what a bootloader in C allocates. Unlike streamPatcherRamBytes it has no
+ * signature, and in place the backup ring's packing (encoder, decoder, blocks), i.e. what a bootloader in C allocates. Unlike streamPatcherRamBytes it has no
  * JS_ENGINE_BYTES: the TypeScript restore's engine overhead is not measured, and the boot fuzz bounds
  * every flash read by this figure.
  */
 export function restoreRamBytes(h: PackageHeader): number {
-  return chunkDecoderRamBytes(h) + IO_BLOCK + FIXED_HEADER_BYTES + h.headerLength + h.signatureLength;
+  return chunkDecoderRamBytes(h) + IO_BLOCK + FIXED_HEADER_BYTES + h.headerLength + h.signatureLength + (h.mode === 'inplace' ? RING_PACK_RAM_BYTES : 0);
 }
 
 function slotView(flash: Flash, layout: PartitionLayout, slot: Slot): PartitionView {
