@@ -423,17 +423,22 @@ export class BackupRing {
       this.marks.push(rec);
       return true;
     }
-    const i = this.records.findIndex((r) => r.slotOffset > slotOffset);
-    this.records.splice(i < 0 ? this.records.length : i, 0, rec);
-    this.reindex();
+    // Saves mostly go up the slot: then the record goes last and the index grows by one entry.
+    const r = this.records;
+    let i = r.length;
+    while (i > 0 && r[i - 1].slotOffset > slotOffset) i--;
+    r.splice(i, 0, rec);
+    this.reindex(i);
     return true;
   }
 
-  private reindex(): void {
-    this.reachEnd = [];
-    let reach = 0;
-    for (const r of this.records) {
-      reach = Math.max(reach, r.slotOffset + r.length);
+  /** Rebuilds reachEnd from record `from` on. */
+  private reindex(from = 0): void {
+    this.reachEnd.length = from;
+    let reach = from > 0 ? this.reachEnd[from - 1] : 0;
+    for (let i = from; i < this.records.length; i++) {
+      const rec = this.records[i];
+      reach = Math.max(reach, rec.slotOffset + rec.length);
       this.reachEnd.push(reach);
     }
   }
