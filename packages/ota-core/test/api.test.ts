@@ -1,7 +1,7 @@
-// The management API over real HTTP: bearer tokens (none or a bad one: 401), roles (a viewer's
-// change: 403), the same operations as the CLI with their audit rows, a bad body answered 400 with
-// the field named, cursor pages of devices, a firmware upload, and fuzzed bodies (fast-check) on
-// every route that takes one: never a 500.
+// The management API over real HTTP: bearer tokens (none or a bad one: 401), roles (a viewer’s
+// change: 403), both checked before the body is read; the same operations as the CLI with their
+// audit rows, a bad body answered 400 with the field named, cursor pages of devices, a firmware
+// upload, and fuzzed bodies (fast-check) on every route that takes one: never a 500.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { CloudStore } from '../src/cloud/cloud-store.js';
@@ -71,6 +71,36 @@ describe('the management API', () => {
     expect((await call('POST', '/api/v1/devices', { token: tokens.operator, body: { productKey: PK, deviceName: 'op-made' } })).status).toBe(403);
     expect((await call('GET', '/api/v1/operators', { token: tokens.operator })).status).toBe(403);
     expect((await call('GET', '/api/v1/whoami', { token: tokens.viewer })).body).toEqual({ name: 'viewer-1', role: 'viewer' });
+  });
+
+  it('checks the token and the role before it reads the body: 401 and 403 whatever the body', async () => {
+    // Bodies each of which alone is a 400 (schema, JSON) or a 415 (content type) once signed in.
+    const bodies: Array<{ body?: unknown; raw?: string; type?: string }> = [
+      { body: { colour: 'red' } },
+      { body: { productKey: 5, version: '2.0.0' } },
+      { raw: '{"productKey":' },
+      { raw: '<x/>', type: 'application/xml' },
+    ];
+    for (const b of bodies) {
+      const what = JSON.stringify(b);
+      const none = await call('POST', '/api/v1/rollouts', b);
+      expect(none.status, what).toBe(401);
+      expect(none.body.error, what).toMatch(/bearer token is required/);
+      expect((await call('POST', '/api/v1/rollouts', { ...b, token: 'otd_not-a-token' })).status, what).toBe(401);
+      const viewer = await call('POST', '/api/v1/rollouts', { ...b, token: tokens.viewer });
+      expect(viewer.status, what).toBe(403);
+      expect(viewer.body.error, what).toMatch(/rollout.create needs the operator role; viewer-1 is viewer/);
+      expect((await call('POST', '/api/v1/operators', { ...b, token: tokens.operator })).status, what).toBe(403);
+      // A bad query or path is no different: a viewer learns nothing about the schema of a change.
+      expect((await call('PUT', '/api/v1/products/bad!key/firmware/1.0?colour=red', { ...b, token: tokens.operator })).status, what).toBe(403);
+    }
+    // The firmware upload too: an anonymous image is refused before it is read.
+    const up = await fetch(`${api.url}/api/v1/products/${PK}/firmware/3.0.0?colour=red`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: Buffer.from(testBytes(5000, 3)) });
+    expect(up.status).toBe(401);
+    expect(await store.firmwareReleases(PK)).not.toContainEqual(expect.objectContaining({ version: '3.0.0' }));
+    // Once the role is enough, the same bodies get the schema's answer.
+    expect((await call('POST', '/api/v1/rollouts', { token: tokens.operator, body: { colour: 'red' } })).status).toBe(400);
+    expect((await call('POST', '/api/v1/rollouts', { token: tokens.operator, raw: '<x/>', type: 'application/xml' })).status).toBe(415);
   });
 
   it('pages the fleet with a cursor: every device once, filtered by product and tag', async () => {

@@ -1,8 +1,8 @@
 // The management API (JSON over HTTP, fastify) and the console page, on `serve --api-port N`.
 // Every /api/v1 request needs `Authorization: Bearer TOKEN` (serve add-operator): none or a bad one
-// is 401, a role too low for the operation 403. Each route is one operation of the service layer
-// (admin/operations.ts), whose JSON schema fastify checks first: a bad body, query or path is a 400
-// naming the field, never a 500. The console (console/ beside the package's sources) and chart.js
+// is 401, a role too low for the operation 403, both checked before the body is read (auth.ts). Each
+// route is one operation of the service layer (admin/operations.ts), whose JSON schema fastify checks
+// next: a bad body, query or path is a 400 naming the field, never a 500. The console (console/ beside the package's sources) and chart.js
 // are static files.
 
 import { readFileSync } from 'node:fs';
@@ -11,9 +11,9 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { CloudStore } from '../cloud-store.js';
-import { operatorByToken } from '../admin/operators.js';
 import { asServiceError, describeSchemaError, operation, runOperation, ServiceError, type OperationName, type ServiceHooks } from '../admin/operations.js';
 import type { DeviceRef } from '../../protocol/topics.js';
+import { actorOf, authorize } from './auth.js';
 
 export interface ApiServerOptions {
   store: CloudStore;
@@ -131,16 +131,10 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServerHand
       preValidation: async (req: FastifyRequest) => {
         if (r.from.includes('body') && (req.body === undefined || req.body === null)) req.body = {};
       },
+      // The token and the role first, before the body is read or anything is validated.
+      onRequest: authorize(o.store, r.op),
       handler: async (req: FastifyRequest, reply: FastifyReply) => {
-        const auth = req.headers.authorization;
-        const token = typeof auth === 'string' && /^Bearer \S+$/.test(auth) ? auth.slice(7) : undefined;
-        const actor = token === undefined ? undefined : await operatorByToken(o.store, token);
-        if (actor === undefined) {
-          return reply
-            .code(401)
-            .header('www-authenticate', 'Bearer')
-            .send({ error: token === undefined ? 'a bearer token is required (serve add-operator)' : 'the bearer token is not valid' });
-        }
+        const actor = actorOf(req);
         const input: Record<string, unknown> = {};
         for (const part of r.from) Object.assign(input, (req as unknown as Record<Part, Record<string, unknown> | undefined>)[part] ?? {});
         let upload: Uint8Array | undefined;
