@@ -1,7 +1,8 @@
 // The management API over real HTTP: bearer tokens (none or a bad one: 401), roles (a viewer’s
 // change: 403), both checked before the body is read; the same operations as the CLI with their
 // audit rows, a bad body answered 400 with the field named, cursor pages of devices, a firmware
-// upload, and fuzzed bodies (fast-check) on every route that takes one: never a 500.
+// upload, body limits (64 MiB on the upload, 1 MiB elsewhere: 413), and fuzzed bodies (fast-check)
+// on every route that takes one: never a 500.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { CloudStore } from '../src/cloud/cloud-store.js';
@@ -183,6 +184,40 @@ describe('the management API', () => {
     expect((await call('POST', '/api/v1/rollouts', { token: tokens.operator, raw: '{"productKey":' })).status).toBe(400);
     expect((await call('POST', '/api/v1/rollouts', { token: tokens.operator, raw: 'x', type: 'text/plain' })).status).toBe(400);
     expect((await call('POST', '/api/v1/rollouts', { token: tokens.operator, raw: '<x/>', type: 'application/xml' })).status).toBe(415);
+  });
+
+  it('takes 64 MiB on the firmware upload only: every other route answers 413 above 1 MiB', async () => {
+    const MiB = 1024 * 1024;
+    const octets = (n: number) => ({ token: tokens.admin, raw: Buffer.alloc(n, 0x41), type: 'application/octet-stream' });
+    // Other routes, whatever the content type (the upload's octet-stream parser included).
+    for (const type of ['application/octet-stream', 'application/json']) {
+      for (const [method, path] of [['POST', '/api/v1/devices'], ['POST', '/api/v1/rollouts/rnope/pause'], ['POST', '/api/v1/operators']]) {
+        const over = await call(method, path, { ...octets(MiB + 1), type });
+        expect(over.status, `${method} ${path} ${type}`).toBe(413);
+        expect(over.body.error, `${method} ${path} ${type}`).toBe('the body is larger than 1 MiB, the most this route takes');
+      }
+    }
+    // At the limit the body is read, and refused for what it is (not an object), not for its size.
+    const at = await call('POST', '/api/v1/devices', octets(MiB));
+    expect(at.status).toBe(400);
+    // The upload takes more than 1 MiB.
+    await store.addProduct('a1Big');
+    const image = Buffer.from(testBytes(2 * MiB + 5, 7));
+    const put = (url: string, body: Buffer) => fetch(url, { method: 'PUT', headers: { authorization: `Bearer ${tokens.admin}`, 'content-type': 'application/octet-stream' }, body });
+    const big = await put(`${api.url}/api/v1/products/a1Big/firmware/2.5.0`, image);
+    expect(big.status).toBe(201);
+    expect(await big.json()).toMatchObject({ version: '2.5.0', size: image.length });
+    // And no more than maxFirmwareBytes (a server with a 3 MiB limit, so the test sends little).
+    const small = await startApiServer({ store, maxFirmwareBytes: 3 * MiB });
+    try {
+      expect((await put(`${small.url}/api/v1/products/a1Big/firmware/2.6.0`, image)).status).toBe(201);
+      const tooBig = await put(`${small.url}/api/v1/products/a1Big/firmware/2.7.0`, Buffer.alloc(3 * MiB + 1, 1));
+      expect(tooBig.status).toBe(413);
+      expect(await tooBig.json()).toEqual({ error: 'the body is larger than 3 MiB, the most this route takes' });
+      expect((await store.firmwareReleases('a1Big')).map((f) => f.version)).toEqual(['2.5.0', '2.6.0']);
+    } finally {
+      await small.close();
+    }
   });
 
   it('never answers a fuzzed body with a 500', async () => {
