@@ -148,6 +148,7 @@ and the push queue, and one takes over the broker session of another that dies.`
     .option('--product-key <PK>', 'only this product')
     .addOption(new Option('--state <S>', 'only rollouts in this state').choices(['running', 'paused', 'completed', 'cancelled']))
     .option('--limit <N>', 'at most this many', '50')
+    .option('--before <ID>', 'rollouts older than this one (the "more" hint of the previous page; `next` with --json)')
     .option('--data <DIR>', DATA_HELP)
     .option('--db <URL>', DB_HELP)
     .option('--json', 'print one JSON object')

@@ -44,11 +44,16 @@ export async function rolloutCreateCommand(
   if (!opts.json) stdout('  (a running server pushes it: each wave starts when the one before reached its success threshold)');
 }
 
-export async function rolloutListCommand(opts: DataOption & Json & { productKey?: string; state?: string; limit?: string }): Promise<void> {
+/** A rollout id as rollout create makes them and the "more" hint prints them (the service's pattern). */
+const ROLLOUT_ID = /^[A-Za-z0-9-]{1,40}$/;
+
+export async function rolloutListCommand(opts: DataOption & Json & { productKey?: string; state?: string; limit?: string; before?: string }): Promise<void> {
+  if (opts.before !== undefined && !ROLLOUT_ID.test(opts.before)) throw new CliError(`--before must be a rollout id (the "more" hint of the previous page), not "${opts.before.slice(0, 60)}"`);
   const input: Record<string, unknown> = {};
   if (opts.productKey !== undefined) input.productKey = opts.productKey;
   if (opts.state !== undefined) input.state = opts.state;
   if (opts.limit !== undefined) input.limit = opts.limit;
+  if (opts.before !== undefined) input.before = opts.before;
   const r = await operate<{ rollouts: RolloutView[]; next?: string }>(opts, 'rollout.list', input);
   if (opts.json) return stdout(JSON.stringify(r));
   if (r.rollouts.length === 0) stdout('no rollouts');
