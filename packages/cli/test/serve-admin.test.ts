@@ -158,6 +158,21 @@ describe('otadiff serve: rollouts, tags, operators and the audit log', () => {
     }
   }, 60_000);
 
+  it('rollout create --retries takes 0 to 10, as its error and the service say', async () => {
+    const data = await fleet();
+    for (const n of ['0', '10']) {
+      const r = await json<Rollout>('serve', 'rollout', 'create', '--data', data, '--product-key', PK, '--version', '2.0.0', '--retries', n);
+      expect(r.policyText.retries).toBe(Number(n));
+      await json('serve', 'rollout', 'cancel', r.id, '--data', data);
+    }
+    for (const bad of ['11', '99', '-1', '1e1', '010', '2.5', ' 3', '']) {
+      const r = await run('serve', 'rollout', 'create', '--data', data, '--product-key', PK, '--version', '2.0.0', '--retries', bad);
+      expect(r.code, bad).toBe(1);
+      expect(r.err, bad).toBe(`error: --retries must be an integer from 0 to 10, not "${bad}"\n`);
+    }
+    expect((await json<{ rollouts: unknown[] }>('serve', 'rollout', 'list', '--data', data)).rollouts).toHaveLength(2);
+  }, 60_000);
+
   it('refuses bad input with one error line and exit 1, writing nothing', async () => {
     const data = await fleet();
     const bad: [string[], RegExp][] = [

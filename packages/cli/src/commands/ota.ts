@@ -136,7 +136,7 @@ and the push queue, and one takes over the broker session of another that dies.`
     .option('--success-threshold <P>', "share of a wave that must succeed before the next starts", '95%')
     .option('--max-failures <N>', 'failures in one wave (a count, or a percentage of the wave) beyond which the rollout pauses itself (default: 100% minus the success threshold)')
     .option('--timeout <T>', 'a released device that neither succeeds nor fails within this (90s, 30m, 2h) counts as failed (default: none)')
-    .option('--retries <N>', 'try a failed device again this many times before it counts', '0')
+    .option('--retries <N>', 'try a failed device again this many times (0 to 10) before it counts', '0')
     .addOption(new Option('--download-protocol <p>', "download protocol for this rollout (default: the server's)").choices(['http', 'coap']))
     .option('--data <DIR>', DATA_HELP)
     .option('--db <URL>', DB_HELP)

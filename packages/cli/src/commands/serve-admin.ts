@@ -29,8 +29,9 @@ const print = (r: RolloutView, json?: boolean): void => (json ? stdout(JSON.stri
 export async function rolloutCreateCommand(
   opts: DataOption & Json & { productKey: string; version: string; groups?: string[]; waves?: string; successThreshold?: string; maxFailures?: string; timeout?: string; retries?: string; downloadProtocol?: string },
 ): Promise<void> {
+  // 0-10, as the rollout policy and the API's schema take it (a plain integer: no 010, 1e1, 2.5).
+  if (opts.retries !== undefined && !/^(?:[0-9]|10)$/.test(opts.retries)) throw new CliError(`--retries must be an integer from 0 to 10, not "${opts.retries.slice(0, 60)}"`);
   const retries = opts.retries === undefined ? undefined : Number(opts.retries);
-  if (opts.retries !== undefined && !/^\d{1,2}$/.test(opts.retries)) throw new CliError(`--retries must be an integer from 0 to 10, not "${opts.retries}"`);
   const input: Record<string, unknown> = { productKey: opts.productKey, version: opts.version };
   if (opts.groups !== undefined && opts.groups.length > 0) input.groups = opts.groups.flatMap((g) => g.split(',')).filter((g) => g !== '');
   if (opts.waves !== undefined) input.waves = opts.waves;
