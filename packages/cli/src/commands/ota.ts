@@ -35,7 +35,7 @@ export function registerOtaCommands(program: Command): void {
     .option('--mqtt-tls-port <N>', 'the embedded broker also speaks MQTT over TLS here, with --tls-key and --tls-cert (devices: mqtts://, securemode=2)')
     .option('--sign-key <KEY>', 'private key (PEM, from `otadiff keygen`) that signs every package the cloud makes, diffs and full images alike; devices verify it with `device --pubkey`')
     .option('--signing-key <PEM>', 'RSA private key: notices carry a digestsign devices verify (AliOS-style, the notice only)')
-    .option('--url-ttl <SECONDS>', 'lifetime of a signed download URL (bound to its device and job)', '900')
+    .option('--url-ttl <SECONDS>', 'lifetime of a signed download URL (bound to its device and job): whole seconds from 60 to 604800 (7 days)', '900')
     .option('--coap-port <N>', 'CoAP port: notices for CoAP devices and block-wise downloads (0 = any free port)', '5683')
     .addOption(new Option('--download-protocol <p>', 'how notices tell devices to download (a job may override it)').choices(['http', 'coap']).default('http'))
     .option('--tls-key <PEM>', 'serve downloads over HTTPS with this private key (with --tls-cert)')
