@@ -114,6 +114,65 @@ describe('otadiff serve: rollouts, tags, operators and the audit log', () => {
     expect(new Set(audit.entries.map((e) => e.actor)).size).toBe(1);
   }, 60_000);
 
+  it('rollout list pages with --before, as its "(more: --before ID)" hint says', async () => {
+    const data = await fleet();
+    const made: string[] = [];
+    for (const version of ['2.0.0', '1.0.0', '2.0.0', '1.0.0']) {
+      const r = await json<Rollout>('serve', 'rollout', 'create', '--data', data, '--product-key', PK, '--version', version);
+      made.push(r.id);
+      await json('serve', 'rollout', 'cancel', r.id, '--data', data);
+    }
+    const newestFirst = [...made].reverse();
+    // Text: follow the hint page by page.
+    const seen: string[] = [];
+    let before: string[] = [];
+    for (let page = 0; page < 10; page++) {
+      const r = await run('serve', 'rollout', 'list', '--data', data, '--limit', '3', ...before);
+      expect(r.code, r.err).toBe(0);
+      seen.push(...[...r.out.matchAll(/^(\S+)  a1Admin -> /gm)].map((m) => m[1]));
+      const hint = /^\(more: --before (\S+)\)$/m.exec(r.out);
+      if (hint === null) break;
+      before = ['--before', hint[1]];
+    }
+    expect(seen).toEqual(newestFirst);
+    // JSON: `next` is the same cursor.
+    const first = await json<{ rollouts: Rollout[]; next?: string }>('serve', 'rollout', 'list', '--data', data, '--limit', '2');
+    expect(first.rollouts.map((x) => x.id)).toEqual(newestFirst.slice(0, 2));
+    expect(first.next).toBe(newestFirst[1]);
+    const second = await json<{ rollouts: Rollout[]; next?: string }>('serve', '--data', data, 'rollout', 'list', '--limit', '2', '--before', first.next!);
+    expect(second.rollouts.map((x) => x.id)).toEqual(newestFirst.slice(2));
+    expect(second.next).toBeUndefined();
+    // Bad cursors: one error line, exit 1.
+    for (const [bad, err] of [
+      ['', /^error: --before must be a rollout id/],
+      ['r 1', /^error: --before must be a rollout id/],
+      ['../r1', /^error: --before must be a rollout id/],
+      ['r'.repeat(41), /^error: --before must be a rollout id/],
+      ['rnosuchrollout', /^error: unknown rollout rnosuchrollout/],
+    ] as const) {
+      const r = await run('serve', 'rollout', 'list', '--data', data, '--before', bad);
+      expect(r.code, bad).toBe(1);
+      expect(r.err, bad).toMatch(err);
+      expect(r.err, bad).not.toMatch(/\n\s+at /);
+      expect(r.out, bad).toBe('');
+    }
+  }, 60_000);
+
+  it('rollout create --retries takes 0 to 10, as its error and the service say', async () => {
+    const data = await fleet();
+    for (const n of ['0', '10']) {
+      const r = await json<Rollout>('serve', 'rollout', 'create', '--data', data, '--product-key', PK, '--version', '2.0.0', '--retries', n);
+      expect(r.policyText.retries).toBe(Number(n));
+      await json('serve', 'rollout', 'cancel', r.id, '--data', data);
+    }
+    for (const bad of ['11', '99', '-1', '1e1', '010', '2.5', ' 3', '']) {
+      const r = await run('serve', 'rollout', 'create', '--data', data, '--product-key', PK, '--version', '2.0.0', '--retries', bad);
+      expect(r.code, bad).toBe(1);
+      expect(r.err, bad).toBe(`error: --retries must be an integer from 0 to 10, not "${bad}"\n`);
+    }
+    expect((await json<{ rollouts: unknown[] }>('serve', 'rollout', 'list', '--data', data)).rollouts).toHaveLength(2);
+  }, 60_000);
+
   it('refuses bad input with one error line and exit 1, writing nothing', async () => {
     const data = await fleet();
     const bad: [string[], RegExp][] = [

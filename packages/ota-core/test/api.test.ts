@@ -1,7 +1,8 @@
-// The management API over real HTTP: bearer tokens (none or a bad one: 401), roles (a viewer's
-// change: 403), the same operations as the CLI with their audit rows, a bad body answered 400 with
-// the field named, cursor pages of devices, a firmware upload, and fuzzed bodies (fast-check) on
-// every route that takes one: never a 500.
+// The management API over real HTTP: bearer tokens (none or a bad one: 401), roles (a viewer’s
+// change: 403), both checked before the body is read; the same operations as the CLI with their
+// audit rows, a bad body answered 400 with the field named, cursor pages of devices, a firmware
+// upload, body limits (64 MiB on the upload, 1 MiB elsewhere: 413), and fuzzed bodies (fast-check)
+// on every route that takes one: never a 500.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { CloudStore } from '../src/cloud/cloud-store.js';
@@ -71,6 +72,36 @@ describe('the management API', () => {
     expect((await call('POST', '/api/v1/devices', { token: tokens.operator, body: { productKey: PK, deviceName: 'op-made' } })).status).toBe(403);
     expect((await call('GET', '/api/v1/operators', { token: tokens.operator })).status).toBe(403);
     expect((await call('GET', '/api/v1/whoami', { token: tokens.viewer })).body).toEqual({ name: 'viewer-1', role: 'viewer' });
+  });
+
+  it('checks the token and the role before it reads the body: 401 and 403 whatever the body', async () => {
+    // Bodies each of which alone is a 400 (schema, JSON) or a 415 (content type) once signed in.
+    const bodies: Array<{ body?: unknown; raw?: string; type?: string }> = [
+      { body: { colour: 'red' } },
+      { body: { productKey: 5, version: '2.0.0' } },
+      { raw: '{"productKey":' },
+      { raw: '<x/>', type: 'application/xml' },
+    ];
+    for (const b of bodies) {
+      const what = JSON.stringify(b);
+      const none = await call('POST', '/api/v1/rollouts', b);
+      expect(none.status, what).toBe(401);
+      expect(none.body.error, what).toMatch(/bearer token is required/);
+      expect((await call('POST', '/api/v1/rollouts', { ...b, token: 'otd_not-a-token' })).status, what).toBe(401);
+      const viewer = await call('POST', '/api/v1/rollouts', { ...b, token: tokens.viewer });
+      expect(viewer.status, what).toBe(403);
+      expect(viewer.body.error, what).toMatch(/rollout.create needs the operator role; viewer-1 is viewer/);
+      expect((await call('POST', '/api/v1/operators', { ...b, token: tokens.operator })).status, what).toBe(403);
+      // A bad query or path is no different: a viewer learns nothing about the schema of a change.
+      expect((await call('PUT', '/api/v1/products/bad!key/firmware/1.0?colour=red', { ...b, token: tokens.operator })).status, what).toBe(403);
+    }
+    // The firmware upload too: an anonymous image is refused before it is read.
+    const up = await fetch(`${api.url}/api/v1/products/${PK}/firmware/3.0.0?colour=red`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: Buffer.from(testBytes(5000, 3)) });
+    expect(up.status).toBe(401);
+    expect(await store.firmwareReleases(PK)).not.toContainEqual(expect.objectContaining({ version: '3.0.0' }));
+    // Once the role is enough, the same bodies get the schema's answer.
+    expect((await call('POST', '/api/v1/rollouts', { token: tokens.operator, body: { colour: 'red' } })).status).toBe(400);
+    expect((await call('POST', '/api/v1/rollouts', { token: tokens.operator, raw: '<x/>', type: 'application/xml' })).status).toBe(415);
   });
 
   it('pages the fleet with a cursor: every device once, filtered by product and tag', async () => {
@@ -153,6 +184,40 @@ describe('the management API', () => {
     expect((await call('POST', '/api/v1/rollouts', { token: tokens.operator, raw: '{"productKey":' })).status).toBe(400);
     expect((await call('POST', '/api/v1/rollouts', { token: tokens.operator, raw: 'x', type: 'text/plain' })).status).toBe(400);
     expect((await call('POST', '/api/v1/rollouts', { token: tokens.operator, raw: '<x/>', type: 'application/xml' })).status).toBe(415);
+  });
+
+  it('takes 64 MiB on the firmware upload only: every other route answers 413 above 1 MiB', async () => {
+    const MiB = 1024 * 1024;
+    const octets = (n: number) => ({ token: tokens.admin, raw: Buffer.alloc(n, 0x41), type: 'application/octet-stream' });
+    // Other routes, whatever the content type (the upload's octet-stream parser included).
+    for (const type of ['application/octet-stream', 'application/json']) {
+      for (const [method, path] of [['POST', '/api/v1/devices'], ['POST', '/api/v1/rollouts/rnope/pause'], ['POST', '/api/v1/operators']]) {
+        const over = await call(method, path, { ...octets(MiB + 1), type });
+        expect(over.status, `${method} ${path} ${type}`).toBe(413);
+        expect(over.body.error, `${method} ${path} ${type}`).toBe('the body is larger than 1 MiB, the most this route takes');
+      }
+    }
+    // At the limit the body is read, and refused for what it is (not an object), not for its size.
+    const at = await call('POST', '/api/v1/devices', octets(MiB));
+    expect(at.status).toBe(400);
+    // The upload takes more than 1 MiB.
+    await store.addProduct('a1Big');
+    const image = Buffer.from(testBytes(2 * MiB + 5, 7));
+    const put = (url: string, body: Buffer) => fetch(url, { method: 'PUT', headers: { authorization: `Bearer ${tokens.admin}`, 'content-type': 'application/octet-stream' }, body });
+    const big = await put(`${api.url}/api/v1/products/a1Big/firmware/2.5.0`, image);
+    expect(big.status).toBe(201);
+    expect(await big.json()).toMatchObject({ version: '2.5.0', size: image.length });
+    // And no more than maxFirmwareBytes (a server with a 3 MiB limit, so the test sends little).
+    const small = await startApiServer({ store, maxFirmwareBytes: 3 * MiB });
+    try {
+      expect((await put(`${small.url}/api/v1/products/a1Big/firmware/2.6.0`, image)).status).toBe(201);
+      const tooBig = await put(`${small.url}/api/v1/products/a1Big/firmware/2.7.0`, Buffer.alloc(3 * MiB + 1, 1));
+      expect(tooBig.status).toBe(413);
+      expect(await tooBig.json()).toEqual({ error: 'the body is larger than 3 MiB, the most this route takes' });
+      expect((await store.firmwareReleases('a1Big')).map((f) => f.version)).toEqual(['2.5.0', '2.6.0']);
+    } finally {
+      await small.close();
+    }
   });
 
   it('never answers a fuzzed body with a 500', async () => {

@@ -29,8 +29,9 @@ const print = (r: RolloutView, json?: boolean): void => (json ? stdout(JSON.stri
 export async function rolloutCreateCommand(
   opts: DataOption & Json & { productKey: string; version: string; groups?: string[]; waves?: string; successThreshold?: string; maxFailures?: string; timeout?: string; retries?: string; downloadProtocol?: string },
 ): Promise<void> {
+  // 0-10, as the rollout policy and the API's schema take it (a plain integer: no 010, 1e1, 2.5).
+  if (opts.retries !== undefined && !/^(?:[0-9]|10)$/.test(opts.retries)) throw new CliError(`--retries must be an integer from 0 to 10, not "${opts.retries.slice(0, 60)}"`);
   const retries = opts.retries === undefined ? undefined : Number(opts.retries);
-  if (opts.retries !== undefined && !/^\d{1,2}$/.test(opts.retries)) throw new CliError(`--retries must be an integer from 0 to 10, not "${opts.retries}"`);
   const input: Record<string, unknown> = { productKey: opts.productKey, version: opts.version };
   if (opts.groups !== undefined && opts.groups.length > 0) input.groups = opts.groups.flatMap((g) => g.split(',')).filter((g) => g !== '');
   if (opts.waves !== undefined) input.waves = opts.waves;
@@ -44,11 +45,16 @@ export async function rolloutCreateCommand(
   if (!opts.json) stdout('  (a running server pushes it: each wave starts when the one before reached its success threshold)');
 }
 
-export async function rolloutListCommand(opts: DataOption & Json & { productKey?: string; state?: string; limit?: string }): Promise<void> {
+/** A rollout id as rollout create makes them and the "more" hint prints them (the service's pattern). */
+const ROLLOUT_ID = /^[A-Za-z0-9-]{1,40}$/;
+
+export async function rolloutListCommand(opts: DataOption & Json & { productKey?: string; state?: string; limit?: string; before?: string }): Promise<void> {
+  if (opts.before !== undefined && !ROLLOUT_ID.test(opts.before)) throw new CliError(`--before must be a rollout id (the "more" hint of the previous page), not "${opts.before.slice(0, 60)}"`);
   const input: Record<string, unknown> = {};
   if (opts.productKey !== undefined) input.productKey = opts.productKey;
   if (opts.state !== undefined) input.state = opts.state;
   if (opts.limit !== undefined) input.limit = opts.limit;
+  if (opts.before !== undefined) input.before = opts.before;
   const r = await operate<{ rollouts: RolloutView[]; next?: string }>(opts, 'rollout.list', input);
   if (opts.json) return stdout(JSON.stringify(r));
   if (r.rollouts.length === 0) stdout('no rollouts');

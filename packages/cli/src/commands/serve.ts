@@ -10,6 +10,7 @@ import { algorithmOf } from '@otadiff/diff-gen';
 import { readInput } from '../files.js';
 import { loadSigningKey as loadPackageKey } from './keys.js';
 import { parseSecurityCounter } from '../counter-arg.js';
+import { parseUrlTtl } from '../url-ttl-arg.js';
 import { CliError, formatBytes, parseSize } from '../size-arg.js';
 import { untilStopped, type Out, stdout } from './run-until.js';
 
@@ -100,9 +101,6 @@ export interface ServeOptions {
   apiHost?: string;
 }
 
-/** Signed download URLs live this long by default (s): a download starts soon after its notice. */
-export const DEFAULT_URL_TTL_S = 900;
-
 /**
  * The cloud's credential at an external broker: the user from the URL, the password from a file or the
  * environment, never from the URL (a command line shows in the process list).
@@ -167,8 +165,7 @@ export async function serveCommand(opts: ServeOptions, run: { signal?: AbortSign
   if (opts.workerId !== undefined && !/^[A-Za-z0-9_.-]{1,40}$/.test(opts.workerId)) throw new CliError('--worker-id must be 1-40 of letters, digits, _ . -');
   if (opts.broker !== undefined && !/^mqtts?:\/\/\S+$/.test(opts.broker)) throw new CliError('--broker must be an mqtt:// or mqtts:// URL');
   const service = brokerCredential(opts);
-  const ttl = opts.urlTtl === undefined ? DEFAULT_URL_TTL_S : Number(opts.urlTtl);
-  if (!Number.isSafeInteger(ttl) || ttl <= 0) throw new CliError('--url-ttl must be a positive number of seconds');
+  const ttl = parseUrlTtl(opts.urlTtl);
   const signingKey = opts.signingKey === undefined ? undefined : loadSigningKey(opts.signingKey);
   const packageKey = opts.signKey === undefined ? undefined : loadPackageKey(opts.signKey);
   if ((opts.tlsKey === undefined) !== (opts.tlsCert === undefined)) throw new CliError('--tls-key and --tls-cert go together');

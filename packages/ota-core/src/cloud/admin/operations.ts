@@ -307,10 +307,16 @@ export function asServiceError(e: unknown): unknown {
   return e;
 }
 
+/** A 403 unless the actor's role is enough for the operation (the API checks it before reading a body). */
+export function checkRole(name: OperationName, actor: Actor): void {
+  const needs = operation(name).role;
+  if (!roleAllows(actor.role, needs)) throw new ServiceError(403, `${name} needs the ${needs} role; ${actor.name} is ${actor.role}`);
+}
+
 /** Checks the actor's role and the input, runs the operation; refusals are ServiceErrors. */
 export async function runOperation(name: OperationName, ctx: ServiceContext, input: unknown, file?: Uint8Array): Promise<unknown> {
   const op = operation(name);
-  if (!roleAllows(ctx.actor.role, op.role)) throw new ServiceError(403, `${name} needs the ${op.role} role; ${ctx.actor.name} is ${ctx.actor.role}`);
+  checkRole(name, ctx.actor);
   const checked = validateInput(name, input);
   try {
     return await op.run(ctx, checked, file);

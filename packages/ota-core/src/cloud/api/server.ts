@@ -1,8 +1,8 @@
 // The management API (JSON over HTTP, fastify) and the console page, on `serve --api-port N`.
 // Every /api/v1 request needs `Authorization: Bearer TOKEN` (serve add-operator): none or a bad one
-// is 401, a role too low for the operation 403. Each route is one operation of the service layer
-// (admin/operations.ts), whose JSON schema fastify checks first: a bad body, query or path is a 400
-// naming the field, never a 500. The console (console/ beside the package's sources) and chart.js
+// is 401, a role too low for the operation 403, both checked before the body is read (auth.ts). Each
+// route is one operation of the service layer (admin/operations.ts), whose JSON schema fastify checks
+// next: a bad body, query or path is a 400 naming the field, never a 500. The console (console/ beside the package's sources) and chart.js
 // are static files.
 
 import { readFileSync } from 'node:fs';
@@ -11,15 +11,15 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { CloudStore } from '../cloud-store.js';
-import { operatorByToken } from '../admin/operators.js';
 import { asServiceError, describeSchemaError, operation, runOperation, ServiceError, type OperationName, type ServiceHooks } from '../admin/operations.js';
 import type { DeviceRef } from '../../protocol/topics.js';
+import { actorOf, authorize } from './auth.js';
 
 export interface ApiServerOptions {
   store: CloudStore;
   host?: string;
   port?: number;
-  /** Largest firmware upload (default 64 MiB). */
+  /** Largest firmware upload (default 64 MiB); every other route takes 1 MiB at most. */
   maxFirmwareBytes?: number;
   onRevoked?: (d: DeviceRef) => void;
   onRolloutChanged?: (id: string) => void;
@@ -89,13 +89,19 @@ const CONSOLE_HEADERS = {
   'referrer-policy': 'no-referrer',
 };
 
+const MiB = 1024 * 1024;
+/** The most any route but the firmware upload reads (JSON bodies are small). */
+const BODY_LIMIT = MiB;
+
+const sizeText = (n: number): string => (n % MiB === 0 ? `${n / MiB} MiB` : `${n} bytes`);
+
 function staticFile(path: string): Buffer {
   return readFileSync(path);
 }
 
 export async function startApiServer(o: ApiServerOptions): Promise<ApiServerHandle> {
   const app = Fastify({
-    bodyLimit: 1024 * 1024,
+    bodyLimit: BODY_LIMIT,
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false, verbose: true } },
     // Name the field: "body.productKey must be …", "body.extra is not a known field".
     schemaErrorFormatter: (errors, dataVar) => {
@@ -104,10 +110,16 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServerHand
     },
   });
   const hooks: ServiceHooks = { onRevoked: o.onRevoked, onRolloutChanged: o.onRolloutChanged, onJobCreated: o.onJobCreated };
-  const maxFirmware = o.maxFirmwareBytes ?? 64 * 1024 * 1024;
-  app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: maxFirmware }, (_req, body, done) => done(null, body));
+  const maxFirmware = o.maxFirmwareBytes ?? 64 * MiB;
+  // No bodyLimit of its own: a parser's limit would apply to every route without one, so each route
+  // sets its own below (the upload maxFirmware, the rest BODY_LIMIT).
+  app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
-  app.setErrorHandler((err: FastifyError & { field?: string }, _req, reply) => {
+  app.setErrorHandler((err: FastifyError & { field?: string }, req, reply) => {
+    if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      const limit = req.routeOptions.bodyLimit ?? BODY_LIMIT;
+      return reply.code(413).send({ error: `the body is larger than ${sizeText(limit)}, the most this route takes` });
+    }
     const e = asServiceError(err);
     if (e instanceof ServiceError) return reply.code(e.status).send({ error: e.message, ...(e.field === undefined ? {} : { field: e.field }) });
     if (err.validation !== undefined) return reply.code(400).send({ error: err.message, field: err.field ?? 'body' });
@@ -126,21 +138,15 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServerHand
       method: r.method,
       url: r.url,
       schema,
-      ...(file ? { bodyLimit: maxFirmware } : {}),
+      bodyLimit: file ? maxFirmware : BODY_LIMIT,
       // A POST whose body has nothing required may come without one (pause, resume, cancel).
       preValidation: async (req: FastifyRequest) => {
         if (r.from.includes('body') && (req.body === undefined || req.body === null)) req.body = {};
       },
+      // The token and the role first, before the body is read or anything is validated.
+      onRequest: authorize(o.store, r.op),
       handler: async (req: FastifyRequest, reply: FastifyReply) => {
-        const auth = req.headers.authorization;
-        const token = typeof auth === 'string' && /^Bearer \S+$/.test(auth) ? auth.slice(7) : undefined;
-        const actor = token === undefined ? undefined : await operatorByToken(o.store, token);
-        if (actor === undefined) {
-          return reply
-            .code(401)
-            .header('www-authenticate', 'Bearer')
-            .send({ error: token === undefined ? 'a bearer token is required (serve add-operator)' : 'the bearer token is not valid' });
-        }
+        const actor = actorOf(req);
         const input: Record<string, unknown> = {};
         for (const part of r.from) Object.assign(input, (req as unknown as Record<Part, Record<string, unknown> | undefined>)[part] ?? {});
         let upload: Uint8Array | undefined;
