@@ -4,9 +4,10 @@
 //
 // Record (RING_HEADER = 32 bytes, little-endian, then the data padded with the erased value to a multiple
 // of RING_ALIGN and of the program unit, so every header starts on a unit):
-//    0  u32  magic: 'OTAB' saved old bytes, 'OTAZ' saved old bytes packed (below), 'OTAM' a group's mark
-//            (the CRC-32 of each of its sectors' old bytes, in the order they are rewritten; written last
-//            when the group's saves are complete)
+//    0  u32  magic: 'OTAB' saved old bytes, 'OTAZ' saved old bytes packed (below), 'OTAP' and 'OTAQ'
+//            the same of old bytes as a transformed chunk's prediction reads them (predicted view,
+//            below), 'OTAM' a group's mark (the CRC-32 of each of its sectors' old bytes, in the order
+//            they are rewritten; written last when the group's saves are complete)
 //    4  u32  update id
 //    8  u32  sequence number (increasing within the update)
 //   12  u32  slot offset of the saved bytes (a mark: of its group)
@@ -22,15 +23,22 @@
 // A packed record's data is a u32 count of old bytes (1 to LZMA_PACK_MAX), then their raw LZMA stream
 // (lzma-encoder.ts): old bytes are saved packed when that is smaller, so a backup takes less ring and
 // the ring is erased less often. Firmware packs to about three quarters.
+// Views: a transformed chunk reads OLD through the package's prediction (transform/predicted-source.ts),
+// whose every byte depends on others of its 4 KiB block. Saving the raw bytes it depends on would mean
+// whole block prefixes; the restore saves instead exactly the predicted bytes it reads, predicted while
+// the block is intact, and the predicted source takes them from the ring over its own prediction.
 import { crc32 } from '../crc32.js';
 import { sectorCount, sectorLength, sectorStart, type Flash } from '../flash/flash.js';
 import { SAVE_BLOCK } from './group-reads.js';
+import { RecordIndex } from './record-index.js';
 import { LzmaDecoder, LzmaError, lzmaDecoderRamBytes } from '../lzma-decoder.js';
 import { LZMA_ENCODER_RAM_BYTES, LZMA_PACK_MAX, LZMA_PACK_PROPS, LzmaPacker } from '../lzma-encoder.js';
 
 export const RING_MAGIC = 0x4241544f; // bytes 'O' 'T' 'A' 'B'
 export const MARK_MAGIC = 0x4d41544f; // bytes 'O' 'T' 'A' 'M'
 export const PACKED_MAGIC = 0x5a41544f; // bytes 'O' 'T' 'A' 'Z'
+export const PREDICTED_MAGIC = 0x5041544f; // bytes 'O' 'T' 'A' 'P'
+export const PREDICTED_PACKED_MAGIC = 0x5141544f; // bytes 'O' 'T' 'A' 'Q'
 /** Bytes before a packed record's stream: the count of old bytes it holds. */
 const PACKED_PREFIX = 4;
 /** A run is packed only when that saves at least this many bytes (a record header's worth is not worth less). */
@@ -55,7 +63,17 @@ export interface RingRecord {
   /** The chunk whose completion ends the record's use. */
   readonly keepUntil: number;
   readonly kind: 'old' | 'packed' | 'mark';
+  /** Which bytes of OLD it holds: as they are, or as the package's prediction reads them. */
+  readonly view: OldView;
 }
+
+/** OLD as it is on flash, or as a transformed chunk reads it (the package's prediction of NEW). */
+export type OldView = 'raw' | 'predicted';
+
+const MAGIC: Record<OldView, Record<'old' | 'packed', number>> = {
+  raw: { old: RING_MAGIC, packed: PACKED_MAGIC },
+  predicted: { old: PREDICTED_MAGIC, packed: PREDICTED_PACKED_MAGIC },
+};
 
 /** Records written to the ring do not read back (worn or failing flash). */
 export class RingReadBackError extends Error {
@@ -85,12 +103,10 @@ export function recordBytes(length: number, unit: number): number {
 }
 
 export class BackupRing {
-  /** Records of this update, sorted by slot offset. */
-  private records: RingRecord[] = [];
+  /** Records of this update by slot offset, one index per view. */
+  private readonly views: Record<OldView, RecordIndex<RingRecord>> = { raw: new RecordIndex(), predicted: new RecordIndex() };
   /** Group marks of this update. */
   private marks: RingRecord[] = [];
-  /** reachEnd[i]: the furthest end of records[0..i] (to find a covering record among overlapping ones). */
-  private reachEnd: number[] = [];
   private readonly state: SectorState[] = [];
   private open = -1;
   private nextSeq = 1;
@@ -120,65 +136,26 @@ export class BackupRing {
 
   /** Whether the ring holds any record of this update (a restore under way, even with its journal lost). */
   hasRecords(): boolean {
-    return this.records.length > 0 || this.marks.length > 0;
+    return this.recordCount() > 0 || this.marks.length > 0;
   }
 
   recordCount(): number {
-    return this.records.length;
+    return this.views.raw.size + this.views.predicted.size;
   }
 
-  /** The record covering slot byte `offset`, or null. */
-  find(offset: number): RingRecord | null {
-    const r = this.records;
-    // The last record starting at or before `offset`.
-    let lo = 0;
-    let hi = r.length - 1;
-    let idx = -1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      if (r[mid].slotOffset <= offset) {
-        idx = mid;
-        lo = mid + 1;
-      } else hi = mid - 1;
-    }
-    // Records do not overlap when the restore writes them; the flash is not trusted to say so, and a
-    // longer record further left may still cover `offset` (reachEnd says whether one does).
-    for (let i = idx; i >= 0 && this.reachEnd[i] > offset; i--) if (offset < r[i].slotOffset + r[i].length) return r[i];
-    return null;
+  /** The record of `view` covering slot byte `offset`, or null. */
+  find(offset: number, view: OldView = 'raw'): RingRecord | null {
+    return this.views[view].find(offset);
   }
 
-  /** The lowest slot offset above `offset` where a record starts (Infinity when none does). */
-  nextStart(offset: number): number {
-    const r = this.records;
-    let lo = 0;
-    let hi = r.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (r[mid].slotOffset <= offset) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo < r.length ? r[lo].slotOffset : Infinity;
+  /** The lowest slot offset above `offset` where a record of `view` starts (Infinity when none does). */
+  nextStart(offset: number, view: OldView = 'raw'): number {
+    return this.views[view].nextStart(offset);
   }
 
-  /** Slot bytes of [start, start + length) that no record covers, as runs (block-aligned input gives block-aligned runs). */
-  uncovered(start: number, length: number): { offset: number; length: number }[] {
-    const out: { offset: number; length: number }[] = [];
-    const end = start + length;
-    let at = start;
-    while (at < end) {
-      const rec = this.find(at);
-      if (rec !== null) {
-        at = Math.min(end, rec.slotOffset + rec.length);
-        continue;
-      }
-      let stop = Math.min(end, at + SAVE_BLOCK);
-      while (stop < end && this.find(stop) === null) stop = Math.min(end, stop + SAVE_BLOCK);
-      const last = out[out.length - 1];
-      if (last !== undefined && last.offset + last.length === at) last.length += stop - at;
-      else out.push({ offset: at, length: stop - at });
-      at = stop;
-    }
-    return out;
+  /** Slot bytes of [start, start + length) that no record of `view` covers, as runs (block-aligned input gives block-aligned runs). */
+  uncovered(start: number, length: number, view: OldView = 'raw'): { offset: number; length: number }[] {
+    return this.views[view].uncovered(start, length, SAVE_BLOCK);
   }
 
   /** Reads saved bytes of `rec` for slot bytes [offset, offset + length) (inside the record). */
@@ -227,7 +204,7 @@ export class BackupRing {
    * Saves `data` (the old slot bytes at `slotOffset`) as one or more records. `live(rec)` tells which
    * records must survive: a sector holding one is never erased for room.
    */
-  save(slotOffset: number, data: Uint8Array, keepUntil: number, live: (rec: RingRecord) => boolean, kind: RingRecord['kind'] = 'old'): void {
+  save(slotOffset: number, data: Uint8Array, keepUntil: number, live: (rec: RingRecord) => boolean, kind: 'old' | 'mark' = 'old', view: OldView = 'raw'): void {
     let done = 0;
     let failures = 0;
     while (done < data.length) {
@@ -248,14 +225,14 @@ export class BackupRing {
       }
       const packed = kind === 'old' ? this.packed(data.subarray(done, Math.min(data.length, done + LZMA_PACK_MAX)), fit) : null;
       if (packed !== null) {
-        if (!this.append(slotOffset + done, packed.stored, keepUntil, 'packed', packed.length)) {
+        if (!this.append(slotOffset + done, packed.stored, keepUntil, 'packed', packed.length, view)) {
           if (++failures > 2) throw new RingReadBackError(`backup ring records do not read back what was written (${failures} sectors tried)`);
           continue;
         }
         done += packed.length;
         continue;
       }
-      if (!this.append(slotOffset + done, data.subarray(done, done + n), keepUntil, kind, n)) {
+      if (!this.append(slotOffset + done, data.subarray(done, done + n), keepUntil, kind, n, view)) {
         if (++failures > 2) throw new RingReadBackError(`backup ring records do not read back what was written (${failures} sectors tried)`);
         continue;
       }
@@ -318,7 +295,7 @@ export class BackupRing {
 
   /** Drops every record and sector state and reads the ring again (after a failed write). */
   scan(): void {
-    this.records = [];
+    const found: Record<OldView, RingRecord[]> = { raw: [], predicted: [] };
     this.marks = [];
     this.state.length = 0;
     this.open = -1;
@@ -344,7 +321,7 @@ export class BackupRing {
         }
         const rec = this.decodeHeader(this.header, base + pos, s, size - pos);
         if (rec === null || rec === 'foreign' || !this.dataIntact(rec)) break;
-        (rec.kind === 'mark' ? this.marks : this.records).push(rec);
+        (rec.kind === 'mark' ? this.marks : found[rec.view]).push(rec);
         if (rec.seq >= maxSeq) {
           maxSeq = rec.seq;
           maxSeqSector = s;
@@ -353,8 +330,8 @@ export class BackupRing {
       }
       this.state.push({ fill, erased: erasedAll });
     }
-    this.records.sort((a, b) => a.slotOffset - b.slotOffset || a.seq - b.seq);
-    this.reindex();
+    this.views.raw.load(found.raw);
+    this.views.predicted.load(found.predicted);
     this.nextSeq = maxSeq + 1;
     // Go on in the sector of the newest record while its tail is clean.
     if (maxSeqSector >= 0 && this.state[maxSeqSector].fill !== null) this.open = maxSeqSector;
@@ -372,10 +349,11 @@ export class BackupRing {
       const s = (start + k) % this.sectors;
       if (s === this.open) continue;
       if (sectorLength(this.ring.geometry, s) < RING_HEADER + align(this.ring.geometry.programUnit)) continue;
-      if (this.records.some((r) => r.sector === s && live(r)) || this.marks.some((r) => r.sector === s && live(r))) continue;
-      this.records = this.records.filter((r) => r.sector !== s);
+      const holdsLive = (r: RingRecord) => r.sector === s && live(r);
+      if (this.views.raw.some(holdsLive) || this.views.predicted.some(holdsLive) || this.marks.some(holdsLive)) continue;
+      this.views.raw.dropSector(s);
+      this.views.predicted.dropSector(s);
       this.marks = this.marks.filter((r) => r.sector !== s);
-      this.reindex();
       if (!this.state[s].erased) {
         this.ring.erase(s);
         this.erasesDone++;
@@ -389,7 +367,7 @@ export class BackupRing {
 
   /** Writes one record into the open sector; false (and the sector closed) when it does not read back. */
   /** `data` is what goes on flash; `length` the slot bytes it holds (data.length unless packed). */
-  private append(slotOffset: number, data: Uint8Array, keepUntil: number, kind: RingRecord['kind'], length: number): boolean {
+  private append(slotOffset: number, data: Uint8Array, keepUntil: number, kind: RingRecord['kind'], length: number, view: OldView): boolean {
     const g = this.ring.geometry;
     const s = this.open;
     const pos = this.state[s].fill!;
@@ -401,7 +379,7 @@ export class BackupRing {
     body.set(data);
     this.ring.program(at + RING_HEADER, body);
     const dv = new DataView(this.header.buffer);
-    dv.setUint32(0, kind === 'mark' ? MARK_MAGIC : kind === 'packed' ? PACKED_MAGIC : RING_MAGIC, true);
+    dv.setUint32(0, kind === 'mark' ? MARK_MAGIC : MAGIC[view][kind], true);
     dv.setUint32(4, this.updateId, true);
     dv.setUint32(8, seq, true);
     dv.setUint32(12, slotOffset, true);
@@ -410,7 +388,7 @@ export class BackupRing {
     dv.setUint32(24, keepUntil, true);
     dv.setUint32(28, crc32(this.header.subarray(0, 28)), true);
     this.ring.program(at, this.header);
-    const rec: RingRecord = { slotOffset, length, at: at + RING_HEADER, stored: data.length, seq, sector: s, crc: dv.getUint32(20, true), keepUntil, kind };
+    const rec: RingRecord = { slotOffset, length, at: at + RING_HEADER, stored: data.length, seq, sector: s, crc: dv.getUint32(20, true), keepUntil, kind, view };
     const back = new Uint8Array(RING_HEADER);
     this.ring.read(at, back);
     if (back.some((b, i) => b !== this.header[i]) || !this.dataIntact(rec)) {
@@ -423,35 +401,21 @@ export class BackupRing {
       this.marks.push(rec);
       return true;
     }
-    // Saves mostly go up the slot: then the record goes last and the index grows by one entry.
-    const r = this.records;
-    let i = r.length;
-    while (i > 0 && r[i - 1].slotOffset > slotOffset) i--;
-    r.splice(i, 0, rec);
-    this.reindex(i);
+    this.views[view].add(rec);
     return true;
-  }
-
-  /** Rebuilds reachEnd from record `from` on. */
-  private reindex(from = 0): void {
-    this.reachEnd.length = from;
-    let reach = from > 0 ? this.reachEnd[from - 1] : 0;
-    for (let i = from; i < this.records.length; i++) {
-      const rec = this.records[i];
-      reach = Math.max(reach, rec.slotOffset + rec.length);
-      this.reachEnd.push(reach);
-    }
   }
 
   private decodeHeader(h: Uint8Array, at: number, sector: number, room: number): RingRecord | null | 'foreign' {
     const dv = new DataView(h.buffer, h.byteOffset, RING_HEADER);
     const magic = dv.getUint32(0, true);
-    if ((magic !== RING_MAGIC && magic !== MARK_MAGIC && magic !== PACKED_MAGIC) || dv.getUint32(28, true) !== crc32(h.subarray(0, 28))) return null;
+    const view: OldView = magic === PREDICTED_MAGIC || magic === PREDICTED_PACKED_MAGIC ? 'predicted' : 'raw';
+    const packed = magic === PACKED_MAGIC || magic === PREDICTED_PACKED_MAGIC;
+    if ((magic !== MARK_MAGIC && magic !== MAGIC[view].old && !packed) || dv.getUint32(28, true) !== crc32(h.subarray(0, 28))) return null;
     const stored = dv.getUint32(16, true);
     if (stored === 0 || recordBytes(stored, this.ring.geometry.programUnit) > room) return null;
     if (dv.getUint32(4, true) !== this.updateId) return 'foreign';
     let length = stored;
-    if (magic === PACKED_MAGIC) {
+    if (packed) {
       // The count of bytes held, checked against the stream's bound (a packed stream is shorter than
       // what it holds); the data's CRC is checked by the caller before the record is used.
       if (stored <= PACKED_PREFIX || stored > IO) return null;
@@ -468,7 +432,8 @@ export class BackupRing {
       sector,
       crc: dv.getUint32(20, true),
       keepUntil: dv.getUint32(24, true),
-      kind: magic === MARK_MAGIC ? 'mark' : magic === PACKED_MAGIC ? 'packed' : 'old',
+      kind: magic === MARK_MAGIC ? 'mark' : packed ? 'packed' : 'old',
+      view,
     };
   }
 
