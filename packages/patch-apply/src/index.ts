@@ -19,6 +19,7 @@ export { parsePublicKey, parsePublicKeys, KeyError } from './public-key.js';
 export * from './flash/index.js';
 export { boot, backupBytes, restoreRamBytes, DEFAULT_MAX_BOOT_ATTEMPTS, FailCode } from './restore/boot-restore.js';
 export type { BootOptions, BootOutcome, FailReason } from './restore/boot-restore.js';
+export { planRamBytes, MAX_PLAN_BYTES } from './restore/plan-ram.js';
 export { prepareDevice, runPowercut } from './restore/powercut.js';
 export type { DeviceOptions, PowercutOptions, PowercutReport, SimulatedDevice, CutFailure, UpdateWear } from './restore/powercut.js';
 export { stageUpdate, setBoot, confirmBoot, runningSlot } from './restore/stage.js';

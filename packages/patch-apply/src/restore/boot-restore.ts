@@ -24,7 +24,7 @@ import {
 } from '../package-format.js';
 import { checkSecurityCounter, checkTrust, type TrustedKey } from '../signature.js';
 import { digestEquals } from '../stream-patcher.js';
-import { describeSectors, type Flash } from '../flash/flash.js';
+import { describeSectors, makeGeometry, roundUp, type Flash, type FlashGeometry } from '../flash/flash.js';
 import { readHandover, checkHandoverFits, type Handover, type Slot } from '../flash/handover.js';
 import { Journal, deriveUpdateId, type JournalEntry } from '../flash/journal.js';
 import { openPartition, type PartitionLayout, type PartitionView } from '../flash/partition-layout.js';
@@ -33,6 +33,7 @@ import { ChunkReader, zeroSource } from './chunk-reader.js';
 import { restoreByCopy } from './copy-restore.js';
 import { FlashIo, IO_BLOCK } from './flash-io.js';
 import { InPlaceRestore, planInPlace, type InPlacePlan } from './inplace-restore.js';
+import { planRamBytes } from './plan-ram.js';
 import { FailCode, reasonOf, RestoreFailure, type FailReason } from './restore-failure.js';
 
 export { FailCode, type FailReason } from './restore-failure.js';
@@ -74,13 +75,16 @@ export function backupBytes(p: Pick<PackageHeader, 'splitSize' | 'chunks'>, sect
 }
 
 /**
- * RAM the restore's buffers take for a package: the chunk decoder + an I/O block + the signed header and
- * signature, and in place the backup ring's packing (encoder, decoder, blocks), i.e. what a bootloader in C allocates. Unlike streamPatcherRamBytes it has no
- * JS_ENGINE_BYTES: the TypeScript restore's engine overhead is not measured, and the boot fuzz bounds
- * every flash read by this figure.
+ * RAM the restore takes for a package: the chunk decoder + an I/O block + the signed header and
+ * signature, and in place the backup ring's packing (encoder, decoder, blocks) and the planner's read
+ * maps (planRamBytes) on the slot `slot` (default: 4 KiB sectors), i.e. what a bootloader in C
+ * allocates. Unlike streamPatcherRamBytes it has no JS_ENGINE_BYTES: the TypeScript restore's engine
+ * overhead is not measured, and the boot fuzz bounds every flash read by this figure.
  */
-export function restoreRamBytes(h: PackageHeader): number {
-  return chunkDecoderRamBytes(h) + IO_BLOCK + FIXED_HEADER_BYTES + h.headerLength + h.signatureLength + (h.mode === 'inplace' ? RING_PACK_RAM_BYTES : 0);
+export function restoreRamBytes(h: PackageHeader, slot?: FlashGeometry): number {
+  const buffers = chunkDecoderRamBytes(h) + IO_BLOCK + FIXED_HEADER_BYTES + h.headerLength + h.signatureLength;
+  if (h.mode !== 'inplace') return buffers;
+  return buffers + RING_PACK_RAM_BYTES + planRamBytes(h, slot ?? makeGeometry({ size: roundUp(Math.max(h.newSize, h.oldSize, 1), 4096), sectorSize: 4096 }));
 }
 
 function slotView(flash: Flash, layout: PartitionLayout, slot: Slot): PartitionView {

@@ -56,6 +56,11 @@ export class BlockSet {
     return count(this.bits);
   }
 
+  /** Bytes this set holds. */
+  get bytes(): number {
+    return this.bits.byteLength;
+  }
+
   runs(keepUntil: number): SaveRun[] {
     const tags = new Int32Array(this.bits.length).fill(-1);
     for (let b = 0; b < tags.length; b++) if (this.bits[b] !== 0) tags[b] = keepUntil;
@@ -105,15 +110,35 @@ function exactRuns(tags: Int32Array, group: WriteGroup, keep: (at: number) => bo
 /** Above this many sectors in one group the order is plain ascending or descending (the greedy plan is quadratic). */
 const GREEDY_MAX_SECTORS = 256;
 
+/**
+ * Bytes of the (source sector, output sector) read maps a one-chunk group keeps for its greedy order, a
+ * byte per block each. A group of n sectors may have n² of them: for a hostile package with one huge
+ * chunk on small sectors, gigabytes. Past this budget the maps are dropped and the order is plain
+ * ascending or descending, which each block's lowest and highest reader decide (linear in the group).
+ * 128 KiB holds every map of a 64 KiB chunk on 4 KiB sectors (16 × 16 × 512 bytes): such groups are
+ * planned as before whatever the package.
+ */
+export const PAIR_BUDGET = 128 * 1024;
+/** What a read map costs beside its bitmap (a Map entry here; in C, its sector and a pointer). */
+export const PAIR_ENTRY_BYTES = 16;
+
 export class GroupReads {
-  /** Per source sector of the group: the blocks each output sector reads from it (bit per block). */
-  private readonly readers: Map<number, Uint8Array>[];
+  /**
+   * Per source sector of the group: the blocks each output sector reads from it (byte per block), for
+   * the greedy order; null past PAIR_BUDGET, above GREEDY_MAX_SECTORS sectors, and in a group of several chunks.
+   */
+  private readers: Map<number, Uint8Array>[] | null;
+  private pairBytes = 0;
+  /** Per block of a one-chunk group: the lowest and highest output sector (from firstSector) reading it; low > high: none. */
+  private readonly low: Uint16Array | Uint32Array;
+  private readonly high: Uint16Array | Uint32Array;
   /** Per block of the group: read as old bytes by the group's own chunks in a way every order must serve (multi-chunk groups, unknown outputs). */
   private readonly any: Uint8Array;
   /** Old bytes read by chunks of other groups decoded after this one is written, in the order they will be written. */
   private readonly others: { chunk: number; set: BlockSet }[] = [];
   private readonly sectors: number;
   private readonly blocksPerGroup: number;
+  private readonly single: boolean;
   private planned: number[] | null = null;
 
   constructor(
@@ -123,21 +148,36 @@ export class GroupReads {
     this.blocksPerGroup = Math.ceil((group.end - group.start) / SAVE_BLOCK);
     this.any = new Uint8Array(this.blocksPerGroup);
     this.sectors = group.lastSector - group.firstSector + 1;
-    this.readers = Array.from({ length: this.sectors }, () => new Map<number, Uint8Array>());
+    this.single = group.firstChunk === group.lastChunk;
+    const Width = readerWidth(this.sectors) === 2 ? Uint16Array : Uint32Array;
+    const n = this.single ? this.blocksPerGroup : 0;
+    this.low = new Width(n).fill(-1);
+    this.high = new Width(n);
+    this.readers = this.single && this.sectors <= GREEDY_MAX_SECTORS ? Array.from({ length: this.sectors }, () => new Map<number, Uint8Array>()) : null;
+  }
+
+  /** Bytes this holds now: its maps (PAIR_ENTRY_BYTES each beside the bitmap) and its other readers' sets. */
+  get bytes(): number {
+    let n = this.any.byteLength + this.low.byteLength + this.high.byteLength;
+    if (this.readers !== null) {
+      n += this.pairBytes;
+      for (const m of this.readers) n += m.size * PAIR_ENTRY_BYTES;
+    }
+    for (const o of this.others) n += o.set.bytes;
+    return n;
   }
 
   /**
    * The group's slot sectors in the order steps rewrite them: greedily, the sector whose old bytes the
    * sectors not yet written read least goes next (ties: the lower one), so a sector is destroyed when
-   * little of it is still needed. Depends on the read positions only, so a resume finds the same order.
+   * little of it is still needed. Without the read maps (see PAIR_BUDGET), ascending or descending,
+   * whichever saves less. Depends on the read positions only, so a resume finds the same order.
    */
   order(): number[] {
     if (this.planned !== null) return this.planned;
     const all = Array.from({ length: this.sectors }, (_, k) => this.group.firstSector + k);
-    if (this.sectors > GREEDY_MAX_SECTORS) {
-      const up = this.costOf(all);
-      const down = this.costOf([...all].reverse());
-      this.planned = up <= down ? all : all.reverse();
+    if (this.readers === null) {
+      this.planned = this.plainCost(true) <= this.plainCost(false) ? all : all.reverse();
       return this.planned;
     }
     const remaining = new Set(all);
@@ -161,13 +201,15 @@ export class GroupReads {
 
   /**
    * A read of the group's own chunk (a one-chunk group) of old bytes [src, src + len) for output slot
-   * bytes [out, out + len); `out` null when the output position is unknown (then every sector depends on it).
+   * bytes [out, out + len); `out` null when the output position is unknown (then every sector depends on
+   * it). In a group of several chunks (erased whole) every read is an oldRead.
    */
   ownRead(src: number, len: number, out: number | null, dep: Dependence | null = null): void {
     const g = this.group;
     const [a, b] = dependence(src, src + len, dep);
     if (Math.max(a, g.start) >= Math.min(b, g.end)) return;
-    if (out === null) return this.oldRead(src, len, dep);
+    if (out === null || !this.single) return this.oldRead(src, len, dep);
+    if (this.planned !== null) throw new Error('internal: a read of the group after its order was planned');
     // Output byte out + i comes from source byte src + i: split the read at output sector boundaries so
     // each output sector depends only on its own share (widened by DEPENDENCY_MARGIN).
     for (let o = out; o < out + len; ) {
@@ -210,7 +252,7 @@ export class GroupReads {
     for (let b = 0; b < tags.length; b++) if (this.any[b] !== 0) tags[b] = own;
     order.forEach((z, step) => {
       if (!destroyed(z)) return;
-      const bits = this.neededOf(z, new Set(order.slice(step)));
+      const bits = this.neededAt(order, step);
       const first = (sectorStart(this.slot, z) - this.group.start) / SAVE_BLOCK;
       for (let b = 0; b < bits.length; b++) if (bits[b] !== 0) tags[first + b] = own;
     });
@@ -218,38 +260,116 @@ export class GroupReads {
     return runsOf(tags, this.group, (at) => destroyed(sectorAt(this.slot, at)));
   }
 
-  /** Blocks of sector z read by the output sectors in `by` (z's own bit map, one entry per block). */
-  private neededOf(z: number, by: ReadonlySet<number>): Uint8Array {
+  /** Blocks of sector order[step] read by it and the sectors after it in `order` (one entry per block). */
+  private neededAt(order: readonly number[], step: number): Uint8Array {
+    const z = order[step];
+    if (this.readers !== null) return this.neededOf(z, new Set(order.slice(step)));
+    // Without maps the order is monotone: a block is needed while its highest (ascending) or lowest
+    // (descending) reader is not written yet.
+    const up = order.length < 2 || order[1] > order[0];
     const bits = new Uint8Array(sectorLength(this.slot, z) / SAVE_BLOCK);
-    for (const [y, b] of this.readers[z - this.group.firstSector]) if (by.has(y)) for (let i = 0; i < b.length; i++) bits[i] |= b[i];
+    if (!this.single) return bits;
+    const first = (sectorStart(this.slot, z) - this.group.start) / SAVE_BLOCK;
+    const zr = z - this.group.firstSector;
+    for (let i = 0; i < bits.length; i++) {
+      const lo = this.low[first + i];
+      const hi = this.high[first + i];
+      if (lo <= hi && (up ? hi >= zr : lo <= zr)) bits[i] = 1;
+    }
     return bits;
   }
 
-  /** Blocks saved when every sector is rewritten in `order`. */
-  private costOf(order: number[]): number {
+  /** Blocks of sector z read by the output sectors in `by` (z's own bit map, one entry per block). */
+  private neededOf(z: number, by: ReadonlySet<number>): Uint8Array {
+    const bits = new Uint8Array(sectorLength(this.slot, z) / SAVE_BLOCK);
+    for (const [y, b] of this.readers![z - this.group.firstSector]) if (by.has(y)) for (let i = 0; i < b.length; i++) bits[i] |= b[i];
+    return bits;
+  }
+
+  /** Blocks saved when every sector is rewritten in ascending (`up`) or descending order. */
+  private plainCost(up: boolean): number {
+    if (!this.single) return 0;
     let n = 0;
-    order.forEach((z, step) => (n += count(this.neededOf(z, new Set(order.slice(step))))));
+    for (let zr = 0; zr < this.sectors; zr++) {
+      const z = this.group.firstSector + zr;
+      const first = (sectorStart(this.slot, z) - this.group.start) / SAVE_BLOCK;
+      const end = first + sectorLength(this.slot, z) / SAVE_BLOCK;
+      for (let b = first; b < end; b++) {
+        const lo = this.low[b];
+        const hi = this.high[b];
+        if (lo <= hi && (up ? hi >= zr : lo <= zr)) n++;
+      }
+    }
     return n;
   }
 
   /** Source bytes [lo, hi) (clamped to the group) read for outputs in sector y. */
   private sourceRead(lo0: number, hi0: number, y: number): void {
-    const lo = Math.max(lo0, this.group.start);
-    const hi = Math.min(hi0, this.group.end);
+    const g = this.group;
+    const lo = Math.max(lo0, g.start);
+    const hi = Math.min(hi0, g.end);
+    const yr = y - g.firstSector;
     for (let at = lo; at < hi; ) {
       const z = sectorAt(this.slot, at);
       const zStart = sectorStart(this.slot, z);
       const zEnd = Math.min(hi, zStart + sectorLength(this.slot, z));
-      const map = this.readers[z - this.group.firstSector];
-      let bits = map.get(y);
-      if (bits === undefined) {
-        bits = new Uint8Array(sectorLength(this.slot, z) / SAVE_BLOCK);
-        map.set(y, bits);
+      const b0 = Math.floor((at - g.start) / SAVE_BLOCK);
+      const b1 = Math.ceil((zEnd - g.start) / SAVE_BLOCK);
+      for (let b = b0; b < b1; b++) {
+        if (this.low[b] > yr) this.low[b] = yr;
+        if (this.high[b] < yr) this.high[b] = yr;
       }
-      markBits(bits, Math.floor((at - zStart) / SAVE_BLOCK), Math.ceil((zEnd - zStart) / SAVE_BLOCK));
+      if (this.readers !== null) {
+        const map = this.readers[z - g.firstSector];
+        let bits = map.get(y);
+        if (bits === undefined) {
+          const n = sectorLength(this.slot, z) / SAVE_BLOCK;
+          if (this.pairBytes + n > PAIR_BUDGET) this.readers = null;
+          else {
+            bits = new Uint8Array(n);
+            map.set(y, bits);
+            this.pairBytes += n;
+          }
+        }
+        if (bits !== undefined) markBits(bits, Math.floor((at - zStart) / SAVE_BLOCK), Math.ceil((zEnd - zStart) / SAVE_BLOCK));
+      }
       at = zEnd;
     }
   }
+}
+
+/** Bytes of each lowest / highest reader entry for a group of `sectors` sectors. */
+function readerWidth(sectors: number): 2 | 4 {
+  return sectors < 0xffff ? 2 : 4;
+}
+
+/**
+ * The most bytes a GroupReads of `group` takes at once: what it holds (its maps at most PAIR_BUDGET and
+ * their entries) and what its order() and saveRuns() take for a while (the order and its sets, a tag per
+ * block, one sector's bit map); not its otherReader sets.
+ */
+export function groupReadsBytes(slot: FlashGeometry, group: WriteGroup): number {
+  const blocks = Math.ceil((group.end - group.start) / SAVE_BLOCK);
+  const sectors = group.lastSector - group.firstSector + 1;
+  let largest = 0;
+  let smallest = Infinity;
+  for (let s = group.firstSector; s <= group.lastSector; s++) {
+    const n = sectorLength(slot, s);
+    largest = Math.max(largest, n);
+    smallest = Math.min(smallest, n);
+  }
+  let n = blocks + 4 * blocks + 16 * sectors + largest / SAVE_BLOCK;
+  if (group.firstChunk === group.lastChunk) {
+    n += 2 * readerWidth(sectors) * blocks;
+    // Each output sector maps each source sector at most once: the maps' bitmaps are at most sectors × blocks.
+    if (sectors <= GREEDY_MAX_SECTORS) n += Math.min(PAIR_BUDGET, sectors * blocks) + PAIR_ENTRY_BYTES * Math.min(sectors * sectors, Math.floor(PAIR_BUDGET / (smallest / SAVE_BLOCK)));
+  }
+  return n;
+}
+
+/** Bytes of a BlockSet of `group`. */
+export function blockSetBytes(group: WriteGroup): number {
+  return Math.ceil((group.end - group.start) / SAVE_BLOCK);
 }
 
 function markBits(bits: Uint8Array, b0: number, b1: number): void {

@@ -33,6 +33,7 @@ import { ChunkReader, zeroSource, type ReadTap } from './chunk-reader.js';
 import type { Dependence } from '../transform/block.js';
 import { FlashIo, IO_BLOCK } from './flash-io.js';
 import { BlockSet, GroupReads, SAVE_BLOCK, type SaveRun } from './group-reads.js';
+import { MAX_PLAN_BYTES, planRamBytesOf } from './plan-ram.js';
 import { RestoreFailure } from './restore-failure.js';
 import { groupOf, writeGroups, type WriteGroup } from './write-groups.js';
 
@@ -52,20 +53,13 @@ export function inPlaceGroups(p: PackageHeader, slot: FlashGeometry): WriteGroup
   return writeGroups(slot, p.splitSize, p.newSize);
 }
 
-/** Per group, what the feasibility check needs: ring bytes of its own saves and of two kinds of other readers. */
-interface GroupNeed {
-  own: number;
-  /** Old bytes of the group read by the next group's first chunk (look-back). */
-  lookback: BlockSet;
-  /** Old bytes of the group read by the previous group's first chunk (when the pair goes second-first). */
-  forward: BlockSet | null;
-}
-
 /** The restore's order: which one-chunk groups go after their successor (pairs written second-first). */
 export interface InPlacePlan {
   readonly groups: readonly WriteGroup[];
   /** secondFirst[g]: groups g and g+1 are written g+1 first. */
   readonly secondFirst: readonly boolean[];
+  /** The most bytes the planner's read maps and sets held at once (planRamBytes bounds it). */
+  readonly readBytes: number;
 }
 
 /**
@@ -76,30 +70,46 @@ export interface InPlacePlan {
  * go second-first to save the fewest bytes (dynamic programming over the groups: a pair costs the bytes
  * the first chunk reads of the second region plus the second group's look-back, a group on its own its
  * look-back). Deterministic, so every boot of a restore plans the same. Throws RestoreFailure ('layout')
- * naming the geometry.
+ * naming the geometry, before any read map is allocated when planning would need more than MAX_PLAN_BYTES.
  */
 export function planInPlace(p: PackageHeader, chunks: ChunkReader, slot: FlashGeometry, ring: FlashGeometry, describe: string): InPlacePlan {
   for (const r of slot.sectors)
     if (r.size % SAVE_BLOCK !== 0) throw new RestoreFailure('layout', `in-place restore needs sectors in multiples of ${SAVE_BLOCK} bytes; this flash has ${r.size}-byte sectors (${describe})`);
   const groups = inPlaceGroups(p, slot);
+  const planBytes = planRamBytesOf(groups, slot);
+  if (planBytes > MAX_PLAN_BYTES) {
+    const big = groups.reduce((a, g) => (g.end - g.start > a.end - a.start ? g : a));
+    throw new RestoreFailure(
+      'layout',
+      `planning this package in place needs ${planBytes} bytes of RAM (a ${big.end - big.start}-byte write group of ${big.lastSector - big.firstSector + 1} sectors), more than the limit of ${MAX_PLAN_BYTES} (${describe})`,
+    );
+  }
   for (const g of groups) {
     if (markBytes(g, ring) > smallestSector(ring))
       throw new RestoreFailure('layout', `the backup ring's ${smallestSector(ring)}-byte sectors cannot hold the mark of a ${g.lastSector - g.firstSector + 1}-sector write group (${describe})`);
   }
-  const needs: GroupNeed[] = groups.map((g) => ({ own: 0, lookback: new BlockSet(g), forward: null }));
-  let own: GroupReads | null = null;
+  const G = groups.length;
+  // Ring bytes per group: of its own saves and mark; of its old bytes the next group's first chunk
+  // reads (look-back); of those the previous group's first chunk reads (when the pair goes second-first).
+  const own = new Array<number>(G).fill(0);
+  const lookback = new Array<number>(G).fill(0);
+  const forward = new Array<number>(G).fill(0);
+  let reads: GroupReads | null = null;
+  let readBytes = 0;
+  const finish = (r: GroupReads) => (own[r.group.index] = recordBytesOf(r.saveRuns(() => true), ring) + markBytes(r.group, ring));
   for (let k = 0; k < p.chunks.length; k++) {
     const grp = groupOf(groups, k);
-    if (own === null || own.group !== grp) {
-      if (own !== null) needs[own.group.index].own = recordBytesOf(own.saveRuns(() => true), ring) + markBytes(own.group, ring);
-      own = new GroupReads(slot, grp);
+    if (reads === null || reads.group !== grp) {
+      if (reads !== null) finish(reads);
+      reads = new GroupReads(slot, grp);
     }
+    // Only a group's first chunk reads its neighbours' old bytes: their sets live for its decode only.
     const first = k === grp.firstChunk;
-    const prev = first && grp.index > 0 ? needs[grp.index - 1].lookback : null;
-    const next = first && grp.index + 1 < groups.length ? (needs[grp.index + 1].forward ??= new BlockSet(groups[grp.index + 1])) : null;
+    const prev = first && grp.index > 0 ? new BlockSet(groups[grp.index - 1]) : null;
+    const next = first && grp.index + 1 < G ? new BlockSet(groups[grp.index + 1]) : null;
     const single = grp.firstChunk === grp.lastChunk;
     const B = windowBoundary(p, k);
-    const target = own;
+    const target = reads;
     const tap = (src: number, len: number, out: number | null, dep: Dependence | null) => {
       const lo = Math.max(src, B);
       if (lo >= src + len) return;
@@ -110,13 +120,12 @@ export function planInPlace(p: PackageHeader, chunks: ChunkReader, slot: FlashGe
       next?.read(lo, n, dep);
     };
     decodeTolerant(chunks, k, zeroSource, false, tap);
+    readBytes = Math.max(readBytes, reads.bytes + (prev?.bytes ?? 0) + (next?.bytes ?? 0));
+    if (prev !== null) lookback[grp.index - 1] = recordBytesOf(prev.runs(grp.firstChunk), ring);
+    if (next !== null) forward[grp.index + 1] = recordBytesOf(next.runs(grp.firstChunk), ring);
   }
-  if (own !== null) needs[own.group.index].own = recordBytesOf(own.saveRuns(() => true), ring) + markBytes(own.group, ring);
-  const bytesOf = (set: BlockSet | null, keepUntil: number) => (set === null ? 0 : recordBytesOf(set.runs(keepUntil), ring));
-  const G = groups.length;
+  if (reads !== null) finish(reads);
   const single = (x: number) => groups[x].firstChunk === groups[x].lastChunk;
-  const lookback = groups.map((g, i) => bytesOf(needs[i].lookback, g.lastChunk + 1));
-  const forward = groups.map((_, i) => (i > 0 ? bytesOf(needs[i].forward, groups[i - 1].firstChunk) : 0));
   // best[g]: bytes saved for others' reads from group g on; a pair only when it saves strictly less.
   const best = new Array<number>(G + 2).fill(0);
   const pair = new Array<boolean>(G).fill(false);
@@ -146,17 +155,17 @@ export function planInPlace(p: PackageHeader, chunks: ChunkReader, slot: FlashGe
   for (let g = 0; g < G; ) {
     if (pair[g]) {
       secondFirst[g] = true;
-      check(g + 1, [carry, needs[g + 1].own, forward[g + 1], lookback[g + 1]]);
-      check(g, [carry, forward[g + 1], lookback[g + 1], needs[g].own]);
+      check(g + 1, [carry, own[g + 1], forward[g + 1], lookback[g + 1]]);
+      check(g, [carry, forward[g + 1], lookback[g + 1], own[g]]);
       carry = lookback[g + 1];
       g += 2;
     } else {
-      check(g, [carry, needs[g].own, lookback[g]]);
+      check(g, [carry, own[g], lookback[g]]);
       carry = lookback[g];
       g += 1;
     }
   }
-  return { groups, secondFirst };
+  return { groups, secondFirst, readBytes };
 }
 
 /** Ring bytes of a group's mark (a CRC per sector of a one-chunk group, one for a group of several chunks). */

@@ -119,7 +119,7 @@ export interface PowercutReport {
   failures: CutFailure[];
   /** Flash wear of a clean restore. */
   wear: UpdateWear;
-  /** restoreRamBytes: the restore's buffers. */
+  /** restoreRamBytes on the target slot: the restore's buffers (and in place its planning). */
   ramBytes: number;
 }
 
@@ -235,6 +235,6 @@ export function runPowercut(old: Uint8Array, neu: Uint8Array, pkg: Uint8Array, o
     failed: failures.length,
     failures,
     wear: updateWear(dev, meter, old, neu),
-    ramBytes: restoreRamBytes(dev.header),
+    ramBytes: restoreRamBytes(dev.header, openPartition(dev.flash, dev.layout, dev.targetSlot === 'A' ? 'appA' : 'appB').geometry),
   };
 }
