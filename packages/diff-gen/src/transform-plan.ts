@@ -1,6 +1,6 @@
 // Which transform a pair gets, and over which addresses: Thumb-2 for Cortex-M code (load address given,
 // else read off the vector table), Xtensa for ESP8266 application images (their segments' addresses).
-import { forEachThumb2Reference, type TransformKind } from '@otadiff/patch-apply';
+import { forEachThumb2Reference, MAX_LABEL_SPAN, type TransformKind } from '@otadiff/patch-apply';
 import { esp8266Layout } from './esp8266-image.js';
 import { guessLoadAddress } from './load-address.js';
 import type { TransformPlan } from './transform-pass.js';
@@ -20,26 +20,32 @@ export function looksLikeThumb2(image: Uint8Array): boolean {
   return inside >= 64 && inside >= image.length / 1024;
 }
 
+/** Labels from `base` on: `length` of them, within the 32-bit addresses and the format's MAX_LABEL_SPAN. */
+function spanFrom(base: number, length: number): number {
+  return Math.min(Math.max(length, 1), 2 ** 32 - base, MAX_LABEL_SPAN);
+}
+
 /** Thumb-2: the image's own addresses are [load address, + the larger image); labels are image offsets. */
 function thumb2Plan(oldImage: Uint8Array, newImage: Uint8Array, base: number | undefined): TransformPlan {
   const at = base ?? guessLoadAddress(oldImage);
-  return { kind: 'thumb2', base: at, span: Math.min(Math.max(oldImage.length, newImage.length, 1), 2 ** 32 - at), origin: at };
+  return { kind: 'thumb2', base: at, span: spanFrom(at, Math.max(oldImage.length, newImage.length)), origin: at };
 }
 
 /**
- * Xtensa: every address OLD's or NEW's segments load at (one range from the lowest to the highest), and
- * OLD's code origin; a flat image (no ESP8266 header) is taken as loaded at `base` (default 0).
+ * Xtensa: every address OLD's or NEW's segments load at (one range from the lowest to the highest, cut
+ * at 2^31 addresses), and OLD's code origin; a flat image (no ESP8266 header) is taken as loaded at
+ * `base` (default 0).
  */
 function xtensaPlan(oldImage: Uint8Array, newImage: Uint8Array, base: number | undefined): TransformPlan {
   const layouts = [esp8266Layout(oldImage), esp8266Layout(newImage)];
   if (layouts[0] === null || layouts[1] === null) {
     const at = base ?? 0;
-    return { kind: 'xtensa', base: at, span: Math.min(Math.max(oldImage.length, newImage.length, 1), 2 ** 32 - at), origin: at };
+    return { kind: 'xtensa', base: at, span: spanFrom(at, Math.max(oldImage.length, newImage.length)), origin: at };
   }
   const all = [...layouts[0].ranges, ...layouts[1].ranges];
   const start = Math.min(...all.map((r) => r.start));
   const end = Math.max(...all.map((r) => r.end));
-  return { kind: 'xtensa', base: start, span: Math.max(1, end - start), origin: layouts[0].origin };
+  return { kind: 'xtensa', base: start, span: spanFrom(start, end - start), origin: layouts[0].origin };
 }
 
 /** The transform to try for `choice` (null: none). `base` is the user's load address (Thumb-2, or a flat Xtensa image). */

@@ -142,6 +142,17 @@ describe('Thumb-2 transform in the generator', () => {
     expect(planTransform(new Uint8Array(5000), new Uint8Array(5000), 'auto')).toBeNull();
     expect(planTransform(microbit('v2a-4.0.24'), microbit('v2a-7.0.6'), 'none')).toBeNull();
     expect(planTransform(new Uint8Array(100), new Uint8Array(200), 'xtensa', 0x4000)).toEqual({ kind: 'xtensa', base: 0x4000, span: 200, origin: 0x4000 });
+    // Segments loading at 0x10 and 0xF0000000: labels are cut at the format's 2^31.
+    const far = new Uint8Array(8 + 2 * (8 + 16));
+    far.set([0xe9, 2]);
+    const v = new DataView(far.buffer);
+    v.setUint32(8, 0x10, true);
+    v.setUint32(12, 16, true);
+    v.setUint32(8 + 24, 0xf000_0000, true);
+    v.setUint32(12 + 24, 16, true);
+    expect(esp8266Layout(far)?.ranges).toEqual([{ start: 0x10, end: 0x20 }, { start: 0xf000_0000, end: 0xf000_0010 }]);
+    expect(planTransform(far, far, 'xtensa')).toMatchObject({ kind: 'xtensa', base: 0x10, span: 2 ** 31 });
+    expect(planTransform(far, far, 'thumb2', 0x1000)).toMatchObject({ span: far.length });
     expect(looksLikeThumb2(esp('3.0.4'))).toBe(false);
     expect(looksLikeThumb2(new Uint8Array(100000).fill(0xff))).toBe(false);
     expect(looksLikeThumb2(microbit('v1a-4.0.24'))).toBe(true);

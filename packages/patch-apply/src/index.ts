@@ -32,7 +32,7 @@ export { TRANSFORM_BLOCK } from './transform/block.js';
 export { forEachXtensaReference, xtensaDecode, xtensaEncode, xtensaPredict } from './transform/xtensa.js';
 export { CODECS } from './transform/codecs.js';
 export type { TransformCodec } from './transform/codecs.js';
-export { mapLabel, labelMapRamBytes, encodeLabelMap, decodeLabelMap, encodedLabelMapLength, EMPTY_LABEL_MAP } from './transform/label-map.js';
+export { mapLabel, labelMapRamBytes, encodeLabelMap, decodeLabelMap, encodedLabelMapLength, EMPTY_LABEL_MAP, MAX_LABEL_SPAN } from './transform/label-map.js';
 export type { LabelMap, Labels, Prediction } from './transform/label-map.js';
 export { chunkTransformed, chunkMaskOf, chunkMaskBytes, transformSectionLength, DEFAULT_MAX_MAP_ENTRIES } from './transform/transform-section.js';
 export type { PackageTransform, TransformKind } from './transform/transform-section.js';

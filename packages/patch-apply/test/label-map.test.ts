@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { decodeLabelMap, encodeLabelMap, encodedLabelMapLength, mapLabel, type LabelMap } from '../src/transform/label-map.js';
+import { decodeLabelMap, encodeLabelMap, encodedLabelMapLength, mapLabel, MAX_LABEL_SPAN, type LabelMap } from '../src/transform/label-map.js';
+import { chunkMaskOf, encodeTransformSection, parseTransformSection, transformSectionLength, type PackageTransform } from '../src/transform/transform-section.js';
 import { PackageError } from '../src/package-error.js';
 import { codeOf } from './helpers/error-code.js';
 
@@ -72,5 +73,35 @@ describe('label map', () => {
       }),
       { seed: 4, numRuns: 500 },
     );
+  });
+
+  it('labels are below 2^31: a segment may start at 2^31 - 1 and maps there, a start at 2^31 or a larger span is refused', () => {
+    const L = 2 ** 31;
+    expect(MAX_LABEL_SPAN).toBe(L);
+    const top = L - 1;
+    const edge: LabelMap = { starts: Int32Array.of(1000, top), deltas: Int32Array.of(8, -5) };
+    const m = decodeLabelMap(encode(edge), 2, L);
+    expect(Array.from(m.starts)).toEqual([1000, top]);
+    // A word's label just below the span, one in the segment before, a branch's below the image.
+    expect([top, top - 1, 5000, 999, -3].map((x) => mapLabel(m, x))).toEqual([top - 5, (top - 1 + 8) | 0, 5008, 999, -3]);
+    // The start 2^31 (LEB128 80 80 80 80 08) with delta +1: an Int32Array holds it as -2^31, which would
+    // put every label in its segment.
+    const at31 = Uint8Array.of(0x80, 0x80, 0x80, 0x80, 0x08, 2);
+    for (const span of [L, L + 1, 2 ** 32 - 1]) expect(codeOf(() => decodeLabelMap(at31, 1, span)), `span ${span}`).toBe('bad-header');
+    expect(codeOf(() => decodeLabelMap(new Uint8Array(0), 0, L + 1))).toBe('bad-header');
+  });
+
+  it('a transform section with a span above 2^31 is refused when read and cannot be written', () => {
+    const L = 2 ** 31;
+    const t: PackageTransform = { kind: 'xtensa', base: 0x1000, span: L, origin: 0x1000, chunkMask: chunkMaskOf(1, () => true), map: { starts: Int32Array.of(2 ** 31 - 1), deltas: Int32Array.of(1) } };
+    const out = new Uint8Array(transformSectionLength(t, 1));
+    encodeTransformSection(t, 1, out, 0);
+    const context = { mode: 'inplace', chunkCount: 1, maxMapEntries: 16 };
+    expect(Array.from(parseTransformSection(out, context).map.starts)).toEqual([2 ** 31 - 1]);
+    // The same section with span 2^31 + 1 (the 32-bit field at offset 8).
+    new DataView(out.buffer).setUint32(8, L + 1, true);
+    expect(() => parseTransformSection(out, context)).toThrow(PackageError);
+    expect(() => parseTransformSection(out, context)).toThrow(/exceeds 2\^31/);
+    expect(() => encodeTransformSection({ ...t, span: L + 1 }, 1, new Uint8Array(out.length), 0)).toThrow(RangeError);
   });
 });

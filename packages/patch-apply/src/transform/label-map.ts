@@ -14,6 +14,13 @@ export interface LabelMap {
 
 export const EMPTY_LABEL_MAP: LabelMap = { starts: new Int32Array(0), deltas: new Int32Array(0) };
 
+/**
+ * Most labels a transform may have (docs/FORMAT.md, "Transform section"): below 2^31 every label that
+ * can start a segment, and every address word's label, is a non-negative 32-bit integer, so the starts
+ * fit an Int32Array and compare with any label (a branch's is signed) as plain numbers.
+ */
+export const MAX_LABEL_SPAN = 2 ** 31;
+
 /** Which values are labels: an address base + x with x < span is the image's own; x is its label. */
 export interface Labels {
   base: number;
@@ -100,12 +107,14 @@ export function encodeLabelMap(m: LabelMap, out: Uint8Array, at: number): number
 
 /**
  * Decodes and validates `count` segments filling `bytes` exactly: starts strictly increasing inside
- * the labels (`[0, span)`), every start mapped inside them too (`[0, span]`), numbers of at most 32 bits.
+ * the labels (`[0, span)`, span at most MAX_LABEL_SPAN), every start mapped inside them too
+ * (`[0, span]`), numbers of at most 32 bits.
  */
 export function decodeLabelMap(bytes: Uint8Array, count: number, span: number): LabelMap {
   const fail = (msg: string): never => {
     throw new PackageError('bad-header', `transform map: ${msg}`);
   };
+  if (span > MAX_LABEL_SPAN) fail(`a span of ${span} labels exceeds 2^31`);
   // Each segment takes at least two bytes: a count the bytes cannot hold is refused before allocating.
   if (count * 2 > bytes.length) fail(`${count} segments cannot fit in ${bytes.length} bytes`);
   const starts = new Int32Array(count);

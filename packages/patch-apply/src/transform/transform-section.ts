@@ -3,7 +3,7 @@
 // CRC, so the signature covers it.
 import { PackageError } from '../package-error.js';
 import type { TransformKind } from './codecs.js';
-import { decodeLabelMap, encodeLabelMap, encodedLabelMapLength, type LabelMap } from './label-map.js';
+import { decodeLabelMap, encodeLabelMap, encodedLabelMapLength, MAX_LABEL_SPAN, type LabelMap } from './label-map.js';
 
 export type { TransformKind } from './codecs.js';
 const KIND_CODES: Readonly<Record<TransformKind, number>> = { thumb2: 1, xtensa: 2 };
@@ -57,8 +57,8 @@ export function transformSectionBounds(chunkCount: number, maxMapEntries: number
 
 export function encodeTransformSection(t: PackageTransform, chunkCount: number, out: Uint8Array, at: number): number {
   if (t.chunkMask.length !== chunkMaskBytes(chunkCount)) throw new RangeError(`transform chunk mask has ${t.chunkMask.length} bytes for ${chunkCount} chunks`);
-  if (!Number.isInteger(t.base) || t.base < 0 || !Number.isInteger(t.span) || t.span < 1 || t.base + t.span > 2 ** 32)
-    throw new RangeError('transform base and span must give a range of 32-bit addresses');
+  if (!Number.isInteger(t.base) || t.base < 0 || !Number.isInteger(t.span) || t.span < 1 || t.span > MAX_LABEL_SPAN || t.base + t.span > 2 ** 32)
+    throw new RangeError('transform base and span must give a range of 32-bit addresses, at most 2^31 of them');
   if (!Number.isInteger(t.origin) || t.origin < 0 || t.origin > 0xffff_ffff) throw new RangeError('transform origin must be a 32-bit address');
   const v = new DataView(out.buffer, out.byteOffset, out.length);
   v.setUint8(at, KIND_CODES[t.kind]);
@@ -93,6 +93,7 @@ export function parseTransformSection(bytes: Uint8Array, c: SectionContext): Pac
   const base = v.getUint32(4, true);
   const span = v.getUint32(8, true);
   if (span === 0 || base + span > 2 ** 32) fail('bad-header', `addresses [0x${base.toString(16)}, +${span}) are no range of 32-bit addresses`);
+  if (span > MAX_LABEL_SPAN) fail('bad-header', `a span of ${span} addresses exceeds 2^31 labels`);
   const origin = v.getUint32(12, true);
   const count = v.getUint32(16, true);
   if (count > c.maxMapEntries) fail('limit-exceeded', `a map of ${count} segments exceeds this device's limit of ${c.maxMapEntries}`);
