@@ -49,6 +49,8 @@ export class LzmaPacker {
   private range = 0;
   private cache = 0;
   private cacheSize = 0;
+  /** Distance - 1 of the match longest() found last (a field: no tuple per position). */
+  private found = 0;
 
   /**
    * The raw LZMA stream of `data` (at most LZMA_PACK_MAX bytes), or null when it would take more than
@@ -73,13 +75,11 @@ export class LzmaPacker {
     let nextDist = 0;
     while (pos < n) {
       if (this.outLen > this.outLimit) return null;
-      let len: number;
-      let dist: number;
-      if (nextLen >= 0) {
-        len = nextLen;
-        dist = nextDist;
-      } else {
-        [len, dist] = this.longest(data, pos);
+      let len = nextLen;
+      let dist = nextDist;
+      if (nextLen < 0) {
+        len = this.longest(data, pos);
+        dist = this.found;
       }
       nextLen = -1;
       const repLen = pos > rep0 ? matchLength(data, pos, pos - rep0 - 1, n) : 0;
@@ -97,7 +97,8 @@ export class LzmaPacker {
       if (len >= 3 || (len === 2 && dist < 128)) {
         // Lazy: a longer match one byte on is worth a literal first.
         this.insert(data, pos);
-        const [l2, d2] = pos + 1 < n ? this.longest(data, pos + 1) : [0, 0];
+        const l2 = pos + 1 < n ? this.longest(data, pos + 1) : 0;
+        const d2 = this.found;
         if (l2 > len + 1 || (l2 === len + 1 && d2 < dist)) {
           nextLen = l2;
           nextDist = d2;
@@ -147,8 +148,8 @@ export class LzmaPacker {
     for (let i = 0; i < count; i++) this.insert(data, pos + i);
   }
 
-  /** [length, distance - 1] of the longest earlier match at pos (length 0 when none of 2 or more). */
-  private longest(data: Uint8Array, pos: number): [number, number] {
+  /** Length of the longest earlier match at pos (0 when none of 2 or more), its distance - 1 in `found`. */
+  private longest(data: Uint8Array, pos: number): number {
     const n = data.length;
     let bestLen = 0;
     let bestDist = 0;
@@ -167,11 +168,17 @@ export class LzmaPacker {
     }
     if (bestLen < MATCH_MIN) {
       // A 2-byte match just behind (hashes cover 3 bytes).
+      bestLen = 0;
+      bestDist = 0;
       for (let d = 0; d < 8 && pos - d - 1 >= 0 && pos + 1 < n; d++)
-        if (data[pos - d - 1] === data[pos] && data[pos - d] === data[pos + 1]) return [2, d];
-      return [0, 0];
+        if (data[pos - d - 1] === data[pos] && data[pos - d] === data[pos + 1]) {
+          bestLen = 2;
+          bestDist = d;
+          break;
+        }
     }
-    return [bestLen, bestDist];
+    this.found = bestDist;
+    return bestLen;
   }
 
   // ---- symbols -------------------------------------------------------------------------------------

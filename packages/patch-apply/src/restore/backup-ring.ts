@@ -4,10 +4,9 @@
 //
 // Record (RING_HEADER = 32 bytes, little-endian, then the data padded with the erased value to a multiple
 // of RING_ALIGN and of the program unit, so every header starts on a unit):
-//    0  u32  magic: 'OTAB' saved old bytes, 'OTAZ' saved old bytes packed (below), 'OTAP' and 'OTAQ'
-//            the same of old bytes as a transformed chunk's prediction reads them (predicted view,
-//            below), 'OTAM' a group's mark (the CRC-32 of each of its sectors' old bytes, in the order
-//            they are rewritten; written last when the group's saves are complete)
+//    0  u32  magic: 'OTAB' saved old bytes, 'OTAZ' saved old bytes packed (below), 'OTAM' a group's mark
+//            (the CRC-32 of each of its sectors' old bytes, in the order they are rewritten; written last
+//            when the group's saves are complete)
 //    4  u32  update id
 //    8  u32  sequence number (increasing within the update)
 //   12  u32  slot offset of the saved bytes (a mark: of its group)
@@ -23,10 +22,6 @@
 // A packed record's data is a u32 count of old bytes (1 to LZMA_PACK_MAX), then their raw LZMA stream
 // (lzma-encoder.ts): old bytes are saved packed when that is smaller, so a backup takes less ring and
 // the ring is erased less often. Firmware packs to about three quarters.
-// Views: a transformed chunk reads OLD through the package's prediction (transform/predicted-source.ts),
-// whose every byte depends on others of its 4 KiB block. Saving the raw bytes it depends on would mean
-// whole block prefixes; the restore saves instead exactly the predicted bytes it reads, predicted while
-// the block is intact, and the predicted source takes them from the ring over its own prediction.
 import { crc32 } from '../crc32.js';
 import { sectorCount, sectorLength, sectorStart, type Flash } from '../flash/flash.js';
 import { SAVE_BLOCK } from './group-reads.js';
@@ -37,8 +32,6 @@ import { LZMA_ENCODER_RAM_BYTES, LZMA_PACK_MAX, LZMA_PACK_PROPS, LzmaPacker } fr
 export const RING_MAGIC = 0x4241544f; // bytes 'O' 'T' 'A' 'B'
 export const MARK_MAGIC = 0x4d41544f; // bytes 'O' 'T' 'A' 'M'
 export const PACKED_MAGIC = 0x5a41544f; // bytes 'O' 'T' 'A' 'Z'
-export const PREDICTED_MAGIC = 0x5041544f; // bytes 'O' 'T' 'A' 'P'
-export const PREDICTED_PACKED_MAGIC = 0x5141544f; // bytes 'O' 'T' 'A' 'Q'
 /** Bytes before a packed record's stream: the count of old bytes it holds. */
 const PACKED_PREFIX = 4;
 /** A run is packed only when that saves at least this many bytes (a record header's worth is not worth less). */
@@ -63,17 +56,9 @@ export interface RingRecord {
   /** The chunk whose completion ends the record's use. */
   readonly keepUntil: number;
   readonly kind: 'old' | 'packed' | 'mark';
-  /** Which bytes of OLD it holds: as they are, or as the package's prediction reads them. */
-  readonly view: OldView;
 }
 
-/** OLD as it is on flash, or as a transformed chunk reads it (the package's prediction of NEW). */
-export type OldView = 'raw' | 'predicted';
-
-const MAGIC: Record<OldView, Record<'old' | 'packed', number>> = {
-  raw: { old: RING_MAGIC, packed: PACKED_MAGIC },
-  predicted: { old: PREDICTED_MAGIC, packed: PREDICTED_PACKED_MAGIC },
-};
+const MAGIC: Record<RingRecord['kind'], number> = { old: RING_MAGIC, packed: PACKED_MAGIC, mark: MARK_MAGIC };
 
 /** Records written to the ring do not read back (worn or failing flash). */
 export class RingReadBackError extends Error {
@@ -83,6 +68,16 @@ export class RingReadBackError extends Error {
 /** The ring has no sector it may erase for the next record: it is too small for what is live. */
 export class RingFullError extends Error {
   override name = 'RingFullError';
+}
+
+/** The ring's packing state: encoder, decoder, the block a packed record decodes to (cached by record), the data of the next one. */
+interface Packing {
+  packer: LzmaPacker;
+  decoder: LzmaDecoder;
+  block: Uint8Array;
+  stored: Uint8Array;
+  cachedAt: number;
+  cachedSeq: number;
 }
 
 interface SectorState {
@@ -103,8 +98,8 @@ export function recordBytes(length: number, unit: number): number {
 }
 
 export class BackupRing {
-  /** Records of this update by slot offset, one index per view. */
-  private readonly views: Record<OldView, RecordIndex<RingRecord>> = { raw: new RecordIndex(), predicted: new RecordIndex() };
+  /** Saved old bytes of this update, by slot offset. */
+  private readonly records = new RecordIndex<RingRecord>();
   /** Group marks of this update. */
   private marks: RingRecord[] = [];
   private readonly state: SectorState[] = [];
@@ -114,7 +109,7 @@ export class BackupRing {
   private readonly block = new Uint8Array(IO);
   private readonly header = new Uint8Array(RING_HEADER);
   /** Packing, made on first use (a ring only asked whether it holds records needs neither). */
-  private pack: { packer: LzmaPacker; decoder: LzmaDecoder; block: Uint8Array; stored: Uint8Array; cachedAt: number; cachedSeq: number } | null = null;
+  private pack: Packing | null = null;
   readonly sectors: number;
 
   constructor(
@@ -140,22 +135,22 @@ export class BackupRing {
   }
 
   recordCount(): number {
-    return this.views.raw.size + this.views.predicted.size;
+    return this.records.size;
   }
 
-  /** The record of `view` covering slot byte `offset`, or null. */
-  find(offset: number, view: OldView = 'raw'): RingRecord | null {
-    return this.views[view].find(offset);
+  /** The record covering slot byte `offset`, or null. */
+  find(offset: number): RingRecord | null {
+    return this.records.find(offset);
   }
 
-  /** The lowest slot offset above `offset` where a record of `view` starts (Infinity when none does). */
-  nextStart(offset: number, view: OldView = 'raw'): number {
-    return this.views[view].nextStart(offset);
+  /** The lowest slot offset above `offset` where a record starts (Infinity when none does). */
+  nextStart(offset: number): number {
+    return this.records.nextStart(offset);
   }
 
-  /** Slot bytes of [start, start + length) that no record of `view` covers, as runs (block-aligned input gives block-aligned runs). */
-  uncovered(start: number, length: number, view: OldView = 'raw'): { offset: number; length: number }[] {
-    return this.views[view].uncovered(start, length, SAVE_BLOCK);
+  /** Slot bytes of [start, start + length) that no record covers, as runs (block-aligned input gives block-aligned runs). */
+  uncovered(start: number, length: number): { offset: number; length: number }[] {
+    return this.records.uncovered(start, length, SAVE_BLOCK);
   }
 
   /** Reads saved bytes of `rec` for slot bytes [offset, offset + length) (inside the record). */
@@ -166,7 +161,7 @@ export class BackupRing {
     dst.set(p.block.subarray(offset - rec.slotOffset, offset - rec.slotOffset + length), dstOffset);
   }
 
-  private packing() {
+  private packing(): Packing {
     return (this.pack ??= {
       packer: new LzmaPacker(),
       decoder: new LzmaDecoder(LZMA_PACK_PROPS),
@@ -178,7 +173,7 @@ export class BackupRing {
   }
 
   /** Decodes a packed record into the pack block. Its stream is smaller than the bytes it holds, so it fits the I/O block. */
-  private unpack(rec: RingRecord, p: NonNullable<BackupRing['pack']>): void {
+  private unpack(rec: RingRecord, p: Packing): void {
     p.cachedAt = -1;
     const d = p.decoder;
     const n = rec.stored - PACKED_PREFIX;
@@ -204,7 +199,7 @@ export class BackupRing {
    * Saves `data` (the old slot bytes at `slotOffset`) as one or more records. `live(rec)` tells which
    * records must survive: a sector holding one is never erased for room.
    */
-  save(slotOffset: number, data: Uint8Array, keepUntil: number, live: (rec: RingRecord) => boolean, kind: 'old' | 'mark' = 'old', view: OldView = 'raw'): void {
+  save(slotOffset: number, data: Uint8Array, keepUntil: number, live: (rec: RingRecord) => boolean, kind: 'old' | 'mark' = 'old'): void {
     let done = 0;
     let failures = 0;
     while (done < data.length) {
@@ -224,51 +219,38 @@ export class BackupRing {
         continue;
       }
       const packed = kind === 'old' ? this.packed(data.subarray(done, Math.min(data.length, done + LZMA_PACK_MAX)), fit) : null;
-      if (packed !== null) {
-        if (!this.append(slotOffset + done, packed.stored, keepUntil, 'packed', packed.length, view)) {
-          if (++failures > 2) throw new RingReadBackError(`backup ring records do not read back what was written (${failures} sectors tried)`);
-          continue;
-        }
-        done += packed.length;
-        continue;
-      }
-      if (!this.append(slotOffset + done, data.subarray(done, done + n), keepUntil, kind, n, view)) {
+      const held = packed?.length ?? n;
+      if (!this.append(slotOffset + done, packed?.stored ?? data.subarray(done, done + n), keepUntil, packed === null ? kind : 'packed', held)) {
         if (++failures > 2) throw new RingReadBackError(`backup ring records do not read back what was written (${failures} sectors tried)`);
         continue;
       }
-      done += n;
+      done += held;
     }
   }
 
   /**
-   * `old` (at most LZMA_PACK_MAX bytes) as a packed record's data of at most `room` bytes, or a shorter
-   * prefix of it when the whole does not fit; null when packing saves too little. Records are written
-   * from this (the packer's buffer is reused by the next call).
+   * `old` (at most LZMA_PACK_MAX bytes) as a packed record's data of at most `room` bytes, or of a
+   * shorter prefix of it when the whole does not fit there; null when packing saves too little. The
+   * data is a view of the packing buffer, valid until the next call.
    */
   private packed(old: Uint8Array, room: number): { stored: Uint8Array; length: number } | null {
-    const p = this.packing();
+    const { packer, stored } = this.packing();
     let take = old.length;
-    for (let attempt = 0; attempt < 2; attempt++) {
-      const limit = Math.min(take - PACK_GAIN_MIN, room) - PACKED_PREFIX;
-      if (limit <= 0 || take < 2 * PACK_GAIN_MIN) return null;
-      const stream = p.packer.pack(old.subarray(0, take), limit);
-      if (stream !== null) {
-        const stored = p.stored;
-        new DataView(stored.buffer).setUint32(0, take, true);
-        stored.set(stream, PACKED_PREFIX);
-        return { stored: stored.subarray(0, PACKED_PREFIX + stream.length), length: take };
-      }
-      if (attempt === 0) {
-        if (room >= take - PACK_GAIN_MIN) return null; // it fits: it does not pack
-        // Too big for the room left in this sector, or not packable: try what the room's share of the
-        // whole would pack into (a sector's tail is otherwise filled with unpacked bytes).
-        const whole = p.packer.pack(old.subarray(0, take), take - PACK_GAIN_MIN - PACKED_PREFIX);
-        if (whole === null) return null;
-        take = Math.floor(((take * (room - PACKED_PREFIX)) / whole.length) * 0.95);
-        take -= take % SAVE_BLOCK;
-      }
+    if (take < 2 * PACK_GAIN_MIN) return null;
+    let stream = packer.pack(old, take - PACK_GAIN_MIN - PACKED_PREFIX);
+    if (stream === null) return null;
+    if (PACKED_PREFIX + stream.length > room) {
+      // The room left in this sector takes about its share of the whole (a sector's tail would
+      // otherwise be filled with unpacked bytes).
+      take = Math.floor(((take * (room - PACKED_PREFIX)) / stream.length) * 0.95);
+      take -= take % SAVE_BLOCK;
+      if (take < 2 * PACK_GAIN_MIN) return null;
+      stream = packer.pack(old.subarray(0, take), Math.min(take - PACK_GAIN_MIN, room) - PACKED_PREFIX);
+      if (stream === null) return null;
     }
-    return null;
+    new DataView(stored.buffer).setUint32(0, take, true);
+    stored.set(stream, PACKED_PREFIX);
+    return { stored: stored.subarray(0, PACKED_PREFIX + stream.length), length: take };
   }
 
   /**
@@ -295,7 +277,7 @@ export class BackupRing {
 
   /** Drops every record and sector state and reads the ring again (after a failed write). */
   scan(): void {
-    const found: Record<OldView, RingRecord[]> = { raw: [], predicted: [] };
+    const found: RingRecord[] = [];
     this.marks = [];
     this.state.length = 0;
     this.open = -1;
@@ -321,7 +303,7 @@ export class BackupRing {
         }
         const rec = this.decodeHeader(this.header, base + pos, s, size - pos);
         if (rec === null || rec === 'foreign' || !this.dataIntact(rec)) break;
-        (rec.kind === 'mark' ? this.marks : found[rec.view]).push(rec);
+        (rec.kind === 'mark' ? this.marks : found).push(rec);
         if (rec.seq >= maxSeq) {
           maxSeq = rec.seq;
           maxSeqSector = s;
@@ -330,8 +312,7 @@ export class BackupRing {
       }
       this.state.push({ fill, erased: erasedAll });
     }
-    this.views.raw.load(found.raw);
-    this.views.predicted.load(found.predicted);
+    this.records.load(found);
     this.nextSeq = maxSeq + 1;
     // Go on in the sector of the newest record while its tail is clean.
     if (maxSeqSector >= 0 && this.state[maxSeqSector].fill !== null) this.open = maxSeqSector;
@@ -350,9 +331,8 @@ export class BackupRing {
       if (s === this.open) continue;
       if (sectorLength(this.ring.geometry, s) < RING_HEADER + align(this.ring.geometry.programUnit)) continue;
       const holdsLive = (r: RingRecord) => r.sector === s && live(r);
-      if (this.views.raw.some(holdsLive) || this.views.predicted.some(holdsLive) || this.marks.some(holdsLive)) continue;
-      this.views.raw.dropSector(s);
-      this.views.predicted.dropSector(s);
+      if (this.records.some(holdsLive) || this.marks.some(holdsLive)) continue;
+      this.records.dropSector(s);
       this.marks = this.marks.filter((r) => r.sector !== s);
       if (!this.state[s].erased) {
         this.ring.erase(s);
@@ -365,9 +345,11 @@ export class BackupRing {
     throw new RingFullError(`the ${this.sectors}-sector backup ring holds no sector it may reuse`);
   }
 
-  /** Writes one record into the open sector; false (and the sector closed) when it does not read back. */
-  /** `data` is what goes on flash; `length` the slot bytes it holds (data.length unless packed). */
-  private append(slotOffset: number, data: Uint8Array, keepUntil: number, kind: RingRecord['kind'], length: number, view: OldView): boolean {
+  /**
+   * Writes one record into the open sector; false (and the sector closed) when it does not read back.
+   * `data` is what goes on flash; `length` the slot bytes it holds (data.length unless packed).
+   */
+  private append(slotOffset: number, data: Uint8Array, keepUntil: number, kind: RingRecord['kind'], length: number): boolean {
     const g = this.ring.geometry;
     const s = this.open;
     const pos = this.state[s].fill!;
@@ -379,7 +361,7 @@ export class BackupRing {
     body.set(data);
     this.ring.program(at + RING_HEADER, body);
     const dv = new DataView(this.header.buffer);
-    dv.setUint32(0, kind === 'mark' ? MARK_MAGIC : MAGIC[view][kind], true);
+    dv.setUint32(0, MAGIC[kind], true);
     dv.setUint32(4, this.updateId, true);
     dv.setUint32(8, seq, true);
     dv.setUint32(12, slotOffset, true);
@@ -388,7 +370,7 @@ export class BackupRing {
     dv.setUint32(24, keepUntil, true);
     dv.setUint32(28, crc32(this.header.subarray(0, 28)), true);
     this.ring.program(at, this.header);
-    const rec: RingRecord = { slotOffset, length, at: at + RING_HEADER, stored: data.length, seq, sector: s, crc: dv.getUint32(20, true), keepUntil, kind, view };
+    const rec: RingRecord = { slotOffset, length, at: at + RING_HEADER, stored: data.length, seq, sector: s, crc: dv.getUint32(20, true), keepUntil, kind };
     const back = new Uint8Array(RING_HEADER);
     this.ring.read(at, back);
     if (back.some((b, i) => b !== this.header[i]) || !this.dataIntact(rec)) {
@@ -401,16 +383,15 @@ export class BackupRing {
       this.marks.push(rec);
       return true;
     }
-    this.views[view].add(rec);
+    this.records.add(rec);
     return true;
   }
 
   private decodeHeader(h: Uint8Array, at: number, sector: number, room: number): RingRecord | null | 'foreign' {
     const dv = new DataView(h.buffer, h.byteOffset, RING_HEADER);
     const magic = dv.getUint32(0, true);
-    const view: OldView = magic === PREDICTED_MAGIC || magic === PREDICTED_PACKED_MAGIC ? 'predicted' : 'raw';
-    const packed = magic === PACKED_MAGIC || magic === PREDICTED_PACKED_MAGIC;
-    if ((magic !== MARK_MAGIC && magic !== MAGIC[view].old && !packed) || dv.getUint32(28, true) !== crc32(h.subarray(0, 28))) return null;
+    if ((magic !== RING_MAGIC && magic !== MARK_MAGIC && magic !== PACKED_MAGIC) || dv.getUint32(28, true) !== crc32(h.subarray(0, 28))) return null;
+    const packed = magic === PACKED_MAGIC;
     const stored = dv.getUint32(16, true);
     if (stored === 0 || recordBytes(stored, this.ring.geometry.programUnit) > room) return null;
     if (dv.getUint32(4, true) !== this.updateId) return 'foreign';
@@ -433,7 +414,6 @@ export class BackupRing {
       crc: dv.getUint32(20, true),
       keepUntil: dv.getUint32(24, true),
       kind: magic === MARK_MAGIC ? 'mark' : packed ? 'packed' : 'old',
-      view,
     };
   }
 

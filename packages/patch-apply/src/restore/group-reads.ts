@@ -264,19 +264,22 @@ export class GroupReads {
   private neededAt(order: readonly number[], step: number): Uint8Array {
     const z = order[step];
     if (this.readers !== null) return this.neededOf(z, new Set(order.slice(step)));
-    // Without maps the order is monotone: a block is needed while its highest (ascending) or lowest
-    // (descending) reader is not written yet.
     const up = order.length < 2 || order[1] > order[0];
     const bits = new Uint8Array(sectorLength(this.slot, z) / SAVE_BLOCK);
     if (!this.single) return bits;
     const first = (sectorStart(this.slot, z) - this.group.start) / SAVE_BLOCK;
-    const zr = z - this.group.firstSector;
-    for (let i = 0; i < bits.length; i++) {
-      const lo = this.low[first + i];
-      const hi = this.high[first + i];
-      if (lo <= hi && (up ? hi >= zr : lo <= zr)) bits[i] = 1;
-    }
+    for (let i = 0; i < bits.length; i++) if (this.neededPlain(first + i, z - this.group.firstSector, up)) bits[i] = 1;
     return bits;
+  }
+
+  /**
+   * Without maps the order is monotone: block b is needed when sector zr (from the group's first) is
+   * rewritten while its highest (ascending) or lowest (descending) reader is not written yet.
+   */
+  private neededPlain(b: number, zr: number, up: boolean): boolean {
+    const lo = this.low[b];
+    const hi = this.high[b];
+    return lo <= hi && (up ? hi >= zr : lo <= zr);
   }
 
   /** Blocks of sector z read by the output sectors in `by` (z's own bit map, one entry per block). */
@@ -294,11 +297,7 @@ export class GroupReads {
       const z = this.group.firstSector + zr;
       const first = (sectorStart(this.slot, z) - this.group.start) / SAVE_BLOCK;
       const end = first + sectorLength(this.slot, z) / SAVE_BLOCK;
-      for (let b = first; b < end; b++) {
-        const lo = this.low[b];
-        const hi = this.high[b];
-        if (lo <= hi && (up ? hi >= zr : lo <= zr)) n++;
-      }
+      for (let b = first; b < end; b++) if (this.neededPlain(b, zr, up)) n++;
     }
     return n;
   }

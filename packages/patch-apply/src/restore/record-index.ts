@@ -1,5 +1,5 @@
 // The backup ring's index of saved records by slot offset: which record covers a slot byte, where the
-// next one starts, and which bytes of a range none covers. One index per view of OLD (backup-ring.ts).
+// next one starts, and which bytes of a range none covers (backup-ring.ts).
 
 /** What an index needs of a record. */
 export interface Indexed {
