@@ -197,6 +197,20 @@ describe.each(ENGINES)('the cloud store on %s', (engine) => {
       expect(await recordInform(s, d('ghost'), '1.0.0')).toEqual({ kind: 'unknown-device' });
     });
 
+    it('a progress report for a job the device was never told of is a late one of its earlier job: ignored', async () => {
+      const s = await store();
+      await s.addFirmware(PK, '1.0.0', pair.old);
+      await s.addFirmware(PK, '2.0.0', pair.neu);
+      await s.addDevice(PK, 'dev-1');
+      await recordInform(s, d('dev-1'), '1.0.0');
+      const job = await s.createJob({ productKey: PK, version: '2.0.0' });
+      // Queued, no notice out yet: the device's report still belongs to a download it was told to stop.
+      expect(await recordProgress(s, d('dev-1'), 59, 'downloading')).toEqual({ kind: 'ignored' });
+      expect((await s.status()).devices[0].job).toMatchObject({ id: job.id, state: 'queued', pushes: 0 });
+      expect(await claimPushes(s, 'w1', 10)).toHaveLength(1); // so it is still pushed
+      expect(await recordProgress(s, d('dev-1'), 10, 'downloading')).toEqual({ kind: 'progress', jobId: job.id, state: 'downloading' });
+    });
+
     it('a failure is final; a reboot mid-download queues the device again', async () => {
       const s = await store();
       await s.addFirmware(PK, '1.0.0', pair.old);

@@ -20,7 +20,7 @@ import type { Transaction } from 'kysely';
 import { FIRMWARE_VERSION_BYTES, type PackageHeader, type PatchMode } from '@otadiff/patch-apply';
 import { DatabaseError, isPostgresUrl, openDatabaseEngine, type DatabaseHandle, type Engine } from './db/engine.js';
 import { migrate } from './db/migrations.js';
-import { FINAL_STATES, IN_FLIGHT_STATES, type Database, type DeviceJobState, type NewDeviceJob } from './db/schema.js';
+import { FINAL_STATES, IN_FLIGHT_STATES, isTold, type Database, type DeviceJobState, type NewDeviceJob } from './db/schema.js';
 import { checkSecret, generateSecret, type DeviceRecord, type ProductRecord } from './device-registry.js';
 import { ObjectStore } from './object-store.js';
 import { PackageCache } from './package-cache.js';
@@ -810,10 +810,7 @@ export class CloudStore {
       .where('product_key', '=', productKey)
       .where('device_name', '=', deviceName)
       .executeTakeFirst();
-    if (row === undefined) return false;
-    // A row queued again after a notice went out (a restarted worker, an unanswered notice) still
-    // belongs to a device that may be downloading with the URL it was sent.
-    return IN_FLIGHT_STATES.includes(row.state) || (row.state === 'queued' && Number(row.pushes) > 0);
+    return row !== undefined && isTold(row.state, Number(row.pushes));
   }
 
   /** Devices per job state of one job (the bench and `status` summaries). */

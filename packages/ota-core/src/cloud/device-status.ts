@@ -5,7 +5,8 @@
 // two workers (shared subscriptions deal messages out one by one) leave the row consistent.
 
 import type { CloudStore } from './cloud-store.js';
-import { FINAL_STATES, IN_FLIGHT_STATES, type DeviceJobState } from './db/schema.js';
+import { FINAL_STATES, IN_FLIGHT_STATES, type Database, type DeviceJobState } from './db/schema.js';
+import type { ExpressionBuilder } from 'kysely';
 import type { DeviceRef } from '../protocol/topics.js';
 import { compareVersions } from '../protocol/version.js';
 import { decideTarget, type JobTarget } from './job-target.js';
@@ -21,8 +22,10 @@ export type InformOutcome =
 
 export type ProgressOutcome = { kind: 'ignored' } | { kind: 'progress'; jobId: string; state: DeviceJobState };
 
-/** Rows a progress report cannot move: finished, not told yet, or being cancelled. */
-const NO_PROGRESS: DeviceJobState[] = [...FINAL_STATES, 'waiting', 'held', 'cancelling'];
+/** isTold() of a device_jobs row, in SQL: the rows a device's progress report may move. */
+function told(eb: ExpressionBuilder<Database, 'device_jobs'>) {
+  return eb.or([eb('state', 'in', IN_FLIGHT_STATES), eb.and([eb('state', '=', 'queued'), eb('pushes', '>', 0)])]);
+}
 
 /**
  * The transition an inform of `version` makes from `state` of a job for `target`, if any, for a
@@ -111,7 +114,8 @@ export async function recordProgress(store: CloudStore, d: DeviceRef, step: numb
     .where('product_key', '=', d.productKey)
     .where('device_name', '=', d.deviceName)
     .where('job_id', '=', current)
-    .where('state', 'not in', NO_PROGRESS);
+    // Finished, being cancelled, or never told (a late report of an earlier job of the same device): unmoved.
+    .where(told);
   if (step >= 0) q = q.where((eb) => eb.or([eb('step', 'is', null), eb('step', '<=', step)]));
   const rows = await q.returning(['job_id']).execute();
   return rows.length === 0 ? { kind: 'ignored' } : { kind: 'progress', jobId: rows[0].job_id, state };

@@ -18,6 +18,16 @@ export const FINAL_STATES: readonly DeviceJobState[] = ['succeeded', 'failed', '
 /** States of a device that was sent a notice and has not finished. */
 export const IN_FLIGHT_STATES: readonly DeviceJobState[] = ['notified', 'downloading', 'downloaded'];
 
+/**
+ * Whether a row's device was told of its job and may be working on it: in flight, or queued again after
+ * a notice went out (a restarted worker, an unanswered notice), when it may be downloading with the URL
+ * it was sent. A row queued and never pushed is not: a report for it is a late one of an earlier job.
+ * Its SQL form is told() in device-status.ts.
+ */
+export function isTold(state: DeviceJobState, pushes: number): boolean {
+  return IN_FLIGHT_STATES.includes(state) || (state === 'queued' && pushes > 0);
+}
+
 export interface SettingsTable {
   key: string;
   value: string;
